@@ -34,8 +34,6 @@ pub use action::{Action, ActionKind, Window};
 pub use client::{ClientRequest, ClientResponse, InferRequest, InferResponse, ModelInfo, Slo};
 pub use ids::{ActionId, GpuId, ModelId, RequestId, WorkerId};
 pub use model::{BatchProfile, ModelProfile, ProfileError, DEFAULT_PAGE_SIZE};
-pub use result::{
-    ActionResult, GpuState, Inferred, Outcome, RegisteredModel, Timing, WorkerState,
-};
+pub use result::{ActionResult, GpuState, Inferred, Outcome, RegisteredModel, Timing, WorkerState};
 pub use status::{ClientStatus, WorkerStatus};
 pub use time::{Clock, MonotonicClock, Nanos};

@@ -138,17 +138,32 @@ fn zoo_profile(name: &str, weights_bytes: u64, load_us: u64, exec_us: [u64; 5]) 
 
 /// ResNet18 v2 on a V100 (original model zoo measurements).
 pub fn resnet18() -> ModelProfile {
-    zoo_profile("resnet18_v2", 46_737_836, 3_850, [1_630, 2_510, 3_620, 6_630, 11_860])
+    zoo_profile(
+        "resnet18_v2",
+        46_737_836,
+        3_850,
+        [1_630, 2_510, 3_620, 6_630, 11_860],
+    )
 }
 
 /// ResNet50 v2 on a V100 (original model zoo measurements).
 pub fn resnet50() -> ModelProfile {
-    zoo_profile("resnet50_v2", 102_160_300, 8_370, [3_320, 5_270, 7_500, 12_440, 21_730])
+    zoo_profile(
+        "resnet50_v2",
+        102_160_300,
+        8_370,
+        [3_320, 5_270, 7_500, 12_440, 21_730],
+    )
 }
 
 /// ResNet152 v2 on a V100 (original model zoo measurements).
 pub fn resnet152() -> ModelProfile {
-    zoo_profile("resnet152_v2", 240_637_868, 19_680, [9_130, 14_770, 22_510, 34_960, 61_550])
+    zoo_profile(
+        "resnet152_v2",
+        240_637_868,
+        19_680,
+        [9_130, 14_770, 22_510, 34_960, 61_550],
+    )
 }
 
 /// All built-in profiles.

@@ -1,0 +1,26 @@
+//! Clockwork-RS transport: how bytes move between clients, the controller and workers.
+//!
+//! This crate owns the frame format (a fixed little-endian header followed by an
+//! aligned rkyv archive), validation of received frames at the trust boundary, the
+//! connection handshake (protocol version and cluster token), per-link clock offset and
+//! RTT estimation, and the glommio executor set-up every service uses (including the
+//! guard against glommio's executor-park race). It does not own the message types (they
+//! are in `clockwork-core`) nor what a service does with a message.
+
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(unused_must_use)]
+
+pub mod clock_sync;
+pub mod conn;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod runtime;
+pub mod tcp;
+
+pub use clock_sync::ClockSync;
+pub use conn::{Connection, FrameReader, FrameWriter};
+pub use error::NetError;
+pub use frame::{Decode, Encode, Frame, DEFAULT_MAX_FRAME};
+pub use handshake::{LinkConfig, PeerInfo};
+pub use tcp::{connect, Listener, TcpConnection};

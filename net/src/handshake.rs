@@ -1,0 +1,191 @@
+//! The connection handshake: the connecting side sends [`Hello`] (protocol version,
+//! role, cluster token, name); the listening side answers [`HelloReply`] and, on any
+//! mismatch, closes the connection after saying why. The frame header's version is
+//! checked first, so a peer of another protocol version is told so in words even
+//! though neither side can read the other's payloads.
+
+use crate::conn::Connection;
+use crate::error::NetError;
+use crate::frame::{FrameEncoder, DEFAULT_MAX_FRAME};
+use clockwork_core::wire::{
+    ArchivedHelloReply, ArchivedPeerRole, Hello, HelloReply, PeerRole, PROTOCOL_VERSION,
+};
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use std::future::Future;
+use std::time::Duration;
+
+/// Settings of one side of a handshake.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The cluster token both sides must share.
+    pub token: String,
+    /// Our name, for the peer's logs.
+    pub name: String,
+    /// Largest payload accepted.
+    pub max_frame: usize,
+    /// How long the peer may take to answer.
+    pub handshake_timeout: Duration,
+}
+
+impl LinkConfig {
+    /// A config with the given token and name and default limits.
+    pub fn new(token: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            name: name.into(),
+            max_frame: DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Who connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its role.
+    pub role: PeerRole,
+    /// Its name.
+    pub name: String,
+}
+
+async fn with_timeout<T>(
+    d: Duration,
+    what: &'static str,
+    f: impl Future<Output = Result<T, NetError>>,
+) -> Result<T, NetError> {
+    futures_lite::future::or(f, async move {
+        glommio::timer::sleep(d).await;
+        Err(NetError::Timeout(what))
+    })
+    .await
+}
+
+/// Token comparison whose time does not depend on where the tokens differ.
+fn tokens_equal(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// Connecting side: say hello as `role`, wait for the answer.
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    role: PeerRole,
+    cfg: &LinkConfig,
+) -> Result<(Connection<S>, String), NetError> {
+    let mut conn = Connection::new(stream, cfg.max_frame);
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        role,
+        token: cfg.token.clone(),
+        name: cfg.name.clone(),
+    };
+    conn.send(&hello).await?;
+    conn.set_label("listener");
+    let name = with_timeout(
+        cfg.handshake_timeout,
+        "waiting for the handshake reply",
+        async {
+            match conn.recv_msg::<HelloReply>().await? {
+                ArchivedHelloReply::Accepted { name } => Ok(name.as_str().to_owned()),
+                ArchivedHelloReply::Rejected { reason } => {
+                    Err(NetError::Rejected(reason.as_str().to_owned()))
+                }
+            }
+        },
+    )
+    .await?;
+    conn.set_label(name.clone());
+    Ok((conn, name))
+}
+
+/// Listening side: read the peer's hello, check version, token and role, answer.
+/// On refusal the reason is sent to the peer, the write side is closed, and the error
+/// is returned for the caller to log.
+pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    expect: PeerRole,
+    cfg: &LinkConfig,
+) -> Result<(Connection<S>, PeerInfo), NetError> {
+    let mut conn = Connection::new(stream, cfg.max_frame);
+    let verdict = with_timeout(
+        cfg.handshake_timeout,
+        "waiting for the peer's hello",
+        async {
+            let hello = conn.recv_msg::<Hello>().await?;
+            let role = match hello.role {
+                ArchivedPeerRole::Controller => PeerRole::Controller,
+                ArchivedPeerRole::Client => PeerRole::Client,
+            };
+            let info = PeerInfo {
+                role,
+                name: hello.name.as_str().to_owned(),
+            };
+            let version = hello.protocol_version.to_native();
+            Ok(if version != PROTOCOL_VERSION {
+                Err(NetError::VersionMismatch {
+                    ours: PROTOCOL_VERSION,
+                    theirs: version,
+                })
+            } else if !tokens_equal(hello.token.as_str(), &cfg.token) {
+                Err(NetError::Refused(format!(
+                    "bad cluster token from `{}`",
+                    info.name
+                )))
+            } else if role != expect {
+                Err(NetError::Refused(format!(
+                    "`{}` connected as {:?}, this port serves {:?}",
+                    info.name, role, expect
+                )))
+            } else {
+                Ok(info)
+            })
+        },
+    )
+    .await;
+    let refusal = match verdict {
+        Ok(Ok(info)) => {
+            conn.set_label(info.name.clone());
+            conn.send(&HelloReply::Accepted {
+                name: cfg.name.clone(),
+            })
+            .await?;
+            return Ok((conn, info));
+        }
+        Ok(Err(refusal)) => refusal,
+        // A frame we could not read at all. A header of another version still gets an
+        // answer: our header carries our version, so the peer can report the mismatch.
+        Err(e @ NetError::VersionMismatch { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    let (_, mut writer) = conn.into_split();
+    let reply = HelloReply::Rejected {
+        reason: refusal.to_string(),
+    };
+    let mut enc = FrameEncoder::new();
+    if let Ok(bytes) = enc.encode(&reply, 0, crate::frame::NO_DELTA) {
+        // Best effort: the peer may already be gone.
+        let _ = writer.send_raw(bytes).await;
+        let _ = writer.close().await;
+    }
+    Err(refusal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokens_equal;
+
+    #[test]
+    fn token_comparison() {
+        assert!(tokens_equal("abc", "abc"));
+        assert!(!tokens_equal("abc", "abd"));
+        assert!(!tokens_equal("abc", "abcd"));
+        assert!(!tokens_equal("", "a"));
+        assert!(tokens_equal("", ""));
+    }
+}
