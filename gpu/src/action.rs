@@ -1,0 +1,140 @@
+//! What goes into a device and what comes out: [`DeviceAction`] in, [`Completion`] out.
+//! Every action accepted by [`crate::DeviceSet::submit`] gets exactly one completion.
+//! All times are local `CLOCK_MONOTONIC` nanoseconds; the worker translates to and from
+//! the controller's clock.
+
+use clockwork_core::{ActionId, GpuId, ModelId, Nanos, Timing, Window, WorkerStatus};
+
+/// One timed operation for one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceAction {
+    /// Echoed by the completion.
+    pub action: ActionId,
+    /// The device.
+    pub gpu: GpuId,
+    /// When it may start (local clock, both bounds inclusive).
+    pub window: Window,
+    /// What to do.
+    pub op: DeviceOp,
+}
+
+/// The operation of a [`DeviceAction`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceOp {
+    /// Copy a registered model's weights into the device's page cache (PCIe timeline).
+    Load {
+        /// The model.
+        model: ModelId,
+    },
+    /// Free a model's pages. Takes no PCIe time: it is ordered with LOADs by `earliest`
+    /// but may run while a LOAD's copy is in flight (superseding it when it is the same
+    /// model).
+    Unload {
+        /// The model.
+        model: ModelId,
+    },
+    /// Run one batch (EXEC timeline, one at a time per device).
+    Infer {
+        /// The model.
+        model: ModelId,
+        /// Requests in the batch; padded to the smallest supported size that holds them.
+        batch_size: u32,
+    },
+}
+
+impl DeviceOp {
+    /// The model this operation is about.
+    pub fn model(&self) -> ModelId {
+        match *self {
+            Self::Load { model } | Self::Unload { model } | Self::Infer { model, .. } => model,
+        }
+    }
+
+    /// The kind, without its fields.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Self::Load { .. } => OpKind::Load,
+            Self::Unload { .. } => OpKind::Unload,
+            Self::Infer { .. } => OpKind::Infer,
+        }
+    }
+}
+
+/// The kind of a [`DeviceOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// A weights copy.
+    Load,
+    /// A weights release.
+    Unload,
+    /// A batch execution.
+    Infer,
+}
+
+impl OpKind {
+    /// The status for an action of this kind that could not start by `latest`.
+    pub fn too_late(self) -> WorkerStatus {
+        match self {
+            Self::Load => WorkerStatus::LoadTooLate,
+            Self::Unload => WorkerStatus::UnloadTooLate,
+            Self::Infer => WorkerStatus::ExecTooLate,
+        }
+    }
+
+    /// The status for an action of this kind that names an unregistered model.
+    pub fn unknown_model(self) -> WorkerStatus {
+        match self {
+            Self::Load => WorkerStatus::LoadUnknownModel,
+            Self::Unload => WorkerStatus::UnloadUnknownModel,
+            Self::Infer => WorkerStatus::UnknownModel,
+        }
+    }
+}
+
+/// The outcome of one [`DeviceAction`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// The action.
+    pub action: ActionId,
+    /// The device it was for.
+    pub gpu: GpuId,
+    /// Its model.
+    pub model: ModelId,
+    /// Its kind.
+    pub kind: OpKind,
+    /// What happened.
+    pub status: WorkerStatus,
+    /// `begin`: local time it started (for an action that never ran: when it was
+    /// refused); `end`: local time its completion was observed; `duration`: the
+    /// device-measured time (CUDA events, or the emulated time), zero if it never ran.
+    pub timing: Timing,
+    /// For a successful INFER, the batch size actually executed; otherwise 0.
+    pub padded_batch: u32,
+    /// Whether the device is emulated.
+    pub emulated: bool,
+}
+
+impl Completion {
+    /// A completion for an action that did not run: refused, dropped or cancelled at `now`.
+    pub(crate) fn refused(
+        action: &DeviceAction,
+        status: WorkerStatus,
+        now: Nanos,
+        emulated: bool,
+    ) -> Self {
+        Self {
+            action: action.action,
+            gpu: action.gpu,
+            model: action.op.model(),
+            kind: action.op.kind(),
+            status,
+            timing: Timing {
+                begin: now,
+                end: now,
+                duration: Nanos::ZERO,
+            },
+            padded_batch: 0,
+            emulated,
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The seam between the backend-agnostic device logic ([`crate::device`]) and what runs
+//! the work: the emulated timing model or CUDA. A backend runs at most one operation per
+//! timeline at a time and is driven entirely from its engine thread.
+
+use crate::error::GpuError;
+use clockwork_core::{ModelId, ModelProfile, Nanos};
+
+/// A device's two independent timelines: loads overlap execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timeline {
+    /// Kernel execution: one INFER at a time.
+    Exec,
+    /// Host-to-device weights copies: one LOAD at a time.
+    Pcie,
+}
+
+/// One device as seen by its engine thread.
+pub(crate) trait DeviceBackend {
+    /// Device name; emulated devices say so.
+    fn name(&self) -> String;
+
+    /// Whether the device is emulated.
+    fn emulated(&self) -> bool;
+
+    /// Make a model's weights available on the host (CUDA: pinned memory). Called once
+    /// per model, before any LOAD of it.
+    fn register(&mut self, model: ModelId, profile: &ModelProfile) -> Result<(), GpuError>;
+
+    /// Start copying `model`'s weights into `pages` on the PCIe timeline (idle).
+    fn start_load(
+        &mut self,
+        model: ModelId,
+        profile: &ModelProfile,
+        pages: &[u32],
+        now: Nanos,
+    ) -> Result<(), GpuError>;
+
+    /// Start one batch of `model` (weights resident in `pages`) at the supported batch
+    /// size `profile.batches[batch_index]`, on the EXEC timeline (idle).
+    fn start_infer(
+        &mut self,
+        model: ModelId,
+        profile: &ModelProfile,
+        batch_index: usize,
+        pages: &[u32],
+        now: Nanos,
+    ) -> Result<(), GpuError>;
+
+    /// Has the operation on `timeline` finished? `Some(Ok(duration))` with its
+    /// device-measured duration once it has; the timeline is then idle.
+    fn poll(&mut self, timeline: Timeline, now: Nanos) -> Option<Result<Nanos, GpuError>>;
+
+    /// When to poll `timeline` next while an operation runs on it (`now` to spin).
+    fn next_check(&self, timeline: Timeline, now: Nanos) -> Nanos;
+
+    /// Abandon the operation on `timeline` (shutdown): when this returns, the device no
+    /// longer touches its memory; the timeline is idle.
+    fn abort(&mut self, timeline: Timeline);
+}
