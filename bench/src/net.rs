@@ -5,7 +5,8 @@
 //! client validates; both executors are pinned, on glommio TCP with TCP_NODELAY.
 //! Measured with glommio's default parking and with spin-before-park.
 //! (b) The floor: the same frame bytes over blocking `std::net` TCP with TCP_NODELAY
-//! between two pinned threads, with no serialization and no validation.
+//! between two pinned threads, with no serialization and no validation; and, stricter,
+//! the same bytes over busy-polling non-blocking `std::net` sockets (no sleeping at all).
 
 use crate::stats::{histogram, median, ratio, Summary};
 use anyhow::{anyhow, bail, Context as _};
@@ -33,6 +34,9 @@ pub(crate) struct NetArgs {
     /// Spin-before-park of the tuned glommio variant, in microseconds.
     #[arg(long, default_value_t = 200)]
     spin_us: u64,
+    /// Busy-poll budget of the tuned variant's links, in microseconds (`ReadNow`).
+    #[arg(long, default_value_t = 200)]
+    busy_poll_us: u64,
     /// Runs of each variant, interleaved; medians across runs are reported.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -101,6 +105,7 @@ fn pin(cpu: usize) {
 fn glommio_run(
     args: &NetArgs,
     spin: Option<Duration>,
+    busy_poll: Duration,
 ) -> anyhow::Result<(Histogram<u64>, Option<u64>)> {
     let mut server_cfg = ExecutorConfig::named("bench-net-server").with_cpu(args.server_cpu);
     let mut client_cfg = ExecutorConfig::named("bench-net-client").with_cpu(args.client_cpu);
@@ -118,6 +123,7 @@ fn glommio_run(
         addr_tx.send(listener.local_addr()?)?;
         let stream = listener.accept().await?;
         let (mut conn, _) = listener.handshake(stream).await?;
+        conn.set_busy_poll(busy_poll);
         loop {
             let id = match conn.recv_msg::<ToWorker>().await {
                 Ok(a) => action_id(a).ok_or_else(|| anyhow!("empty action batch"))?,
@@ -160,8 +166,39 @@ fn glommio_run(
     Ok(out)
 }
 
-/// One run of the floor: the same frame bytes over blocking std TCP.
-fn std_run(args: &NetArgs, action: &[u8], result: &[u8]) -> anyhow::Result<Histogram<u64>> {
+/// Read exactly `buf.len()` bytes; with `busy`, poll a non-blocking socket instead of
+/// sleeping in the kernel.
+fn read_full(s: &mut TcpStream, buf: &mut [u8], busy: bool) -> std::io::Result<()> {
+    if !busy {
+        return s.read_exact(buf);
+    }
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Write all of `buf`, retrying on `WouldBlock` (non-blocking sockets).
+fn write_full(s: &mut TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match s.write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One run of a floor: the same frame bytes over std TCP, blocking or busy-polling.
+fn std_run(args: &NetArgs, action: &[u8], result: &[u8], busy: bool) -> anyhow::Result<Histogram<u64>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let (alen, result_owned) = (action.len(), result.to_vec());
@@ -170,16 +207,17 @@ fn std_run(args: &NetArgs, action: &[u8], result: &[u8]) -> anyhow::Result<Histo
         pin(server_cpu);
         let (mut s, _) = listener.accept()?;
         s.set_nodelay(true)?;
+        s.set_nonblocking(busy)?;
         let mut buf = vec![0u8; alen];
         loop {
-            if let Err(e) = s.read_exact(&mut buf) {
+            if let Err(e) = read_full(&mut s, &mut buf, busy) {
                 return if e.kind() == std::io::ErrorKind::UnexpectedEof {
                     Ok(())
                 } else {
                     Err(e)
                 };
             }
-            s.write_all(&result_owned)?;
+            write_full(&mut s, &result_owned)?;
         }
     });
     let (action_owned, rlen) = (action.to_vec(), result.len());
@@ -189,12 +227,13 @@ fn std_run(args: &NetArgs, action: &[u8], result: &[u8]) -> anyhow::Result<Histo
         pin(client_cpu);
         let mut s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
+        s.set_nonblocking(busy)?;
         let mut buf = vec![0u8; rlen];
         let mut h = histogram();
         for i in 0..total {
             let t0 = Instant::now();
-            s.write_all(&action_owned)?;
-            s.read_exact(&mut buf)?;
+            write_full(&mut s, &action_owned)?;
+            read_full(&mut s, &mut buf, busy)?;
             if i >= warmup {
                 h.saturating_record(t0.elapsed().as_nanos() as u64);
             }
@@ -298,7 +337,10 @@ pub(crate) fn run(args: &NetArgs) -> anyhow::Result<()> {
     let spin = Duration::from_micros(args.spin_us);
     let mut park = Vec::new();
     let mut spun = Vec::new();
+    let mut tuned = Vec::new();
+    let busy = Duration::from_micros(args.busy_poll_us);
     let mut floor = Vec::new();
+    let mut busy_floor = Vec::new();
     let mut rtt_est = None;
     for rep in 0..args.repeats {
         eprintln!(
@@ -308,26 +350,36 @@ pub(crate) fn run(args: &NetArgs) -> anyhow::Result<()> {
             args.spin_us
         );
         let t = Instant::now();
-        let (h, _) = glommio_run(args, None)?;
+        let (h, _) = glommio_run(args, None, Duration::ZERO)?;
         park.push((Summary::of(&h), h.len() as f64 / t.elapsed().as_secs_f64()));
         let t = Instant::now();
-        let (h, rtt) = glommio_run(args, Some(spin))?;
+        let (h, rtt) = glommio_run(args, Some(spin), Duration::ZERO)?;
         spun.push((Summary::of(&h), h.len() as f64 / t.elapsed().as_secs_f64()));
+        let t = Instant::now();
+        let (h, _) = glommio_run(args, Some(spin), busy)?;
+        tuned.push((Summary::of(&h), h.len() as f64 / t.elapsed().as_secs_f64()));
         rtt_est = rtt.or(rtt_est);
         let t = Instant::now();
-        let h = std_run(args, &action, &result)?;
+        let h = std_run(args, &action, &result, false)?;
         floor.push((Summary::of(&h), h.len() as f64 / t.elapsed().as_secs_f64()));
+        let t = Instant::now();
+        let h = std_run(args, &action, &result, true)?;
+        busy_floor.push((Summary::of(&h), h.len() as f64 / t.elapsed().as_secs_f64()));
     }
     let (park, park_w) = median_of_runs(&park);
     let (spun, spun_w) = median_of_runs(&spun);
+    let (tuned, tuned_w) = median_of_runs(&tuned);
     let (floor, floor_w) = median_of_runs(&floor);
+    let (busy_fl, busy_w) = median_of_runs(&busy_floor);
     println!(
         "\n{:<28} {:>9} {:>9} {:>9} {:>9} {:>12}",
         "variant (median of runs)", "p50 us", "p99 us", "p99.9 us", "max us", "rt/s"
     );
     row("glommio, park when idle", &park, park_w);
     row(&format!("glommio, spin {} us", args.spin_us), &spun, spun_w);
-    row("std::net floor", &floor, floor_w);
+    row(&format!("  + busy-poll {} us", args.busy_poll_us), &tuned, tuned_w);
+    row("std::net floor (blocking)", &floor, floor_w);
+    row("std::net busy-poll", &busy_fl, busy_w);
     let (encode_ns, decode_ns, access_ns) = codec_costs()?;
     println!(
         "\nper message: encode (rkyv + header + crc) {encode_ns:.0} ns; receive (parse + crc + validate) {decode_ns:.0} ns; rkyv validation alone {access_ns:.0} ns"
@@ -335,12 +387,21 @@ pub(crate) fn run(args: &NetArgs) -> anyhow::Result<()> {
     if let Some(rtt) = rtt_est {
         println!("in-band clock sync: minimum RTT estimate {:.1} us", us(rtt));
     }
-    let p50_ratio = ratio(spun.p50, floor.p50);
-    let p99_ratio = ratio(spun.p99, floor.p99);
+    let p50_ratio = ratio(tuned.p50, floor.p50);
+    let p99_ratio = ratio(tuned.p99, floor.p99);
     println!(
-        "\nratio to floor: spin p50 {p50_ratio:.2}x p99 {p99_ratio:.2}x; park p50 {:.2}x p99 {:.2}x (goal: <= 1.1x)",
+        "\nratio to the blocking floor (goal <= 1.1x): spin+busy-poll p50 {p50_ratio:.2}x p99 {p99_ratio:.2}x; spin p50 {:.2}x p99 {:.2}x; park p50 {:.2}x p99 {:.2}x",
+        ratio(spun.p50, floor.p50),
+        ratio(spun.p99, floor.p99),
         ratio(park.p50, floor.p50),
         ratio(park.p99, floor.p99)
+    );
+    println!(
+        "ratio to the busy-polling floor: spin+busy-poll p50 {:.2}x p99 {:.2}x; spin p50 {:.2}x p99 {:.2}x",
+        ratio(tuned.p50, busy_fl.p50),
+        ratio(tuned.p99, busy_fl.p99),
+        ratio(spun.p50, busy_fl.p50),
+        ratio(spun.p99, busy_fl.p99)
     );
     let json = serde_json::json!({
         "bench": "net",
@@ -351,6 +412,14 @@ pub(crate) fn run(args: &NetArgs) -> anyhow::Result<()> {
         "spin_us": args.spin_us,
         "glommio_spin_p50_ns": spun.p50, "glommio_spin_p99_ns": spun.p99, "glommio_spin_p999_ns": spun.p999,
         "glommio_park_p50_ns": park.p50, "glommio_park_p99_ns": park.p99, "glommio_park_p999_ns": park.p999,
+        "variant": "glommio spin + busy-poll vs blocking std floor",
+        "spin_p50_ratio": ratio(spun.p50, floor.p50),
+        "spin_p99_ratio": ratio(spun.p99, floor.p99),
+        "busy_floor_p50_ratio": ratio(tuned.p50, busy_fl.p50),
+        "busy_floor_p99_ratio": ratio(tuned.p99, busy_fl.p99),
+        "busy_floor_p50_ns": busy_fl.p50, "busy_floor_p99_ns": busy_fl.p99, "busy_floor_rt_per_s": busy_w,
+        "tuned_p50_ns": tuned.p50, "tuned_p99_ns": tuned.p99, "tuned_p999_ns": tuned.p999, "tuned_rt_per_s": tuned_w,
+        "busy_poll_us": args.busy_poll_us,
         "floor_p50_ns": floor.p50, "floor_p99_ns": floor.p99, "floor_p999_ns": floor.p999,
         "glommio_spin_rt_per_s": spun_w,
         "floor_rt_per_s": floor_w, "glommio_park_rt_per_s": park_w,

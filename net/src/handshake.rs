@@ -4,7 +4,7 @@
 //! checked first, so a peer of another protocol version is told so in words even
 //! though neither side can read the other's payloads.
 
-use crate::conn::Connection;
+use crate::conn::{Connection, ReadNow};
 use crate::error::NetError;
 use crate::frame::{FrameEncoder, DEFAULT_MAX_FRAME};
 use clockwork_core::wire::{
@@ -73,7 +73,7 @@ fn tokens_equal(a: &str, b: &str) -> bool {
 }
 
 /// Connecting side: say hello as `role`, wait for the answer.
-pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
     stream: S,
     role: PeerRole,
     cfg: &LinkConfig,
@@ -107,7 +107,7 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 /// Listening side: read the peer's hello, check version, token and role, answer.
 /// On refusal the reason is sent to the peer, the write side is closed, and the error
 /// is returned for the caller to log.
-pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn server_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
     stream: S,
     expect: PeerRole,
     cfg: &LinkConfig,

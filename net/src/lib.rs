@@ -19,7 +19,7 @@ pub mod runtime;
 pub mod tcp;
 
 pub use clock_sync::ClockSync;
-pub use conn::{Connection, FrameReader, FrameWriter};
+pub use conn::{Connection, FrameReader, FrameWriter, ReadNow};
 pub use error::NetError;
 pub use frame::{Decode, Encode, Frame, DEFAULT_MAX_FRAME};
 pub use handshake::{LinkConfig, PeerInfo};

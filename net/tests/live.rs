@@ -325,3 +325,24 @@ fn clock_offset_on_loopback_is_within_half_the_rtt() {
         "offset {offset} ns, rtt {rtt} ns"
     );
 }
+
+#[test]
+fn busy_polling_link_delivers_the_same_frames() {
+    run(async {
+        let (addr, _log) = spawn_echo_server();
+        let mut conn = client(addr).await;
+        conn.set_busy_poll(Duration::from_micros(100));
+        for _ in 0..50 {
+            for a in all_actions() {
+                round_trip(&mut conn, &ToWorker::Actions(vec![a])).await;
+            }
+        }
+        // A large frame arrives in many reads, partly by polling, partly by waiting.
+        let mut actions = all_actions();
+        if let clockwork_core::ActionKind::Infer { inputs, input_sizes, .. } = &mut actions[3].kind {
+            *inputs = vec![3u8; 1_000_000];
+            *input_sizes = vec![1_000_000];
+        }
+        round_trip(&mut conn, &ToWorker::Actions(actions)).await;
+    });
+}
