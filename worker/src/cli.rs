@@ -1,0 +1,373 @@
+//! The command line: flags, their parsers (sizes with binary suffixes, noise models),
+//! and the checks clap cannot do itself.
+
+use clap::{ArgGroup, CommandFactory, Parser};
+use clockwork_gpu::{Backend, DeviceConfig, NoiseModel, DEFAULT_CACHE_BYTES};
+use clockwork_net::runtime::ExecutorConfig;
+use clockwork_net::LinkConfig;
+use clockwork_worker::{WorkerConfig, DEFAULT_LISTEN, DEFAULT_NAME, DEFAULT_TOKEN};
+use std::net::SocketAddr;
+
+/// Clockwork-RS worker: runs the controller's LOAD, UNLOAD and INFER actions on this
+/// machine's GPUs (or emulated ones), each inside its [earliest, latest] window, and
+/// reports exact timings. It makes no decisions of its own.
+///
+/// On a shared host, run it with real-time priority so its threads are not preempted
+/// past their deadlines: `chrt -f 50 clockwork-worker ...` (every thread inherits it).
+/// It exits with code 2 for a bad command line or unavailable devices, 1 for other
+/// start-up failures.
+#[derive(Parser, Debug)]
+#[command(name = "clockwork-worker", version)]
+#[command(group(ArgGroup::new("backend").required(true).multiple(true).args(["emulate", "cuda", "cuda_devices"])))]
+pub(crate) struct Cli {
+    /// Address to listen on for the controller.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub(crate) listen: SocketAddr,
+
+    /// Emulate N GPUs (no GPU needed; timing from the model profiles).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          conflicts_with_all = ["cuda", "cuda_devices"])]
+    pub(crate) emulate: Option<u32>,
+
+    /// Use every real CUDA GPU of this machine (needs a build with `--features cuda`).
+    #[arg(long)]
+    pub(crate) cuda: bool,
+
+    /// Use these CUDA device ordinals (implies --cuda), e.g. `0,1`.
+    #[arg(long, value_name = "ORDINALS", value_delimiter = ',')]
+    pub(crate) cuda_devices: Option<Vec<usize>>,
+
+    /// Weights-cache page size: bytes, or with a binary suffix (KiB, MiB, GiB; K, M, G
+    /// mean the same).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub(crate) page_size: u64,
+
+    /// Weights-cache size per GPU, like --page-size (default 21.5GiB = 1376 pages of
+    /// 16 MiB, as the original); rounded down to whole pages.
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) cache_size: Option<u64>,
+
+    /// Cluster token the controller must present.
+    #[arg(long, default_value = DEFAULT_TOKEN)]
+    pub(crate) token: String,
+
+    /// Timing noise of emulated GPUs: `none`, `normal:REL_SIGMA` or `uniform:REL`
+    /// (e.g. `normal:0.02`). Only with --emulate.
+    #[arg(long, value_parser = parse_noise)]
+    pub(crate) noise: Option<NoiseModel>,
+
+    /// Seed of the emulated timing noise. Only with --emulate.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+
+    /// Threads driving the emulated GPUs (GPU d runs on thread d % N). Only with
+    /// --emulate; CUDA GPUs get one thread each.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) engine_threads: Option<u32>,
+
+    /// Pin engine thread i to the i-th of these CPUs, e.g. `2,3`.
+    #[arg(long, value_name = "CPUS", value_delimiter = ',')]
+    pub(crate) engine_cpus: Vec<usize>,
+
+    /// Pin the network executor to this CPU.
+    #[arg(long)]
+    pub(crate) cpu: Option<usize>,
+
+    /// Let the network executor spin this many microseconds before it sleeps: results
+    /// leave sooner after a completion (a foreign wake-up costs tens of µs on a VM), at
+    /// the cost of CPU. 0 (default): sleep at once.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    pub(crate) spin_us: u64,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    pub(crate) log: tracing::Level,
+
+    /// This worker's name, shown in the controller's logs.
+    #[arg(long, default_value = DEFAULT_NAME)]
+    pub(crate) name: String,
+}
+
+/// Print a usage error the way clap does and exit with code 2.
+pub(crate) fn usage_error(message: &str) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
+}
+
+impl Cli {
+    /// The worker configuration, or what is wrong with the flags.
+    pub(crate) fn config(&self) -> Result<WorkerConfig, String> {
+        if self.page_size == 0 {
+            return Err("--page-size must be at least 1 byte".into());
+        }
+        let cache = self.cache_size.unwrap_or(DEFAULT_CACHE_BYTES);
+        if cache < self.page_size {
+            return Err(format!(
+                "--cache-size ({cache} bytes) is smaller than one page (--page-size {} bytes)",
+                self.page_size
+            ));
+        }
+        if cache / self.page_size > u64::from(u32::MAX) {
+            return Err("--cache-size / --page-size is over 2^32 pages".into());
+        }
+        let backend = match self.emulate {
+            Some(devices) => Backend::Emulated {
+                devices,
+                engine_threads: self.engine_threads.map_or(1, |n| n as usize),
+                noise: self.noise.unwrap_or_default(),
+                seed: self.seed.unwrap_or(0),
+            },
+            None => {
+                for (given, flag) in [
+                    (self.noise.is_some(), "--noise"),
+                    (self.seed.is_some(), "--seed"),
+                    (self.engine_threads.is_some(), "--engine-threads"),
+                ] {
+                    if given {
+                        return Err(format!("{flag} applies only to --emulate"));
+                    }
+                }
+                let ordinals = match &self.cuda_devices {
+                    Some(o) if o.is_empty() => {
+                        return Err("--cuda-devices needs at least one ordinal".into())
+                    }
+                    Some(o) => o.clone(),
+                    None => match clockwork_gpu::cuda_device_count() {
+                        Ok(n) => (0..n).collect(),
+                        Err(e) => return Err(format!("--cuda: {e}")),
+                    },
+                };
+                Backend::Cuda { ordinals }
+            }
+        };
+        let mut devices = DeviceConfig::emulated(1);
+        devices.backend = backend;
+        devices.page_size = self.page_size;
+        devices.cache_bytes = cache;
+        devices.cpus.clone_from(&self.engine_cpus);
+        devices
+            .validate()
+            .map_err(|e| format!("device configuration: {e}"))?;
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        for &cpu in self.cpu.iter().chain(&self.engine_cpus) {
+            if cpu >= cpus {
+                return Err(format!(
+                    "CPU {cpu} does not exist (this machine has {cpus})"
+                ));
+            }
+        }
+        let mut executor = ExecutorConfig::named("cw-worker");
+        executor.cpu = self.cpu;
+        if self.spin_us > 0 {
+            executor.spin_before_park = Some(std::time::Duration::from_micros(self.spin_us));
+        }
+        Ok(WorkerConfig {
+            listen: self.listen,
+            link: LinkConfig::new(self.token.clone(), self.name.clone()),
+            devices,
+            executor,
+        })
+    }
+}
+
+/// Banner lines describing the devices, saying clearly when they are emulated.
+pub(crate) fn describe(args: &Cli, config: &WorkerConfig) -> Vec<String> {
+    let d = &config.devices;
+    let pages = d.total_pages();
+    let mut lines = Vec::new();
+    match &d.backend {
+        Backend::Emulated {
+            devices,
+            engine_threads,
+            noise,
+            seed,
+        } => lines.push(format!(
+            "devices: {devices} EMULATED GPU(s) -- no GPU is used; execution times come from the \
+             model profiles (noise {}, seed {seed}); {engine_threads} engine thread(s)",
+            noise_name(*noise)
+        )),
+        Backend::Cuda { ordinals } => lines.push(format!(
+            "devices: {} CUDA GPU(s), ordinals {ordinals:?}",
+            ordinals.len()
+        )),
+    }
+    lines.push(format!(
+        "weights cache per GPU: {pages} pages x {} = {}",
+        human(d.page_size),
+        human(u64::from(pages) * d.page_size)
+    ));
+    if let Some(cpu) = args.cpu {
+        lines.push(format!("network executor pinned to CPU {cpu}"));
+    }
+    if args.spin_us > 0 {
+        lines.push(format!(
+            "network executor spins {} us before sleeping",
+            args.spin_us
+        ));
+    }
+    lines
+}
+
+fn noise_name(n: NoiseModel) -> String {
+    match n {
+        NoiseModel::None => "none".into(),
+        NoiseModel::Normal { rel_sigma } => format!("normal:{rel_sigma}"),
+        NoiseModel::Uniform { rel } => format!("uniform:{rel}"),
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (name, size) in UNITS {
+        if bytes >= size {
+            return if bytes.is_multiple_of(size) {
+                format!("{} {name}", bytes / size)
+            } else {
+                format!("{:.2} {name}", bytes as f64 / size as f64)
+            };
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// A byte count: `16777216`, `16MiB`, `16M`, `21.5GiB`, `512 KiB`. Suffixes are powers
+/// of 1024; `KB`/`MB`/`GB` are refused as ambiguous.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" | "mb" | "gb" | "tb" => {
+            return Err(format!(
+                "`{unit}` is ambiguous; use {}iB (powers of 1024) or plain bytes",
+                &unit[..1].to_ascii_uppercase()
+            ))
+        }
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    if num.is_empty() {
+        return Err(format!("`{s}` is not a size (e.g. 16MiB or 16777216)"));
+    }
+    if let Ok(n) = num.parse::<u64>() {
+        return n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("`{s}` is too large"));
+    }
+    let x: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 16MiB or 16777216)"))?;
+    let bytes = x * mult as f64;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    if bytes.fract() != 0.0 {
+        return Err(format!("`{s}` is not a whole number of bytes"));
+    }
+    // Finite, non-negative, below 2^64 and whole: the conversion is exact.
+    Ok(bytes as u64)
+}
+
+/// `none`, `normal:REL_SIGMA` or `uniform:REL`, with a finite, non-negative number.
+pub(crate) fn parse_noise(s: &str) -> Result<NoiseModel, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(NoiseModel::None);
+    }
+    let (kind, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}`: expected none, normal:REL_SIGMA or uniform:REL"))?;
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("noise `{value}` must be finite and non-negative"));
+    }
+    match kind.trim().to_ascii_lowercase().as_str() {
+        "normal" => Ok(NoiseModel::Normal { rel_sigma: v }),
+        "uniform" => Ok(NoiseModel::Uniform { rel: v }),
+        other => Err(format!(
+            "unknown noise model `{other}`: expected none, normal:REL_SIGMA or uniform:REL"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("16777216"), Ok(16 << 20));
+        assert_eq!(parse_size("21.5GiB"), Ok(DEFAULT_CACHE_BYTES));
+        assert_eq!(parse_size("512 kib"), Ok(512 << 10));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("16MB").unwrap_err().contains("ambiguous"));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1.5").is_err());
+        assert!(parse_size("16XB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn noise() {
+        assert_eq!(parse_noise("none"), Ok(NoiseModel::None));
+        assert_eq!(
+            parse_noise("normal:0.02"),
+            Ok(NoiseModel::Normal { rel_sigma: 0.02 })
+        );
+        assert_eq!(
+            parse_noise("uniform:0.05"),
+            Ok(NoiseModel::Uniform { rel: 0.05 })
+        );
+        assert!(parse_noise("normal:-1").is_err());
+        assert!(parse_noise("normal:nan").is_err());
+        assert!(parse_noise("gauss:0.1").is_err());
+        assert!(parse_noise("normal").is_err());
+    }
+
+    #[test]
+    fn default_cache_is_1376_pages() {
+        let cli = Cli::try_parse_from(["clockwork-worker", "--emulate", "2"]).unwrap();
+        let c = cli.config().unwrap();
+        assert_eq!(c.devices.total_pages(), 1376);
+        assert_eq!(c.link.token, DEFAULT_TOKEN);
+    }
+
+    #[test]
+    fn flag_checks() {
+        let bad = |args: &[&str]| {
+            let mut v = vec!["clockwork-worker"];
+            v.extend_from_slice(args);
+            match Cli::try_parse_from(v) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.config().err().unwrap_or_default(),
+            }
+        };
+        assert!(bad(&["--emulate", "1", "--page-size", "0"]).contains("--page-size"));
+        assert!(bad(&["--emulate", "1", "--cache-size", "1MiB"]).contains("smaller than one page"));
+        assert!(bad(&["--cuda", "--noise", "none"]).contains("only to --emulate"));
+        assert!(bad(&["--emulate", "0"]).contains("0"));
+        assert!(bad(&[]).contains("required"));
+        assert!(bad(&["--emulate", "1", "--cuda"]).contains("cannot be used"));
+    }
+}
