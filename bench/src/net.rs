@@ -198,7 +198,12 @@ fn write_full(s: &mut TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
 }
 
 /// One run of a floor: the same frame bytes over std TCP, blocking or busy-polling.
-fn std_run(args: &NetArgs, action: &[u8], result: &[u8], busy: bool) -> anyhow::Result<Histogram<u64>> {
+fn std_run(
+    args: &NetArgs,
+    action: &[u8],
+    result: &[u8],
+    busy: bool,
+) -> anyhow::Result<Histogram<u64>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let (alen, result_owned) = (action.len(), result.to_vec());
@@ -377,7 +382,11 @@ pub(crate) fn run(args: &NetArgs) -> anyhow::Result<()> {
     );
     row("glommio, park when idle", &park, park_w);
     row(&format!("glommio, spin {} us", args.spin_us), &spun, spun_w);
-    row(&format!("  + busy-poll {} us", args.busy_poll_us), &tuned, tuned_w);
+    row(
+        &format!("  + busy-poll {} us", args.busy_poll_us),
+        &tuned,
+        tuned_w,
+    );
     row("std::net floor (blocking)", &floor, floor_w);
     row("std::net busy-poll", &busy_fl, busy_w);
     let (encode_ns, decode_ns, access_ns) = codec_costs()?;

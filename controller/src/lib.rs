@@ -1,12 +1,52 @@
-//! Clockwork-RS controller (placeholder until the controller issue lands).
+//! Clockwork-RS controller: the scheduler core and a virtual-time simulator.
 //!
-//! This crate will own every scheduling decision: admission, batching, placement,
-//! LOAD/UNLOAD and the `[earliest, latest]` window of each action, as a sans-IO state
-//! machine (events and `now` in, actions and client responses out), plus the glommio
-//! service that drives it and the client library. It owns no device code and no wire
-//! format (those are `clockwork-gpu` and `clockwork-core`/`clockwork-net`).
+//! This crate owns every scheduling decision of the system: admission (including
+//! up-front rejection of requests no plan can serve in time), batching, placement of
+//! INFERs on GPU timelines, LOAD/UNLOAD decisions with page accounting, and the
+//! `[earliest, latest]` window of every action. The [`Scheduler`] is a sans-IO state
+//! machine in the style of quinn's protocol core: inputs are method calls that carry
+//! `now`, outputs ([`Output`]) are drained by the caller, and
+//! [`Scheduler::next_deadline`] says when to call [`Scheduler::handle_timeout`]. It
+//! reads no clock, owns no socket and spawns no thread, so the network service (a
+//! later glommio driver) and the [`sim`] virtual-time simulator drive the very same
+//! code.
 //!
-//! Today it holds nothing but this statement of scope.
+//! It does not own: device code or the worker (`clockwork-gpu`, `clockwork-worker`),
+//! the wire format (`clockwork-core`, `clockwork-net`), input bytes (the driver
+//! attaches them to INFER actions using [`Scheduler::batch_requests`]), or writing
+//! telemetry files (it buffers [`telemetry`] records; the driver writes them).
+//!
+//! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`estimator`],
+//! [`timeline`], [`batching`], [`load_tracker`], [`eviction`], [`stats`],
+//! [`telemetry`], [`output`]; the state machine in `scheduler` (split by concern);
+//! the simulator and its workloads in [`sim`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
+#![deny(unused_must_use)]
+
+pub mod admission;
+mod arena;
+pub mod batching;
+pub mod config;
+pub mod error;
+pub mod estimator;
+pub mod eviction;
+mod gpu_state;
+pub mod load_tracker;
+mod model_state;
+pub mod output;
+pub mod rng;
+mod scheduler;
+pub mod sim;
+pub mod stats;
+pub mod telemetry;
+pub mod timeline;
+mod timer;
+
+pub use config::Config;
+pub use error::{ConfigError, RegisterError};
+pub use output::{ClientKey, Output};
+pub use scheduler::{ModelRange, Scheduler};
+pub use stats::Stats;
+pub use telemetry::LogRecord;

@@ -1,0 +1,332 @@
+//! `clockwork-bench sim`: the real scheduler driven by simulated workers in virtual
+//! time (`clockwork_controller::sim`), under a seeded open-loop workload.
+//!
+//! Prints goodput, SLO attainment, latency percentiles, cold starts, LOADs/UNLOADs,
+//! the simulator's wall time and real-time factor (simulated seconds per wall second),
+//! and the invariant checks; the last line is JSON.
+
+use anyhow::{bail, Context as _};
+use clockwork_controller::sim::workload::{AzureLike, AzureLikeConfig, Poisson, Workload};
+use clockwork_controller::sim::{SimConfig, SimReport, Simulation};
+use clockwork_controller::Config;
+use clockwork_core::model::{builtin_profiles, resnet50};
+use clockwork_core::{ModelProfile, Nanos, Slo};
+use std::time::Instant;
+
+/// Which arrival process.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WorkloadKind {
+    /// Heavy-tailed (lognormal) per-model rates, half the models bursty (on/off).
+    AzureLike,
+    /// Poisson, models Zipf-skewed by `--zipf` (0: uniform).
+    Poisson,
+}
+
+/// Which models.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mix {
+    /// All ResNet50 copies (the paper's §6.2/§6.6 setup).
+    Resnet50,
+    /// ResNet18, ResNet50 and ResNet152 copies in equal numbers, interleaved.
+    Zoo,
+}
+
+/// Arguments of `sim`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SimArgs {
+    /// Simulated GPUs.
+    #[arg(long, default_value_t = 8)]
+    gpus: u32,
+    /// GPUs per simulated worker.
+    #[arg(long, default_value_t = 8)]
+    gpus_per_worker: u32,
+    /// Model instances.
+    #[arg(long, default_value_t = 1000)]
+    models: u32,
+    /// Simulated time with arrivals (e.g. 60s, 500ms, 2m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Nanos,
+    /// Arrival process.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::AzureLike)]
+    workload: WorkloadKind,
+    /// Total request rate (r/s). Default: `--load` × the batch-1 capacity of the GPUs.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Offered load as a fraction of batch-1 capacity (GPUs / mean b1 time), used when
+    /// `--rate` is not given. Batching raises real capacity above this baseline.
+    #[arg(long, default_value_t = 0.8)]
+    load: f64,
+    /// SLO of every request, in ms.
+    #[arg(long, default_value_t = 100.0)]
+    slo_ms: f64,
+    /// Zipf exponent of the Poisson workload (0: uniform).
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    /// Model mix.
+    #[arg(long, value_enum, default_value_t = Mix::Resnet50)]
+    mix: Mix,
+    /// Seed of the workload, the devices' noise and the scheduler.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Timing noise of the simulated devices (fraction, uniform ±).
+    #[arg(long, default_value_t = 0.05)]
+    noise: f64,
+    /// One-way network latency, µs.
+    #[arg(long, default_value_t = 50)]
+    net_us: u64,
+    /// Scheduler schedule-ahead, ms.
+    #[arg(long, default_value_t = 10.0)]
+    schedule_ahead_ms: f64,
+    /// Weights-cache pages per GPU (1376 = 21.5 GiB).
+    #[arg(long, default_value_t = 1376)]
+    pages: u32,
+}
+
+/// Parses `60s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Nanos, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e6)
+    } else if let Some(v) = s.strip_suffix("us") {
+        (v, 1e3)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1e9)
+    } else if let Some(v) = s.strip_suffix('m') {
+        (v, 60e9)
+    } else {
+        (s, 1e9)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad duration `{s}`: {e}"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("duration must be positive: `{s}`"));
+    }
+    Ok(Nanos((v * mult) as u64))
+}
+
+fn ms(v: f64) -> Nanos {
+    Nanos((v * 1e6) as u64)
+}
+
+pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
+    if a.gpus == 0 || a.gpus_per_worker == 0 || a.models == 0 {
+        bail!("--gpus, --gpus-per-worker and --models must be positive");
+    }
+    let workers = a.gpus.div_ceil(a.gpus_per_worker);
+    let gpus = workers * a.gpus_per_worker;
+    let profiles: Vec<ModelProfile> = match a.mix {
+        Mix::Resnet50 => vec![resnet50()],
+        Mix::Zoo => builtin_profiles(),
+    };
+    let mean_b1_s = profiles
+        .iter()
+        .map(|p| p.batches[0].exec_time.get() as f64 / 1e9)
+        .sum::<f64>()
+        / profiles.len() as f64;
+    let capacity_b1 = f64::from(gpus) / mean_b1_s;
+    let rate = a.rate.unwrap_or(a.load * capacity_b1);
+    let slo = ms(a.slo_ms);
+
+    let sched_cfg = Config {
+        default_slo: slo,
+        load_capacity: slo,
+        schedule_ahead: ms(a.schedule_ahead_ms),
+        seed: a.seed,
+        ..Config::default()
+    };
+    let sim_cfg = SimConfig {
+        workers,
+        gpus_per_worker: a.gpus_per_worker,
+        total_pages: a.pages,
+        net_latency: Nanos::from_micros(a.net_us),
+        noise: a.noise,
+        seed: a.seed,
+        time_scheduler: true,
+        ..SimConfig::default()
+    };
+    println!(
+        "sim: {gpus} simulated GPUs ({workers} workers x {}), {} models ({:?}), {:?} workload, \
+         {rate:.0} r/s ({:.2} x batch-1 capacity {capacity_b1:.0} r/s), SLO {} ms, {} simulated, \
+         noise {}, net {} us, seed {}",
+        a.gpus_per_worker,
+        a.models,
+        a.mix,
+        a.workload,
+        rate / capacity_b1,
+        a.slo_ms,
+        a.duration,
+        a.noise,
+        a.net_us,
+        a.seed
+    );
+
+    let t_setup = Instant::now();
+    let mut sim = Simulation::new(sim_cfg, sched_cfg).context("scheduler config")?;
+    let mut first = None;
+    // Interleave the mix: copies of each profile in turn, contiguous ids.
+    let per = a.models / profiles.len() as u32;
+    let mut left = a.models;
+    for (i, p) in profiles.iter().enumerate() {
+        let n = if i + 1 == profiles.len() { left } else { per };
+        left -= n;
+        if n == 0 {
+            continue;
+        }
+        let r = sim.register(p.clone(), n).context("register")?;
+        first.get_or_insert(r.first);
+    }
+    let range = clockwork_controller::ModelRange {
+        first: first.unwrap_or(clockwork_core::ModelId(0)),
+        count: a.models,
+    };
+    sim.start();
+    let workload: Box<dyn Workload> = match a.workload {
+        WorkloadKind::AzureLike => Box::new(AzureLike::new(AzureLikeConfig::new(
+            range,
+            rate,
+            Slo::Default,
+            a.duration,
+            a.seed,
+        ))),
+        WorkloadKind::Poisson if a.zipf > 0.0 => Box::new(Poisson::zipf(
+            range,
+            rate,
+            a.zipf,
+            Slo::Default,
+            Nanos::ZERO,
+            a.duration,
+            a.seed,
+        )),
+        WorkloadKind::Poisson => Box::new(Poisson::uniform(
+            range,
+            rate,
+            Slo::Default,
+            Nanos::ZERO,
+            a.duration,
+            a.seed,
+        )),
+    };
+    sim.set_workload(workload);
+    let setup_s = t_setup.elapsed().as_secs_f64();
+
+    let t_run = Instant::now();
+    sim.run_until(a.duration);
+    sim.drain(slo + Nanos::from_secs(1));
+    let wall_s = t_run.elapsed().as_secs_f64();
+    let r = sim.report();
+    print_report(&r, wall_s, setup_s);
+
+    let simulated_s = r.simulated.get() as f64 / 1e9;
+    let json = serde_json::json!({
+        "bench": "sim",
+        "gpus": gpus,
+        "models": a.models,
+        "workload": format!("{:?}", a.workload),
+        "rate_rps": rate,
+        "slo_ms": a.slo_ms,
+        "simulated_s": simulated_s,
+        "wall_s": wall_s,
+        "setup_s": setup_s,
+        "real_time_factor": simulated_s / wall_s,
+        "offered": r.offered,
+        "goodput_rps": r.goodput_rps,
+        "slo_attainment": r.slo_attainment,
+        "late_successes": r.stats.late_successes,
+        "latency_p50_ms": r.latency_p50.as_millis_f64(),
+        "latency_p99_ms": r.latency_p99.as_millis_f64(),
+        "latency_p999_ms": r.latency_p999.as_millis_f64(),
+        "cold_starts": r.stats.cold_starts,
+        "loads": r.stats.loads,
+        "unloads": r.stats.unloads,
+        "mean_batch": r.stats.mean_batch(),
+        "ns_per_request": wall_s * 1e9 / r.offered.max(1) as f64,
+        "scheduler_ns_per_request": r.scheduler_wall.as_nanos() as f64 / r.offered.max(1) as f64,
+        "violations": r.violations.total(),
+    });
+    println!("{json}");
+    if r.violations.total() != 0 {
+        bail!("invariant violations: {:?}", r.violations);
+    }
+    Ok(())
+}
+
+fn print_report(r: &SimReport, wall_s: f64, setup_s: f64) {
+    let s = &r.stats;
+    let simulated_s = r.simulated.get() as f64 / 1e9;
+    println!(
+        "requests: offered {} ({:.0}/s), success {} ({:.0}/s goodput), SLO attainment {:.4}%",
+        r.offered,
+        r.offered as f64 / simulated_s,
+        r.success,
+        r.goodput_rps,
+        100.0 * r.slo_attainment
+    );
+    println!(
+        "  rejected {}  timeout(queued) {}  could-not-start {}  skipped {}  timeout(in flight) {}  \
+         worker-failed {}  late successes {}  requeued {}",
+        s.rejected,
+        s.timeout_queued,
+        s.could_not_start,
+        s.skipped,
+        s.timeout_in_flight,
+        s.worker_failed,
+        s.late_successes,
+        s.requeued
+    );
+    println!(
+        "latency of successes: p50 {}  p99 {}  p99.9 {}  max {}",
+        r.latency_p50, r.latency_p99, r.latency_p999, r.latency_max
+    );
+    println!(
+        "actions: {} INFER (mean batch {:.2}, {} failed), {} LOAD ({} failed), {} UNLOAD; \
+         cold starts {}",
+        s.infers,
+        s.mean_batch(),
+        s.infer_failures,
+        s.loads,
+        s.load_failures,
+        s.unloads,
+        s.cold_starts
+    );
+    println!(
+        "prediction error: INFER mean {:.1} us (|mean| {:.1} us, max over {:.1} us), \
+         completion |mean| {:.1} us, LOAD |mean| {:.1} us",
+        s.exec_error.mean() / 1e3,
+        s.exec_error.mean_abs() / 1e3,
+        s.exec_error.max_over as f64 / 1e3,
+        s.completion_error.mean_abs() / 1e3,
+        s.load_error.mean_abs() / 1e3
+    );
+    println!(
+        "invariants: {} violations {:?}",
+        r.violations.total(),
+        r.violations
+    );
+    println!(
+        "wall: set-up {setup_s:.2} s, run {wall_s:.2} s for {simulated_s:.1} simulated s \
+         (real-time factor {:.2}), {} events, {:.0} ns/request, of which {:.0} ns inside \
+         the scheduler ({:.0}%)",
+        simulated_s / wall_s,
+        r.events,
+        wall_s * 1e9 / r.offered.max(1) as f64,
+        r.scheduler_wall.as_nanos() as f64 / r.offered.max(1) as f64,
+        100.0 * r.scheduler_wall.as_secs_f64() / wall_s
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("60s"), Ok(Nanos::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Nanos::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Nanos::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Nanos::from_millis(1500)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! Scheduler configuration. Defaults are the original INFER4 constants (reference
+//! section 3.10); every field is documented with the rule it feeds.
+
+use crate::error::ConfigError;
+use clockwork_core::{Nanos, DEFAULT_PAGE_SIZE};
+
+/// Largest estimator window the scheduler stores inline.
+pub const MAX_ESTIMATOR_WINDOW: usize = 12;
+
+/// Tunables of the scheduler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// How far ahead of `now` each GPU's EXEC (and PCIe) timeline is filled. Work is
+    /// handed to a GPU only while its predicted free time is before `now + schedule_ahead`;
+    /// it also widens windows (reference 2.4). Default 10 ms (5 ms in the paper's
+    /// §6.3/6.4/6.6 runs).
+    pub schedule_ahead: Nanos,
+    /// SLO of requests that ask for [`clockwork_core::Slo::Default`]. Default 100 ms.
+    pub default_slo: Nanos,
+    /// Completion target = response deadline − `buffer`: the time left for the result to
+    /// travel back and the answer to leave. Default 5 ms (the original's `buffer`).
+    pub buffer: Nanos,
+    /// Minimum lead time: nothing is predicted to start before `now + future`. Default 1 ms.
+    pub future: Nanos,
+    /// A timeline forgets an overdue head action after this. Default 10 ms.
+    pub lag: Nanos,
+    /// Outstanding LOADs per GPU. Default 2.
+    pub max_loads_in_flight: u32,
+    /// Largest batch size formed. Default 16 (INFER4).
+    pub max_batch: u32,
+    /// Batch sizes above 1 whose execution estimate exceeds this are not used. Default
+    /// 250 ms (the original's code; its docs say 25 ms).
+    pub max_exec: Nanos,
+    /// Measurements kept per estimator (1..=[`MAX_ESTIMATOR_WINDOW`]). Default 10.
+    pub estimator_window: usize,
+    /// Percentile of the window used as the estimate. Default 0.99.
+    pub estimator_percentile: f64,
+    /// Page size used to precompute model page counts (GPUs with another page size are
+    /// handled, just not precomputed). Default 16 MiB.
+    pub page_size: u64,
+    /// LoadTracker capacity: a GPU with more outstanding work than this is overloaded
+    /// and its models become replication candidates. Default = 100 ms (the original
+    /// uses `default_slo`).
+    pub load_capacity: Nanos,
+    /// Record per-request and per-action log records (reference section 5) for the
+    /// driver to drain with [`crate::Scheduler::poll_log`]. Default off.
+    pub telemetry: bool,
+    /// Seed of the scheduler's own random choices (sampling GPUs for a LOAD).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            schedule_ahead: Nanos::from_millis(10),
+            default_slo: Nanos::from_millis(100),
+            buffer: Nanos::from_millis(5),
+            future: Nanos::from_millis(1),
+            lag: Nanos::from_millis(10),
+            max_loads_in_flight: 2,
+            max_batch: 16,
+            max_exec: Nanos::from_millis(250),
+            estimator_window: 10,
+            estimator_percentile: 0.99,
+            page_size: DEFAULT_PAGE_SIZE,
+            load_capacity: Nanos::from_millis(100),
+            telemetry: false,
+            seed: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values the scheduler relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.schedule_ahead == Nanos::ZERO {
+            return Err(ConfigError::Invalid("schedule_ahead must be positive"));
+        }
+        if self.default_slo == Nanos::ZERO {
+            return Err(ConfigError::Invalid("default_slo must be positive"));
+        }
+        if self.max_loads_in_flight == 0 {
+            return Err(ConfigError::Invalid(
+                "max_loads_in_flight must be at least 1",
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err(ConfigError::Invalid("max_batch must be at least 1"));
+        }
+        if self.estimator_window == 0 || self.estimator_window > MAX_ESTIMATOR_WINDOW {
+            return Err(ConfigError::Invalid("estimator_window must be in 1..=12"));
+        }
+        if !(self.estimator_percentile > 0.0 && self.estimator_percentile <= 1.0) {
+            return Err(ConfigError::Invalid(
+                "estimator_percentile must be in (0, 1]",
+            ));
+        }
+        if self.page_size == 0 {
+            return Err(ConfigError::Invalid("page_size must be positive"));
+        }
+        if self.load_capacity == Nanos::ZERO {
+            return Err(ConfigError::Invalid("load_capacity must be positive"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_refused() {
+        Config::default().validate().unwrap();
+        let c = Config {
+            estimator_window: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            estimator_percentile: f64::NAN,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! The controller's errors.
+
+use clockwork_core::ProfileError;
+use thiserror::Error;
+
+/// Why [`crate::Config`] is unusable.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A field is out of range.
+    #[error("invalid scheduler config: {0}")]
+    Invalid(&'static str),
+}
+
+/// Why [`crate::Scheduler::register_models`] refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The profile is malformed.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// Zero copies asked for.
+    #[error("copies must be at least 1")]
+    NoCopies,
+    /// The model id space (`u32`) would overflow.
+    #[error("model id space exhausted")]
+    IdsExhausted,
+    /// With the configured `max_batch` and `max_exec`, no batch size is usable (batch
+    /// size 1 is missing from the profile).
+    #[error("profile `{0}` has no batch size 1")]
+    NoBatchOne(String),
+}

@@ -1,0 +1,467 @@
+//! The scheduler: a sans-IO state machine (quinn style).
+//!
+//! Inputs are method calls that each take `now` (controller clock): a worker joined
+//! or was lost, models were registered, a request arrived, a worker result arrived, a
+//! timer fired ([`Scheduler::handle_timeout`]). Outputs are drained with
+//! [`Scheduler::poll_output`]; [`Scheduler::next_deadline`] says when to call
+//! `handle_timeout` next. Nothing here reads a clock, touches a socket or spawns.
+//!
+//! The work is split by concern:
+//! - `requests`: admission, queueing, expiry;
+//! - `dispatch`: INFER batching and placement on GPU timelines;
+//! - `loads`: LOAD/UNLOAD decisions (load tracker, eviction, page accounting);
+//! - `results`: worker results (timelines, estimators, answers);
+//! - `workers`: joins, losses, registration, resyncs.
+//!
+//! Cost model: per request, O(1) queue and timer work plus O(replicas · log) heap
+//! pushes; per batch, one arena insert and one action. No step scans all models or all
+//! GPUs except worker joins/losses and registration, which are rare.
+
+mod dispatch;
+mod loads;
+mod requests;
+mod results;
+mod workers;
+
+use crate::admission::Deadlines;
+use crate::arena::{Arena, Key};
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::gpu_state::{GpuSlot, Lane, WorkerIndex, WorkerSlot};
+use crate::load_tracker::{LoadCandidate, ReadySet};
+use crate::model_state::ModelState;
+use crate::output::{ClientKey, Output};
+use crate::rng::Rng;
+use crate::stats::Stats;
+use crate::telemetry::{LogRecord, RequestLog};
+use crate::timer::TimerQueue;
+use clockwork_core::{
+    Action, ActionId, ClientStatus, GpuId, InferResponse, ModelId, ModelInfo, ModelProfile, Nanos,
+    RequestId, WorkerId,
+};
+use std::collections::{BinaryHeap, VecDeque};
+
+/// A contiguous range of model ids, as allocated by [`Scheduler::register_models`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelRange {
+    /// The first id.
+    pub first: ModelId,
+    /// How many.
+    pub count: u32,
+}
+
+impl ModelRange {
+    /// The ids, in order.
+    pub fn iter(&self) -> impl Iterator<Item = ModelId> {
+        (self.first.0..self.first.0 + self.count).map(ModelId)
+    }
+
+    /// Whether `m` is in the range.
+    pub fn contains(&self, m: ModelId) -> bool {
+        m.0 >= self.first.0 && m.0 - self.first.0 < self.count
+    }
+}
+
+/// One admitted inference request.
+#[derive(Debug)]
+struct Request {
+    client: ClientKey,
+    id: RequestId,
+    model: ModelId,
+    arrival: Nanos,
+    d: Deadlines,
+    /// Batch-1 estimate at admission: its weight in the load tracker.
+    work: u64,
+    input_len: u32,
+    cold: bool,
+    /// Part of an INFER sent and not yet answered.
+    in_flight: bool,
+}
+
+/// An INFER sent and not yet answered.
+#[derive(Debug)]
+struct InferRecord {
+    model: ModelId,
+    gpu: u32,
+    /// Its requests, earliest deadline first (keys go stale as they are answered).
+    members: Vec<Key>,
+    expected: Nanos,
+    expected_end: Nanos,
+    /// Members answered `Timeout` at their deadline while the INFER was in flight.
+    late_answered: u32,
+}
+
+#[derive(Debug)]
+enum InFlightKind {
+    Infer(InferRecord),
+    Load {
+        model: ModelId,
+        gpu: u32,
+        expected: Nanos,
+        expected_end: Nanos,
+    },
+    Unload {
+        model: ModelId,
+        gpu: u32,
+    },
+    Register {
+        model: ModelId,
+    },
+    GetState,
+}
+
+/// An action sent and not yet answered.
+#[derive(Debug)]
+struct InFlight {
+    worker: u32,
+    sent: Nanos,
+    kind: InFlightKind,
+}
+
+/// The Clockwork scheduler. See the module documentation.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: Config,
+    models: Vec<ModelState>,
+    gpus: Vec<GpuSlot>,
+    workers: Vec<WorkerSlot>,
+    worker_index: WorkerIndex,
+    live_gpus: u32,
+    /// Largest page count of any live GPU: models bigger than this cannot be served.
+    max_pages: u32,
+    requests: Arena<Request>,
+    actions: Arena<InFlight>,
+    /// Expiry of each model's queue front (see [`crate::admission`]).
+    model_timers: TimerQueue<u32>,
+    gpu_timers: TimerQueue<(u32, Lane)>,
+    /// Emptied member lists of retired INFERs, reused for new batches.
+    member_pool: Vec<Vec<Key>>,
+    load_heap: BinaryHeap<LoadCandidate>,
+    load_ready: ReadySet,
+    loads_dirty: bool,
+    /// Planning is retried then (candidates were deferred).
+    load_retry_at: Option<Nanos>,
+    outputs: VecDeque<Output>,
+    dirty_workers: Vec<u32>,
+    logs: VecDeque<LogRecord>,
+    stats: Stats,
+    rng: Rng,
+}
+
+impl Scheduler {
+    /// A scheduler with no workers and no models.
+    pub fn new(cfg: Config) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(Self {
+            rng: Rng::new(cfg.seed),
+            cfg,
+            models: Vec::new(),
+            gpus: Vec::new(),
+            workers: Vec::new(),
+            worker_index: WorkerIndex::default(),
+            live_gpus: 0,
+            max_pages: 0,
+            requests: Arena::new(),
+            actions: Arena::new(),
+            model_timers: TimerQueue::new(),
+            member_pool: Vec::new(),
+            gpu_timers: TimerQueue::new(),
+            load_heap: BinaryHeap::new(),
+            load_ready: ReadySet::default(),
+            loads_dirty: false,
+            load_retry_at: None,
+            outputs: VecDeque::new(),
+            dirty_workers: Vec::new(),
+            logs: VecDeque::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The counters.
+    pub const fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The next output, if any. Drain after every input call.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The next telemetry record, if [`Config::telemetry`] is on.
+    pub fn poll_log(&mut self) -> Option<LogRecord> {
+        self.logs.pop_front()
+    }
+
+    /// When [`Scheduler::handle_timeout`] must next be called (it may be called
+    /// earlier; it then does nothing that is not due).
+    pub fn next_deadline(&self) -> Option<Nanos> {
+        [
+            self.model_timers.next_time(),
+            self.gpu_timers.next_time(),
+            self.load_retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs everything due at `now`: requests whose last feasible start passed are
+    /// answered `Timeout`; in-flight requests past their deadline are answered
+    /// `Timeout`; GPUs whose timeline has room again get work; LOADs are planned.
+    pub fn handle_timeout(&mut self, now: Nanos) {
+        while let Some((at, mi)) = self.model_timers.pop_due(now) {
+            self.expire_front(mi as usize, at, now);
+        }
+        while let Some((at, (g, lane))) = self.gpu_timers.pop_due(now) {
+            let gpu = &mut self.gpus[g as usize];
+            match lane {
+                Lane::Exec if gpu.exec_wake == Some(at) => {
+                    gpu.exec_wake = None;
+                    self.dispatch_gpu(g, now);
+                }
+                Lane::Pcie if gpu.pcie_wake == Some(at) => {
+                    gpu.pcie_wake = None;
+                    self.update_load_ready(g, now);
+                }
+                Lane::Deadline if gpu.deadline_wake == Some(at) => {
+                    gpu.deadline_wake = None;
+                    self.in_flight_deadlines(g, now);
+                }
+                _ => {}
+            }
+        }
+        if self.load_retry_at.is_some_and(|t| t <= now) {
+            self.load_retry_at = None;
+            self.loads_dirty = true;
+        }
+        self.schedule_loads(now);
+        self.flush();
+    }
+
+    /// The requests of an in-flight INFER, in batch order: `(client, request id, input
+    /// length)`. The driver uses it to concatenate inputs into the action. Empty for
+    /// unknown actions.
+    pub fn batch_requests(
+        &self,
+        action: ActionId,
+    ) -> impl Iterator<Item = (ClientKey, RequestId, u32)> + '_ {
+        let members: &[Key] = match self.actions.get(Key::from_u64(action.0)) {
+            Some(InFlight {
+                kind: InFlightKind::Infer(rec),
+                ..
+            }) => &rec.members,
+            _ => &[],
+        };
+        members
+            .iter()
+            .filter_map(|&k| self.requests.get(k))
+            .map(|r| (r.client, r.id, r.input_len))
+    }
+
+    /// Number of registered models (ids are `0..n`).
+    pub fn model_count(&self) -> u32 {
+        // Registration refuses to go past u32::MAX models.
+        self.models.len() as u32
+    }
+
+    /// A model's profile.
+    pub fn model_profile(&self, model: ModelId) -> Option<&ModelProfile> {
+        self.models.get(model.0 as usize).map(|m| m.profile())
+    }
+
+    /// Every registered model, as listed to clients.
+    pub fn model_infos(&self) -> impl Iterator<Item = ModelInfo> + '_ {
+        self.models.iter().enumerate().map(|(i, m)| ModelInfo {
+            // Indices are below model_count, a u32.
+            id: ModelId(i as u32),
+            name: m.profile().name.clone(),
+            input_bytes: m.profile().input_bytes,
+            output_bytes: m.profile().output_bytes,
+            max_batch: m.sizes().last().copied().unwrap_or(1),
+        })
+    }
+
+    /// Live queued requests of a model.
+    pub fn queued(&self, model: ModelId) -> u32 {
+        self.models.get(model.0 as usize).map_or(0, |m| m.live)
+    }
+
+    /// Where a model is: `(worker, gpu, ready)` for each GPU holding or loading it.
+    pub fn replicas(&self, model: ModelId) -> Vec<(WorkerId, GpuId, bool)> {
+        self.models
+            .get(model.0 as usize)
+            .map(|m| {
+                m.replicas
+                    .iter()
+                    .map(|r| {
+                        let g = &self.gpus[r.gpu as usize];
+                        (g.worker_id, g.gpu_id, r.ready)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The controller's view of a GPU's free pages.
+    pub fn free_pages(&self, worker: WorkerId, gpu: GpuId) -> Option<u32> {
+        let wk = self.worker_index.get(worker)?;
+        self.workers[wk as usize]
+            .gpus
+            .iter()
+            .map(|&g| &self.gpus[g as usize])
+            .find(|g| g.gpu_id == gpu)
+            .map(|g| g.free_pages)
+    }
+
+    /// GPUs currently in the plan.
+    pub const fn live_gpus(&self) -> u32 {
+        self.live_gpus
+    }
+
+    /// Requests admitted and not yet answered.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Actions sent and not yet answered.
+    pub fn pending_actions(&self) -> usize {
+        self.actions.len()
+    }
+
+    // ---- helpers shared by the submodules ----
+
+    /// Answers an admitted request (removing it) with `status`.
+    fn answer(&mut self, key: Key, now: Nanos, status: ClientStatus, batch: u32, output: Vec<u8>) {
+        let Some(req) = self.requests.remove(key) else {
+            return;
+        };
+        if self.cfg.telemetry {
+            self.log_request(now, &req, status);
+        }
+        self.respond(
+            now,
+            req.client,
+            req.id,
+            req.model,
+            status,
+            batch,
+            req.arrival,
+            output,
+        );
+    }
+
+    /// Emits a response and counts it.
+    #[allow(clippy::too_many_arguments)] // one flat call site per answer path
+    fn respond(
+        &mut self,
+        now: Nanos,
+        client: ClientKey,
+        id: RequestId,
+        model: ModelId,
+        status: ClientStatus,
+        batch_size: u32,
+        arrival: Nanos,
+        output: Vec<u8>,
+    ) {
+        self.stats.answer(status);
+        let message = match status {
+            ClientStatus::UnknownModel => "unknown model id",
+            ClientStatus::Unavailable => "no GPU can serve this model now",
+            ClientStatus::InvalidRequest => "invalid SLO",
+            ClientStatus::Rejected => "no plan meets the SLO",
+            _ => "",
+        };
+        self.outputs.push_back(Output::Respond {
+            client,
+            response: InferResponse {
+                id,
+                model,
+                status,
+                batch_size,
+                controller_latency: now - arrival,
+                output,
+                message: message.to_owned(),
+            },
+        });
+    }
+
+    fn log_request(&mut self, now: Nanos, req: &Request, status: ClientStatus) {
+        self.logs.push_back(LogRecord::Request(RequestLog {
+            t: now,
+            request_id: req.id.0,
+            result: status.code(),
+            user_id: req.client.0,
+            model_id: req.model.0,
+            slo: req.d.slo,
+            latency: now - req.arrival,
+            deadline: req.d.deadline,
+            deadline_met: status.is_success() && now <= req.d.deadline,
+            arrival_count: self.stats.offered,
+            departure_count: self.stats.answered + 1,
+            is_coldstart: req.cold,
+        }));
+    }
+
+    /// Records an in-flight action and returns its id (the arena key, packed).
+    fn track(&mut self, worker: u32, now: Nanos, kind: InFlightKind) -> (Key, ActionId) {
+        let key = self.actions.insert(InFlight {
+            worker,
+            sent: now,
+            kind,
+        });
+        (key, ActionId(key.to_u64()))
+    }
+
+    /// Queues an action for a worker; sent at the end of the current input call.
+    fn emit(&mut self, worker: u32, action: Action) {
+        let w = &mut self.workers[worker as usize];
+        if w.pending.is_empty() {
+            self.dirty_workers.push(worker);
+        }
+        w.pending.push(action);
+    }
+
+    /// Turns the actions queued during this call into one `Send` per worker.
+    fn flush(&mut self) {
+        for wk in self.dirty_workers.drain(..) {
+            let w = &mut self.workers[wk as usize];
+            if w.pending.is_empty() || !w.alive {
+                w.pending.clear();
+                continue;
+            }
+            let actions = std::mem::take(&mut w.pending);
+            self.outputs.push_back(Output::Send {
+                worker: w.id,
+                actions,
+            });
+        }
+    }
+
+    /// Returns an INFER's member list to the pool.
+    fn recycle(&mut self, mut members: Vec<Key>) {
+        if self.member_pool.len() < 4096 {
+            members.clear();
+            self.member_pool.push(members);
+        }
+    }
+
+    /// Arms a GPU wake-up at `at` unless an earlier one is armed.
+    fn arm(&mut self, g: u32, lane: Lane, at: Nanos) {
+        let gpu = &mut self.gpus[g as usize];
+        let slot = match lane {
+            Lane::Exec => &mut gpu.exec_wake,
+            Lane::Pcie => &mut gpu.pcie_wake,
+            Lane::Deadline => &mut gpu.deadline_wake,
+        };
+        if slot.is_some_and(|t| t <= at) {
+            return;
+        }
+        *slot = Some(at);
+        self.gpu_timers.push(at, (g, lane));
+    }
+}

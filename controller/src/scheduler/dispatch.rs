@@ -1,0 +1,336 @@
+//! INFER dispatch: batching and placement on GPU EXEC timelines (reference 3.4/3.8).
+//!
+//! Each GPU keeps a min-heap of the models it holds that have queued work, keyed by
+//! urgency (head target − batch-1 estimate). While the GPU's predicted free time is
+//! before `now + schedule_ahead`, the most urgent model is popped and its batch is
+//! formed ([`crate::batching::choose_batch`]) to start at that free time. Offering a
+//! model to every GPU that holds it and letting whichever has room take it gives the
+//! original's implicit load balancing. A GPU without room arms a wake-up for when it
+//! will have some.
+//!
+//! Windows: `earliest = now` (the worker starts it as soon as the GPU is free) and
+//! `latest = min(max(now + future + schedule_ahead, start + schedule_ahead),
+//! last_target − estimate)`. The first term is the reference rule; the second is ours:
+//! the worker drops a batch that could no longer complete by the target of even its
+//! least urgent request, instead of running it for nothing. Since the batch was chosen
+//! so that `start + estimate <= head_target <= last_target`,
+//! `latest >= start >= now + future`: no action is ever sent with its window closed.
+
+use super::{InFlightKind, InferRecord, Scheduler};
+use crate::arena::Key;
+use crate::batching::choose_batch;
+use crate::gpu_state::{HeapEntry, Lane};
+use clockwork_core::{Action, ActionKind, ClientStatus, ModelId, Nanos, Window};
+use std::cmp::Reverse;
+
+impl Scheduler {
+    /// Offers a model's new head to the GPUs holding it that have room now, starting
+    /// from a rotating one (spreads load over replicas), until its queue is empty.
+    pub(super) fn dispatch_model(&mut self, mi: usize, now: Nanos) {
+        let (sa, future, lag) = (self.cfg.schedule_ahead, self.cfg.future, self.cfg.lag);
+        let m = &mut self.models[mi];
+        let n = m.replicas.len();
+        if n == 0 {
+            return;
+        }
+        let first = m.rotation as usize % n;
+        m.rotation = m.rotation.wrapping_add(1);
+        for j in 0..n {
+            let m = &self.models[mi];
+            if m.live == 0 {
+                break;
+            }
+            // Dispatch never changes the replica set, so the index stays valid.
+            let Some(r) = m.replicas.get((first + j) % n).copied() else {
+                break;
+            };
+            if r.ready && self.gpus[r.gpu as usize].exec.available(now, future, lag) < now + sa {
+                self.dispatch_gpu(r.gpu, now);
+            }
+        }
+    }
+
+    /// Fills GPU `g`'s EXEC timeline up to `now + schedule_ahead` with the most urgent
+    /// work of the models it holds.
+    pub(super) fn dispatch_gpu(&mut self, g: u32, now: Nanos) {
+        let (sa, future, lag) = (self.cfg.schedule_ahead, self.cfg.future, self.cfg.lag);
+        let horizon = now + sa;
+        loop {
+            let gpu = &mut self.gpus[g as usize];
+            if !gpu.alive {
+                return;
+            }
+            let avail = gpu.exec.available(now, future, lag);
+            if avail >= horizon {
+                // Room again once now + sa passes avail.
+                self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+                return;
+            }
+            let Some(Reverse(e)) = gpu.heap.pop() else {
+                return;
+            };
+            let mi = e.model as usize;
+            let m = &mut self.models[mi];
+            let urgency = m.urgency();
+            let Some(r) = m.replica_mut(g) else {
+                continue;
+            };
+            if r.heap_key != Some(e.urgency) {
+                continue; // superseded by a more urgent entry
+            }
+            r.heap_key = None;
+            if !r.ready {
+                continue;
+            }
+            match urgency {
+                None => continue,
+                Some(u) if u > e.urgency => {
+                    // The head became less urgent since: re-file it.
+                    r.heap_key = Some(u);
+                    self.gpus[g as usize].heap.push(Reverse(HeapEntry {
+                        urgency: u,
+                        model: e.model,
+                    }));
+                }
+                Some(_) => self.try_batch(mi, g, avail, now),
+            }
+        }
+    }
+
+    /// Forms and sends one batch of model `mi` on GPU `g` starting at `start`, after
+    /// dropping queue heads no GPU can serve in time. Leaves the model alone if its
+    /// head cannot make it here but can on another GPU holding it.
+    fn try_batch(&mut self, mi: usize, g: u32, start: Nanos, now: Nanos) {
+        let est1 = self.models[mi].b1();
+        while let Some(front) = self.models[mi].queue.front().copied() {
+            if start + est1 <= front.target {
+                break;
+            }
+            if self.other_replica_can(mi, g, front.target, est1, now) {
+                // Leave it to that GPU (make sure it has an entry); this one gets an
+                // entry again after the next batch of this model.
+                self.ensure_heap_entries_except(mi, Some(g));
+                return;
+            }
+            // Doomed everywhere: answer now rather than at expiry.
+            let work = self.requests.get(front.key).map_or(0, |r| r.work);
+            self.answer(
+                front.key,
+                now,
+                ClientStatus::CouldNotStartInTime,
+                0,
+                Vec::new(),
+            );
+            self.forget_queued_front(mi, work);
+        }
+        if self.models[mi].queue.is_empty() {
+            return;
+        }
+        self.compact_queue(mi);
+        let m = &self.models[mi];
+        let Some(choice) = choose_batch(
+            m.sizes(),
+            |k| m.est(k),
+            m.queue.len(),
+            |i| m.queue[i].target,
+            start,
+        ) else {
+            // Unreachable: the head was checked feasible at batch size 1 above.
+            return;
+        };
+        // Heads that would only fit smaller, less pressing batches give way.
+        for _ in 0..choice.skip {
+            let Some(e) = self.models[mi].queue.front().copied() else {
+                break;
+            };
+            let work = self.requests.get(e.key).map_or(0, |r| r.work);
+            self.answer(e.key, now, ClientStatus::ControllerSkipped, 0, Vec::new());
+            self.stats.skipped += 1;
+            self.forget_queued_front(mi, work);
+        }
+        let m = &mut self.models[mi];
+        let size = m.sizes()[choice.size_index] as usize;
+        let mut members = self.member_pool.pop().unwrap_or_default();
+        let mut work = 0;
+        let mut last_target = start;
+        while members.len() < size {
+            let Some(e) = m.queue.pop_front() else {
+                break;
+            };
+            if let Some(req) = self.requests.get_mut(e.key) {
+                req.in_flight = true;
+                work += req.work;
+                members.push(e.key);
+                last_target = e.target;
+            }
+        }
+        // members.len() <= size <= 1024.
+        m.live -= members.len() as u32;
+        m.queued_work -= work;
+        self.clean_front(mi);
+        self.refresh_credit(mi);
+        self.ensure_heap_entries(mi);
+        self.emit_infer(mi, g, members, choice.size_index, start, last_target, now);
+    }
+
+    /// Drops tombstones from anywhere in a model's queue (rare: only requests that
+    /// expired behind a live head leave them), so that positions count live requests.
+    fn compact_queue(&mut self, mi: usize) {
+        let m = &mut self.models[mi];
+        if m.queue.len() != m.live as usize {
+            let requests = &self.requests;
+            m.queue.retain(|e| requests.contains(e.key));
+        }
+    }
+
+    /// Pops the (live) front of a model's queue after the caller answered it.
+    fn forget_queued_front(&mut self, mi: usize, work: u64) {
+        let m = &mut self.models[mi];
+        m.live -= 1;
+        m.queued_work -= work;
+        m.queue.pop_front();
+        self.clean_front(mi);
+        self.refresh_credit(mi);
+    }
+
+    /// Whether another GPU holding the model could start batch 1 in time for `target`.
+    fn other_replica_can(&self, mi: usize, g: u32, target: Nanos, est1: Nanos, now: Nanos) -> bool {
+        self.models[mi].replicas.iter().any(|r| {
+            r.ready
+                && r.gpu != g
+                && self.gpus[r.gpu as usize]
+                    .exec
+                    .available(now, self.cfg.future, self.cfg.lag)
+                    + est1
+                    <= target
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)] // the batch's full description, one call site
+    fn emit_infer(
+        &mut self,
+        mi: usize,
+        g: u32,
+        members: Vec<Key>,
+        si: usize,
+        start: Nanos,
+        last_target: Nanos,
+        now: Nanos,
+    ) {
+        let cfg = &self.cfg;
+        let est = self.models[mi].est(si);
+        let latest = (now + cfg.future + cfg.schedule_ahead)
+            .max(start + cfg.schedule_ahead)
+            .min(last_target - est);
+        let first_deadline = members
+            .first()
+            .and_then(|&k| self.requests.get(k))
+            .map_or(now, |r| r.d.deadline);
+        let input_sizes: Vec<u32> = if members
+            .iter()
+            .any(|&k| self.requests.get(k).is_some_and(|r| r.input_len > 0))
+        {
+            members
+                .iter()
+                .map(|&k| self.requests.get(k).map_or(0, |r| r.input_len))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // A batch holds at most 1024 requests (core's MAX_BATCH_SIZE).
+        let batch_size = members.len() as u32;
+        // Model indices come from ModelId (u32).
+        let model = ModelId(mi as u32);
+        let (worker, gpu_id) = {
+            let gpu = &self.gpus[g as usize];
+            (gpu.worker, gpu.gpu_id)
+        };
+        let (key, id) = self.track(
+            worker,
+            now,
+            InFlightKind::Infer(InferRecord {
+                model,
+                gpu: g,
+                members,
+                expected: est,
+                expected_end: Nanos::ZERO,
+                late_answered: 0,
+            }),
+        );
+        let gpu = &mut self.gpus[g as usize];
+        let end = gpu.exec.push(id.0, start, est);
+        gpu.infers.push(id.0);
+        if let Some(super::InFlight {
+            kind: InFlightKind::Infer(rec),
+            ..
+        }) = self.actions.get_mut(key)
+        {
+            rec.expected_end = end;
+        }
+        if let Some(r) = self.models[mi].replica_mut(g) {
+            r.inflight += 1;
+            r.last_used = now;
+        }
+        self.arm(g, Lane::Deadline, first_deadline);
+        self.stats.infers += 1;
+        self.stats.batched_requests += u64::from(batch_size);
+        self.emit(
+            worker,
+            Action {
+                id,
+                window: Window::new(now, latest),
+                kind: ActionKind::Infer {
+                    model,
+                    gpu: gpu_id,
+                    batch_size,
+                    expected_duration: est,
+                    input_sizes,
+                    inputs: Vec::new(),
+                },
+            },
+        );
+    }
+
+    /// The earliest deadline among the requests in flight on GPU `g` passed: answer
+    /// `Timeout` to every in-flight request there whose deadline passed, and re-arm
+    /// for the next one. One timer per GPU, not per INFER: results normally beat
+    /// their deadlines, and most per-INFER timers would fire for nothing.
+    pub(super) fn in_flight_deadlines(&mut self, g: u32, now: Nanos) {
+        let ids = self.gpus[g as usize].infers.clone();
+        let mut next: Option<Nanos> = None;
+        for id in ids {
+            let key = Key::from_u64(id);
+            let members = match self.actions.get_mut(key) {
+                Some(super::InFlight {
+                    kind: InFlightKind::Infer(rec),
+                    ..
+                }) => std::mem::take(&mut rec.members),
+                _ => continue,
+            };
+            let mut late = 0;
+            for &k in &members {
+                let Some(req) = self.requests.get(k) else {
+                    continue;
+                };
+                if req.d.deadline <= now {
+                    self.answer(k, now, ClientStatus::Timeout, 0, Vec::new());
+                    self.stats.timeout_in_flight += 1;
+                    late += 1;
+                } else {
+                    next = Some(next.map_or(req.d.deadline, |t: Nanos| t.min(req.d.deadline)));
+                }
+            }
+            if let Some(super::InFlight {
+                kind: InFlightKind::Infer(rec),
+                ..
+            }) = self.actions.get_mut(key)
+            {
+                rec.members = members;
+                rec.late_answered += late;
+            }
+        }
+        if let Some(t) = next {
+            self.arm(g, Lane::Deadline, t);
+        }
+    }
+}

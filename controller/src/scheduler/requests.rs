@@ -1,0 +1,250 @@
+//! Admission, queueing and expiry of inference requests.
+
+use super::{Request, Scheduler};
+use crate::admission::{deadlines, resolve_slo};
+use crate::arena::Key;
+use crate::gpu_state::HeapEntry;
+use crate::model_state::QueueEntry;
+use crate::output::ClientKey;
+use crate::telemetry::{LogRecord, RequestLog};
+use clockwork_core::{ClientStatus, ModelId, Nanos, RequestId, Slo};
+use std::cmp::Reverse;
+
+impl Scheduler {
+    /// A client asks for one inference of `model` within `slo`; `input_len` is the
+    /// size of its input (0 when the worker generates inputs).
+    ///
+    /// Answered at once with `UnknownModel`, `Unavailable` (no GPU), `InvalidRequest`
+    /// (bad SLO) or `Rejected` (no plan can complete it by its target: see
+    /// [`crate::admission`]). Otherwise queued; answered `Success` when its INFER
+    /// completes by its deadline, and otherwise `Timeout` (or another failure) at the
+    /// latest at its deadline.
+    pub fn request(
+        &mut self,
+        now: Nanos,
+        client: ClientKey,
+        id: RequestId,
+        model: ModelId,
+        slo: Slo,
+        input_len: u32,
+    ) {
+        self.stats.offered += 1;
+        let mi = model.0 as usize;
+        let Some(m) = self.models.get(mi) else {
+            self.refuse(now, client, id, model, ClientStatus::UnknownModel);
+            return;
+        };
+        let (pages, b1, cold) = (m.pages(), m.b1(), !m.has_ready_replica());
+        if self.live_gpus == 0 || pages > self.max_pages {
+            self.refuse(now, client, id, model, ClientStatus::Unavailable);
+            return;
+        }
+        let Some(slo) = resolve_slo(slo, self.cfg.default_slo, b1) else {
+            self.refuse(now, client, id, model, ClientStatus::InvalidRequest);
+            return;
+        };
+        let Some(d) = deadlines(now, slo, self.cfg.buffer, self.cfg.future, b1) else {
+            self.refuse(now, client, id, model, ClientStatus::Rejected);
+            return;
+        };
+        if !self.some_plan_meets(mi, now, d.target) {
+            self.refuse(now, client, id, model, ClientStatus::Rejected);
+            return;
+        }
+        if cold {
+            self.stats.cold_starts += 1;
+        }
+        let key = self.requests.insert(Request {
+            client,
+            id,
+            model,
+            arrival: now,
+            d,
+            work: b1.get(),
+            input_len,
+            cold,
+            in_flight: false,
+        });
+        let new_head = self.enqueue(mi, key, d.target, b1.get());
+        self.note_demand(mi, now);
+        if new_head {
+            // Otherwise every GPU holding the model is already busy with it.
+            self.dispatch_model(mi, now);
+        }
+        // Armed only for requests that stay queued: most are sent at once.
+        self.arm_expiry(mi);
+        self.schedule_loads(now);
+        self.flush();
+    }
+
+    /// Answers a request that was never admitted.
+    fn refuse(
+        &mut self,
+        now: Nanos,
+        client: ClientKey,
+        id: RequestId,
+        model: ModelId,
+        status: ClientStatus,
+    ) {
+        if self.cfg.telemetry {
+            self.logs.push_back(LogRecord::Request(RequestLog {
+                t: now,
+                request_id: id.0,
+                result: status.code(),
+                user_id: client.0,
+                model_id: model.0,
+                slo: Nanos::ZERO,
+                latency: Nanos::ZERO,
+                deadline: now,
+                deadline_met: false,
+                arrival_count: self.stats.offered,
+                departure_count: self.stats.answered + 1,
+                is_coldstart: false,
+            }));
+        }
+        self.respond(now, client, id, model, status, 0, now, Vec::new());
+    }
+
+    /// Whether some plan could complete a batch-1 INFER of the model by `target`: on
+    /// a GPU that holds it (from its EXEC free time), on one loading it (from the
+    /// later of the LOAD's end and the EXEC free time), or after a LOAD started now.
+    /// A lower bound on completion, so `false` means no plan can meet the target.
+    fn some_plan_meets(&self, mi: usize, now: Nanos, target: Nanos) -> bool {
+        let m = &self.models[mi];
+        let b1 = m.b1();
+        let (future, lag) = (self.cfg.future, self.cfg.lag);
+        if now + future + m.load_estimate() + b1 <= target {
+            return true;
+        }
+        m.replicas.iter().any(|r| {
+            let g = &self.gpus[r.gpu as usize];
+            let mut start = g.exec.available(now, future, lag);
+            if !r.ready {
+                start = start.max(r.ready_at);
+            }
+            start + b1 <= target
+        })
+    }
+
+    /// Inserts a request into its model's queue and updates demand accounting.
+    /// Returns whether it became the head (the queue was empty, or it is more urgent).
+    pub(super) fn enqueue(&mut self, mi: usize, key: Key, target: Nanos, work: u64) -> bool {
+        let m = &mut self.models[mi];
+        let new_head = m.enqueue(QueueEntry { target, key });
+        m.queued_work += work;
+        self.refresh_credit(mi);
+        if new_head {
+            self.ensure_heap_entries(mi);
+        }
+        new_head
+    }
+
+    /// Gives every GPU that holds the model ready a dispatch-heap entry no later than
+    /// its current urgency. Entries that are now too early (the head became less
+    /// urgent) stay: they are re-pushed with the right key when popped.
+    pub(super) fn ensure_heap_entries(&mut self, mi: usize) {
+        self.ensure_heap_entries_except(mi, None);
+    }
+
+    /// [`Scheduler::ensure_heap_entries`] for every GPU but `skip`.
+    pub(super) fn ensure_heap_entries_except(&mut self, mi: usize, skip: Option<u32>) {
+        let m = &mut self.models[mi];
+        let Some(urgency) = m.urgency() else {
+            return;
+        };
+        let entry = HeapEntry {
+            urgency,
+            // Model indices come from ModelId (u32).
+            model: mi as u32,
+        };
+        for r in &mut m.replicas {
+            if r.ready && Some(r.gpu) != skip && r.heap_key.is_none_or(|k| urgency < k) {
+                r.heap_key = Some(urgency);
+                self.gpus[r.gpu as usize].heap.push(Reverse(entry));
+            }
+        }
+    }
+
+    /// Pops tombstones (answered requests) off the front of a model's queue.
+    pub(super) fn clean_front(&mut self, mi: usize) {
+        let m = &mut self.models[mi];
+        while let Some(f) = m.queue.front() {
+            if self.requests.contains(f.key) {
+                break;
+            }
+            m.queue.pop_front();
+        }
+    }
+
+    /// Arms the model's expiry timer for its queue's front unless an earlier one is
+    /// armed (an early firing finds nothing due and re-arms). Invariant: whenever a
+    /// request was left queued at the end of an input call, a timer no later than
+    /// the front's expiry is armed (fronts only get later, except on enqueue, which
+    /// arms).
+    pub(super) fn arm_expiry(&mut self, mi: usize) {
+        let m = &mut self.models[mi];
+        let Some(front) = m.queue.front() else {
+            return;
+        };
+        // Due strictly after the last feasible start, so firing makes progress.
+        let at = front.target - m.b1() - self.cfg.future + Nanos(1);
+        if m.expiry_armed.is_some_and(|a| a <= at) {
+            return;
+        }
+        m.expiry_armed = Some(at);
+        // Model indices come from ModelId (u32).
+        self.model_timers.push(at, mi as u32);
+    }
+
+    /// A model's expiry timer fired: queued requests that can no longer start in
+    /// time even alone, on an idle GPU, are answered `Timeout` now.
+    pub(super) fn expire_front(&mut self, mi: usize, at: Nanos, now: Nanos) {
+        let m = &mut self.models[mi];
+        if m.expiry_armed != Some(at) {
+            return;
+        }
+        m.expiry_armed = None;
+        let late = now + self.cfg.future + m.b1();
+        while let Some(front) = self.models[mi].queue.front().copied() {
+            if late <= front.target {
+                break;
+            }
+            let work = self.requests.get(front.key).map_or(0, |r| r.work);
+            self.answer(front.key, now, ClientStatus::Timeout, 0, Vec::new());
+            self.stats.timeout_queued += 1;
+            self.forget_queued(mi, front.key, work);
+        }
+        self.arm_expiry(mi);
+    }
+
+    /// Accounting after a queued request was answered (the caller removed it from
+    /// the arena): its queue entry is popped if at the front, else left as a tombstone.
+    pub(super) fn forget_queued(&mut self, mi: usize, key: Key, work: u64) {
+        let m = &mut self.models[mi];
+        m.live -= 1;
+        m.queued_work -= work;
+        let was_front = m.queue.front().is_some_and(|f| f.key == key);
+        if was_front {
+            m.queue.pop_front();
+            self.clean_front(mi);
+        }
+        self.refresh_credit(mi);
+    }
+
+    /// Puts an in-flight request back into its model's queue if it can still be
+    /// served (its last feasible start has not passed); returns whether it did.
+    pub(super) fn requeue(&mut self, key: Key, now: Nanos) -> bool {
+        let Some(req) = self.requests.get_mut(key) else {
+            return false;
+        };
+        if now > req.d.expire_at || self.live_gpus == 0 {
+            return false;
+        }
+        req.in_flight = false;
+        let (mi, target, work) = (req.model.0 as usize, req.d.target, req.work);
+        self.enqueue(mi, key, target, work);
+        self.arm_expiry(mi);
+        self.stats.requeued += 1;
+        true
+    }
+}

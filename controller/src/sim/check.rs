@@ -1,0 +1,126 @@
+//! Invariant checks and measurements of a simulated run, observed from outside the
+//! scheduler (on its outputs and on the simulated devices).
+
+use clockwork_core::{ClientStatus, InferResponse, Nanos};
+use hdrhistogram::Histogram;
+use std::collections::HashMap;
+
+/// Broken invariants. A correct scheduler leaves every field at zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Violations {
+    /// Requests answered more than once.
+    pub double_answers: u64,
+    /// Requests never answered (counted at the end of a drained run).
+    pub unanswered: u64,
+    /// Answers for request ids never offered.
+    pub unknown_answers: u64,
+    /// `Success` answered after the request's deadline.
+    pub late_success_answers: u64,
+    /// Actions whose `latest` was already past when the scheduler emitted them.
+    pub windows_closed_at_emission: u64,
+    /// Actions with `earliest > latest`.
+    pub malformed_windows: u64,
+    /// INFERs emitted for a model neither resident nor loading on that GPU.
+    pub infer_not_resident_at_emission: u64,
+    /// LOADs that found too few free pages on the device (the plan over-committed).
+    pub insufficient_cache: u64,
+    /// INFERs that reached a device without their weights.
+    pub weights_missing: u64,
+}
+
+impl Violations {
+    /// Sum of all fields.
+    pub const fn total(&self) -> u64 {
+        self.double_answers
+            + self.unanswered
+            + self.unknown_answers
+            + self.late_success_answers
+            + self.windows_closed_at_emission
+            + self.malformed_windows
+            + self.infer_not_resident_at_emission
+            + self.insufficient_cache
+            + self.weights_missing
+    }
+}
+
+/// Tracks every request the simulation offered.
+#[derive(Debug)]
+pub(crate) struct Checker {
+    answered: Vec<u64>,
+    offered: u64,
+    answered_count: u64,
+    default_slo: Nanos,
+    custom_slo: HashMap<u64, Nanos>,
+    pub(crate) violations: Violations,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) success: u64,
+    pub(crate) by_status: HashMap<ClientStatus, u64>,
+}
+
+impl Checker {
+    pub(crate) fn new(default_slo: Nanos) -> Self {
+        Self {
+            answered: Vec::new(),
+            offered: 0,
+            answered_count: 0,
+            default_slo,
+            custom_slo: HashMap::new(),
+            violations: Violations::default(),
+            // Bounds are valid constants (1 ns .. 1 hour, 3 digits): cannot fail.
+            latency: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .unwrap_or_else(|_| unreachable!()),
+            success: 0,
+            by_status: HashMap::new(),
+        }
+    }
+
+    /// A request with id `id` (ids are dense from 0) and, if not the default, `slo`.
+    pub(crate) fn offer(&mut self, id: u64, slo: Option<Nanos>) {
+        self.offered += 1;
+        let w = (id / 64) as usize;
+        if self.answered.len() <= w {
+            self.answered.resize(w + 1, 0);
+        }
+        if let Some(s) = slo {
+            self.custom_slo.insert(id, s);
+        }
+    }
+
+    pub(crate) fn respond(&mut self, r: &InferResponse) {
+        let id = r.id.0;
+        let w = (id / 64) as usize;
+        let bit = 1u64 << (id % 64);
+        if id >= self.offered || w >= self.answered.len() {
+            self.violations.unknown_answers += 1;
+            return;
+        }
+        if self.answered[w] & bit != 0 {
+            self.violations.double_answers += 1;
+            return;
+        }
+        self.answered[w] |= bit;
+        self.answered_count += 1;
+        *self.by_status.entry(r.status).or_default() += 1;
+        if r.status.is_success() {
+            let slo = self
+                .custom_slo
+                .get(&id)
+                .copied()
+                .unwrap_or(self.default_slo);
+            if r.controller_latency > slo {
+                self.violations.late_success_answers += 1;
+            }
+            self.success += 1;
+            self.latency
+                .saturating_record(r.controller_latency.get().max(1));
+        }
+    }
+
+    pub(crate) const fn offered(&self) -> u64 {
+        self.offered
+    }
+
+    pub(crate) const fn answered(&self) -> u64 {
+        self.answered_count
+    }
+}

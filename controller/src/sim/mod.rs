@@ -1,0 +1,453 @@
+//! Virtual-time simulator: the real [`Scheduler`] driven by simulated workers.
+//!
+//! Deterministic for a seed. One event queue orders request arrivals (pulled from a
+//! [`workload::Workload`]), action deliveries to workers and results back to the
+//! controller (each after a configurable one-way network latency), INFER and LOAD
+//! completions on simulated GPUs, and the scheduler's own timers
+//! ([`Scheduler::next_deadline`]). Simulated workers emulate timing like the
+//! original's `worker_dummy` (see `sim/worker.rs`), with optional seeded noise.
+//!
+//! The simulation observes the scheduler from outside and counts broken invariants
+//! ([`Violations`]): double or missing answers, successes after the deadline, actions
+//! emitted with their window already closed, INFERs for models not on that GPU, and
+//! LOADs that find too few free pages on the device.
+
+mod check;
+mod events;
+mod worker;
+pub mod workload;
+
+pub use check::Violations;
+
+use crate::config::Config;
+use crate::error::{ConfigError, RegisterError};
+use crate::output::{ClientKey, Output};
+use crate::rng::Rng;
+use crate::scheduler::{ModelRange, Scheduler};
+use crate::stats::Stats;
+use check::Checker;
+use clockwork_core::{Action, ActionKind, ModelProfile, Nanos, RequestId, Slo, WorkerId};
+use events::{Event, EventQueue};
+use worker::{Catalogue, Ctx, SimWorker};
+use workload::{Arrival, Workload};
+
+/// Simulated cluster and network.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Workers.
+    pub workers: u32,
+    /// GPUs per worker.
+    pub gpus_per_worker: u32,
+    /// Weights-cache pages per GPU (1376 = 21.5 GiB of 16 MiB pages).
+    pub total_pages: u32,
+    /// Page size in bytes.
+    pub page_size: u64,
+    /// One-way controller↔worker latency.
+    pub net_latency: Nanos,
+    /// Multiplicative timing noise: durations are scaled by a uniform `1 ± noise`.
+    pub noise: f64,
+    /// Seed of the devices' noise.
+    pub seed: u64,
+    /// Measure the wall time spent inside the scheduler's calls (for benchmarks; it
+    /// reads the host clock around each call, which changes nothing simulated).
+    pub time_scheduler: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            gpus_per_worker: 1,
+            total_pages: 1376,
+            page_size: clockwork_core::DEFAULT_PAGE_SIZE,
+            net_latency: Nanos::from_micros(50),
+            noise: 0.0,
+            seed: 0,
+            time_scheduler: false,
+        }
+    }
+}
+
+/// Outcome of a simulated run.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    /// Virtual time covered by arrivals (the goodput denominator).
+    pub simulated: Nanos,
+    /// Requests offered.
+    pub offered: u64,
+    /// Requests answered.
+    pub answered: u64,
+    /// Answered `Success` (always within the SLO, or counted as a violation).
+    pub success: u64,
+    /// Successes per simulated second.
+    pub goodput_rps: f64,
+    /// `success / offered`.
+    pub slo_attainment: f64,
+    /// Success latency percentiles (arrival to answer, controller clock).
+    pub latency_p50: Nanos,
+    /// p99.
+    pub latency_p99: Nanos,
+    /// p99.9.
+    pub latency_p999: Nanos,
+    /// Max.
+    pub latency_max: Nanos,
+    /// Answers by status.
+    pub by_status: Vec<(clockwork_core::ClientStatus, u64)>,
+    /// Events processed (arrivals included).
+    pub events: u64,
+    /// Wall time spent inside scheduler calls during [`Simulation::run_until`] and
+    /// [`Simulation::drain`], if [`SimConfig::time_scheduler`] was set (else zero).
+    pub scheduler_wall: std::time::Duration,
+    /// The scheduler's own counters.
+    pub stats: Stats,
+    /// Broken invariants (all zero for a correct scheduler).
+    pub violations: Violations,
+}
+
+/// A simulated cluster driving one scheduler.
+#[derive(Debug)]
+pub struct Simulation {
+    cfg: SimConfig,
+    now: Nanos,
+    sched: Scheduler,
+    events: EventQueue,
+    workers: Vec<SimWorker>,
+    catalogue: Catalogue,
+    rng: Rng,
+    workload: Option<Box<dyn Workload>>,
+    next_arrival: Option<Arrival>,
+    next_request: u64,
+    arrivals_until: Nanos,
+    checker: Checker,
+    events_done: u64,
+    started: bool,
+    sched_wall: std::time::Duration,
+}
+
+impl Simulation {
+    /// A cluster of `cfg.workers` idle workers (not yet joined) and a scheduler.
+    pub fn new(cfg: SimConfig, sched: Config) -> Result<Self, ConfigError> {
+        let default_slo = sched.default_slo;
+        let sched = Scheduler::new(sched)?;
+        let workers = (0..cfg.workers)
+            .map(|i| SimWorker::new(WorkerId(i), cfg.gpus_per_worker, cfg.total_pages))
+            .collect();
+        Ok(Self {
+            rng: Rng::derive(cfg.seed, 3),
+            cfg,
+            now: Nanos::ZERO,
+            sched,
+            events: EventQueue::default(),
+            workers,
+            catalogue: Catalogue::default(),
+            workload: None,
+            next_arrival: None,
+            next_request: 0,
+            arrivals_until: Nanos::ZERO,
+            checker: Checker::new(default_slo),
+            events_done: 0,
+            started: false,
+            sched_wall: std::time::Duration::ZERO,
+        })
+    }
+
+    /// The scheduler.
+    pub const fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    /// Virtual now.
+    pub const fn now(&self) -> Nanos {
+        self.now
+    }
+
+    /// Registers models. Before [`Simulation::start`], registration with the workers
+    /// happens instantly (set-up); afterwards it travels like any action.
+    pub fn register(
+        &mut self,
+        profile: ModelProfile,
+        copies: u32,
+    ) -> Result<ModelRange, RegisterError> {
+        let r = self.sched.register_models(self.now, profile, copies)?;
+        self.pump();
+        Ok(r)
+    }
+
+    /// Every worker joins (instantly: the set-up exchange is not timed). Models
+    /// registered earlier are registered with each worker here.
+    pub fn start(&mut self) {
+        self.started = false;
+        for wi in 0..self.workers.len() {
+            let st = self.workers[wi].state(self.cfg.page_size, &self.catalogue);
+            let id = self.workers[wi].id;
+            self.sched.worker_joined(self.now, id, &st);
+            self.pump();
+        }
+        self.started = true;
+        self.sched_wall = std::time::Duration::ZERO;
+    }
+
+    /// The workload that feeds arrivals from now on.
+    pub fn set_workload(&mut self, w: Box<dyn Workload>) {
+        self.workload = Some(w);
+        self.next_arrival = self.workload.as_mut().and_then(|w| w.next_arrival());
+    }
+
+    /// Runs until virtual time `until` (exclusive), taking arrivals from the workload.
+    pub fn run_until(&mut self, until: Nanos) {
+        loop {
+            let t_arr = self.next_arrival.map(|a| a.at);
+            let t_ev = self.events.next_time();
+            let t_sched = self.sched.next_deadline();
+            let Some(t) = [t_arr, t_ev, t_sched].into_iter().flatten().min() else {
+                break;
+            };
+            if t >= until {
+                break;
+            }
+            self.now = self.now.max(t);
+            self.events_done += 1;
+            if t_sched == Some(t) {
+                let now = self.now;
+                self.timed(|s| s.handle_timeout(now));
+            } else if t_ev == Some(t) {
+                if let Some((_, ev)) = self.events.pop() {
+                    self.handle(ev);
+                }
+            } else if let Some(a) = self.next_arrival.take() {
+                self.arrive(a);
+                self.next_arrival = self.workload.as_mut().and_then(|w| w.next_arrival());
+            }
+            self.pump();
+        }
+        self.now = self.now.max(until);
+        self.arrivals_until = self.arrivals_until.max(until);
+    }
+
+    /// Stops arrivals and runs until every request is answered and nothing is
+    /// pending, or until `limit` more virtual time has passed.
+    pub fn drain(&mut self, limit: Nanos) {
+        self.workload = None;
+        self.next_arrival = None;
+        let arrivals = self.arrivals_until;
+        self.run_until(self.now + limit);
+        self.arrivals_until = arrivals;
+    }
+
+    /// One request now (outside the workload), with the next request id.
+    pub fn inject(&mut self, model: clockwork_core::ModelId, slo: Slo) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.arrive(Arrival {
+            at: self.now,
+            model,
+            slo,
+        });
+        self.pump();
+        id
+    }
+
+    /// Worker `wi` fails: its queues and in-flight work vanish, and the scheduler is
+    /// told at once.
+    pub fn lose_worker(&mut self, wi: u32) {
+        let Some(w) = self.workers.get_mut(wi as usize) else {
+            return;
+        };
+        w.alive = false;
+        w.reset();
+        let id = w.id;
+        self.sched.worker_lost(self.now, id);
+        self.pump();
+    }
+
+    /// Worker `wi` comes back as a fresh process (empty caches, no models).
+    pub fn rejoin_worker(&mut self, wi: u32) {
+        let Some(w) = self.workers.get_mut(wi as usize) else {
+            return;
+        };
+        w.reset();
+        w.alive = true;
+        let st = w.state(self.cfg.page_size, &self.catalogue);
+        let id = w.id;
+        self.sched.worker_joined(self.now, id, &st);
+        self.pump();
+    }
+
+    /// What happened so far. `unanswered` counts requests not yet answered.
+    pub fn report(&self) -> SimReport {
+        let c = &self.checker;
+        let secs = self.arrivals_until.get() as f64 / 1e9;
+        let mut violations = c.violations;
+        violations.unanswered = c.offered() - c.answered();
+        let q = |p: f64| Nanos(c.latency.value_at_quantile(p));
+        let mut by_status: Vec<_> = c.by_status.iter().map(|(&s, &n)| (s, n)).collect();
+        by_status.sort_by_key(|(s, _)| s.code());
+        SimReport {
+            simulated: self.arrivals_until,
+            offered: c.offered(),
+            answered: c.answered(),
+            success: c.success,
+            goodput_rps: c.success as f64 / secs,
+            slo_attainment: c.success as f64 / c.offered() as f64,
+            latency_p50: q(0.5),
+            latency_p99: q(0.99),
+            latency_p999: q(0.999),
+            latency_max: Nanos(c.latency.max()),
+            by_status,
+            events: self.events_done,
+            scheduler_wall: self.sched_wall,
+            stats: self.sched.stats().clone(),
+            violations,
+        }
+    }
+
+    fn arrive(&mut self, a: Arrival) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let custom = match a.slo {
+            Slo::Default => None,
+            Slo::Absolute(n) => Some(n),
+            // Resolved against the scheduler's estimate: not checked from outside.
+            Slo::Factor(_) => Some(Nanos::MAX),
+        };
+        self.checker.offer(id, custom);
+        let now = self.now;
+        self.timed(|s| s.request(now, ClientKey(0), RequestId(id), a.model, a.slo, 0));
+    }
+
+    /// Runs one scheduler call, timing it if asked to.
+    fn timed(&mut self, f: impl FnOnce(&mut Scheduler)) {
+        if self.cfg.time_scheduler {
+            let t = std::time::Instant::now();
+            f(&mut self.sched);
+            self.sched_wall += t.elapsed();
+        } else {
+            f(&mut self.sched);
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::ToController {
+                worker,
+                epoch,
+                result,
+            } => {
+                let w = &self.workers[worker as usize];
+                if w.alive && w.epoch == epoch {
+                    let (now, id) = (self.now, w.id);
+                    self.timed(|s| s.result(now, id, &result));
+                }
+            }
+            Event::ToWorker {
+                worker,
+                epoch,
+                actions,
+            } => self.with_worker(worker, epoch, None, |w, wi, ctx| {
+                w.deliver(wi, ctx, actions);
+            }),
+            Event::ExecDone { worker, epoch, gpu } => {
+                self.with_worker(worker, epoch, None, |w, wi, ctx| {
+                    w.exec_done(wi, ctx, gpu as usize);
+                });
+            }
+            Event::ExecWake { worker, epoch, gpu } => {
+                self.with_worker(worker, epoch, None, |w, wi, ctx| {
+                    w.exec_wake(wi, ctx, gpu as usize);
+                });
+            }
+            Event::LoadDone { worker, epoch, gpu } => {
+                self.with_worker(worker, epoch, None, |w, wi, ctx| {
+                    w.load_done(wi, ctx, gpu as usize);
+                });
+            }
+        }
+    }
+
+    fn with_worker(
+        &mut self,
+        wi: u32,
+        epoch: u32,
+        immediate: Option<&mut Vec<clockwork_core::ActionResult>>,
+        f: impl FnOnce(&mut SimWorker, u32, &mut Ctx<'_>),
+    ) {
+        let Some(w) = self.workers.get_mut(wi as usize) else {
+            return;
+        };
+        if !w.alive || w.epoch != epoch {
+            return;
+        }
+        let mut ctx = Ctx {
+            now: self.now,
+            net: self.cfg.net_latency,
+            noise: self.cfg.noise,
+            page_size: self.cfg.page_size,
+            events: &mut self.events,
+            rng: &mut self.rng,
+            catalogue: &mut self.catalogue,
+            violations: &mut self.checker.violations,
+            immediate,
+        };
+        f(w, wi, &mut ctx);
+    }
+
+    /// Drains the scheduler's outputs: actions travel to workers (or, during set-up,
+    /// are handled at once), answers go to the checker.
+    fn pump(&mut self) {
+        // Draining is a queue pop: not timed (timing it would cost more than it).
+        while let Some(out) = self.sched.poll_output() {
+            match out {
+                Output::Send { worker, actions } => {
+                    self.check_actions(worker, &actions);
+                    let wi = worker.0;
+                    let epoch = self.workers.get(wi as usize).map_or(0, |w| w.epoch);
+                    if self.started {
+                        self.events.push(
+                            self.now + self.cfg.net_latency,
+                            Event::ToWorker {
+                                worker: wi,
+                                epoch,
+                                actions,
+                            },
+                        );
+                    } else {
+                        let mut results = Vec::new();
+                        self.with_worker(wi, epoch, Some(&mut results), |w, wi, ctx| {
+                            w.deliver(wi, ctx, actions);
+                        });
+                        for r in results {
+                            self.sched.result(self.now, worker, &r);
+                        }
+                    }
+                }
+                Output::Respond { response, .. } => self.checker.respond(&response),
+            }
+        }
+    }
+
+    fn check_actions(&mut self, worker: WorkerId, actions: &[Action]) {
+        let v = &mut self.checker.violations;
+        for a in actions {
+            if a.window.latest < self.now {
+                v.windows_closed_at_emission += 1;
+            }
+            if !a.window.is_valid() {
+                v.malformed_windows += 1;
+            }
+            if let ActionKind::Infer { model, gpu, .. } = &a.kind {
+                let on_gpu = self
+                    .workers
+                    .get(worker.0 as usize)
+                    .and_then(|w| w.gpus.get(gpu.0 as usize))
+                    .is_some_and(|g| g.holds_or_loads(*model));
+                if !on_gpu {
+                    v.infer_not_resident_at_emission += 1;
+                }
+            }
+        }
+    }
+
+    /// Pending simulator events (for tests).
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+}

@@ -1,0 +1,160 @@
+//! GPU timeline tracker (reference 3.2): the controller's prediction of when one
+//! executor of one GPU (EXEC or PCIe) becomes free.
+//!
+//! It holds the actions sent but not yet answered, in send order, each with its
+//! predicted start floor (it cannot start before it was planned to) and its estimated
+//! duration. The predicted free time is their chain from the last reported completion:
+//! `t = begin; for each: t = max(t, floor) + duration`, then `max(t, now + future)`.
+//!
+//! - A success result sets `begin` to the worker-reported end and retires that action
+//!   and every older one (the executor runs one action at a time, in order).
+//! - A failure result retires only that action: it did not use the executor.
+//! - The lag rule: if the oldest action is overdue by more than `lag`, it is assumed
+//!   to have ended at `now - lag`, so one lost result cannot stall the GPU forever.
+
+use clockwork_core::Nanos;
+use std::collections::VecDeque;
+
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    action: u64,
+    floor: Nanos,
+    duration: Nanos,
+}
+
+/// One executor's predicted schedule.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    pending: VecDeque<Work>,
+    begin: Nanos,
+    tail: Nanos,
+}
+
+impl Timeline {
+    /// An idle timeline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Predicted time the executor can start new work, as seen at `now`.
+    pub fn available(&self, now: Nanos, future: Nanos, lag: Nanos) -> Nanos {
+        let floor = now + future;
+        let Some(head) = self.pending.front() else {
+            return self.tail.max(floor);
+        };
+        let head_end = self.begin.max(head.floor) + head.duration;
+        if now > head_end + lag {
+            // Overdue head: assume it ended at now - lag and chain the rest from there.
+            let mut t = now - lag;
+            for w in self.pending.iter().skip(1) {
+                t = t.max(w.floor) + w.duration;
+            }
+            return t.max(floor);
+        }
+        self.tail.max(floor)
+    }
+
+    /// Appends an action predicted to start at `start` (normally the value of
+    /// [`Timeline::available`]) and to run for `duration`; returns its predicted end.
+    pub fn push(&mut self, action: u64, start: Nanos, duration: Nanos) -> Nanos {
+        self.pending.push_back(Work {
+            action,
+            floor: start,
+            duration,
+        });
+        self.tail = self.tail.max(start) + duration;
+        self.tail
+    }
+
+    /// The action ran and ended at `end` (worker-reported, controller clock).
+    pub fn complete(&mut self, action: u64, end: Nanos) {
+        if let Some(pos) = self.pending.iter().position(|w| w.action == action) {
+            self.pending.drain(..=pos);
+            self.begin = self.begin.max(end);
+            self.recompute();
+        }
+    }
+
+    /// The action did not run (failed, dropped, or its worker vanished).
+    pub fn remove(&mut self, action: u64) {
+        if let Some(pos) = self.pending.iter().position(|w| w.action == action) {
+            self.pending.remove(pos);
+            self.recompute();
+        }
+    }
+
+    /// Actions sent and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Predicted end of all outstanding work, ignoring `now` (used for the load
+    /// tracker's backlog and for reports).
+    pub const fn tail(&self) -> Nanos {
+        self.tail
+    }
+
+    fn recompute(&mut self) {
+        let mut t = self.begin;
+        for w in &self.pending {
+            t = t.max(w.floor) + w.duration;
+        }
+        self.tail = t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: Nanos = Nanos::from_millis(1);
+    const LAG: Nanos = Nanos::from_millis(10);
+
+    fn ms(v: u64) -> Nanos {
+        Nanos::from_millis(v)
+    }
+
+    #[test]
+    fn chains_work_and_honours_future() {
+        let mut t = Timeline::new();
+        assert_eq!(t.available(ms(100), F, LAG), ms(101));
+        let s = t.available(ms(100), F, LAG);
+        assert_eq!(t.push(1, s, ms(3)), ms(104));
+        assert_eq!(t.available(ms(100), F, LAG), ms(104));
+        t.push(2, ms(104), ms(3));
+        assert_eq!(t.available(ms(100), F, LAG), ms(107));
+        // First completes early: the second may start right away (its floor is 104).
+        t.complete(1, ms(102));
+        assert_eq!(t.available(ms(102), F, LAG), ms(107));
+        // Second fails: nothing outstanding.
+        t.remove(2);
+        assert_eq!(t.outstanding(), 0);
+        assert_eq!(t.available(ms(103), F, LAG), ms(104));
+    }
+
+    #[test]
+    fn completion_of_a_later_action_retires_the_older_ones() {
+        let mut t = Timeline::new();
+        t.push(1, ms(1), ms(3));
+        t.push(2, ms(4), ms(3));
+        t.push(3, ms(7), ms(3));
+        t.complete(2, ms(8));
+        assert_eq!(t.outstanding(), 1);
+        assert_eq!(t.tail(), ms(11));
+    }
+
+    #[test]
+    fn lag_rule_unsticks_an_overdue_head() {
+        let mut t = Timeline::new();
+        t.push(1, ms(1), ms(5)); // predicted end 6
+        t.push(2, ms(6), ms(2)); // predicted end 8
+                                 // At 10 the head is overdue by 4 < lag: still predicted from the chain.
+        assert_eq!(t.available(ms(10), F, LAG), ms(11));
+        // At 30 the head is overdue by 24 > lag: assumed ended at 20, then 2 runs.
+        assert_eq!(t.available(ms(30), F, LAG), ms(31));
+        let mut t = Timeline::new();
+        t.push(1, ms(1), ms(5));
+        t.push(2, ms(6), ms(50));
+        assert_eq!(t.available(ms(30), F, LAG), ms(70));
+    }
+}

@@ -1,0 +1,682 @@
+//! Focused scheduler tests, driven by hand: each test plays the workers itself,
+//! feeding exactly the results it wants at exactly the times it wants.
+
+use clockwork_controller::{ClientKey, Config, Output, Scheduler};
+use clockwork_core::model::{resnet18, resnet50};
+use clockwork_core::{
+    Action, ActionId, ActionKind, ActionResult, ClientStatus, GpuId, GpuState, InferResponse,
+    Inferred, ModelId, ModelProfile, Nanos, Outcome, RegisteredModel, RequestId, Slo, Timing,
+    WorkerId, WorkerState, WorkerStatus, DEFAULT_PAGE_SIZE,
+};
+
+const W0: WorkerId = WorkerId(0);
+const W1: WorkerId = WorkerId(1);
+
+fn ms(v: u64) -> Nanos {
+    Nanos::from_millis(v)
+}
+
+fn us(v: u64) -> Nanos {
+    Nanos::from_micros(v)
+}
+
+/// A scheduler plus the outputs it produced, with helpers to play workers.
+struct H {
+    s: Scheduler,
+    sent: Vec<(WorkerId, Action)>,
+    answers: Vec<InferResponse>,
+    next_id: u64,
+}
+
+impl H {
+    fn new() -> Self {
+        Self::with(Config::default())
+    }
+
+    fn with(cfg: Config) -> Self {
+        Self {
+            s: Scheduler::new(cfg).unwrap(),
+            sent: Vec::new(),
+            answers: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    fn pump(&mut self) {
+        while let Some(o) = self.s.poll_output() {
+            match o {
+                Output::Send { worker, actions } => {
+                    for a in actions {
+                        self.sent.push((worker, a));
+                    }
+                }
+                Output::Respond { response, .. } => self.answers.push(response),
+                other => panic!("unexpected output {other:?}"),
+            }
+        }
+    }
+
+    /// Registers `n` copies and answers every RegisterModel at once.
+    fn register(&mut self, now: Nanos, p: ModelProfile, n: u32) -> Vec<ModelId> {
+        let r = self.s.register_models(now, p, n).unwrap();
+        self.pump();
+        self.ack_registrations(now);
+        r.iter().collect()
+    }
+
+    fn ack_registrations(&mut self, now: Nanos) {
+        let regs: Vec<(WorkerId, ActionId, ModelId)> = self
+            .sent
+            .iter()
+            .filter_map(|(w, a)| match &a.kind {
+                ActionKind::RegisterModel { model, .. } => Some((*w, a.id, *model)),
+                _ => None,
+            })
+            .collect();
+        self.sent
+            .retain(|(_, a)| !matches!(a.kind, ActionKind::RegisterModel { .. }));
+        for (w, id, model) in regs {
+            self.result(
+                now,
+                w,
+                id,
+                WorkerStatus::Success,
+                Outcome::Registered { model, pages: 7 },
+            );
+        }
+    }
+
+    /// A worker with one GPU of `pages` pages holding `loaded` (all registered).
+    fn join(&mut self, now: Nanos, w: WorkerId, pages: u32, loaded: &[ModelId]) {
+        let models: Vec<RegisteredModel> = (0..self.s.model_count())
+            .map(|i| RegisteredModel {
+                id: ModelId(i),
+                profile: self.s.model_profile(ModelId(i)).unwrap().clone(),
+            })
+            .collect();
+        let used: u32 = loaded
+            .iter()
+            .map(|m| self.s.model_profile(*m).unwrap().pages(DEFAULT_PAGE_SIZE))
+            .sum();
+        let st = WorkerState {
+            page_size: DEFAULT_PAGE_SIZE,
+            gpus: vec![GpuState {
+                id: GpuId(0),
+                name: "test".into(),
+                emulated: true,
+                total_pages: pages,
+                free_pages: pages - used,
+                loaded: loaded.to_vec(),
+            }],
+            models,
+        };
+        self.s.worker_joined(now, w, &st);
+        self.pump();
+    }
+
+    fn request(&mut self, now: Nanos, m: ModelId, slo: Slo) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.s.request(now, ClientKey(7), id, m, slo, 0);
+        self.pump();
+        id
+    }
+
+    fn result(
+        &mut self,
+        now: Nanos,
+        w: WorkerId,
+        id: ActionId,
+        status: WorkerStatus,
+        outcome: Outcome,
+    ) {
+        self.s.result(
+            now,
+            w,
+            &ActionResult {
+                action_id: id,
+                status,
+                received: now,
+                sent: now,
+                outcome,
+            },
+        );
+        self.pump();
+    }
+
+    /// Completes an INFER successfully, running from `begin` for `dur`.
+    fn infer_ok(&mut self, now: Nanos, w: WorkerId, a: &Action, begin: Nanos, dur: Nanos) {
+        let ActionKind::Infer {
+            gpu, batch_size, ..
+        } = a.kind
+        else {
+            panic!("not an infer: {a:?}");
+        };
+        let t = |b, e| Timing {
+            begin: b,
+            end: e,
+            duration: e - b,
+        };
+        let padded = resnet50().padded_batch(batch_size).unwrap();
+        self.result(
+            now,
+            w,
+            a.id,
+            WorkerStatus::Success,
+            Outcome::Inferred(Inferred {
+                gpu,
+                padded_batch: padded,
+                copy_input: t(begin, begin),
+                exec: t(begin, begin + dur),
+                copy_output: t(begin + dur, begin + dur),
+                gpu_clock_before_mhz: 0,
+                gpu_clock_mhz: 0,
+                outputs: Vec::new(),
+            }),
+        );
+    }
+
+    fn load_ok(&mut self, now: Nanos, w: WorkerId, a: &Action) {
+        let t = Timing {
+            begin: now - us(8_370),
+            end: now,
+            duration: us(8_370),
+        };
+        self.result(
+            now,
+            w,
+            a.id,
+            WorkerStatus::Success,
+            Outcome::Loaded { timing: t },
+        );
+    }
+
+    fn take_sent(&mut self) -> Vec<(WorkerId, Action)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn infers(&mut self) -> Vec<(WorkerId, Action)> {
+        let (inf, rest): (Vec<_>, Vec<_>) = self
+            .take_sent()
+            .into_iter()
+            .partition(|(_, a)| matches!(a.kind, ActionKind::Infer { .. }));
+        self.sent = rest;
+        inf
+    }
+
+    fn answer_of(&self, id: RequestId) -> Option<&InferResponse> {
+        self.answers.iter().find(|r| r.id == id)
+    }
+}
+
+fn batch_of(a: &Action) -> u32 {
+    match a.kind {
+        ActionKind::Infer { batch_size, .. } => batch_size,
+        _ => 0,
+    }
+}
+
+#[test]
+fn unknown_model_no_workers_and_bad_slo_are_answered_at_once() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    let r = h.request(ms(1), m, Slo::Default);
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::Unavailable);
+    h.join(ms(1), W0, 1376, &[m]);
+    let r = h.request(ms(2), ModelId(99), Slo::Default);
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::UnknownModel);
+    let r = h.request(ms(2), m, Slo::Factor(f32::NAN));
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::InvalidRequest);
+    assert_eq!(h.s.stats().answered, 3);
+    assert_eq!(h.s.pending_requests(), 0);
+}
+
+#[test]
+fn admission_rejects_only_what_no_plan_can_meet() {
+    let mut h = H::new();
+    let ms_ = h.register(Nanos::ZERO, resnet50(), 2);
+    let (hot, cold) = (ms_[0], ms_[1]);
+    h.join(Nanos::ZERO, W0, 1376, &[hot]);
+    let t = ms(100);
+    // Below the buffer: nothing can count as met.
+    let r = h.request(t, hot, Slo::Absolute(ms(5)));
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::Rejected);
+    // 8 ms: future 1 + b1 3.32 + buffer 5 = 9.32 ms > 8 ms even on an idle GPU.
+    let r = h.request(t, hot, Slo::Absolute(ms(8)));
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::Rejected);
+    // 10 ms on the idle hot GPU: feasible, dispatched at once.
+    let r = h.request(t, hot, Slo::Absolute(ms(10)));
+    assert!(h.answer_of(r).is_none());
+    let inf = h.infers();
+    assert_eq!(inf.len(), 1);
+    let w = inf[0].1.window;
+    assert_eq!(w.earliest, t);
+    // latest: the last start that still completes by the target (t + 10 - 5 - 3.32).
+    assert_eq!(w.latest, t + ms(5) - us(3_320));
+    // Cold model with 12 ms: a LOAD alone (1 + 8.37 + 3.32 + 5) cannot make it.
+    let r = h.request(t, cold, Slo::Absolute(ms(12)));
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::Rejected);
+    // A factor SLO resolves against the b1 estimate: 2 x 3.32 < 9.32.
+    let r = h.request(t, hot, Slo::Factor(2.0));
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::Rejected);
+    assert_eq!(h.s.stats().rejected, 4);
+}
+
+#[test]
+fn a_backlog_is_served_in_the_largest_filled_batch() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t0 = ms(1000);
+    // Three requests fill the 10 ms timeline (starts at +1, +4.32, +7.64 ms).
+    for _ in 0..3 {
+        h.request(t0, m, Slo::Default);
+    }
+    let first = h.infers();
+    assert_eq!(
+        first.iter().map(|(_, a)| batch_of(a)).collect::<Vec<_>>(),
+        vec![1, 1, 1]
+    );
+    // Twenty more wait: the timeline is full (free at +10.96 ms >= +10 ms).
+    for _ in 0..20 {
+        h.request(t0, m, Slo::Default);
+    }
+    assert!(h.infers().is_empty());
+    assert_eq!(h.s.queued(m), 20);
+    // Once the horizon passes the free time, the GPU takes a batch of 16: the largest
+    // size with enough queued requests; 4 stay queued until there is room again.
+    let wake = h.s.next_deadline().unwrap();
+    assert!(wake > t0 && wake <= t0 + ms(1));
+    h.s.handle_timeout(wake);
+    h.pump();
+    let next = h.infers();
+    assert_eq!(
+        next.iter().map(|(_, a)| batch_of(a)).collect::<Vec<_>>(),
+        vec![16]
+    );
+    assert_eq!(h.s.queued(m), 4);
+    // Results of all four batches: everyone still queued is served, none late.
+    let mut t = t0;
+    for (w, a) in first.iter().chain(next.iter()) {
+        t = t + ms(3);
+        h.infer_ok(t, *w, a, t - ms(3), ms(3));
+    }
+    loop {
+        let inf = h.infers();
+        if inf.is_empty() {
+            let Some(d) = h.s.next_deadline() else { break };
+            if d > t0 + ms(200) {
+                break;
+            }
+            h.s.handle_timeout(d.max(t));
+            h.pump();
+            continue;
+        }
+        for (w, a) in inf {
+            t = t + ms(8);
+            h.infer_ok(t, w, &a, t - ms(8), ms(8));
+        }
+    }
+    assert_eq!(h.s.stats().success, 23);
+    assert_eq!(h.s.stats().mean_batch(), 23.0 / h.s.stats().infers as f64);
+}
+
+#[test]
+fn estimates_follow_the_p99_of_the_last_ten_measurements() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let expected = |a: &Action| match a.kind {
+        ActionKind::Infer {
+            expected_duration, ..
+        } => expected_duration,
+        _ => Nanos::ZERO,
+    };
+    let mut t = ms(1000);
+    let mut run = |h: &mut H, dur: Nanos| -> Nanos {
+        t = t + ms(50);
+        h.request(t, m, Slo::Default);
+        let inf = h.infers();
+        let e = expected(&inf[0].1);
+        h.infer_ok(t + ms(20), W0, &inf[0].1, t + ms(1), dur);
+        e
+    };
+    // Seeded from the profile.
+    assert_eq!(run(&mut h, ms(9)), us(3_320));
+    // One slow run (9 ms) dominates the next ten estimates...
+    for _ in 0..9 {
+        assert_eq!(run(&mut h, us(3_000)), ms(9));
+    }
+    assert_eq!(run(&mut h, us(3_000)), ms(9));
+    // ...then ages out of the window: the estimate is the max of ten 3 ms runs.
+    assert_eq!(run(&mut h, us(3_000)), us(3_000));
+    let err = h.s.stats().exec_error;
+    assert_eq!(err.count, 12);
+    assert!(err.max_over >= 5_000_000);
+}
+
+#[test]
+fn eviction_takes_the_idle_lru_model_and_never_a_pinned_one() {
+    let mut h = H::new();
+    // A GPU with room for exactly two ResNet50s (7 pages each).
+    let ms_ = h.register(Nanos::ZERO, resnet50(), 4);
+    let (a, b, c, d) = (ms_[0], ms_[1], ms_[2], ms_[3]);
+    h.join(Nanos::ZERO, W0, 14, &[a, b]);
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(0));
+    // A is used (its INFER stays in flight: pinned); B is idle.
+    let t = ms(1000);
+    h.request(t, a, Slo::Default);
+    let inf_a = h.infers();
+    assert_eq!(inf_a.len(), 1);
+    // C is cold: B goes (idle), C loads; A is untouched.
+    h.request(t + ms(1), c, Slo::Default);
+    let sent = h.take_sent();
+    let kinds: Vec<_> = sent.iter().map(|(_, x)| x.kind.clone()).collect();
+    assert!(
+        matches!(kinds.as_slice(), [ActionKind::Unload { model, .. }, ActionKind::LoadWeights { model: lm, .. }] if *model == b && *lm == c),
+        "{kinds:?}"
+    );
+    assert_eq!(sent[0].1.window, clockwork_core::Window::ANY);
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(0));
+    // D is cold too, but A is pinned (INFER in flight) and C is loading: no LOAD.
+    h.request(t + ms(2), d, Slo::Default);
+    assert!(h.take_sent().is_empty());
+    // A's INFER completes: A is unpinned, and idle (its queue is empty).
+    h.infer_ok(t + ms(6), W0, &inf_a[0].1, t + ms(2), us(3_320));
+    assert_eq!(
+        h.answer_of(RequestId(0)).unwrap().status,
+        ClientStatus::Success
+    );
+    // The planner retries: A is now evictable and D loads in its place.
+    let retry = h.s.next_deadline().unwrap();
+    h.s.handle_timeout(retry.max(t + ms(6)));
+    h.pump();
+    let sent = h.take_sent();
+    let kinds: Vec<_> = sent.iter().map(|(_, x)| x.kind.clone()).collect();
+    assert!(
+        matches!(kinds.as_slice(), [ActionKind::Unload { model, .. }, ActionKind::LoadWeights { model: lm, .. }] if *model == a && *lm == d),
+        "{kinds:?}"
+    );
+    assert_eq!(h.s.stats().unloads, 2);
+}
+
+#[test]
+fn a_failed_load_returns_its_pages_and_stale_results_are_ignored() {
+    let mut h = H::new();
+    let a = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[]);
+    let t = ms(1000);
+    h.request(t, a, Slo::Default);
+    let sent = h.take_sent();
+    let load = sent
+        .iter()
+        .find(|(_, x)| matches!(x.kind, ActionKind::LoadWeights { .. }))
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(1376 - 7));
+    assert!(load.window.latest >= t + ms(11));
+    h.result(
+        t + ms(1),
+        W0,
+        load.id,
+        WorkerStatus::LoadTooLate,
+        Outcome::Error {
+            message: String::new(),
+        },
+    );
+    // Pages back; the request still has demand, so a new LOAD goes out.
+    let again: Vec<_> = h.take_sent();
+    assert!(again
+        .iter()
+        .any(|(_, x)| matches!(x.kind, ActionKind::LoadWeights { model, .. } if model == a)));
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(1376 - 7));
+    assert_eq!(h.s.stats().load_failures, 1);
+    // A result for an action the scheduler never sent is counted and ignored.
+    h.result(
+        t + ms(2),
+        W0,
+        ActionId(u64::MAX),
+        WorkerStatus::RuntimeError,
+        Outcome::Error {
+            message: String::new(),
+        },
+    );
+    assert_eq!(
+        h.s.stats().stale_results,
+        1,
+        "unknown action ids are ignored"
+    );
+}
+
+#[test]
+fn an_unload_error_triggers_a_resync_from_worker_state() {
+    let mut h = H::new();
+    let ms_ = h.register(Nanos::ZERO, resnet50(), 3);
+    let (a, b, c) = (ms_[0], ms_[1], ms_[2]);
+    h.join(Nanos::ZERO, W0, 14, &[a, b]);
+    let t = ms(1000);
+    h.request(t, c, Slo::Default);
+    let sent = h.take_sent();
+    let unload = sent
+        .iter()
+        .find(|(_, x)| matches!(x.kind, ActionKind::Unload { .. }))
+        .unwrap()
+        .1
+        .clone();
+    let ActionKind::Unload { model: victim, .. } = unload.kind else {
+        unreachable!()
+    };
+    h.result(
+        t + ms(1),
+        W0,
+        unload.id,
+        WorkerStatus::RuntimeError,
+        Outcome::Error {
+            message: "boom".into(),
+        },
+    );
+    let sent = h.take_sent();
+    let gs = sent
+        .iter()
+        .find(|(_, x)| matches!(x.kind, ActionKind::GetState))
+        .expect("GET STATE after an UNLOAD error")
+        .1
+        .clone();
+    assert_eq!(h.s.stats().resyncs, 1);
+    // The worker says: the victim is in fact still resident, with 0 pages free.
+    let st = WorkerState {
+        page_size: DEFAULT_PAGE_SIZE,
+        gpus: vec![GpuState {
+            id: GpuId(0),
+            name: "test".into(),
+            emulated: true,
+            total_pages: 14,
+            free_pages: 0,
+            loaded: vec![a, b],
+        }],
+        models: Vec::new(),
+    };
+    h.result(
+        t + ms(2),
+        W0,
+        gs.id,
+        WorkerStatus::Success,
+        Outcome::State(st),
+    );
+    // Both are in the plan again; the LOAD of c (in flight) keeps its pages counted,
+    // so the plan sees no free page rather than a negative count.
+    let reps = h.s.replicas(victim);
+    assert_eq!(reps, vec![(W0, GpuId(0), true)]);
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(0));
+}
+
+#[test]
+fn a_result_after_the_deadline_is_never_a_success() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t = ms(1000);
+    // Result arrives late, before any timer ran.
+    let r1 = h.request(t, m, Slo::Default);
+    let inf = h.infers();
+    h.infer_ok(t + ms(101), W0, &inf[0].1, t + ms(1), us(3_320));
+    assert_eq!(h.answer_of(r1).unwrap().status, ClientStatus::Timeout);
+    assert_eq!(h.s.stats().late_successes, 1);
+    // The deadline timer answers first; the late result adds no second answer.
+    let t = ms(2000);
+    let r2 = h.request(t, m, Slo::Default);
+    let inf = h.infers();
+    let mut now = t;
+    while let Some(d) = h.s.next_deadline() {
+        if d >= t + ms(100) {
+            break;
+        }
+        now = d;
+        h.s.handle_timeout(d);
+        h.pump();
+    }
+    assert!(h.answer_of(r2).is_none(), "not before its deadline");
+    h.s.handle_timeout(t + ms(100));
+    h.pump();
+    assert!(now <= t + ms(100));
+    let a = h.answer_of(r2).unwrap();
+    assert_eq!(a.status, ClientStatus::Timeout);
+    assert_eq!(a.controller_latency, ms(100));
+    h.infer_ok(t + ms(150), W0, &inf[0].1, t + ms(1), us(3_320));
+    assert_eq!(h.answers.iter().filter(|r| r.id == r2).count(), 1);
+    assert_eq!(h.s.stats().late_successes, 2);
+    assert_eq!(h.s.stats().success, 0);
+}
+
+#[test]
+fn losing_a_worker_answers_or_replans_everything_it_held() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    h.join(Nanos::ZERO, W1, 1376, &[]);
+    let t = ms(1000);
+    for _ in 0..5 {
+        h.request(t, m, Slo::Default);
+    }
+    // Three fill W0's timeline; two stay queued.
+    let on_w0 = h.infers();
+    assert_eq!(on_w0.len(), 3);
+    assert!(on_w0.iter().all(|(w, _)| *w == W0));
+    assert_eq!(h.s.queued(m), 2);
+    // W0 dies: its in-flight requests can still be served on W1 (after a LOAD).
+    h.s.worker_lost(t + ms(1), W0);
+    h.pump();
+    assert_eq!(h.s.stats().requeued, 3);
+    assert_eq!(h.s.queued(m), 5);
+    assert_eq!(h.s.live_gpus(), 1);
+    let sent = h.take_sent();
+    assert!(sent
+        .iter()
+        .any(|(w, a)| *w == W1 && matches!(a.kind, ActionKind::LoadWeights { .. })));
+    // Results from the dead worker are ignored.
+    h.infer_ok(t + ms(4), W0, &on_w0[0].1, t + ms(1), us(3_320));
+    assert_eq!(h.s.stats().stale_results, 1);
+    assert!(h.answers.is_empty());
+    // W1 dies too: nothing can serve anything; every request is answered now.
+    h.s.worker_lost(t + ms(2), W1);
+    h.pump();
+    assert_eq!(h.answers.len(), 5);
+    assert!(h
+        .answers
+        .iter()
+        .all(|r| r.status == ClientStatus::Unavailable));
+    assert_eq!(h.s.pending_requests(), 0);
+}
+
+#[test]
+fn models_can_be_registered_while_serving() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t = ms(1000);
+    h.request(t, m, Slo::Default);
+    assert_eq!(h.infers().len(), 1);
+    // Register while an INFER is in flight.
+    let r = h.s.register_models(t + ms(1), resnet18(), 2).unwrap();
+    h.pump();
+    assert_eq!(r.first, ModelId(1));
+    let regs: Vec<_> = h
+        .sent
+        .iter()
+        .filter(|(_, a)| matches!(a.kind, ActionKind::RegisterModel { .. }))
+        .collect();
+    assert_eq!(regs.len(), 2);
+    // A request for the new model waits for the worker's acknowledgement...
+    let new = ModelId(1);
+    h.request(t + ms(2), new, Slo::Default);
+    assert!(!h
+        .sent
+        .iter()
+        .any(|(_, a)| matches!(a.kind, ActionKind::LoadWeights { .. })));
+    // ...then loads.
+    h.ack_registrations(t + ms(3));
+    h.s.handle_timeout(h.s.next_deadline().unwrap().max(t + ms(3)));
+    h.pump();
+    let load = h
+        .take_sent()
+        .into_iter()
+        .find(|(_, a)| matches!(a.kind, ActionKind::LoadWeights { model, .. } if model == new))
+        .expect("a LOAD of the new model");
+    h.load_ok(t + ms(13), W0, &load.1);
+    let inf = h.infers();
+    assert_eq!(inf.len(), 1);
+    h.infer_ok(t + ms(16), W0, &inf[0].1, t + ms(14), us(1_630));
+    assert!(h
+        .answers
+        .iter()
+        .any(|r| r.model == new && r.status.is_success()));
+}
+
+#[test]
+fn shutdown_answers_everything_pending() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    for _ in 0..10 {
+        h.request(ms(1000), m, Slo::Default);
+    }
+    h.s.shutdown(ms(1001));
+    h.pump();
+    assert_eq!(h.answers.len(), 10);
+    assert_eq!(h.s.pending_requests(), 0);
+    assert_eq!(h.s.pending_actions(), 0);
+}
+
+#[test]
+fn telemetry_records_requests_and_actions() {
+    let mut h = H::with(Config {
+        telemetry: true,
+        ..Config::default()
+    });
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t = ms(1000);
+    h.request(t, m, Slo::Default);
+    let inf = h.infers();
+    h.infer_ok(t + ms(5), W0, &inf[0].1, t + ms(1), us(3_320));
+    let mut reqs = 0;
+    let mut acts = 0;
+    while let Some(rec) = h.s.poll_log() {
+        match rec {
+            clockwork_controller::LogRecord::Request(r) => {
+                assert!(r.deadline_met);
+                assert_eq!(r.latency, ms(5));
+                reqs += 1;
+            }
+            clockwork_controller::LogRecord::Action(a) => {
+                assert_eq!(a.action_type, 2);
+                assert_eq!(a.batch_size, 1);
+                assert_eq!(a.worker_exec_duration, us(3_320));
+                assert_eq!(a.goodput, 1);
+                acts += 1;
+            }
+        }
+    }
+    assert_eq!((reqs, acts), (1, 1));
+}

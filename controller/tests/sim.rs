@@ -1,0 +1,289 @@
+//! Simulated runs: invariants over seeded randomized clusters and workloads, plus
+//! scenarios (overload, thousands of models on one GPU, worker loss, registration
+//! while serving). Every run must answer every request exactly once, never answer a
+//! success after its deadline, never emit an action whose window already closed,
+//! never over-commit a GPU's pages, and never send an INFER to a GPU without the
+//! model ([`clockwork_controller::sim::Violations`]).
+
+use clockwork_controller::rng::Rng;
+use clockwork_controller::sim::workload::{Arrival, AzureLike, AzureLikeConfig, Poisson, Scripted};
+use clockwork_controller::sim::{SimConfig, SimReport, Simulation};
+use clockwork_controller::{Config, ModelRange};
+use clockwork_core::model::{resnet152, resnet18, resnet50};
+use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
+
+fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation {
+    Simulation::new(
+        SimConfig {
+            workers,
+            gpus_per_worker: gpus,
+            total_pages: pages,
+            noise,
+            seed,
+            ..SimConfig::default()
+        },
+        Config {
+            seed,
+            ..Config::default()
+        },
+    )
+    .unwrap()
+}
+
+fn assert_clean(r: &SimReport) {
+    assert_eq!(r.violations.total(), 0, "{:#?}", r.violations);
+    assert_eq!(r.offered, r.answered, "every request answered");
+    assert_eq!(r.stats.offered, r.offered);
+    assert_eq!(r.stats.answered, r.offered);
+    assert_eq!(r.success, r.stats.success);
+}
+
+#[test]
+fn light_load_on_one_gpu_all_succeed() {
+    let mut s = sim(1, 1, 1376, 0.0, 1);
+    let models = s.register(resnet50(), 4).unwrap();
+    s.start();
+    let end = Nanos::from_secs(2);
+    s.set_workload(Box::new(Poisson::uniform(
+        models,
+        100.0,
+        Slo::Default,
+        Nanos::ZERO,
+        end,
+        1,
+    )));
+    s.run_until(end);
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    assert!(r.offered > 150);
+    assert_eq!(r.success, r.offered);
+    assert_eq!(r.stats.loads, 4);
+    assert_eq!(r.stats.cold_starts, 4);
+    // Without noise the estimates are exact.
+    assert_eq!(r.stats.exec_error.sum_abs, 0);
+    assert!(r.latency_max < Nanos::from_millis(20));
+}
+
+#[test]
+fn overload_answers_everything_and_never_late() {
+    let mut s = sim(1, 1, 1376, 0.05, 2);
+    let models = s.register(resnet50(), 5).unwrap();
+    s.start();
+    let end = Nanos::from_secs(2);
+    s.set_workload(Box::new(Poisson::uniform(
+        models,
+        2000.0,
+        Slo::Default,
+        Nanos::ZERO,
+        end,
+        2,
+    )));
+    s.run_until(end);
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    assert!(r.success < r.offered);
+    // Backlogs are served in large batches: goodput well above batch-1 throughput
+    // (1 / 3.32 ms = 301 r/s).
+    assert!(r.stats.mean_batch() > 4.0, "{}", r.stats.mean_batch());
+    assert!(r.goodput_rps > 450.0, "{}", r.goodput_rps);
+}
+
+#[test]
+fn thousands_of_models_on_one_gpu() {
+    // The paper's §6.2 shape: 3,601 ResNet50 copies, one 1376-page GPU (196 fit).
+    let mut s = sim(1, 1, 1376, 0.02, 3);
+    let models = s.register(resnet50(), 3601).unwrap();
+    s.start();
+    let end = Nanos::from_secs(3);
+    // 800 models active, skewed: far more than fit, so LOAD/UNLOAD churn.
+    let active = ModelRange {
+        first: models.first,
+        count: 800,
+    };
+    s.set_workload(Box::new(Poisson::zipf(
+        active,
+        300.0,
+        0.6,
+        Slo::Default,
+        Nanos::ZERO,
+        end,
+        3,
+    )));
+    s.run_until(end);
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    assert!(r.stats.loads > 196, "loads {}", r.stats.loads);
+    assert!(r.stats.unloads > 0);
+    assert!(r.success > 0);
+}
+
+#[test]
+fn worker_loss_mid_run_and_rejoin() {
+    let mut s = sim(2, 2, 1376, 0.05, 4);
+    let models = s.register(resnet50(), 20).unwrap();
+    s.start();
+    let end = Nanos::from_secs(3);
+    s.set_workload(Box::new(Poisson::uniform(
+        models,
+        800.0,
+        Slo::Default,
+        Nanos::ZERO,
+        end,
+        4,
+    )));
+    s.run_until(Nanos::from_secs(1));
+    let before = s.report();
+    s.lose_worker(0);
+    assert_eq!(s.scheduler().live_gpus(), 2);
+    s.run_until(Nanos::from_secs(2));
+    s.rejoin_worker(0);
+    assert_eq!(s.scheduler().live_gpus(), 4);
+    s.run_until(end);
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    assert!(r.success > before.success);
+    // After the rejoin the worker is registered again and used.
+    assert!(r.stats.registrations >= 60);
+}
+
+#[test]
+fn registration_while_running() {
+    let mut s = sim(1, 2, 1376, 0.0, 5);
+    let first = s.register(resnet50(), 4).unwrap();
+    s.start();
+    s.set_workload(Box::new(Poisson::uniform(
+        first,
+        200.0,
+        Slo::Default,
+        Nanos::ZERO,
+        Nanos::from_secs(2),
+        5,
+    )));
+    s.run_until(Nanos::from_millis(500));
+    let late = s.register(resnet18(), 3).unwrap();
+    assert_eq!(late.first, ModelId(4));
+    s.run_until(Nanos::from_millis(600));
+    let mut ids = Vec::new();
+    for m in late.iter() {
+        ids.push(s.inject(m, Slo::Default));
+    }
+    s.run_until(Nanos::from_secs(2));
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    assert_eq!(r.success, r.offered, "{:?}", r.by_status);
+    assert!(ids.len() == 3);
+}
+
+#[test]
+fn tight_slos_are_rejected_up_front_or_met() {
+    let mut s = sim(1, 1, 1376, 0.0, 6);
+    let models = s.register(resnet50(), 2).unwrap();
+    s.start();
+    let end = Nanos::from_secs(1);
+    let mut rng = Rng::new(6);
+    let arrivals: Vec<Arrival> = (0..400)
+        .map(|i| Arrival {
+            at: Nanos::from_micros(i * 2_500),
+            model: ModelId(models.first.0 + (i % 2) as u32),
+            slo: Slo::Absolute(Nanos::from_micros(6_000 + rng.below(20_000))),
+        })
+        .collect();
+    s.set_workload(Box::new(Scripted::new(arrivals)));
+    s.run_until(end);
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    let rejected = r.stats.rejected;
+    assert!(rejected > 0);
+    assert!(r.success > 100);
+    assert!(r
+        .by_status
+        .iter()
+        .any(|(s, _)| *s == ClientStatus::Rejected));
+}
+
+/// Randomized runs: cluster shape, model mix, SLO mix, rate (from idle to overload),
+/// noise, schedule-ahead, worker loss/rejoin and registration while running.
+#[test]
+fn randomized_runs_keep_every_invariant() {
+    for seed in 0..40u64 {
+        let mut rng = Rng::new(seed * 7919 + 1);
+        let workers = 1 + rng.below(3) as u32;
+        let gpus = 1 + rng.below(3) as u32;
+        let pages = [40, 200, 1376][rng.below(3) as usize];
+        let noise = [0.0, 0.05, 0.2][rng.below(3) as usize];
+        let cfg = Config {
+            seed,
+            schedule_ahead: Nanos::from_millis(2 + rng.below(12)),
+            max_batch: [4, 8, 16][rng.below(3) as usize],
+            ..Config::default()
+        };
+        let mut s = Simulation::new(
+            SimConfig {
+                workers,
+                gpus_per_worker: gpus,
+                total_pages: pages,
+                noise,
+                seed,
+                net_latency: Nanos::from_micros(20 + rng.below(500)),
+                ..SimConfig::default()
+            },
+            cfg,
+        )
+        .unwrap();
+        let n = 1 + rng.below(60) as u32;
+        let a = s.register(resnet50(), n).unwrap();
+        let b = s.register(resnet18(), 1 + rng.below(20) as u32).unwrap();
+        let c = s.register(resnet152(), 1 + rng.below(5) as u32).unwrap();
+        let all = ModelRange {
+            first: a.first,
+            count: a.count + b.count + c.count,
+        };
+        s.start();
+        let capacity = f64::from(workers * gpus) * 250.0;
+        let rate = capacity * [0.1, 0.7, 1.5, 4.0][rng.below(4) as usize];
+        let end = Nanos::from_millis(1500);
+        let slo = match rng.below(3) {
+            0 => Slo::Default,
+            1 => Slo::Absolute(Nanos::from_millis(10 + rng.below(200))),
+            _ => Slo::Factor(3.0 + rng.below(30) as f32),
+        };
+        if rng.below(2) == 0 {
+            s.set_workload(Box::new(AzureLike::new(AzureLikeConfig::new(
+                all, rate, slo, end, seed,
+            ))));
+        } else {
+            s.set_workload(Box::new(Poisson::zipf(
+                all,
+                rate,
+                1.0,
+                slo,
+                Nanos::ZERO,
+                end,
+                seed,
+            )));
+        }
+        s.run_until(Nanos::from_millis(400));
+        if rng.below(2) == 0 {
+            s.lose_worker(0);
+        }
+        s.run_until(Nanos::from_millis(700));
+        let late = s.register(resnet50(), 1 + rng.below(3) as u32).unwrap();
+        s.inject(late.first, Slo::Default);
+        s.rejoin_worker(0);
+        s.run_until(Nanos::from_millis(900));
+        s.inject(late.first, Slo::Absolute(Nanos::from_millis(50)));
+        s.run_until(end);
+        s.drain(Nanos::from_secs(2));
+        let r = s.report();
+        assert_eq!(r.violations.total(), 0, "seed {seed}: {:#?}", r.violations);
+        assert_eq!(r.offered, r.answered, "seed {seed}: all answered");
+        assert_eq!(s.scheduler().pending_requests(), 0, "seed {seed}");
+        assert!(r.offered > 0);
+    }
+}
