@@ -28,6 +28,7 @@
 pub mod admission;
 mod arena;
 pub mod batching;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod estimator;
@@ -38,6 +39,7 @@ mod model_state;
 pub mod output;
 pub mod rng;
 mod scheduler;
+pub mod service;
 pub mod sim;
 pub mod stats;
 pub mod telemetry;

@@ -1,0 +1,258 @@
+//! The controller service: the [`Scheduler`] driven by real sockets on one glommio
+//! executor.
+//!
+//! Everything runs on the executor the caller starts (through
+//! `clockwork_net::runtime`): the scheduler sits in one `RefCell` that no task holds
+//! across an await, so its decisions stay single-threaded and ordered. Around it:
+//! - one task per worker address that connects (and reconnects), sends GET STATE,
+//!   feeds results to the scheduler, and reports the link's loss as `worker_lost`;
+//! - one task per client connection that feeds requests in;
+//! - one writer task per link, owning the link's `FrameWriter`, fed by a local queue,
+//!   so that nothing else ever awaits a socket write;
+//! - a timer task that calls `handle_timeout` at the scheduler's next deadline;
+//! - the telemetry writer for the request and action logs (TSV).
+//!
+//! Input bytes of INFER requests wait in the service (the scheduler plans with their
+//! lengths only) and are concatenated into the INFER action when it is sent.
+
+mod links;
+mod logs;
+
+use crate::output::{ClientKey, Output};
+use crate::{Config, Scheduler};
+use clockwork_core::client::{ClientResponse, ModelInfo};
+use clockwork_core::wire::ToWorker;
+use clockwork_core::{ActionKind, MonotonicClock, Nanos, RequestId, WorkerId};
+use clockwork_net::{Encode, FrameWriter};
+use glommio::channels::local_channel::{self, LocalSender};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub use links::serve;
+pub use logs::LogFiles;
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Workers to connect to; the i-th becomes `WorkerId(i)`.
+    pub workers: Vec<SocketAddr>,
+    /// Where clients connect.
+    pub client_listen: SocketAddr,
+    /// The cluster token (workers and clients must present the same).
+    pub token: String,
+    /// Our name in handshakes and logs.
+    pub name: String,
+    /// The scheduler's configuration.
+    pub scheduler: Config,
+    /// Directory for `clockwork_request_log.tsv` and `clockwork_action_log.tsv`;
+    /// `None` writes no logs.
+    pub log_dir: Option<PathBuf>,
+    /// Pause between attempts to reach a worker that is down.
+    pub reconnect_interval: Duration,
+    /// Busy-poll budget on worker links (see `clockwork_net::FrameReader::set_busy_poll`).
+    pub worker_busy_poll: Duration,
+}
+
+impl ServiceConfig {
+    /// A configuration with default scheduler settings.
+    pub fn new(
+        workers: Vec<SocketAddr>,
+        client_listen: SocketAddr,
+        token: impl Into<String>,
+    ) -> Self {
+        Self {
+            workers,
+            client_listen,
+            token: token.into(),
+            name: String::from("clockwork-controller"),
+            scheduler: Config::default(),
+            log_dir: None,
+            reconnect_interval: Duration::from_millis(200),
+            worker_busy_poll: Duration::ZERO,
+        }
+    }
+}
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The scheduler configuration is invalid.
+    #[error("invalid scheduler configuration: {0}")]
+    Config(String),
+    /// The client port could not be opened.
+    #[error("cannot listen for clients on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: clockwork_net::NetError,
+    },
+    /// The log files could not be written.
+    #[error("cannot write logs in {dir}: {source}")]
+    Logs {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A message for a client's writer task.
+type ClientTx = LocalSender<ClientResponse>;
+/// A message for a worker's writer task.
+type WorkerTx = LocalSender<ToWorker>;
+
+/// Everything the tasks share. Borrowed only between awaits.
+struct Shared {
+    sched: Scheduler,
+    workers: HashMap<WorkerId, WorkerTx>,
+    clients: HashMap<ClientKey, ClientTx>,
+    next_client: u64,
+    /// Input bytes of requests not yet sent, by (client, request).
+    inputs: HashMap<(ClientKey, RequestId), Vec<u8>>,
+    logs: Option<LogFiles>,
+    /// Wakes the timer task when the next deadline moved earlier.
+    timer_kick: Option<LocalSender<()>>,
+    armed: Option<Nanos>,
+    /// Requests answered, for reports.
+    answered: u64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("workers", &self.workers.len())
+            .field("clients", &self.clients.len())
+            .field("pending_inputs", &self.inputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+type SharedRef = Rc<RefCell<Shared>>;
+
+fn now() -> Nanos {
+    MonotonicClock::read()
+}
+
+impl Shared {
+    fn new(sched: Scheduler, logs: Option<LogFiles>) -> Self {
+        Self {
+            sched,
+            workers: HashMap::new(),
+            clients: HashMap::new(),
+            next_client: 0,
+            inputs: HashMap::new(),
+            logs,
+            timer_kick: None,
+            armed: None,
+            answered: 0,
+        }
+    }
+
+    /// Route everything the scheduler produced. Called after every input.
+    fn drain(&mut self) {
+        while let Some(out) = self.sched.poll_output() {
+            match out {
+                Output::Send {
+                    worker,
+                    mut actions,
+                } => {
+                    for a in &mut actions {
+                        if let ActionKind::Infer {
+                            inputs,
+                            input_sizes,
+                            ..
+                        } = &mut a.kind
+                        {
+                            self.fill_inputs(a.id, inputs, input_sizes);
+                        }
+                    }
+                    if let Some(tx) = self.workers.get(&worker) {
+                        // Unbounded: try_send fails only when the writer is gone, and then
+                        // the link's reader reports the loss to the scheduler.
+                        let _ = tx.try_send(ToWorker::Actions(actions));
+                    }
+                }
+                Output::Respond { client, response } => {
+                    self.inputs.remove(&(client, response.id));
+                    self.answered += 1;
+                    self.reply(client, ClientResponse::Inferred(response));
+                }
+                #[allow(unreachable_patterns)] // Output is non_exhaustive.
+                _ => {}
+            }
+        }
+        if let Some(logs) = &mut self.logs {
+            while let Some(rec) = self.sched.poll_log() {
+                logs.write(&rec);
+            }
+        } else {
+            while self.sched.poll_log().is_some() {}
+        }
+        let next = self.sched.next_deadline();
+        if next.is_some() && (self.armed.is_none() || next < self.armed) {
+            self.armed = next;
+            if let Some(k) = &self.timer_kick {
+                let _ = k.try_send(());
+            }
+        }
+    }
+
+    /// Concatenate the batch's inputs into the action (in batch order).
+    fn fill_inputs(
+        &mut self,
+        action: clockwork_core::ActionId,
+        inputs: &mut Vec<u8>,
+        sizes: &mut Vec<u32>,
+    ) {
+        let members: Vec<(ClientKey, RequestId, u32)> = self.sched.batch_requests(action).collect();
+        if members.iter().all(|&(_, _, len)| len == 0) {
+            return;
+        }
+        sizes.clear();
+        inputs.clear();
+        for (client, id, _) in members {
+            let bytes = self.inputs.remove(&(client, id)).unwrap_or_default();
+            sizes.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+            inputs.extend_from_slice(&bytes);
+        }
+    }
+
+    /// Queue an answer for a client (dropped if it has gone).
+    fn reply(&self, client: ClientKey, response: ClientResponse) {
+        if let Some(tx) = self.clients.get(&client) {
+            let _ = tx.try_send(response);
+        }
+    }
+
+    fn model_infos(&self) -> Vec<ModelInfo> {
+        self.sched.model_infos().collect()
+    }
+}
+
+/// Spawn the task that owns a link's writer and sends what the returned queue gets.
+/// It ends when the queue's senders are dropped or a send fails (the link's reader
+/// then reports the loss).
+fn spawn_writer<T, S>(mut writer: FrameWriter<S>) -> LocalSender<T>
+where
+    T: Encode + 'static,
+    S: futures_lite::io::AsyncWrite + Unpin + 'static,
+{
+    let (tx, rx) = local_channel::new_unbounded::<T>();
+    glommio::spawn_local(async move {
+        while let Some(msg) = rx.recv().await {
+            if let Err(e) = writer.send(&msg).await {
+                tracing::debug!(error = %e, "link writer stopped");
+                break;
+            }
+        }
+        let _ = writer.close().await;
+    })
+    .detach();
+    tx
+}

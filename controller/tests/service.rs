@@ -1,0 +1,253 @@
+//! The controller service end to end on loopback: real emulated workers, the glommio
+//! service, and the Rust client library.
+
+use clockwork_controller::client::Client;
+use clockwork_controller::service::{serve, ServiceConfig};
+use clockwork_core::model::resnet50;
+use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
+use clockwork_net::runtime::{self, run_here, ExecutorConfig};
+use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOKEN: &str = "service-test";
+
+fn worker(gpus: u32) -> WorkerHandle {
+    let mut cfg = WorkerConfig::emulated(gpus);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.link.token = TOKEN.into();
+    Worker::serve(cfg).expect("worker starts")
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A running controller on its own executor thread; stopped on drop.
+struct Controller {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handle: Option<runtime::ExecutorHandle<Result<(), String>>>,
+}
+
+impl Controller {
+    fn start(workers: Vec<SocketAddr>, log_dir: Option<std::path::PathBuf>) -> Self {
+        let addr = free_port();
+        let mut cfg = ServiceConfig::new(workers, addr, TOKEN);
+        cfg.reconnect_interval = Duration::from_millis(50);
+        cfg.scheduler.telemetry = log_dir.is_some();
+        cfg.log_dir = log_dir;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = runtime::spawn(
+            ExecutorConfig::named("controller-test"),
+            move || async move {
+                let shutdown = async move {
+                    while !s.load(Ordering::Relaxed) {
+                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                serve(cfg, shutdown).await.map_err(|e| e.to_string())
+            },
+        )
+        .unwrap();
+        Self {
+            addr,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn client_run<T: Send + 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
+    run_here(ExecutorConfig::named("client-test"), f).unwrap()
+}
+
+async fn connect(addr: SocketAddr) -> Client {
+    for _ in 0..200 {
+        if let Ok(c) = Client::connect(addr, TOKEN, "test-client").await {
+            return c;
+        }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("controller did not come up");
+}
+
+/// Infer until the first success (the model must be loaded and workers joined first).
+async fn infer_until_success(c: &mut Client, model: ModelId) -> u32 {
+    for i in 0..500 {
+        let r = c.infer(model, Slo::Default, Vec::new()).await.unwrap();
+        if r.status == ClientStatus::Success {
+            return i;
+        }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no success");
+}
+
+#[test]
+fn register_list_infer_and_refuse_unknown_models() {
+    let w = worker(2);
+    let dir = tempdir();
+    let ctl = Controller::start(vec![w.local_addr()], Some(dir.clone()));
+    let addr = ctl.addr;
+    let (statuses, listed, unknown) = client_run(async move {
+        let mut c = connect(addr).await;
+        let (first, copies) = c.register(resnet50(), 3).await.unwrap();
+        assert_eq!(copies, 3);
+        let listed = c.list_models().await.unwrap();
+        infer_until_success(&mut c, first).await;
+        let mut statuses = Vec::new();
+        for i in 0..30u32 {
+            let r = c
+                .infer(ModelId(first.0 + i % 3), Slo::Default, vec![1, 2, 3])
+                .await
+                .unwrap();
+            assert!(
+                r.controller_latency < Nanos::from_millis(100) || r.status != ClientStatus::Success
+            );
+            statuses.push(r.status);
+        }
+        let unknown = c
+            .infer(ModelId(999), Slo::Default, Vec::new())
+            .await
+            .unwrap()
+            .status;
+        (statuses, listed, unknown)
+    });
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .all(|m| m.name == "resnet50_v2" && m.max_batch == 16));
+    let ok = statuses
+        .iter()
+        .filter(|s| **s == ClientStatus::Success)
+        .count();
+    assert!(ok >= 25, "only {ok} of 30 succeeded: {statuses:?}");
+    assert_eq!(unknown, ClientStatus::UnknownModel);
+    drop(ctl);
+    let log = std::fs::read_to_string(dir.join("clockwork_request_log.tsv")).unwrap();
+    assert!(
+        log.lines().count() > 30,
+        "request log has {} lines",
+        log.lines().count()
+    );
+    let actions = std::fs::read_to_string(dir.join("clockwork_action_log.tsv")).unwrap();
+    assert!(actions.lines().count() > 2);
+}
+
+#[test]
+fn a_bad_registration_is_refused_in_words() {
+    let w = worker(1);
+    let ctl = Controller::start(vec![w.local_addr()], None);
+    let addr = ctl.addr;
+    let err = client_run(async move {
+        let mut c = connect(addr).await;
+        let mut p = resnet50();
+        p.batches.clear();
+        c.register(p, 1).await.err().unwrap().to_string()
+    });
+    assert!(err.contains("no batch sizes"), "{err}");
+}
+
+#[test]
+fn pipelined_requests_each_get_exactly_one_answer() {
+    let w = worker(2);
+    let ctl = Controller::start(vec![w.local_addr()], None);
+    let addr = ctl.addr;
+    let (sent, answers) = client_run(async move {
+        let mut c = connect(addr).await;
+        let (first, _) = c.register(resnet50(), 4).await.unwrap();
+        infer_until_success(&mut c, first).await;
+        let (mut tx, mut rx, _) = c.into_split();
+        let n = 400u64;
+        let sender = glommio::spawn_local(async move {
+            let mut ids = Vec::new();
+            for i in 0..n {
+                let id = tx
+                    .send_infer(
+                        ModelId(first.0 + (i % 4) as u32),
+                        Slo::Absolute(Nanos::from_millis(50)),
+                        Vec::new(),
+                    )
+                    .await
+                    .unwrap();
+                ids.push(id);
+                if i % 8 == 0 {
+                    glommio::timer::sleep(Duration::from_micros(500)).await;
+                }
+            }
+            ids
+        });
+        let mut answers = std::collections::HashMap::new();
+        for _ in 0..n {
+            match rx.recv().await.unwrap() {
+                clockwork_core::ClientResponse::Inferred(r) => {
+                    *answers.entry(r.id).or_insert(0u32) += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (sender.await, answers)
+    });
+    assert_eq!(answers.len(), sent.len());
+    assert!(sent.iter().all(|id| answers.get(id) == Some(&1)));
+}
+
+#[test]
+fn losing_the_only_worker_answers_requests_and_it_can_rejoin() {
+    let w = worker(1);
+    let waddr = w.local_addr();
+    let ctl = Controller::start(vec![waddr], None);
+    let addr = ctl.addr;
+    let (after_loss, rejoin_tries) = client_run(async move {
+        let mut c = connect(addr).await;
+        let (first, _) = c.register(resnet50(), 1).await.unwrap();
+        infer_until_success(&mut c, first).await;
+        w.stop().unwrap();
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+        let after_loss = c
+            .infer(first, Slo::Default, Vec::new())
+            .await
+            .unwrap()
+            .status;
+        // A new worker on the same address rejoins and serves again.
+        let mut cfg = WorkerConfig::emulated(1);
+        cfg.listen = waddr;
+        cfg.link.token = TOKEN.into();
+        let w2 = Worker::serve(cfg).expect("worker restarts on the same port");
+        let tries = infer_until_success(&mut c, first).await;
+        drop(w2);
+        (after_loss, tries)
+    });
+    assert_eq!(after_loss, ClientStatus::Unavailable);
+    assert!(rejoin_tries < 500);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "clockwork-service-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    clockwork_core::MonotonicClock::read().get()
+}
