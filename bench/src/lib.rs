@@ -8,4 +8,5 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod report;
 pub mod workload;

@@ -2,8 +2,11 @@
 //! against a baseline measured in the same run (machines are shared and noisy), prints
 //! a human-readable table, and ends with one JSON line.
 
+mod cluster;
 mod emulate;
+mod experiment;
 mod handoff;
+mod local;
 mod net;
 mod sched;
 mod sim;
@@ -20,6 +23,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job: a controller and emulated workers as separate processes on
+    /// loopback replaying a workload (default: the synthetic Azure trace), with a
+    /// report, logs and plots in an output folder.
+    Local(local::LocalArgs),
     /// Transport round trip: a framed rkyv INFER action and its result over glommio TCP,
     /// against blocking std::net TCP carrying the same bytes (the floor).
     Net(net::NetArgs),
@@ -35,6 +42,14 @@ enum Command {
     /// The scheduler driven by simulated workers in virtual time: goodput, SLO
     /// attainment, latency, cold starts, real-time factor.
     Sim(sim::SimArgs),
+    /// The paper's experiments (6.1, 6.2, 6.3, 6.5, 6.6) on emulated GPUs, scaled in time.
+    Experiment(experiment::ExperimentArgs),
+    /// (internal) An emulated worker process of the local cluster.
+    #[command(name = "_worker", hide = true)]
+    Worker(cluster::WorkerArgs),
+    /// (internal) The controller process of the local cluster.
+    #[command(name = "_controller", hide = true)]
+    Controller(cluster::ControllerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +64,9 @@ fn main() -> anyhow::Result<()> {
         Command::Emulate(args) => emulate::run(&args),
         Command::Sched(args) => sched::run(&args),
         Command::Sim(args) => sim::run(&args),
+        Command::Local(args) => local::run(&args),
+        Command::Experiment(args) => experiment::run(&args),
+        Command::Worker(args) => cluster::run_worker(&args),
+        Command::Controller(args) => cluster::run_controller(&args),
     }
 }

@@ -1,0 +1,350 @@
+//! `clockwork-bench experiment <name>`: the paper's experiments (section 6) on emulated
+//! GPUs, scaled in time so each runs within minutes on a small machine. Each prints a
+//! table (and a JSON line) and leaves the runs' logs, reports and plots under
+//! `out/experiment-<name>/`. 6.6 runs in the virtual-time simulator: a 2-core machine
+//! cannot host 150 emulated GPUs' worth of real traffic.
+
+use crate::local::{run_cluster, LocalArgs, RunOutcome, WorkloadKind};
+use anyhow::{bail, Context as _};
+use clockwork_core::Nanos;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// Which experiment.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Name {
+    /// 6.1: 15 ResNet50 instances, 16 closed-loop clients each, 1 GPU, SLO 10-500 ms.
+    #[value(name = "6.1")]
+    S61,
+    /// 6.2: 3,601 ResNet50 instances on 1 GPU, one more active model per interval.
+    #[value(name = "6.2")]
+    S62,
+    /// 6.3: how low can the SLO go: SLO factor stepped x1.5 from 1x b1, 6 GPUs.
+    #[value(name = "6.3")]
+    S63,
+    /// 6.5: the Azure trace, 4,026 instances, 6 GPUs, 100 ms SLO, timing noise on.
+    #[value(name = "6.5")]
+    S65,
+    /// 6.6: controller scalability, 10 to 150 simulated GPUs (virtual time).
+    #[value(name = "6.6")]
+    S66,
+}
+
+/// Arguments of `experiment`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ExperimentArgs {
+    /// The experiment (paper section).
+    #[arg(value_enum)]
+    name: Name,
+    /// Stretch (>1) or shrink (<1) every run's duration.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Output folder (default out/experiment-<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn base(out: PathBuf, secs: f64) -> LocalArgs {
+    LocalArgs {
+        workers: 1,
+        gpus_per_worker: 1,
+        models: 15,
+        profiles: None,
+        only: Some("resnet50_v2".into()),
+        schedule_ahead_ms: 10.0,
+        duration: Duration::from_secs_f64(secs),
+        slo_ms: 100.0,
+        workload: WorkloadKind::Closed,
+        rate: 600.0,
+        concurrency: 16,
+        active: 15,
+        trace_dir: None,
+        day: 1,
+        start_minute: 600,
+        noise: 0.02,
+        seed: 1,
+        out: Some(out),
+    }
+}
+
+struct Row {
+    cells: Vec<String>,
+}
+
+fn print_table(title: &str, header: &[&str], rows: &[Row]) {
+    println!("\n{title}");
+    println!(
+        "{}",
+        header
+            .iter()
+            .map(|h| format!("{h:>14}"))
+            .collect::<String>()
+    );
+    for r in rows {
+        println!(
+            "{}",
+            r.cells
+                .iter()
+                .map(|c| format!("{c:>14}"))
+                .collect::<String>()
+        );
+    }
+}
+
+fn pct(p: f64, v: &mut [u64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)] as f64 / 1e6
+}
+
+/// Summary numbers of one run from the client's samples.
+fn summarize(o: &RunOutcome) -> (f64, f64, f64, f64, f64) {
+    let secs = o.duration.as_secs_f64();
+    let good = o
+        .samples
+        .iter()
+        .filter(|s| s.status.is_success() && s.latency <= s.slo)
+        .count();
+    let all = o.samples.len();
+    let mut lat: Vec<u64> = o
+        .samples
+        .iter()
+        .filter(|s| s.status.is_success())
+        .map(|s| s.latency.get())
+        .collect();
+    let p50 = pct(0.5, &mut lat);
+    let p99 = pct(0.99, &mut lat);
+    let offered = o.offered.max(1) as f64;
+    (
+        good as f64 / secs,
+        all as f64 / secs,
+        good as f64 / offered,
+        p50,
+        p99,
+    )
+}
+
+/// Run one experiment.
+pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
+    if !(a.time_scale.is_finite() && a.time_scale > 0.0 && a.time_scale <= 100.0) {
+        bail!("--time-scale must be in (0, 100]");
+    }
+    let label = match a.name {
+        Name::S61 => "6.1",
+        Name::S62 => "6.2",
+        Name::S63 => "6.3",
+        Name::S65 => "6.5",
+        Name::S66 => "6.6",
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("out/experiment-{label}")));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let t = |s: f64| s * a.time_scale;
+    println!(
+        "experiment {label} on EMULATED GPUs (timing noise 2%); output under {}",
+        out.display()
+    );
+    let mut json = serde_json::json!({"bench": "experiment", "name": label, "emulated": true});
+    match a.name {
+        Name::S61 => {
+            let mut rows = Vec::new();
+            let mut pts = Vec::new();
+            for slo in [10.0, 25.0, 50.0, 100.0, 250.0, 500.0] {
+                let mut args = base(out.join(format!("slo-{slo}")), t(20.0));
+                args.slo_ms = slo;
+                eprintln!("  SLO {slo} ms ...");
+                let o = run_cluster(&args, true)?;
+                let (goodput, thr, att, p50, p99) = summarize(&o);
+                rows.push(Row {
+                    cells: vec![
+                        format!("{slo}"),
+                        format!("{goodput:.0}"),
+                        format!("{thr:.0}"),
+                        format!("{:.4}", att),
+                        format!("{p50:.2}"),
+                        format!("{p99:.2}"),
+                    ],
+                });
+                pts.push(serde_json::json!({"slo_ms": slo, "goodput_rps": goodput, "throughput_rps": thr, "slo_attainment": att, "p99_ms": p99}));
+            }
+            print_table(
+                "6.1: 15 x ResNet50, 16 closed-loop clients each, 1 emulated GPU",
+                &[
+                    "SLO ms",
+                    "goodput r/s",
+                    "answers r/s",
+                    "attainment",
+                    "p50 ms",
+                    "p99 ms",
+                ],
+                &rows,
+            );
+            json["points"] = pts.into();
+        }
+        Name::S62 => {
+            let mut args = base(out.join("run"), t(60.0));
+            args.models = 3601;
+            args.workload = WorkloadKind::Ramp;
+            args.rate = 1200.0;
+            let o = run_cluster(&args, false)?;
+            let mut rows = Vec::new();
+            let step = (o.duration.as_secs_f64() / 6.0).max(1.0);
+            let mut pts = Vec::new();
+            for k in 0..6 {
+                let (lo, hi) = (
+                    Nanos::from(Duration::from_secs_f64(k as f64 * step)),
+                    Nanos::from(Duration::from_secs_f64((k + 1) as f64 * step)),
+                );
+                let win: Vec<_> = o
+                    .samples
+                    .iter()
+                    .filter(|s| s.sent_at >= lo && s.sent_at < hi)
+                    .collect();
+                let good = win
+                    .iter()
+                    .filter(|s| s.status.is_success() && s.latency <= s.slo)
+                    .count();
+                let models: std::collections::HashSet<u32> = win.iter().map(|s| s.model).collect();
+                rows.push(Row {
+                    cells: vec![
+                        format!(
+                            "{:.0}-{:.0}",
+                            lo.as_millis_f64() / 1e3,
+                            hi.as_millis_f64() / 1e3
+                        ),
+                        format!("{}", models.len()),
+                        format!("{:.0}", good as f64 / step),
+                        format!("{:.4}", good as f64 / win.len().max(1) as f64),
+                    ],
+                });
+                pts.push(serde_json::json!({"from_s": lo.as_millis_f64() / 1e3, "active_models": models.len(), "goodput_rps": good as f64 / step}));
+            }
+            print_table(
+                "6.2: 3,601 ResNet50 instances on 1 emulated GPU, ramp",
+                &["window s", "models seen", "goodput r/s", "attainment"],
+                &rows,
+            );
+            json["windows"] = pts.into();
+        }
+        Name::S63 => {
+            let mut args = base(out.join("run"), t(60.0));
+            args.workers = 3;
+            args.gpus_per_worker = 2;
+            args.models = 12;
+            args.active = 12;
+            args.workload = WorkloadKind::SloSweep;
+            args.rate = 600.0;
+            args.schedule_ahead_ms = 5.0;
+            let o = run_cluster(&args, false)?;
+            let mut by_slo: std::collections::BTreeMap<u64, (usize, usize)> = Default::default();
+            for s in &o.samples {
+                let e = by_slo.entry(s.slo.get() / 100_000).or_default();
+                e.0 += 1;
+                if s.status.is_success() && s.latency <= s.slo {
+                    e.1 += 1;
+                }
+            }
+            let mut rows = Vec::new();
+            let mut pts = Vec::new();
+            for (slo, (n, good)) in by_slo {
+                let ms = slo as f64 / 10.0;
+                rows.push(Row {
+                    cells: vec![
+                        format!("{ms:.1}"),
+                        n.to_string(),
+                        format!("{:.4}", good as f64 / n as f64),
+                    ],
+                });
+                pts.push(serde_json::json!({"slo_ms": ms, "requests": n, "goodput_fraction": good as f64 / n as f64}));
+            }
+            print_table(
+                "6.3: 12 x ResNet50 on 6 emulated GPUs, 600 r/s Poisson, SLO stepped x1.5",
+                &["SLO ms", "requests", "in SLO"],
+                &rows,
+            );
+            json["points"] = pts.into();
+        }
+        Name::S65 => {
+            let mut args = base(out.join("run"), t(120.0));
+            args.workers = 3;
+            args.gpus_per_worker = 2;
+            args.models = 4026;
+            args.only = None;
+            args.workload = WorkloadKind::Azure;
+            args.rate = 1500.0;
+            let o = run_cluster(&args, false)?;
+            let (goodput, thr, att, p50, p99) = summarize(&o);
+            let late = o
+                .samples
+                .iter()
+                .filter(|s| s.status.is_success() && s.latency > s.slo)
+                .count();
+            print_table(
+                "6.5: Azure (synthetic trace), 4,026 instances of ResNet18/50/152, 6 emulated GPUs, 100 ms SLO",
+                &["offered", "answered", "attainment", "late succ.", "goodput r/s", "p50 ms", "p99 ms"],
+                &[Row { cells: vec![o.offered.to_string(), o.samples.len().to_string(), format!("{att:.6}"), late.to_string(), format!("{goodput:.0}"), format!("{p50:.2}"), format!("{p99:.2}")] }],
+            );
+            json["slo_attainment"] = att.into();
+            json["late_successes_client_side"] = late.into();
+            json["goodput_rps"] = goodput.into();
+            json["throughput_rps"] = thr.into();
+        }
+        Name::S66 => {
+            let exe = std::env::current_exe()?;
+            let mut rows = Vec::new();
+            let mut pts = Vec::new();
+            for gpus in [10u32, 30, 50, 70, 90, 110, 130, 150] {
+                eprintln!("  {gpus} simulated GPUs ...");
+                let o = Command::new(&exe)
+                    .args([
+                        "sim",
+                        "--gpus",
+                        &gpus.to_string(),
+                        "--gpus-per-worker",
+                        "1",
+                        "--models",
+                        &(gpus * 40).to_string(),
+                        "--load",
+                        "0.9",
+                        "--duration",
+                        &format!("{}s", t(10.0)),
+                        "--schedule-ahead-ms",
+                        "5",
+                    ])
+                    .output()?;
+                let text = String::from_utf8_lossy(&o.stdout);
+                let line = text
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with('{'))
+                    .context("sim printed no JSON")?;
+                let v: serde_json::Value = serde_json::from_str(line)?;
+                let g = v["goodput_rps"].as_f64().unwrap_or(f64::NAN);
+                rows.push(Row {
+                    cells: vec![
+                        gpus.to_string(),
+                        format!("{g:.0}"),
+                        format!("{:.1}", g / f64::from(gpus)),
+                        format!("{:.6}", v["slo_attainment"].as_f64().unwrap_or(f64::NAN)),
+                        format!("{:.2}", v["real_time_factor"].as_f64().unwrap_or(f64::NAN)),
+                    ],
+                });
+                pts.push(serde_json::json!({"gpus": gpus, "goodput_rps": g, "slo_attainment": v["slo_attainment"], "real_time_factor": v["real_time_factor"]}));
+            }
+            print_table("6.6: controller scalability, Azure-like load at 0.9x batch-1 capacity, one controller core (virtual time)", &["GPUs", "goodput r/s", "per GPU", "attainment", "x real time"], &rows);
+            json["points"] = pts.into();
+        }
+    }
+    std::fs::write(
+        out.join("experiment.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!("{json}");
+    Ok(())
+}
