@@ -58,6 +58,9 @@ pub(crate) struct ControllerArgs {
     /// Log directory.
     #[arg(long)]
     pub(crate) log_dir: Option<PathBuf>,
+    /// HTTP front end address.
+    #[arg(long)]
+    pub(crate) http: Option<SocketAddr>,
 }
 
 /// Run an emulated worker until stdin closes (the parent went away) or SIGTERM.
@@ -101,6 +104,7 @@ pub(crate) fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     cfg.scheduler.max_batch = args.max_batch;
     cfg.scheduler.telemetry = args.log_dir.is_some();
     cfg.log_dir = args.log_dir.clone();
+    cfg.http = args.http;
     cfg.reconnect_interval = Duration::from_millis(50);
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {

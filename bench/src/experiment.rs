@@ -4,7 +4,7 @@
 //! `out/experiment-<name>/`. 6.6 runs in the virtual-time simulator: a 2-core machine
 //! cannot host 150 emulated GPUs' worth of real traffic.
 
-use crate::local::{run_cluster, LocalArgs, RunOutcome, WorkloadKind};
+use crate::local::{args_json, report, run_cluster, LocalArgs, RunOutcome, WorkloadKind};
 use anyhow::{bail, Context as _};
 use clockwork_core::Nanos;
 use std::path::PathBuf;
@@ -58,6 +58,11 @@ fn base(out: PathBuf, secs: f64) -> LocalArgs {
         workload: WorkloadKind::Closed,
         rate: 600.0,
         concurrency: 16,
+        ramp_step: None,
+        http: "127.0.0.1:8000"
+            .parse()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 8000))),
+        no_http: true,
         active: 15,
         trace_dir: None,
         day: 1,
@@ -99,6 +104,18 @@ fn pct(p: f64, v: &mut [u64]) -> f64 {
     v.sort_unstable();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i.min(v.len() - 1)] as f64 / 1e6
+}
+
+/// Run the cluster and leave its report.json and plots beside its logs.
+fn run_and_report(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOutcome> {
+    let o = run_cluster(args, quiet)?;
+    let (r, data) = report(args_json(args), &o)?;
+    clockwork_bench::report::write_outputs(&o.out, &r, &data)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !quiet {
+        clockwork_bench::report::print_report(&r);
+    }
+    Ok(o)
 }
 
 /// Summary numbers of one run from the client's samples.
@@ -159,7 +176,7 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
                 let mut args = base(out.join(format!("slo-{slo}")), t(20.0));
                 args.slo_ms = slo;
                 eprintln!("  SLO {slo} ms ...");
-                let o = run_cluster(&args, true)?;
+                let o = run_and_report(&args, true)?;
                 let (goodput, thr, att, p50, p99) = summarize(&o);
                 rows.push(Row {
                     cells: vec![
@@ -192,7 +209,13 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
             args.models = 3601;
             args.workload = WorkloadKind::Ramp;
             args.rate = 1200.0;
-            let o = run_cluster(&args, false)?;
+            // 5 s lead-in, then enough models per second to pass the ~196 that fit in
+            // the GPU's cache about halfway through (the paper: one per second over 75
+            // minutes).
+            args.ramp_step = Some(
+                ((400.0 / (args.duration.as_secs_f64() - 5.0).max(1.0)).ceil() as usize).max(1),
+            );
+            let o = run_and_report(&args, false)?;
             let mut rows = Vec::new();
             let step = (o.duration.as_secs_f64() / 6.0).max(1.0);
             let mut pts = Vec::new();
@@ -241,7 +264,7 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
             args.workload = WorkloadKind::SloSweep;
             args.rate = 600.0;
             args.schedule_ahead_ms = 5.0;
-            let o = run_cluster(&args, false)?;
+            let o = run_and_report(&args, false)?;
             let mut by_slo: std::collections::BTreeMap<u64, (usize, usize)> = Default::default();
             for s in &o.samples {
                 let e = by_slo.entry(s.slo.get() / 100_000).or_default();
@@ -277,8 +300,8 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
             args.models = 4026;
             args.only = None;
             args.workload = WorkloadKind::Azure;
-            args.rate = 1500.0;
-            let o = run_cluster(&args, false)?;
+            args.rate = 900.0;
+            let o = run_and_report(&args, false)?;
             let (goodput, thr, att, p50, p99) = summarize(&o);
             let late = o
                 .samples

@@ -88,6 +88,9 @@ pub(crate) struct LocalArgs {
     /// Closed loop: outstanding requests per active model.
     #[arg(long, default_value_t = 4)]
     pub(crate) concurrency: usize,
+    /// Ramp: models activated per second (default: all of them over the run).
+    #[arg(long)]
+    pub(crate) ramp_step: Option<usize>,
     /// Closed loop and SLO sweep: models that receive requests.
     #[arg(long, default_value_t = 12)]
     pub(crate) active: usize,
@@ -107,6 +110,12 @@ pub(crate) struct LocalArgs {
     /// Seed of the workload and the noise.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+    /// Address of the controller's HTTP front end (Open Inference Protocol, /metrics).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub(crate) http: SocketAddr,
+    /// Do not start the HTTP front end.
+    #[arg(long)]
+    pub(crate) no_http: bool,
     /// Output folder (default: out/local-<unix time>).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -283,7 +292,10 @@ fn workload_spec(args: &LocalArgs) -> anyhow::Result<(WorkloadSpec, String, Stri
                 minor_rate: args.rate / 6.0,
                 lead_in: Nanos::from_secs(5),
                 interval: Nanos::from_secs(1),
-                increment: (models / (args.duration.as_secs().max(1) as usize)).max(1),
+                increment: args
+                    .ramp_step
+                    .unwrap_or_else(|| models / (args.duration.as_secs().max(1) as usize))
+                    .max(1),
                 slo,
             }),
             format!("ramp, {} r/s", args.rate),
@@ -357,6 +369,9 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
             args.duration,
             out.display()
         );
+        if !args.no_http {
+            eprintln!("  HTTP (Open Inference Protocol, /metrics) on http://{} while it runs; see docs/http.md", args.http);
+        }
     }
     let mut workers = Vec::new();
     for i in 0..args.workers {
@@ -401,6 +416,11 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         "--schedule-ahead-ms".into(),
         args.schedule_ahead_ms.to_string(),
     ];
+    let mut ctl_args = ctl_args;
+    if !args.no_http {
+        ctl_args.push("--http".into());
+        ctl_args.push(args.http.to_string());
+    }
     let mut controller = ChildProc::start("controller", &ctl_args, &out.join("controller.log"))?;
     let spread = models_spread(args.models, &profiles, Spread::Shuffled { seed: args.seed });
     let runs = registration_runs(&spread);

@@ -6,6 +6,7 @@ mod cluster;
 mod emulate;
 mod experiment;
 mod handoff;
+mod http;
 mod local;
 mod net;
 mod sched;
@@ -36,6 +37,9 @@ enum Command {
     /// A worker with many emulated GPUs under a steady planned INFER load over loopback
     /// TCP: completion error (actual - planned) and worker CPU per device-second.
     Emulate(emulate::EmulateArgs),
+    /// Inference round trips over the HTTP front end (Open Inference Protocol) against
+    /// the native protocol, same controller and emulated worker: p50/p99 and their ratio.
+    Http(http::HttpArgs),
     /// The scheduler core alone under a saturating request stream: ns of scheduler work
     /// per request, actions/s on one core, request() decision latency.
     Sched(sched::SchedArgs),
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Net(args) => net::run(&args),
         Command::Handoff(args) => handoff::run(&args),
         Command::Emulate(args) => emulate::run(&args),
+        Command::Http(args) => http::run(&args),
         Command::Sched(args) => sched::run(&args),
         Command::Sim(args) => sim::run(&args),
         Command::Local(args) => local::run(&args),

@@ -21,6 +21,10 @@ struct Args {
     /// Address for clients.
     #[arg(long, default_value = "127.0.0.1:12346")]
     listen: SocketAddr,
+    /// Address for the HTTP front end (Open Inference Protocol v2, model repository,
+    /// Prometheus `/metrics`), e.g. 127.0.0.1:8000; none when omitted.
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Cluster token shared with workers and clients.
     #[arg(long, default_value = "clockwork-dev")]
     token: String,
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     cfg.log_dir = args.log_dir.clone();
+    cfg.http = args.http;
     let term = nix::sys::signal::Signal::SIGTERM as i32;
     let int = nix::sys::signal::Signal::SIGINT as i32;
     if let Err(e) = glommio::signal::block(&[term, int]) {

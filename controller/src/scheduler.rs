@@ -27,7 +27,7 @@ use crate::admission::Deadlines;
 use crate::arena::{Arena, Key};
 use crate::config::Config;
 use crate::error::ConfigError;
-use crate::gpu_state::{GpuSlot, Lane, WorkerIndex, WorkerSlot};
+use crate::gpu_state::{BitSet, GpuSlot, Lane, WorkerIndex, WorkerSlot};
 use crate::load_tracker::{LoadCandidate, ReadySet};
 use crate::model_state::ModelState;
 use crate::output::{ClientKey, Output};
@@ -123,6 +123,8 @@ struct InFlight {
 pub struct Scheduler {
     cfg: Config,
     models: Vec<ModelState>,
+    /// Retired (unloaded by an operator) model ids: refused as unknown, weights freed.
+    retired: BitSet,
     gpus: Vec<GpuSlot>,
     workers: Vec<WorkerSlot>,
     worker_index: WorkerIndex,
@@ -156,6 +158,7 @@ impl Scheduler {
             rng: Rng::new(cfg.seed),
             cfg,
             models: Vec::new(),
+            retired: BitSet::default(),
             gpus: Vec::new(),
             workers: Vec::new(),
             worker_index: WorkerIndex::default(),
@@ -274,16 +277,20 @@ impl Scheduler {
         self.models.get(model.0 as usize).map(|m| m.profile())
     }
 
-    /// Every registered model, as listed to clients.
+    /// Every registered model that is not retired, as listed to clients.
     pub fn model_infos(&self) -> impl Iterator<Item = ModelInfo> + '_ {
-        self.models.iter().enumerate().map(|(i, m)| ModelInfo {
-            // Indices are below model_count, a u32.
-            id: ModelId(i as u32),
-            name: m.profile().name.clone(),
-            input_bytes: m.profile().input_bytes,
-            output_bytes: m.profile().output_bytes,
-            max_batch: m.sizes().last().copied().unwrap_or(1),
-        })
+        self.models
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !self.retired.contains(i as u32))
+            .map(|(i, m)| ModelInfo {
+                // Indices are below model_count, a u32.
+                id: ModelId(i as u32),
+                name: m.profile().name.clone(),
+                input_bytes: m.profile().input_bytes,
+                output_bytes: m.profile().output_bytes,
+                max_batch: m.sizes().last().copied().unwrap_or(1),
+            })
     }
 
     /// Live queued requests of a model.

@@ -680,3 +680,123 @@ fn telemetry_records_requests_and_actions() {
     }
     assert_eq!((reqs, acts), (1, 1));
 }
+
+#[test]
+fn a_retired_model_is_refused_drained_and_unloaded_then_reinstated() {
+    let mut h = H::new();
+    let ms_ = h.register(Nanos::ZERO, resnet50(), 2);
+    let (a, b) = (ms_[0], ms_[1]);
+    // A GPU with room for one ResNet50 more beside A and B.
+    h.join(Nanos::ZERO, W0, 21, &[a, b]);
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(7));
+    let t = ms(1000);
+    // A has one INFER in flight and requests queued behind it (a long backlog).
+    let first = h.request(t, a, Slo::Default);
+    let queued: Vec<RequestId> = (0..40).map(|_| h.request(t, a, Slo::Default)).collect();
+    let inf = h.infers();
+    assert!(!inf.is_empty());
+    assert!(h.take_sent().is_empty());
+    let queued_before = h.s.queued(a);
+    assert!(queued_before > 0, "nothing stayed queued");
+    // B is idle: retiring it unloads it at once.
+    assert!(h.s.retire_model(t, b));
+    h.pump();
+    let sent = h.take_sent();
+    assert!(
+        matches!(sent.as_slice(), [(_, Action { kind: ActionKind::Unload { model, .. }, .. })] if *model == b),
+        "{sent:?}"
+    );
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(14));
+    // A is busy: its queued requests are answered UnknownModel now, its in-flight INFER
+    // finishes normally, and its weights go when that INFER completes.
+    assert!(h.s.retire_model(t + ms(1), a));
+    h.pump();
+    assert_eq!(h.s.queued(a), 0);
+    let refused = queued
+        .iter()
+        .filter(|id| {
+            h.answer_of(**id)
+                .is_some_and(|r| r.status == ClientStatus::UnknownModel)
+        })
+        .count();
+    assert_eq!(refused as u32, queued_before);
+    assert!(h.take_sent().is_empty(), "A is pinned by its INFER");
+    let late = h.request(t + ms(2), a, Slo::Default);
+    assert_eq!(
+        h.answer_of(late).unwrap().status,
+        ClientStatus::UnknownModel
+    );
+    assert!(h.s.model_infos().all(|m| m.id != a && m.id != b));
+    // The in-flight batches complete: their requests succeed, then A is unloaded.
+    let mut end = t;
+    for (_, x) in &inf {
+        assert!(
+            h.take_sent().is_empty(),
+            "unloaded while an INFER was in flight"
+        );
+        end = end + us(22_000);
+        h.infer_ok(end, W0, x, end - us(21_730), us(21_730));
+    }
+    assert_eq!(h.answer_of(first).unwrap().status, ClientStatus::Success);
+    let sent = h.take_sent();
+    assert!(
+        sent.iter()
+            .any(|(_, x)| matches!(x.kind, ActionKind::Unload { model, .. } if model == a)),
+        "{sent:?}"
+    );
+    assert_eq!(h.s.free_pages(W0, GpuId(0)), Some(21));
+    assert_eq!(h.s.stats().unloads, 2);
+    // Reinstated, A is served again (cold: it loads first).
+    assert!(h.s.reinstate_model(a));
+    assert!(!h.s.is_retired(a));
+    h.request(end + ms(1), a, Slo::Default);
+    let sent = h.take_sent();
+    assert!(
+        sent.iter()
+            .any(|(_, x)| matches!(x.kind, ActionKind::LoadWeights { model, .. } if model == a)),
+        "{sent:?}"
+    );
+    assert!(!h.s.retire_model(t, ModelId(99)));
+}
+
+#[test]
+fn a_retired_models_missed_batch_is_answered_not_requeued_or_reloaded() {
+    let mut h = H::new();
+    let a = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 14, &[a]);
+    let t = ms(1000);
+    let id = h.request(t, a, Slo::Default);
+    let inf = h.infers();
+    assert_eq!(inf.len(), 1);
+    assert!(h.s.retire_model(t, a));
+    h.pump();
+    assert!(h.take_sent().is_empty(), "pinned by its INFER");
+    // The batch missed its window: normally re-queued, but the model is retired.
+    h.result(
+        t + ms(1),
+        W0,
+        inf[0].1.id,
+        WorkerStatus::ExecTooLate,
+        Outcome::Error {
+            message: "late".into(),
+        },
+    );
+    assert_eq!(
+        h.answer_of(id).unwrap().status,
+        ClientStatus::WorkerFailed(WorkerStatus::ExecTooLate)
+    );
+    let sent = h.take_sent();
+    assert!(
+        matches!(sent.as_slice(), [(_, Action { kind: ActionKind::Unload { model, .. }, .. })] if *model == a),
+        "{sent:?}"
+    );
+    assert_eq!(h.s.queued(a), 0);
+    assert_eq!(h.s.pending_requests(), 0);
+    let retry = h.s.next_deadline().unwrap_or_else(|| t + ms(2));
+    h.s.handle_timeout(retry.max(t + ms(2)));
+    h.pump();
+    assert!(
+        h.take_sent().is_empty(),
+        "a retired model is never loaded again"
+    );
+}

@@ -339,7 +339,12 @@ fn busy_polling_link_delivers_the_same_frames() {
         }
         // A large frame arrives in many reads, partly by polling, partly by waiting.
         let mut actions = all_actions();
-        if let clockwork_core::ActionKind::Infer { inputs, input_sizes, .. } = &mut actions[3].kind {
+        if let clockwork_core::ActionKind::Infer {
+            inputs,
+            input_sizes,
+            ..
+        } = &mut actions[3].kind
+        {
             *inputs = vec![3u8; 1_000_000];
             *input_sizes = vec![1_000_000];
         }

@@ -73,8 +73,10 @@ fn check_accounting(workload: &str, extra: &[&str]) {
         statuses, answered,
         "{workload}: statuses do not add up: {r}"
     );
+    // The controller never answers a success after its deadline (its request log says
+    // so); the client-side count can include the client's own delays on a busy machine.
     assert_eq!(
-        r["late_successes"].as_u64(),
+        r["log_late_successes"].as_u64(),
         Some(0),
         "{workload}: late successes: {r}"
     );

@@ -19,7 +19,7 @@ use crate::eviction::{self, Victim};
 use crate::gpu_state::Lane;
 use crate::load_tracker::{unmet_demand, LoadCandidate};
 use crate::model_state::Replica;
-use clockwork_core::{Action, ActionKind, ModelId, Nanos, Window};
+use clockwork_core::{Action, ActionKind, ClientStatus, ModelId, Nanos, Window};
 
 /// Candidates tried per planning round.
 const MAX_ATTEMPTS: usize = 32;
@@ -307,6 +307,73 @@ impl Scheduler {
             },
         );
         self.note_demand(vi, now);
+    }
+
+    /// Retires a model instance (an operator unloads it while the system serves):
+    /// from now on its requests are answered `UnknownModel`, and so are those still
+    /// queued, at once; INFERs already sent finish and are answered normally. Its
+    /// weights are unloaded from every GPU: at once where idle, otherwise as soon as
+    /// its last INFER or LOAD there completes. Its id is never reused;
+    /// [`Scheduler::reinstate_model`] brings it back (cold). Returns `false` for an
+    /// unknown id; retiring a retired model does nothing.
+    pub fn retire_model(&mut self, now: Nanos, model: ModelId) -> bool {
+        let mi = model.0 as usize;
+        if mi >= self.models.len() {
+            return false;
+        }
+        if self.retired.contains(model.0) {
+            return true;
+        }
+        self.retired.insert(model.0);
+        let queued: Vec<_> = self.models[mi]
+            .queue
+            .iter()
+            .map(|e| e.key)
+            .filter(|&k| self.requests.get(k).is_some_and(|r| !r.in_flight))
+            .collect();
+        for k in queued {
+            self.answer(k, now, ClientStatus::UnknownModel, 0, Vec::new());
+        }
+        let m = &mut self.models[mi];
+        m.queue.clear();
+        m.live = 0;
+        m.queued_work = 0;
+        self.refresh_credit(mi);
+        let gpus: Vec<u32> = self.models[mi].replicas.iter().map(|r| r.gpu).collect();
+        for g in gpus {
+            self.unload_if_retired(mi, g, now);
+        }
+        self.flush();
+        true
+    }
+
+    /// Undoes [`Scheduler::retire_model`]: the model is served again (cold, loaded on
+    /// demand). Returns `false` for an unknown id.
+    pub fn reinstate_model(&mut self, model: ModelId) -> bool {
+        if model.0 as usize >= self.models.len() {
+            return false;
+        }
+        self.retired.remove(model.0);
+        true
+    }
+
+    /// Whether a model was retired (and not reinstated).
+    pub fn is_retired(&self, model: ModelId) -> bool {
+        self.retired.contains(model.0)
+    }
+
+    /// Unloads a retired model from GPU `g` if it is resident and idle there.
+    pub(super) fn unload_if_retired(&mut self, mi: usize, g: u32, now: Nanos) {
+        // Model indices come from ModelId (u32).
+        if !self.retired.contains(mi as u32) {
+            return;
+        }
+        if self.models[mi]
+            .replica(g)
+            .is_some_and(|r| r.ready && r.inflight == 0)
+        {
+            self.unload(mi, g, now);
+        }
     }
 
     /// Adds a replica (loading or ready) of model `mi`, re-splitting its demand.

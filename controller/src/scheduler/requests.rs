@@ -14,9 +14,9 @@ impl Scheduler {
     /// A client asks for one inference of `model` within `slo`; `input_len` is the
     /// size of its input (0 when the worker generates inputs).
     ///
-    /// Answered at once with `UnknownModel`, `Unavailable` (no GPU), `InvalidRequest`
-    /// (bad SLO) or `Rejected` (no plan can complete it by its target: see
-    /// [`crate::admission`]). Otherwise queued; answered `Success` when its INFER
+    /// Answered at once with `UnknownModel` (also for retired models), `Unavailable`
+    /// (no GPU), `InvalidRequest` (bad SLO) or `Rejected` (no plan can complete it by
+    /// its target: see [`crate::admission`]). Otherwise queued; answered `Success` when its INFER
     /// completes by its deadline, and otherwise `Timeout` (or another failure) at the
     /// latest at its deadline.
     pub fn request(
@@ -30,7 +30,11 @@ impl Scheduler {
     ) {
         self.stats.offered += 1;
         let mi = model.0 as usize;
-        let Some(m) = self.models.get(mi) else {
+        let Some(m) = self
+            .models
+            .get(mi)
+            .filter(|_| !self.retired.contains(model.0))
+        else {
             self.refuse(now, client, id, model, ClientStatus::UnknownModel);
             return;
         };
@@ -232,12 +236,13 @@ impl Scheduler {
     }
 
     /// Puts an in-flight request back into its model's queue if it can still be
-    /// served (its last feasible start has not passed); returns whether it did.
+    /// served (its last feasible start has not passed, and its model was not retired);
+    /// returns whether it did.
     pub(super) fn requeue(&mut self, key: Key, now: Nanos) -> bool {
         let Some(req) = self.requests.get_mut(key) else {
             return false;
         };
-        if now > req.d.expire_at || self.live_gpus == 0 {
+        if now > req.d.expire_at || self.live_gpus == 0 || self.retired.contains(req.model.0) {
             return false;
         }
         req.in_flight = false;

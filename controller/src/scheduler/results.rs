@@ -218,6 +218,7 @@ impl Scheduler {
             r.inflight = r.inflight.saturating_sub(1);
             r.last_used = now;
         }
+        self.unload_if_retired(mi, g, now);
         if self.cfg.telemetry {
             let timing = done.map(|i| i.exec);
             let mut log = self.action_log(
@@ -275,6 +276,7 @@ impl Scheduler {
                 }
                 self.ensure_heap_entries(mi);
                 self.dispatch_gpu(g, now);
+                self.unload_if_retired(mi, g, now);
             }
             None => {
                 self.gpus[g as usize].pcie.remove(action);

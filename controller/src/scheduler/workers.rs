@@ -74,6 +74,7 @@ impl Scheduler {
                     self.gpus[g as usize].residents.push(m);
                     self.add_replica(m.0 as usize, ready_replica(g, now));
                     self.ensure_heap_entries(m.0 as usize);
+                    self.unload_if_retired(m.0 as usize, g, now);
                 }
             }
             self.update_load_ready(g, now);
@@ -302,6 +303,7 @@ impl Scheduler {
                     self.gpus[g as usize].residents.push(m);
                     self.add_replica(mi, ready_replica(g, now));
                     self.ensure_heap_entries(mi);
+                    self.unload_if_retired(mi, g, now);
                 }
             }
             let gpu = &self.gpus[g as usize];

@@ -1,6 +1,7 @@
 //! The service's tasks: worker links, client links, the timer, and `serve` that
 //! starts them.
 
+use super::http::metrics::Call;
 use super::{now, spawn_writer, LogFiles, ServiceConfig, ServiceError, Shared, SharedRef};
 use crate::output::ClientKey;
 use crate::Scheduler;
@@ -48,6 +49,15 @@ pub async fn serve(
                 source,
             }
         })?;
+    let http_listener = cfg
+        .http
+        .map(|addr| {
+            glommio::net::TcpListener::bind(addr).map_err(|e| ServiceError::HttpListen {
+                addr,
+                source: e.into(),
+            })
+        })
+        .transpose()?;
     let shared: SharedRef = Rc::new(RefCell::new(Shared::new(sched, logs)));
     let (kick_tx, kick_rx) = local_channel::new_unbounded::<()>();
     shared.borrow_mut().timer_kick = Some(kick_tx);
@@ -65,11 +75,19 @@ pub async fn serve(
         )));
     }
     let accept = glommio::spawn_local(accept_task(shared.clone(), Rc::new(listener)));
-    tracing::info!(clients = %cfg.client_listen, workers = cfg.workers.len(), "controller serving");
+    let http = http_listener.map(|l| {
+        glommio::spawn_local(super::http::accept_task(
+            shared.clone(),
+            l,
+            cfg.http_limits.clone(),
+        ))
+    });
+    tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, workers = cfg.workers.len(), "controller serving");
     shutdown.await;
     tracing::info!("controller shutting down");
     // Stop taking work, then answer what is pending.
     drop(accept);
+    drop(http);
     drop(workers);
     {
         let mut s = shared.borrow_mut();
@@ -110,7 +128,7 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
         let t = now();
         if at <= t {
             let mut s = shared.borrow_mut();
-            s.sched.handle_timeout(t);
+            s.timed(Call::Timeout, |sc| sc.handle_timeout(t));
             s.drain();
             continue;
         }
@@ -161,7 +179,9 @@ async fn worker_task(
         {
             let mut s = shared.borrow_mut();
             s.workers.remove(&id);
-            s.sched.worker_lost(now(), id);
+            s.metrics.worker_lost(id);
+            let t = now();
+            s.timed(Call::Worker, |sc| sc.worker_lost(t, id));
             s.drain();
         }
         glommio::timer::sleep(interval).await;
@@ -212,7 +232,9 @@ async fn run_worker_link(
     {
         let mut s = shared.borrow_mut();
         s.workers.insert(id, tx);
-        s.sched.worker_joined(now(), id, &state);
+        s.metrics.worker_joined(id, &state);
+        let t = now();
+        s.timed(Call::Worker, |sc| sc.worker_joined(t, id, &state));
         s.drain();
     }
     loop {
@@ -221,7 +243,9 @@ async fn run_worker_link(
             Err(e) => return e,
         };
         let mut s = shared.borrow_mut();
-        s.sched.result(now(), id, &r);
+        let t = now();
+        s.metrics.result(id, &r.outcome, t);
+        s.timed(Call::Result, |sc| sc.result(t, id, &r));
         s.drain();
     }
 }
@@ -287,7 +311,8 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: glommio:
                 if len > 0 {
                     s.inputs.insert((key, id), r.input.as_slice().to_vec());
                 }
-                s.sched.request(t, key, id, r.model.to_native(), slo, len);
+                let model = r.model.to_native();
+                s.timed(Call::Request, |sc| sc.request(t, key, id, model, slo, len));
             }
             ArchivedClientRequest::RegisterModel {
                 id,
@@ -309,14 +334,16 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: glommio:
                             ClientStatus::InvalidRequest,
                             "copies must be at least 1".into(),
                         ),
-                        Ok(()) => match s.sched.register_models(t, p, copies) {
-                            Ok(range) => ClientResponse::Registered {
-                                id,
-                                first_model: range.first,
-                                copies: range.count,
-                            },
-                            Err(e) => refuse(id, ClientStatus::InvalidRequest, e.to_string()),
-                        },
+                        Ok(()) => {
+                            match s.timed(Call::Registry, |sc| sc.register_models(t, p, copies)) {
+                                Ok(range) => ClientResponse::Registered {
+                                    id,
+                                    first_model: range.first,
+                                    copies: range.count,
+                                },
+                                Err(e) => refuse(id, ClientStatus::InvalidRequest, e.to_string()),
+                            }
+                        }
                     },
                 };
                 s.reply(key, answer);

@@ -14,7 +14,11 @@
 //!
 //! Input bytes of INFER requests wait in the service (the scheduler plans with their
 //! lengths only) and are concatenated into the INFER action when it is sent.
+//!
+//! Optionally an HTTP front end ([`http`]: Open Inference Protocol, model repository,
+//! Prometheus metrics) runs on the same executor and feeds the same scheduler.
 
+mod http;
 mod links;
 mod logs;
 
@@ -25,6 +29,7 @@ use clockwork_core::wire::ToWorker;
 use clockwork_core::{ActionKind, MonotonicClock, Nanos, RequestId, WorkerId};
 use clockwork_net::{Encode, FrameWriter};
 use glommio::channels::local_channel::{self, LocalSender};
+use http::metrics::{Call, Metrics};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +37,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
+pub use http::HttpLimits;
 pub use links::serve;
 pub use logs::LogFiles;
 
@@ -55,6 +61,11 @@ pub struct ServiceConfig {
     pub reconnect_interval: Duration,
     /// Busy-poll budget on worker links (see `clockwork_net::FrameReader::set_busy_poll`).
     pub worker_busy_poll: Duration,
+    /// Where the HTTP front end (Open Inference Protocol, `/metrics`) listens; `None`
+    /// runs none.
+    pub http: Option<SocketAddr>,
+    /// Limits of the HTTP front end.
+    pub http_limits: HttpLimits,
 }
 
 impl ServiceConfig {
@@ -73,6 +84,8 @@ impl ServiceConfig {
             log_dir: None,
             reconnect_interval: Duration::from_millis(200),
             worker_busy_poll: Duration::ZERO,
+            http: None,
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -91,6 +104,14 @@ pub enum ServiceError {
         addr: SocketAddr,
         /// Why.
         source: clockwork_net::NetError,
+    },
+    /// The HTTP port could not be opened.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpListen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
     },
     /// The log files could not be written.
     #[error("cannot write logs in {dir}: {source}")]
@@ -121,6 +142,8 @@ struct Shared {
     armed: Option<Nanos>,
     /// Requests answered, for reports.
     answered: u64,
+    /// Prometheus metrics (fed whether or not the HTTP front end runs).
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Shared {
@@ -151,6 +174,7 @@ impl Shared {
             timer_kick: None,
             armed: None,
             answered: 0,
+            metrics: Metrics::default(),
         }
     }
 
@@ -179,6 +203,7 @@ impl Shared {
                     }
                 }
                 Output::Respond { client, response } => {
+                    self.metrics.response(&self.sched, &response);
                     self.inputs.remove(&(client, response.id));
                     self.answered += 1;
                     self.reply(client, ClientResponse::Inferred(response));
@@ -201,6 +226,14 @@ impl Shared {
                 let _ = k.try_send(());
             }
         }
+    }
+
+    /// Calls into the scheduler, timing the call for the decision-time metric.
+    fn timed<R>(&mut self, call: Call, f: impl FnOnce(&mut Scheduler) -> R) -> R {
+        let t0 = now();
+        let r = f(&mut self.sched);
+        self.metrics.decision(call, now() - t0);
+        r
     }
 
     /// Concatenate the batch's inputs into the action (in batch order).

@@ -1,0 +1,384 @@
+//! `clockwork-bench http`: inference round trips over the HTTP front end (Open
+//! Inference Protocol, binary tensor extension, keep-alive) against the native rkyv
+//! protocol, in the same run, against the same in-process controller and emulated
+//! worker.
+//!
+//! One request in flight at a time per variant (closed loop), so each sample is one
+//! full round trip: client → controller → worker (emulated INFER) → controller →
+//! client. The model is a small synthetic profile whose execution time is short
+//! (`--exec-us`), so the protocol's share of the round trip is visible. Runs of the two
+//! variants are interleaved; the median over runs of each percentile is reported.
+//!
+//! Two HTTP clients: `ureq` (a real client library, blocking, keep-alive; its ratio is
+//! the headline `p50_ratio`/`p99_ratio`) and a minimal `std::net` keep-alive client
+//! that writes each prebuilt request in one call (`raw_*`: the server's share with
+//! the client's cost taken out). The native client is the project's own client
+//! library on a glommio executor.
+
+use crate::stats::{histogram, median, ratio, Summary};
+use anyhow::{anyhow, bail};
+use clockwork_controller::client::Client;
+use clockwork_controller::service::{serve, ServiceConfig};
+use clockwork_core::{BatchProfile, ClientStatus, ModelId, ModelProfile, Nanos, Slo};
+use clockwork_net::runtime::{self, run_here, ExecutorConfig};
+use clockwork_worker::{Worker, WorkerConfig};
+use hdrhistogram::Histogram;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Arguments of `http`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct HttpArgs {
+    /// Measured round trips per run and variant.
+    #[arg(long, default_value_t = 2_000)]
+    round_trips: u64,
+    /// Unmeasured round trips before each run.
+    #[arg(long, default_value_t = 200)]
+    warmup: u64,
+    /// Runs of each variant, interleaved.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Emulated batch-1 execution time of the model, in microseconds.
+    #[arg(long, default_value_t = 200)]
+    exec_us: u64,
+    /// Input bytes per request (binary tensor extension over HTTP; 0: the worker
+    /// generates the input and the HTTP body is `{"inputs": []}`).
+    #[arg(long, default_value_t = 4096)]
+    input_bytes: u32,
+}
+
+const TOKEN: &str = "bench-http";
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn profile(args: &HttpArgs) -> ModelProfile {
+    let exec = Nanos::from_micros(args.exec_us);
+    ModelProfile {
+        name: "bench_tiny".into(),
+        weights_bytes: 16 * 1024 * 1024,
+        input_bytes: args.input_bytes,
+        output_bytes: 16,
+        load_time: Nanos::from_micros(1_000),
+        batches: [1u32, 2, 4, 8]
+            .iter()
+            .map(|&b| BatchProfile {
+                batch_size: b,
+                exec_time: Nanos(exec.get() * u64::from(b + 1) / 2),
+            })
+            .collect(),
+    }
+}
+
+/// The HTTP body (binary tensor extension) and its JSON header length.
+fn http_body(input_bytes: u32) -> (Vec<u8>, Option<usize>) {
+    if input_bytes == 0 {
+        return (br#"{"inputs":[]}"#.to_vec(), None);
+    }
+    let header = serde_json::json!({
+        "inputs": [{
+            "name": "input",
+            "shape": [input_bytes],
+            "datatype": "UINT8",
+            "parameters": { "binary_data_size": input_bytes },
+        }],
+    });
+    let mut body = serde_json::to_vec(&header).unwrap_or_default();
+    let n = body.len();
+    body.extend((0..input_bytes).map(|i| i as u8));
+    (body, Some(n))
+}
+
+fn native_run(
+    addr: SocketAddr,
+    model: ModelId,
+    input: Vec<u8>,
+    warmup: u64,
+    n: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    run_here(ExecutorConfig::named("bench-native"), async move {
+        let mut c = Client::connect(addr, TOKEN, "bench-native").await?;
+        let mut h = histogram();
+        for i in 0..warmup + n {
+            let t0 = Instant::now();
+            let r = c.infer(model, Slo::Default, input.clone()).await?;
+            let ns = t0.elapsed().as_nanos() as u64;
+            if r.status != ClientStatus::Success {
+                bail!("native inference failed: {}", r.status);
+            }
+            if i >= warmup {
+                h.record(ns.max(1))?;
+            }
+        }
+        Ok(h)
+    })
+    .map_err(|e| anyhow!("client executor: {e}"))?
+}
+
+fn http_run(
+    url: &str,
+    body: &[u8],
+    header_len: Option<usize>,
+    warmup: u64,
+    n: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut h = histogram();
+    for i in 0..warmup + n {
+        let t0 = Instant::now();
+        let mut req = agent
+            .post(url)
+            .header("Content-Type", "application/octet-stream");
+        if let Some(len) = header_len {
+            req = req.header("Inference-Header-Content-Length", len.to_string());
+        }
+        let mut resp = req.send(body)?;
+        let bytes = resp.body_mut().read_to_vec()?;
+        let ns = t0.elapsed().as_nanos() as u64;
+        if resp.status() != 200 {
+            bail!(
+                "HTTP inference failed: {} {}",
+                resp.status(),
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        if i >= warmup {
+            h.record(ns.max(1))?;
+        }
+    }
+    Ok(h)
+}
+
+/// The same exchange with a minimal keep-alive client on `std::net` (one write per
+/// request, the response read by its `Content-Length`): the server's share without
+/// the client library's.
+fn raw_run(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    header_len: Option<usize>,
+    warmup: u64,
+    n: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    use std::io::{Read, Write};
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(len) = header_len {
+        req.push_str(&format!("Inference-Header-Content-Length: {len}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut h = histogram();
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..warmup + n {
+        let t0 = Instant::now();
+        s.write_all(&req)?;
+        let mut got = 0;
+        let total = loop {
+            let k = s.read(&mut buf[got..])?;
+            if k == 0 {
+                bail!("the server closed the connection");
+            }
+            got += k;
+            let Some(end) = buf[..got].windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            if !head.starts_with("http/1.1 200") {
+                bail!("HTTP inference failed: {head}");
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| anyhow!("no Content-Length in {head}"))?;
+            break end + 4 + len;
+        };
+        while got < total {
+            let k = s.read(&mut buf[got..])?;
+            if k == 0 {
+                bail!("the server closed the connection");
+            }
+            got += k;
+        }
+        let ns = t0.elapsed().as_nanos() as u64;
+        if i >= warmup {
+            h.record(ns.max(1))?;
+        }
+    }
+    Ok(h)
+}
+
+pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
+    if args.round_trips == 0 || args.repeats == 0 || args.exec_us == 0 {
+        bail!("--round-trips, --repeats and --exec-us must be at least 1");
+    }
+    let p = profile(args);
+    p.validate()?;
+    let mut wcfg = WorkerConfig::emulated(1);
+    wcfg.listen = free_port()?;
+    wcfg.link.token = TOKEN.into();
+    let worker = Worker::serve(wcfg).map_err(|e| anyhow!("worker: {e}"))?;
+    let client_addr = free_port()?;
+    let http_addr = free_port()?;
+    let mut cfg = ServiceConfig::new(vec![worker.local_addr()], client_addr, TOKEN);
+    cfg.http = Some(http_addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let ctl = runtime::spawn(ExecutorConfig::named("bench-ctl"), move || async move {
+        let shutdown = async move {
+            while !s.load(Ordering::Relaxed) {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        serve(cfg, shutdown).await.map_err(|e| e.to_string())
+    })
+    .map_err(|e| anyhow!("controller executor: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(http_addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("the controller's HTTP port did not open");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Register natively; wait until the model is served (worker joined, weights loaded).
+    let reg = p;
+    let model = run_here(ExecutorConfig::named("bench-setup"), async move {
+        let mut c = None;
+        for _ in 0..500 {
+            if let Ok(x) = Client::connect(client_addr, TOKEN, "bench-setup").await {
+                c = Some(x);
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        let mut c = c.ok_or_else(|| anyhow!("cannot reach the controller"))?;
+        let (model, _) = c.register(reg, 1).await?;
+        for _ in 0..1000 {
+            let r = c.infer(model, Slo::Default, Vec::new()).await?;
+            if r.status == ClientStatus::Success {
+                return Ok(model);
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        Err(anyhow!("the model never served"))
+    })
+    .map_err(|e| anyhow!("setup executor: {e}"))??;
+    let path = format!("/v2/models/bench_tiny-{}/infer", model.0);
+    let url = format!("http://{http_addr}{path}");
+    let (body, header_len) = http_body(args.input_bytes);
+    let input: Vec<u8> = (0..args.input_bytes).map(|i| i as u8).collect();
+    println!(
+        "http: one request in flight; model exec {} us (batch 1), input {} B; {} round trips x {} runs per variant",
+        args.exec_us, args.input_bytes, args.round_trips, args.repeats
+    );
+    let mut native = Vec::new();
+    let mut http = Vec::new();
+    let mut raw = Vec::new();
+    for rep in 0..args.repeats {
+        eprintln!(
+            "  run {}/{}: native, HTTP (ureq), HTTP (raw)",
+            rep + 1,
+            args.repeats
+        );
+        let h = native_run(
+            client_addr,
+            model,
+            input.clone(),
+            args.warmup,
+            args.round_trips,
+        )?;
+        native.push(Summary::of(&h));
+        let h = http_run(&url, &body, header_len, args.warmup, args.round_trips)?;
+        http.push(Summary::of(&h));
+        let h = raw_run(
+            http_addr,
+            &path,
+            &body,
+            header_len,
+            args.warmup,
+            args.round_trips,
+        )?;
+        raw.push(Summary::of(&h));
+    }
+    stop.store(true, Ordering::Relaxed);
+    ctl.join()
+        .map_err(|e| anyhow!("controller: {e}"))?
+        .map_err(|e| anyhow!("controller: {e}"))?;
+    drop(worker);
+
+    let med =
+        |v: &[Summary], f: fn(&Summary) -> u64| median(v.iter().map(|s| f(s) as f64).collect());
+    let us = |ns: f64| ns / 1e3;
+    let rows = [
+        ("native (rkyv/TCP)", &native),
+        ("HTTP, ureq client", &http),
+        ("HTTP, raw client", &raw),
+    ];
+    println!(
+        "{:<20} {:>10} {:>10} {:>10} {:>10}",
+        "variant", "p50 us", "p99 us", "p99.9 us", "max us"
+    );
+    for (name, v) in rows {
+        println!(
+            "{:<20} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            name,
+            us(med(v, |s| s.p50)),
+            us(med(v, |s| s.p99)),
+            us(med(v, |s| s.p999)),
+            us(med(v, |s| s.max)),
+        );
+    }
+    let (n50, n99) = (med(&native, |s| s.p50), med(&native, |s| s.p99));
+    let (h50, h99) = (med(&http, |s| s.p50), med(&http, |s| s.p99));
+    let (r50, r99) = (med(&raw, |s| s.p50), med(&raw, |s| s.p99));
+    let p50_ratio = ratio(h50 as u64, n50 as u64);
+    let p99_ratio = ratio(h99 as u64, n99 as u64);
+    let raw_p50_ratio = ratio(r50 as u64, n50 as u64);
+    let raw_p99_ratio = ratio(r99 as u64, n99 as u64);
+    println!(
+        "HTTP (ureq) / native: p50 x{p50_ratio:.2} ({:+.1} us), p99 x{p99_ratio:.2} ({:+.1} us)",
+        us(h50 - n50),
+        us(h99 - n99)
+    );
+    println!(
+        "HTTP (raw) / native:  p50 x{raw_p50_ratio:.2} ({:+.1} us), p99 x{raw_p99_ratio:.2} ({:+.1} us)",
+        us(r50 - n50),
+        us(r99 - n99)
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "http",
+            "round_trips": args.round_trips,
+            "repeats": args.repeats,
+            "exec_us": args.exec_us,
+            "input_bytes": args.input_bytes,
+            "native_p50_us": us(n50),
+            "native_p99_us": us(n99),
+            "http_p50_us": us(h50),
+            "http_p99_us": us(h99),
+            "raw_p50_us": us(r50),
+            "raw_p99_us": us(r99),
+            "p50_overhead_us": us(h50 - n50),
+            "raw_p50_ratio": raw_p50_ratio,
+            "raw_p99_ratio": raw_p99_ratio,
+            "p50_ratio": p50_ratio,
+            "p99_ratio": p99_ratio,
+        })
+    );
+    Ok(())
+}

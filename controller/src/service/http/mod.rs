@@ -1,0 +1,678 @@
+//! The HTTP front end: the Open Inference Protocol (KServe v2 REST) with the model
+//! repository and binary tensor extensions, and Prometheus metrics.
+//!
+//! It runs on the controller's executor, beside the native client port. Each HTTP
+//! connection is one task; its inference requests go into the scheduler exactly as
+//! native clients' do, under a [`ClientKey`] the connection owns (its response queue
+//! sits in `Shared::clients`), so admission, accounting and logs are shared. HTTP/1.1
+//! answers in order, so a connection has at most one inference outstanding and the
+//! answer is matched by request id. See `docs/http.md` for the endpoints.
+
+pub(crate) mod metrics;
+mod oip;
+mod wire;
+
+use super::{now, Shared, SharedRef};
+use crate::output::ClientKey;
+use clockwork_core::client::ClientResponse;
+use clockwork_core::{ClientStatus, InferResponse, ModelId, Nanos, RequestId, Slo};
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::{TcpListener, TcpStream};
+use metrics::Call;
+use serde_json::{json, Value};
+use std::rc::Rc;
+use std::time::Duration;
+use wire::{ReadError, Request, Response};
+
+/// Limits of the HTTP front end.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request body (after chunked decoding), bytes. Larger: 413.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), bytes. Larger: 431.
+    pub max_header_bytes: usize,
+    /// Open connections at most; further ones get 503 and are closed.
+    pub max_connections: usize,
+    /// A keep-alive connection with no new request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A request must arrive completely within this from its first byte (else 408).
+    pub request_timeout: Duration,
+    /// A response must be written within this (else the connection is closed).
+    pub write_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Seconds a client is told to wait in `Retry-After` (429 and 503).
+const RETRY_AFTER: &str = "1";
+/// Extra time, beyond a request's SLO, before the front end stops waiting for the
+/// scheduler's answer (which always comes by the deadline) and answers 504.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// Accepts HTTP connections until the task is dropped.
+pub(super) async fn accept_task(shared: SharedRef, listener: TcpListener, limits: HttpLimits) {
+    let limits = Rc::new(limits);
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let full = {
+            let mut s = shared.borrow_mut();
+            let full = s.metrics.http_open >= limits.max_connections as u64;
+            if full {
+                s.metrics.http_refused += 1;
+            } else {
+                s.metrics.http_open += 1;
+                s.metrics.http_accepted += 1;
+            }
+            full
+        };
+        if full {
+            glommio::spawn_local(refuse(stream)).detach();
+        } else {
+            glommio::spawn_local(connection(shared.clone(), stream, limits.clone())).detach();
+        }
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let r = Response::error(503, "too many connections").with("Retry-After", RETRY_AFTER);
+    let _ =
+        wire::write_response(&mut stream, &r.encode(false, false), Duration::from_secs(1)).await;
+}
+
+/// One HTTP connection's inference state.
+struct Conn {
+    key: ClientKey,
+    answers: LocalReceiver<ClientResponse>,
+    next_id: u64,
+}
+
+async fn connection(shared: SharedRef, mut stream: TcpStream, limits: Rc<HttpLimits>) {
+    let _ = stream.set_nodelay(true);
+    let (tx, answers) = local_channel::new_unbounded::<ClientResponse>();
+    let key = {
+        let mut s = shared.borrow_mut();
+        let key = ClientKey(s.next_client);
+        s.next_client += 1;
+        s.clients.insert(key, tx);
+        key
+    };
+    let mut conn = Conn {
+        key,
+        answers,
+        next_id: 0,
+    };
+    let mut buf = Vec::new();
+    loop {
+        let req = match wire::read_request(&mut stream, &mut buf, &limits).await {
+            Ok(r) => r,
+            Err(e) => {
+                let answer = match e {
+                    ReadError::Bad { status, message } => Some(Response::error(status, message)),
+                    ReadError::Timeout => {
+                        Some(Response::error(408, "request not received in time"))
+                    }
+                    ReadError::Io(e) => {
+                        tracing::debug!(error = %e, "HTTP connection failed");
+                        None
+                    }
+                    ReadError::Closed | ReadError::Idle => None,
+                };
+                if let Some(r) = answer {
+                    tracing::debug!(
+                        status = r.status,
+                        "bad HTTP request; closing the connection"
+                    );
+                    let t0 = now();
+                    let _ = wire::write_response(
+                        &mut stream,
+                        &r.encode(false, false),
+                        limits.write_timeout,
+                    )
+                    .await;
+                    shared
+                        .borrow_mut()
+                        .metrics
+                        .http("bad_request", r.status, now() - t0);
+                }
+                break;
+            }
+        };
+        let t0 = now();
+        let (endpoint, resp) = route(&shared, &mut conn, &req).await;
+        let keep = req.keep_alive;
+        let bytes = resp.encode(keep, req.method == "HEAD");
+        let written = wire::write_response(&mut stream, &bytes, limits.write_timeout).await;
+        shared
+            .borrow_mut()
+            .metrics
+            .http(endpoint, resp.status, now() - t0);
+        if written.is_err() || !keep {
+            break;
+        }
+    }
+    {
+        let mut s = shared.borrow_mut();
+        s.clients.remove(&key);
+        s.metrics.http_open = s.metrics.http_open.saturating_sub(1);
+    }
+    let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::error(405, format!("method not allowed; use {allow}")).with("Allow", allow)
+}
+
+/// Dispatches one request: returns the endpoint label (for metrics) and the answer.
+async fn route(shared: &SharedRef, conn: &mut Conn, req: &Request) -> (&'static str, Response) {
+    let path = req.path.trim_matches('/');
+    let segs: Vec<&str> = path.split('/').collect();
+    let get = req.method == "GET" || req.method == "HEAD";
+    let post = req.method == "POST";
+    // The optional `/versions/{v}` segment: every model has the one version "1".
+    let version_ok = |v: &str| v == "1";
+    match segs.as_slice() {
+        ["v2", "health", "live"] => (
+            "health_live",
+            if get {
+                Response::json(200, &json!({ "live": true }))
+            } else {
+                method_not_allowed("GET")
+            },
+        ),
+        ["v2", "health", "ready"] => ("health_ready", {
+            if get {
+                server_ready(&shared.borrow())
+            } else {
+                method_not_allowed("GET")
+            }
+        }),
+        ["v2"] => (
+            "server_metadata",
+            if get {
+                Response::json(
+                    200,
+                    &json!({
+                        "name": "clockwork-rs",
+                        "version": env!("CARGO_PKG_VERSION"),
+                        "extensions": ["model_repository", "binary_tensor_data", "schedule_policy"],
+                    }),
+                )
+            } else {
+                method_not_allowed("GET")
+            },
+        ),
+        ["v2", "models", m] | ["v2", "models", m, "versions", "1"] => (
+            "model_metadata",
+            if get {
+                model_metadata(&shared.borrow(), m)
+            } else {
+                method_not_allowed("GET")
+            },
+        ),
+        ["v2", "models", m, "ready"] | ["v2", "models", m, "versions", "1", "ready"] => (
+            "model_ready",
+            if get {
+                model_ready(&shared.borrow(), m)
+            } else {
+                method_not_allowed("GET")
+            },
+        ),
+        ["v2", "models", m, "infer"] | ["v2", "models", m, "versions", "1", "infer"] => (
+            "infer",
+            if post {
+                infer(shared, conn, m, req).await
+            } else {
+                method_not_allowed("POST")
+            },
+        ),
+        ["v2", "models", m, "versions", v, ..] if !version_ok(v) => (
+            "other",
+            Response::error(
+                404,
+                format!("model {m} has no version {v}; its only version is 1"),
+            ),
+        ),
+        ["v2", "repository", "index"] => (
+            "repository_index",
+            if post {
+                repository_index(&shared.borrow(), &req.body)
+            } else {
+                method_not_allowed("POST")
+            },
+        ),
+        ["v2", "repository", "models", m, "load"] => (
+            "repository_load",
+            if post {
+                repository_load(&mut shared.borrow_mut(), m, &req.body)
+            } else {
+                method_not_allowed("POST")
+            },
+        ),
+        ["v2", "repository", "models", m, "unload"] => (
+            "repository_unload",
+            if post {
+                repository_unload(&mut shared.borrow_mut(), m, &req.body)
+            } else {
+                method_not_allowed("POST")
+            },
+        ),
+        ["metrics"] => (
+            "metrics",
+            if get {
+                let s = shared.borrow();
+                let text = s.metrics.render(&s.sched, s.workers.len(), now());
+                Response {
+                    status: 200,
+                    content_type: "text/plain; version=0.0.4; charset=utf-8",
+                    headers: Vec::new(),
+                    body: text.into_bytes(),
+                }
+            } else {
+                method_not_allowed("GET")
+            },
+        ),
+        _ => (
+            "other",
+            Response::error(404, format!("no endpoint {} {}", req.method, req.path)),
+        ),
+    }
+}
+
+fn server_ready(s: &Shared) -> Response {
+    if s.sched.live_gpus() > 0 {
+        Response::json(200, &json!({ "ready": true }))
+    } else {
+        Response::json(503, &json!({ "ready": false, "error": "no GPU connected" }))
+            .with("Retry-After", RETRY_AFTER)
+    }
+}
+
+/// A model addressed by name, not retired.
+struct Resolved {
+    id: ModelId,
+    name: String,
+}
+
+fn resolve(s: &Shared, name: &str) -> Result<Resolved, Response> {
+    let unknown = || Response::error(404, format!("unknown model {name}"));
+    let (net, id) = oip::parse_instance(name).ok_or_else(unknown)?;
+    let model = ModelId(id);
+    let p = s.sched.model_profile(model).ok_or_else(unknown)?;
+    if net.is_some_and(|n| n != p.name) || s.sched.is_retired(model) {
+        return Err(unknown());
+    }
+    Ok(Resolved {
+        id: model,
+        name: oip::instance_name(&p.name, model),
+    })
+}
+
+fn model_metadata(s: &Shared, name: &str) -> Response {
+    let m = match resolve(s, name) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Some(p) = s.sched.model_profile(m.id) else {
+        return Response::error(404, format!("unknown model {name}"));
+    };
+    let replicas: Vec<Value> = s
+        .sched
+        .replicas(m.id)
+        .into_iter()
+        .map(|(w, g, ready)| json!({ "worker": w.0, "gpu": g.0, "ready": ready }))
+        .collect();
+    Response::json(
+        200,
+        &json!({
+            "name": m.name,
+            "versions": ["1"],
+            "platform": "clockwork",
+            "inputs": [{ "name": oip::INPUT_NAME, "datatype": "UINT8", "shape": [p.input_bytes] }],
+            "outputs": [{ "name": oip::OUTPUT_NAME, "datatype": "UINT8", "shape": [p.output_bytes] }],
+            "clockwork": {
+                "id": m.id.0,
+                "network": p.name,
+                "max_batch": p.max_batch(),
+                "profile": oip::profile_json(p),
+                "replicas": replicas,
+                "queued": s.sched.queued(m.id),
+            },
+        }),
+    )
+}
+
+fn model_ready(s: &Shared, name: &str) -> Response {
+    let m = match resolve(s, name) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if s.sched.live_gpus() > 0 {
+        Response::json(200, &json!({ "name": m.name, "ready": true }))
+    } else {
+        Response::json(
+            503,
+            &json!({ "name": m.name, "ready": false, "error": "no GPU connected" }),
+        )
+        .with("Retry-After", RETRY_AFTER)
+    }
+}
+
+/// How long to wait for the scheduler's answer: the request's SLO plus a grace.
+fn answer_limit(s: &Shared, model: ModelId, slo: Slo) -> Duration {
+    let slo = match slo {
+        Slo::Default => s.sched.config().default_slo,
+        Slo::Absolute(n) => n,
+        Slo::Factor(f) => {
+            let b1 = s
+                .sched
+                .model_profile(model)
+                .and_then(|p| p.exec_time(1))
+                .unwrap_or(Nanos::from_millis(100));
+            // Estimates can drift from the profile: allow a wide margin.
+            Nanos((b1.get() as f64 * f64::from(f) * 4.0).min(3.6e12) as u64)
+        }
+    };
+    Duration::from(slo) + ANSWER_GRACE
+}
+
+async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -> Response {
+    let (model, input_bytes) = {
+        let s = shared.borrow();
+        match resolve(&s, name) {
+            Ok(m) => {
+                let input_bytes = s.sched.model_profile(m.id).map_or(0, |p| p.input_bytes);
+                (m, input_bytes)
+            }
+            Err(r) => return r,
+        }
+    };
+    let body = match oip::parse_infer(&req.body, req.inference_header_len, input_bytes) {
+        Ok(b) => b,
+        Err(e) => return Response::error(400, e),
+    };
+    conn.next_id += 1;
+    let id = RequestId(conn.next_id);
+    let limit = {
+        let mut s = shared.borrow_mut();
+        let t = now();
+        let len = u32::try_from(body.input.len()).unwrap_or(u32::MAX);
+        if len > 0 {
+            s.inputs.insert((conn.key, id), body.input);
+        }
+        let key = conn.key;
+        let slo = body.slo;
+        s.timed(Call::Request, |sc| {
+            sc.request(t, key, id, model.id, slo, len)
+        });
+        s.drain();
+        answer_limit(&s, model.id, slo)
+    };
+    let answer = futures_lite::future::or(
+        async {
+            while let Some(r) = conn.answers.recv().await {
+                match r {
+                    ClientResponse::Inferred(r) if r.id == id => return Some(r),
+                    // Answers to earlier requests this connection gave up on.
+                    _ => {}
+                }
+            }
+            None
+        },
+        async {
+            glommio::timer::sleep(limit).await;
+            None
+        },
+    )
+    .await;
+    match answer {
+        Some(r) => infer_answer(&model.name, body.id.as_deref(), body.binary_output, &r),
+        None => Response::error(504, "internal: no answer from the scheduler in time"),
+    }
+}
+
+/// The HTTP status for a scheduler answer, whether to send `Retry-After`, and a
+/// message with a stable prefix.
+fn http_status(s: ClientStatus) -> (u16, bool, &'static str) {
+    match s {
+        ClientStatus::Success => (200, false, ""),
+        ClientStatus::UnknownModel => (404, false, "unknown model: the model is not registered"),
+        ClientStatus::InvalidRequest => (400, false, "invalid: the SLO is not usable"),
+        ClientStatus::Rejected => (
+            429,
+            true,
+            "rejected: no plan can meet the SLO under the current load",
+        ),
+        ClientStatus::Timeout => (
+            429,
+            true,
+            "timeout: the request could not be served within its SLO",
+        ),
+        ClientStatus::CouldNotStartInTime => (
+            429,
+            true,
+            "could not start: no GPU could start the request in time",
+        ),
+        ClientStatus::ControllerSkipped => (
+            429,
+            true,
+            "skipped: dropped so that a batch of later requests could meet their SLO",
+        ),
+        ClientStatus::WorkerFailed(w) if w.is_window_miss() => (
+            429,
+            true,
+            "window missed: the worker could not run the request in time",
+        ),
+        ClientStatus::Unavailable => (503, true, "unavailable: no GPU can serve this model now"),
+        ClientStatus::Initializing => (503, true, "initializing: the controller is starting"),
+        ClientStatus::WorkerFailed(_) => (500, false, "worker failed"),
+        _ => (500, false, "error"),
+    }
+}
+
+fn infer_answer(model_name: &str, id: Option<&str>, binary: bool, r: &InferResponse) -> Response {
+    let (code, retry, message) = http_status(r.status);
+    if code != 200 {
+        let mut body = json!({
+            "error": message,
+            "clockwork_status": r.status.to_string(),
+        });
+        if let Some(id) = id {
+            body["id"] = json!(id);
+        }
+        let resp = Response::json(code, &body);
+        return if retry {
+            resp.with("Retry-After", RETRY_AFTER)
+        } else {
+            resp
+        };
+    }
+    let (v, tail) = oip::InferAnswer {
+        model_name,
+        id,
+        batch_size: r.batch_size,
+        controller_latency: r.controller_latency,
+        output: &r.output,
+        binary,
+    }
+    .encode();
+    if binary {
+        let mut body = serde_json::to_vec(&v).unwrap_or_default();
+        let json_len = body.len();
+        body.extend_from_slice(&tail);
+        Response {
+            status: 200,
+            content_type: "application/octet-stream",
+            headers: vec![("Inference-Header-Content-Length", json_len.to_string())],
+            body,
+        }
+    } else {
+        Response::json(200, &v)
+    }
+}
+
+fn repository_index(s: &Shared, body: &[u8]) -> Response {
+    let only_ready = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v) => v.get("ready").and_then(Value::as_bool).unwrap_or(false),
+            Err(e) => return Response::error(400, format!("malformed JSON: {e}")),
+        }
+    };
+    let gpus = s.sched.live_gpus() > 0;
+    let mut out = Vec::new();
+    for i in 0..s.sched.model_count() {
+        let m = ModelId(i);
+        let Some(p) = s.sched.model_profile(m) else {
+            continue;
+        };
+        let retired = s.sched.is_retired(m);
+        let (state, reason) = if retired {
+            ("UNAVAILABLE", "unloaded")
+        } else if !gpus {
+            ("UNAVAILABLE", "no GPU connected")
+        } else {
+            ("READY", "")
+        };
+        if only_ready && state != "READY" {
+            continue;
+        }
+        let replicas = s.sched.replicas(m);
+        let resident = replicas.iter().filter(|r| r.2).count();
+        out.push(json!({
+            "name": oip::instance_name(&p.name, m),
+            "version": "1",
+            "state": state,
+            "reason": reason,
+            "clockwork": {
+                "id": i,
+                "network": p.name,
+                "gpus_resident": resident,
+                "gpus_loading": replicas.len() - resident,
+                "queued": s.sched.queued(m),
+            },
+        }));
+    }
+    Response::json(200, &Value::Array(out))
+}
+
+fn repository_load(s: &mut Shared, name: &str, body: &[u8]) -> Response {
+    let req = match oip::parse_load(body) {
+        Ok(r) => r,
+        Err(e) => return Response::error(400, e),
+    };
+    // An existing instance: loaded again if it was unloaded (parameters are ignored).
+    if let Some((net, id)) = oip::parse_instance(name) {
+        let model = ModelId(id);
+        let Some(p) = s.sched.model_profile(model) else {
+            return Response::error(404, format!("unknown model instance {name}"));
+        };
+        if net.is_some_and(|n| n != p.name) {
+            return Response::error(404, format!("unknown model instance {name}"));
+        }
+        let full = oip::instance_name(&p.name, model);
+        s.timed(Call::Registry, |sc| sc.reinstate_model(model));
+        s.drain();
+        return Response::json(200, &json!({ "models": [full] }));
+    }
+    if !oip::valid_network(name) {
+        return Response::error(
+            400,
+            format!("invalid model name {name}: use 1 to 128 of [A-Za-z0-9_.-], not ending in -<digits>"),
+        );
+    }
+    let profile = match req.profile {
+        Some(mut p) => {
+            if p.name.is_empty() {
+                p.name = name.to_owned();
+            } else if p.name != name {
+                return Response::error(
+                    400,
+                    format!("profile name {} differs from the model name {name}", p.name),
+                );
+            }
+            p
+        }
+        None => match clockwork_core::model::builtin_profiles()
+            .into_iter()
+            .find(|p| p.name == name)
+        {
+            Some(p) => p,
+            None => {
+                return Response::error(
+                    400,
+                    format!("no built-in profile named {name}; give one in parameters.profile"),
+                )
+            }
+        },
+    };
+    let t = now();
+    let copies = req.copies;
+    let r = s.timed(Call::Registry, |sc| sc.register_models(t, profile, copies));
+    s.drain();
+    match r {
+        Ok(range) => {
+            let names: Vec<String> = range.iter().map(|m| oip::instance_name(name, m)).collect();
+            Response::json(200, &json!({ "models": names }))
+        }
+        Err(e) => Response::error(400, e.to_string()),
+    }
+}
+
+fn repository_unload(s: &mut Shared, name: &str, body: &[u8]) -> Response {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        if let Err(e) = serde_json::from_slice::<Value>(body) {
+            return Response::error(400, format!("malformed JSON: {e}"));
+        }
+    }
+    let targets: Vec<ModelId> = match oip::parse_instance(name) {
+        Some((net, id)) => {
+            let model = ModelId(id);
+            match s.sched.model_profile(model) {
+                Some(p) if net.is_none_or(|n| n == p.name) => vec![model],
+                _ => return Response::error(404, format!("unknown model instance {name}")),
+            }
+        }
+        None => {
+            let all: Vec<ModelId> = (0..s.sched.model_count())
+                .map(ModelId)
+                .filter(|&m| s.sched.model_profile(m).is_some_and(|p| p.name == name))
+                .collect();
+            if all.is_empty() {
+                return Response::error(404, format!("unknown model {name}"));
+            }
+            all
+        }
+    };
+    let t = now();
+    let mut names = Vec::new();
+    for m in targets {
+        if s.sched.is_retired(m) {
+            continue;
+        }
+        s.timed(Call::Registry, |sc| sc.retire_model(t, m));
+        if let Some(p) = s.sched.model_profile(m) {
+            names.push(oip::instance_name(&p.name, m));
+        }
+    }
+    s.drain();
+    Response::json(200, &json!({ "models": names }))
+}

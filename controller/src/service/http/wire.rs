@@ -1,0 +1,413 @@
+//! HTTP/1.1 framing: reading one request (head parsed with `httparse`, body by
+//! `Content-Length` or chunked transfer coding) under size and time limits, and
+//! encoding responses.
+
+use super::HttpLimits;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Most header lines accepted in one request.
+const MAX_HEADERS: usize = 64;
+
+/// One parsed request.
+#[derive(Debug)]
+pub(super) struct Request {
+    pub(super) method: String,
+    /// The path without the query string.
+    pub(super) path: String,
+    /// Whether the connection stays open after the answer.
+    pub(super) keep_alive: bool,
+    /// `Inference-Header-Content-Length` (binary tensor extension).
+    pub(super) inference_header_len: Option<usize>,
+    pub(super) body: Vec<u8>,
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    /// The peer closed the connection between requests.
+    Closed,
+    /// No new request within the idle timeout.
+    Idle,
+    /// The request did not arrive completely within the request timeout.
+    Timeout,
+    /// The socket failed, or closed in the middle of a request.
+    Io(std::io::Error),
+    /// The request is malformed or over a limit: answer `status` and close.
+    Bad { status: u16, message: String },
+}
+
+fn bad(status: u16, message: impl Into<String>) -> ReadError {
+    ReadError::Bad {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Reads into `buf` (appending) until `deadline`; returns the byte count (0 = EOF).
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<Option<usize>, std::io::Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Ok(None);
+    }
+    let start = buf.len();
+    buf.resize(start + 16 * 1024, 0);
+    let r = futures_lite::future::or(
+        async { stream.read(&mut buf[start..]).await.map(Some) },
+        async {
+            glommio::timer::sleep(left).await;
+            Ok(None)
+        },
+    )
+    .await;
+    let n = match &r {
+        Ok(Some(n)) => *n,
+        _ => 0,
+    };
+    buf.truncate(start + n);
+    r
+}
+
+/// What the head says about the body.
+enum BodyKind {
+    Length(usize),
+    Chunked,
+}
+
+struct Head {
+    len: usize,
+    method: String,
+    path: String,
+    keep_alive: bool,
+    expect_continue: bool,
+    inference_header_len: Option<usize>,
+    body: BodyKind,
+}
+
+fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<Head>, ReadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return Err(bad(431, "request head too large"));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(bad(431, format!("more than {MAX_HEADERS} header lines")))
+        }
+        Err(e) => return Err(bad(400, format!("malformed HTTP request: {e}"))),
+    };
+    if len > limits.max_header_bytes {
+        return Err(bad(431, "request head too large"));
+    }
+    let http11 = req.version == Some(1);
+    let method = req.method.unwrap_or_default().to_owned();
+    let target = req.path.unwrap_or_default();
+    let path = target
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut keep_alive = http11;
+    let mut expect_continue = false;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut inference_header_len = None;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| bad(400, format!("header {} is not UTF-8", h.name)))?
+            .trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n: usize = value
+                .parse()
+                .map_err(|_| bad(400, "invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad(400, "conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or_default().trim();
+            if !last.eq_ignore_ascii_case("chunked") {
+                return Err(bad(501, format!("unsupported Transfer-Encoding {value}")));
+            }
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            if value.eq_ignore_ascii_case("100-continue") {
+                expect_continue = http11;
+            } else {
+                return Err(bad(417, format!("unsupported Expect: {value}")));
+            }
+        } else if h
+            .name
+            .eq_ignore_ascii_case("inference-header-content-length")
+        {
+            inference_header_len = Some(
+                value
+                    .parse()
+                    .map_err(|_| bad(400, "invalid Inference-Header-Content-Length"))?,
+            );
+        }
+    }
+    if chunked && length.is_some() {
+        return Err(bad(400, "both Content-Length and Transfer-Encoding"));
+    }
+    let body = if chunked {
+        BodyKind::Chunked
+    } else {
+        let n = length.unwrap_or(0);
+        if n > limits.max_body_bytes {
+            return Err(bad(
+                413,
+                format!(
+                    "body of {n} bytes exceeds the limit of {}",
+                    limits.max_body_bytes
+                ),
+            ));
+        }
+        BodyKind::Length(n)
+    };
+    Ok(Some(Head {
+        len,
+        method,
+        path,
+        keep_alive,
+        expect_continue,
+        inference_header_len,
+        body,
+    }))
+}
+
+/// Reads one request. `buf` holds bytes already received (pipelined requests) and
+/// keeps whatever follows this request.
+pub(super) async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limits: &HttpLimits,
+) -> Result<Request, ReadError> {
+    if buf.is_empty() {
+        match read_some(stream, buf, Instant::now() + limits.idle_timeout).await {
+            Ok(Some(0)) => return Err(ReadError::Closed),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(ReadError::Idle),
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    let deadline = Instant::now() + limits.request_timeout;
+    let head = loop {
+        if let Some(h) = parse_head(buf, limits)? {
+            break h;
+        }
+        more(stream, buf, deadline).await?;
+    };
+    let mut continue_sent = !head.expect_continue;
+    let body = match head.body {
+        BodyKind::Length(n) => {
+            while buf.len() < head.len + n {
+                if !continue_sent {
+                    send_continue(stream).await?;
+                    continue_sent = true;
+                }
+                more(stream, buf, deadline).await?;
+            }
+            let body = buf[head.len..head.len + n].to_vec();
+            buf.drain(..head.len + n);
+            body
+        }
+        BodyKind::Chunked => {
+            let mut body = Vec::new();
+            let mut pos = head.len;
+            loop {
+                match httparse::parse_chunk_size(&buf[pos..]) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let size = usize::try_from(size).unwrap_or(usize::MAX);
+                        if size > limits.max_body_bytes.saturating_sub(body.len()) {
+                            return Err(bad(413, "chunked body exceeds the size limit"));
+                        }
+                        if size == 0 {
+                            // Trailer section: header lines up to an empty line.
+                            let start = pos + used;
+                            let end = loop {
+                                if buf[start..].starts_with(b"\r\n") {
+                                    break start + 2;
+                                }
+                                if let Some(i) =
+                                    buf[start..].windows(4).position(|w| w == b"\r\n\r\n")
+                                {
+                                    break start + i + 4;
+                                }
+                                if buf.len() - start > limits.max_header_bytes {
+                                    return Err(bad(431, "chunk trailers too large"));
+                                }
+                                more(stream, buf, deadline).await?;
+                            };
+                            buf.drain(..end);
+                            break;
+                        }
+                        while buf.len() < pos + used + size + 2 {
+                            more(stream, buf, deadline).await?;
+                        }
+                        let data = pos + used;
+                        if &buf[data + size..data + size + 2] != b"\r\n" {
+                            return Err(bad(400, "malformed chunk"));
+                        }
+                        body.extend_from_slice(&buf[data..data + size]);
+                        pos = data + size + 2;
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if !continue_sent {
+                            send_continue(stream).await?;
+                            continue_sent = true;
+                        }
+                        if buf.len() - pos > 1024 {
+                            return Err(bad(400, "malformed chunk size line"));
+                        }
+                        more(stream, buf, deadline).await?;
+                    }
+                    Err(_) => return Err(bad(400, "malformed chunk size")),
+                }
+            }
+            body
+        }
+    };
+    Ok(Request {
+        method: head.method,
+        path: head.path,
+        keep_alive: head.keep_alive,
+        inference_header_len: head.inference_header_len,
+        body,
+    })
+}
+
+async fn more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(), ReadError> {
+    match read_some(stream, buf, deadline).await {
+        Ok(Some(0)) => Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ReadError::Timeout),
+        Err(e) => Err(ReadError::Io(e)),
+    }
+}
+
+async fn send_continue(stream: &mut TcpStream) -> Result<(), ReadError> {
+    stream
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .await
+        .map_err(ReadError::Io)?;
+    stream.flush().await.map_err(ReadError::Io)
+}
+
+/// A response to send.
+#[derive(Debug)]
+pub(super) struct Response {
+    pub(super) status: u16,
+    pub(super) content_type: &'static str,
+    pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub(super) fn json(status: u16, v: &serde_json::Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: serde_json::to_vec(v).unwrap_or_default(),
+        }
+    }
+
+    /// `{"error": message}` with `status`.
+    pub(super) fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::json(status, &serde_json::json!({ "error": message.into() }))
+    }
+
+    /// Adds a header.
+    pub(super) fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The bytes on the wire. A `HEAD` answer (`head_only`) carries no body.
+    pub(super) fn encode(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 256);
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: clockwork-rs\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            reason(self.status),
+            httpdate::fmt_http_date(SystemTime::now()),
+            self.content_type,
+            self.body.len()
+        );
+        out.extend_from_slice(head.as_bytes());
+        for (n, v) in &self.headers {
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+/// Writes a response; `Err` if the peer is gone or too slow.
+pub(super) async fn write_response(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let w = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    futures_lite::future::or(w, async {
+        glommio::timer::sleep(timeout).await;
+        Err(std::io::ErrorKind::TimedOut.into())
+    })
+    .await
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
