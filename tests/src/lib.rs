@@ -1,19 +1,49 @@
 //! Clockwork-RS cross-crate integration tests.
 //!
-//! The tests live in `tests/tests/`; this library holds only what they share: finding
-//! the `clockwork-bench` binary that runs a local cluster (controller and emulated
-//! workers as separate processes on loopback). It owns no production code.
+//! The tests live in `tests/tests/`; this library holds only what they share: building
+//! and finding the `clockwork-bench` binary that runs a local cluster (controller and
+//! emulated workers as separate processes on loopback). It owns no production code.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
 
-/// The `clockwork-bench` binary of this build (cargo builds it for the workspace's
-/// tests; it sits next to the test executables' `deps/` folder).
-pub fn bench_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?;
-    let bin = dir.join("clockwork-bench");
-    bin.exists().then_some(bin)
+/// The `clockwork-bench` binary of this build, built first if it is missing or stale
+/// (a dev-dependency builds only the library, and a stale binary would test old code).
+pub fn bench_binary() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-p",
+                    "clockwork-bench",
+                    "--bin",
+                    "clockwork-bench",
+                    "--manifest-path",
+                    manifest,
+                ])
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !status.success() {
+                return Err(format!("building clockwork-bench failed: {status}"));
+            }
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let dir = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .ok_or_else(|| "unexpected test binary location".to_owned())?;
+            let bin = dir.join("clockwork-bench");
+            if bin.exists() {
+                Ok(bin)
+            } else {
+                Err(format!("{} not found after building", bin.display()))
+            }
+        })
+        .clone()
 }

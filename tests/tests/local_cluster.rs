@@ -8,11 +8,11 @@ use std::process::Command;
 /// One cluster at a time: each is three processes, and the machine may have two cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run(workload: &str, extra: &[&str]) -> serde_json::Value {
+fn run(workload: &str, models: &str, extra: &[&str]) -> serde_json::Value {
     let _guard = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let bin = bench_binary().expect("clockwork-bench binary (built by `cargo test --workspace`)");
+    let bin = bench_binary().expect("clockwork-bench binary");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut args = vec![
@@ -24,7 +24,7 @@ fn run(workload: &str, extra: &[&str]) -> serde_json::Value {
         "--gpus-per-worker",
         "1",
         "--models",
-        "40",
+        models,
         "--duration",
         "3s",
         "--rate",
@@ -56,8 +56,8 @@ fn run(workload: &str, extra: &[&str]) -> serde_json::Value {
     report
 }
 
-fn check_accounting(workload: &str, extra: &[&str]) {
-    let r = run(workload, extra);
+fn check_accounting(workload: &str, models: &str) {
+    let r = run(workload, models, &[]);
     let offered = r["offered"].as_u64().unwrap();
     let answered = r["answered"].as_u64().unwrap();
     assert!(offered > 0, "{workload}: nothing offered: {r}");
@@ -87,47 +87,47 @@ fn check_accounting(workload: &str, extra: &[&str]) {
 
 #[test]
 fn azure_trace_replay() {
-    check_accounting("azure", &[]);
+    check_accounting("azure", "40");
 }
 
 #[test]
 fn poisson_open_loop() {
-    check_accounting("poisson", &[]);
+    check_accounting("poisson", "40");
 }
 
 #[test]
 fn fixed_rate_open_loop() {
-    check_accounting("fixed-rate", &[]);
+    check_accounting("fixed-rate", "40");
 }
 
 #[test]
 fn closed_loop() {
-    check_accounting("closed", &[]);
+    check_accounting("closed", "40");
 }
 
 #[test]
 fn bursty() {
-    check_accounting("bursty", &[]);
+    check_accounting("bursty", "40");
 }
 
 #[test]
 fn slo_sweep() {
-    check_accounting("slo-sweep", &[]);
+    check_accounting("slo-sweep", "40");
 }
 
 #[test]
 fn fill_memory() {
-    check_accounting("fill-memory", &["--models", "411"]);
+    check_accounting("fill-memory", "411");
 }
 
 #[test]
 fn ramp() {
-    check_accounting("ramp", &[]);
+    check_accounting("ramp", "40");
 }
 
 #[test]
 fn bad_flags_are_refused_in_words() {
-    let bin = bench_binary().unwrap();
+    let bin = bench_binary().expect("clockwork-bench binary");
     let o = Command::new(&bin)
         .args(["local", "--workers", "0"])
         .output()
