@@ -73,7 +73,7 @@ pub(crate) struct LocalArgs {
     #[arg(long, default_value_t = 10.0)]
     pub(crate) schedule_ahead_ms: f64,
     /// How long to replay, e.g. 60s, 2m, 90.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_duration)]
     pub(crate) duration: Duration,
     /// Default SLO in milliseconds.
     #[arg(long, default_value_t = 100.0)]
@@ -119,30 +119,6 @@ pub(crate) struct LocalArgs {
     /// Output folder (default: out/local-<unix time>).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 0.001)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1.0)
-    } else if let Some(v) = s.strip_suffix('m') {
-        (v, 60.0)
-    } else if let Some(v) = s.strip_suffix('h') {
-        (v, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 60s, 2m, 500ms)"))?;
-    let secs = v * mult;
-    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!("duration `{s}` must be between 0 and 24h"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 impl LocalArgs {

@@ -3,6 +3,7 @@
 //! a human-readable table, and ends with one JSON line.
 
 mod cluster;
+mod duration;
 mod emulate;
 mod experiment;
 mod handoff;

@@ -44,7 +44,7 @@ pub(crate) struct SimArgs {
     #[arg(long, default_value_t = 1000)]
     models: u32,
     /// Simulated time with arrivals (e.g. 60s, 500ms, 2m).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_nanos)]
     duration: Nanos,
     /// Arrival process.
     #[arg(long, value_enum, default_value_t = WorkloadKind::AzureLike)]
@@ -80,30 +80,6 @@ pub(crate) struct SimArgs {
     /// Weights-cache pages per GPU (1376 = 21.5 GiB).
     #[arg(long, default_value_t = 1376)]
     pages: u32,
-}
-
-/// Parses `60s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Nanos, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 1e6)
-    } else if let Some(v) = s.strip_suffix("us") {
-        (v, 1e3)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1e9)
-    } else if let Some(v) = s.strip_suffix('m') {
-        (v, 60e9)
-    } else {
-        (s, 1e9)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|e| format!("bad duration `{s}`: {e}"))?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("duration must be positive: `{s}`"));
-    }
-    Ok(Nanos((v * mult) as u64))
 }
 
 fn ms(v: f64) -> Nanos {
@@ -314,19 +290,4 @@ fn print_report(r: &SimReport, wall_s: f64, setup_s: f64) {
         r.scheduler_wall.as_nanos() as f64 / r.offered.max(1) as f64,
         100.0 * r.scheduler_wall.as_secs_f64() / wall_s
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("60s"), Ok(Nanos::from_secs(60)));
-        assert_eq!(parse_duration("500ms"), Ok(Nanos::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Nanos::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Nanos::from_millis(1500)));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("abc").is_err());
-    }
 }
