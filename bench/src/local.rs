@@ -345,9 +345,6 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
             args.duration,
             out.display()
         );
-        if !args.no_http {
-            eprintln!("  HTTP (Open Inference Protocol, /metrics) on http://{} while it runs; see docs/http.md", args.http);
-        }
     }
     let mut workers = Vec::new();
     for i in 0..args.workers {
@@ -393,11 +390,18 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         args.schedule_ahead_ms.to_string(),
     ];
     let mut ctl_args = ctl_args;
-    if !args.no_http {
+    // The HTTP port is a convenience of the main job: if it is taken, say so and go on.
+    let http = !args.no_http && std::net::TcpListener::bind(args.http).is_ok();
+    if http {
         ctl_args.push("--http".into());
         ctl_args.push(args.http.to_string());
+    } else if !args.no_http {
+        eprintln!("warning: {} is in use; running without the HTTP front end (choose another with --http ADDR)", args.http);
     }
     let mut controller = ChildProc::start("controller", &ctl_args, &out.join("controller.log"))?;
+    if http && !quiet {
+        eprintln!("  HTTP (Open Inference Protocol, /metrics) on http://{} while it runs; see docs/http.md", args.http);
+    }
     let spread = models_spread(args.models, &profiles, Spread::Shuffled { seed: args.seed });
     let runs = registration_runs(&spread);
     // Batch-1 time of each instance, to turn SLO factors into milliseconds.
