@@ -6,11 +6,13 @@
 //! loading), floored at 1 ms as in the original. Its weight is `w_g = C / O_g`, with
 //! `C` the load capacity (100 ms by default).
 //!
-//! The load priority of a model is its *unmet* demand:
+//! A model's *unmet* demand is
 //! `L − Σ_g C · required_g / O_g`, with `required_g = L · w_g / Σ w`, i.e.
 //! `L · (1 − Σ w_g² / Σ w_g)` over the GPUs that hold it; `L` for a cold model. With
 //! one replica that is positive exactly when its GPU has more than `C` of outstanding
-//! work: replication of hot models emerges from the rule.
+//! work: replication of hot models emerges from the rule. Its load priority is that
+//! demand per unit of PCIe time ([`load_priority`]; the original ranked by raw
+//! demand).
 //!
 //! **Bug fixed** (reference 3.12): the original compared a pointer to 0, so its "all
 //! demand satisfied" check never fired. Here a model whose unmet demand is `<= 0` is
@@ -39,11 +41,23 @@ pub fn unmet_demand(demand: u64, capacity: Nanos, outstanding: impl Iterator<Ite
     l * (1.0 - sw2 / sw)
 }
 
+/// Load priority of a model with `unmet` ns of unmet demand (see [`unmet_demand`]):
+/// the requests that demand stands for (`unmet / b1`) per second of PCIe its LOAD
+/// takes. PCIe is the scarce resource when many models are cold (start-up, bursts
+/// of cold models): ranking by raw demand (ns of work, as the original) puts one
+/// request of a large model (ResNet152: 9 ms of work, a 20 ms LOAD) ahead of five of a
+/// small one (ResNet18: 8 ms of work, a 4 ms LOAD), and so serves fewer requests
+/// in time. Positive exactly when `unmet` is.
+pub fn load_priority(unmet: f64, b1: Nanos, load: Nanos) -> f64 {
+    let cost = b1.get().max(1) as f64 * load.get().max(1) as f64;
+    unmet / cost * 1e9
+}
+
 /// A model waiting for a LOAD, ordered by priority (highest first), then model id.
 /// Priorities are snapshots: the scheduler recomputes them when popping.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadCandidate {
-    /// Unmet demand when pushed, in ns of work.
+    /// [`load_priority`] when pushed.
     pub priority: f64,
     /// The model.
     pub model: ModelId,
@@ -156,6 +170,19 @@ mod tests {
         assert!((u - 3_000_000.0).abs() < 1.0, "{u}");
         // A second, idle replica covers it.
         assert!(unmet_demand(4_000_000, C, [400_000_000, 1_000_000].into_iter()) < 0.0);
+    }
+
+    #[test]
+    fn load_priority_counts_requests_per_pcie_time() {
+        let ms = Nanos::from_millis;
+        // Five ResNet18 requests (1.63 ms each, 3.85 ms LOAD) beat one ResNet152
+        // request (9.13 ms, 19.68 ms LOAD), though the latter is more work.
+        let r18 = load_priority(5.0 * 1_630_000.0, Nanos(1_630_000), Nanos(3_850_000));
+        let r152 = load_priority(9_130_000.0, Nanos(9_130_000), Nanos(19_680_000));
+        assert!(r18 > r152);
+        assert!(load_priority(1.0, ms(1), ms(1)) > 0.0);
+        assert_eq!(load_priority(0.0, ms(1), ms(1)), 0.0);
+        assert!(load_priority(-1.0, ms(1), ms(1)) < 0.0);
     }
 
     #[test]

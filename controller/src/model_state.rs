@@ -76,6 +76,8 @@ pub(crate) struct ModelState {
     pub(crate) demand_checked: Option<Nanos>,
     /// Armed expiry timer of the queue's front, if any.
     pub(crate) expiry_armed: Option<Nanos>,
+    /// Armed rescue check of the queue's front, if any (see `Scheduler::rescue_front`).
+    pub(crate) rescue_armed: Option<Nanos>,
 }
 
 impl Shape {
@@ -125,6 +127,7 @@ impl ModelState {
             in_load_heap: false,
             demand_checked: None,
             expiry_armed: None,
+            rescue_armed: None,
         }
     }
 

@@ -135,6 +135,8 @@ pub struct Scheduler {
     actions: Arena<InFlight>,
     /// Expiry of each model's queue front (see [`crate::admission`]).
     model_timers: TimerQueue<u32>,
+    /// Rescue checks of each model's queue front (a replica elsewhere, in time).
+    rescue_timers: TimerQueue<u32>,
     gpu_timers: TimerQueue<(u32, Lane)>,
     /// Emptied member lists of retired INFERs, reused for new batches.
     member_pool: Vec<Vec<Key>>,
@@ -167,6 +169,7 @@ impl Scheduler {
             requests: Arena::new(),
             actions: Arena::new(),
             model_timers: TimerQueue::new(),
+            rescue_timers: TimerQueue::new(),
             member_pool: Vec::new(),
             gpu_timers: TimerQueue::new(),
             load_heap: BinaryHeap::new(),
@@ -205,6 +208,7 @@ impl Scheduler {
     pub fn next_deadline(&self) -> Option<Nanos> {
         [
             self.model_timers.next_time(),
+            self.rescue_timers.next_time(),
             self.gpu_timers.next_time(),
             self.load_retry_at,
         ]
@@ -219,6 +223,9 @@ impl Scheduler {
     pub fn handle_timeout(&mut self, now: Nanos) {
         while let Some((at, mi)) = self.model_timers.pop_due(now) {
             self.expire_front(mi as usize, at, now);
+        }
+        while let Some((at, mi)) = self.rescue_timers.pop_due(now) {
+            self.rescue_front(mi as usize, at, now);
         }
         while let Some((at, (g, lane))) = self.gpu_timers.pop_due(now) {
             let gpu = &mut self.gpus[g as usize];

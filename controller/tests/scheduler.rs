@@ -800,3 +800,125 @@ fn a_retired_models_missed_batch_is_answered_not_requeued_or_reloaded() {
         "a retired model is never loaded again"
     );
 }
+
+#[test]
+fn when_pcie_is_scarce_cold_models_load_in_order_of_requests_per_load_time() {
+    let mut h = H::new();
+    let r50 = h.register(Nanos::ZERO, resnet50(), 3);
+    let r18 = h.register(Nanos::ZERO, resnet18(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[]);
+    let t = ms(1000);
+    // Two cold models take both LOAD slots of the GPU.
+    h.request(t, r50[0], Slo::Default);
+    h.request(t, r50[1], Slo::Default);
+    let loads: Vec<Action> = h
+        .take_sent()
+        .into_iter()
+        .map(|(_, a)| a)
+        .filter(|a| matches!(a.kind, ActionKind::LoadWeights { .. }))
+        .collect();
+    assert_eq!(loads.len(), 2);
+    // Two more wait: one ResNet50 request (3.3 ms of work, an 8.4 ms LOAD) and one
+    // ResNet18 request (1.6 ms of work, a 3.9 ms LOAD).
+    h.request(t + us(100), r50[2], Slo::Default);
+    h.request(t + us(200), r18, Slo::Default);
+    assert!(h.take_sent().is_empty());
+    // A slot frees: the ResNet18 goes first (it serves a request for half the PCIe
+    // time), though the ResNet50 has more work queued.
+    h.load_ok(t + us(8_400), W0, &loads[0]);
+    let next: Vec<ModelId> = h
+        .take_sent()
+        .into_iter()
+        .filter_map(|(_, a)| match a.kind {
+            ActionKind::LoadWeights { model, .. } => Some(model),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(next, vec![r18]);
+}
+
+/// Plays every worker exactly as predicted until `until`: each GPU runs its INFERs
+/// one at a time for their expected duration, and its LOADs likewise. Returns every
+/// action sent.
+fn play_exactly(h: &mut H, mut now: Nanos, until: Nanos) -> Vec<(WorkerId, Action)> {
+    use std::collections::HashMap;
+    // (worker, lane) -> free at; lane 0 EXEC, 1 PCIe.
+    let mut free: HashMap<(WorkerId, u8), Nanos> = HashMap::new();
+    let mut pending: Vec<(Nanos, WorkerId, Action)> = Vec::new();
+    let mut log = Vec::new();
+    loop {
+        for (w, a) in h.take_sent() {
+            log.push((w, a.clone()));
+            let (lane, dur) = match &a.kind {
+                ActionKind::Infer {
+                    expected_duration, ..
+                } => (0, *expected_duration),
+                ActionKind::LoadWeights {
+                    expected_duration, ..
+                } => (1, *expected_duration),
+                _ => continue,
+            };
+            let f = free.entry((w, lane)).or_insert(now);
+            let begin = (*f).max(a.window.earliest).max(now);
+            assert!(begin <= a.window.latest, "window missed: {a:?}");
+            *f = begin + dur;
+            pending.push((begin + dur, w, a));
+        }
+        pending.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let next_result = pending.last().map(|p| p.0);
+        let next = [next_result, h.s.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next.filter(|&n| n <= until) else {
+            return log;
+        };
+        now = now.max(next);
+        if next_result == Some(next) {
+            let (end, w, a) = pending.pop().unwrap();
+            match a.kind {
+                ActionKind::Infer {
+                    expected_duration, ..
+                } => h.infer_ok(end, w, &a, end - expected_duration, expected_duration),
+                _ => h.load_ok(end, w, &a),
+            }
+        } else {
+            h.s.handle_timeout(now);
+            h.pump();
+        }
+    }
+}
+
+#[test]
+fn a_request_stuck_behind_a_busy_gpu_is_rescued_by_a_replica_on_an_idle_one() {
+    let mut h = H::new();
+    // 29 ResNet50s resident on W0, none on W1.
+    let models = h.register(Nanos::ZERO, resnet50(), 29);
+    h.join(Nanos::ZERO, W0, 1376, &models);
+    h.join(Nanos::ZERO, W1, 1376, &[]);
+    // One request each: 96 ms of batch-1 work on W0, under the load tracker's 100 ms
+    // capacity, so on average no model's demand is unmet. The request of `x`
+    // arrives last and is served last there: it would miss its 95 ms target.
+    let t = ms(1000);
+    let x = models[0];
+    let mut ids: Vec<RequestId> = models[1..]
+        .iter()
+        .map(|&m| h.request(t, m, Slo::Default))
+        .collect();
+    let xid = h.request(t + ms(1), x, Slo::Default);
+    ids.push(xid);
+    let sent = play_exactly(&mut h, t + ms(1), t + ms(300));
+    for id in ids {
+        assert_eq!(
+            h.answer_of(id).map(|r| r.status),
+            Some(ClientStatus::Success),
+            "{id:?}"
+        );
+    }
+    // x was loaded on W1 (the rescue) while its request waited on W0.
+    assert!(
+        sent.iter().any(|(w, a)| *w == W1
+            && matches!(a.kind, ActionKind::LoadWeights { model, .. } if model == x)),
+        "{sent:?}"
+    );
+}

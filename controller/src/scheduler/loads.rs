@@ -11,13 +11,27 @@
 //! runs only when something that could unblock it happened (`loads_dirty`) and tries
 //! a bounded number of candidates per call.
 //!
+//! Candidates are ranked by [`crate::load_tracker::load_priority`]: unmet demand in
+//! requests per unit of LOAD time, so that when PCIe is the bottleneck (start-up,
+//! bursts of cold models) it serves the most requests.
+//!
+//! **Rescue replicas.** The load tracker judges a GPU by its average backlog, so a
+//! model whose only GPU is transiently swamped (a burst on its co-resident models)
+//! gets no replica while another GPU idles, and its oldest request misses. A timer per
+//! model fires at its queue front's *rescue point* (the last moment a LOAD elsewhere,
+//! with both timelines' schedule-ahead and a margin, can still serve it; see
+//! `Scheduler::rescue_point`). If that request is still queued then and no replica is
+//! loading, the model becomes a candidate with its whole queued work as demand, and
+//! may go only to a GPU where the LOAD plus a batch-1 run behind that GPU's
+//! outstanding work completes in time (evicting idle models only, as any replica).
+//!
 //! LOAD window: `[now, max(now + future + schedule_ahead, pcie_start + schedule_ahead)]`
 //! (reference 2.4). UNLOAD window: `[0, MAX]`.
 
 use super::{InFlightKind, Scheduler};
 use crate::eviction::{self, Victim};
 use crate::gpu_state::Lane;
-use crate::load_tracker::{unmet_demand, LoadCandidate};
+use crate::load_tracker::{load_priority, unmet_demand, LoadCandidate};
 use crate::model_state::Replica;
 use clockwork_core::{Action, ActionKind, ClientStatus, ModelId, Nanos, Window};
 
@@ -63,7 +77,7 @@ impl Scheduler {
     }
 
     /// Unmet demand of a model now (reference 3.6).
-    fn priority(&self, mi: usize, now: Nanos) -> f64 {
+    fn priority_unmet(&self, mi: usize, now: Nanos) -> f64 {
         let m = &self.models[mi];
         unmet_demand(
             m.queued_work,
@@ -72,6 +86,41 @@ impl Scheduler {
                 .iter()
                 .map(|r| self.gpus[r.gpu as usize].outstanding(now)),
         )
+    }
+
+    /// Load priority of a model now ([`load_priority`] of its unmet demand, or of its
+    /// whole queued work when its oldest request needs a rescue replica).
+    fn priority(&self, mi: usize, now: Nanos) -> f64 {
+        let m = &self.models[mi];
+        let mut unmet = self.priority_unmet(mi, now);
+        if unmet <= 0.0 && self.rescue_target(mi, now).is_some() {
+            // Its GPUs are too busy for its oldest request: the averages say they
+            // have room, but that request will miss without another replica.
+            unmet = m.queued_work as f64;
+        }
+        load_priority(unmet, m.b1(), m.load_estimate())
+    }
+
+    /// The target of a replicated model's queue front when it is at risk (see
+    /// [`Scheduler::at_risk`]) and no replica is loading: a rescue LOAD elsewhere
+    /// must complete in time for it.
+    fn rescue_target(&self, mi: usize, now: Nanos) -> Option<Nanos> {
+        let m = &self.models[mi];
+        if m.replicas.is_empty() || m.replicas.iter().any(|r| !r.ready) || !self.at_risk(mi, now) {
+            return None;
+        }
+        m.queue.front().map(|f| f.target)
+    }
+
+    /// Whether a LOAD of model `mi` on GPU `g` started now, followed by a batch-1 run
+    /// behind the GPU's outstanding work, could complete by `target`.
+    fn in_time_on(&self, mi: usize, g: u32, target: Nanos, now: Nanos) -> bool {
+        let (future, lag) = (self.cfg.future, self.cfg.lag);
+        let m = &self.models[mi];
+        let gpu = &self.gpus[g as usize];
+        let loaded = gpu.pcie.available(now, future, lag) + m.load_estimate();
+        let exec = (now + Nanos(gpu.outstanding(now))).max(gpu.exec.available(now, future, lag));
+        loaded.max(exec) + m.b1() <= target
     }
 
     /// Plans LOADs while there are candidates and GPUs ready to take them.
@@ -137,6 +186,11 @@ impl Scheduler {
     /// it (the original did both; under global overload it churned PCIe for nothing).
     fn choose_gpu(&mut self, mi: usize, now: Nanos) -> Option<(u32, Vec<ModelId>)> {
         let replica = !self.models[mi].replicas.is_empty();
+        let rescue = if replica && self.priority_unmet(mi, now) <= 0.0 {
+            self.rescue_target(mi, now)
+        } else {
+            None
+        };
         let capacity = self.cfg.load_capacity.get();
         let n = self.load_ready.len();
         let mut picks = [0u32; 2 * SAMPLE];
@@ -159,6 +213,7 @@ impl Scheduler {
             .copied()
             .filter(|&g| self.can_host(mi, g))
             .filter(|&g| !replica || self.gpus[g as usize].outstanding(now) < capacity)
+            .filter(|&g| rescue.is_none_or(|t| self.in_time_on(mi, g, t, now)))
             .map(|g| {
                 let gpu = &self.gpus[g as usize];
                 let need = self.models[mi].pages_at(gpu.page_size);
@@ -176,7 +231,8 @@ impl Scheduler {
             let start = self.rng.below(n as u64) as usize;
             for j in 0..FALLBACK_SCAN.min(n) {
                 let g = self.load_ready.as_slice()[(start + j) % n];
-                let spare = !replica || self.gpus[g as usize].outstanding(now) < capacity;
+                let spare = (!replica || self.gpus[g as usize].outstanding(now) < capacity)
+                    && rescue.is_none_or(|t| self.in_time_on(mi, g, t, now));
                 if spare && self.can_host(mi, g) {
                     if let Some(v) = self.plan_eviction(mi, g, !replica) {
                         return Some((g, v));

@@ -10,6 +10,9 @@ use crate::telemetry::{LogRecord, RequestLog};
 use clockwork_core::{ClientStatus, ModelId, Nanos, RequestId, Slo};
 use std::cmp::Reverse;
 
+/// Extra margin of the rescue point (see [`Scheduler::rescue_point`]).
+const RESCUE_SLACK: Nanos = Nanos::from_millis(5);
+
 impl Scheduler {
     /// A client asks for one inference of `model` within `slo`; `input_len` is the
     /// size of its input (0 when the worker generates inputs).
@@ -186,18 +189,73 @@ impl Scheduler {
     /// the front's expiry is armed (fronts only get later, except on enqueue, which
     /// arms).
     pub(super) fn arm_expiry(&mut self, mi: usize) {
-        let m = &mut self.models[mi];
-        let Some(front) = m.queue.front() else {
+        let Some(&front) = self.models[mi].queue.front() else {
             return;
         };
         // Due strictly after the last feasible start, so firing makes progress.
-        let at = front.target - m.b1() - self.cfg.future + Nanos(1);
+        let at = front.target - self.models[mi].b1() - self.cfg.future + Nanos(1);
+        let rescue = self.rescue_point(mi, front.target);
+        let m = &mut self.models[mi];
+        if !m.replicas.is_empty() && m.rescue_armed.is_none_or(|a| a > rescue) {
+            m.rescue_armed = Some(rescue);
+            // Model indices come from ModelId (u32).
+            self.rescue_timers.push(rescue, mi as u32);
+        }
         if m.expiry_armed.is_some_and(|a| a <= at) {
             return;
         }
         m.expiry_armed = Some(at);
         // Model indices come from ModelId (u32).
         self.model_timers.push(at, mi as u32);
+    }
+
+    /// The last moment at which a LOAD on another GPU could still help a queued
+    /// request with completion target `target`: room for the PCIe and EXEC
+    /// timelines' schedule-ahead, the LOAD and a batch-1 run.
+    pub(super) fn rescue_point(&self, mi: usize, target: Nanos) -> Nanos {
+        let m = &self.models[mi];
+        let cfg = &self.cfg;
+        target
+            - m.b1()
+            - m.load_estimate()
+            - cfg.future
+            - cfg.schedule_ahead
+            - cfg.schedule_ahead
+            - RESCUE_SLACK
+    }
+
+    /// Whether a model's queue front is still queued past its rescue point: the GPUs
+    /// holding the model are too busy to serve it, so another replica is wanted now
+    /// whatever the load tracker's averages say.
+    pub(super) fn at_risk(&self, mi: usize, now: Nanos) -> bool {
+        let m = &self.models[mi];
+        m.queue
+            .front()
+            .is_some_and(|f| now >= self.rescue_point(mi, f.target))
+    }
+
+    /// A model's rescue timer fired: if its front is at risk and no replica is
+    /// loading, it becomes a LOAD candidate at once. Re-arms for the new front.
+    pub(super) fn rescue_front(&mut self, mi: usize, at: Nanos, now: Nanos) {
+        let m = &mut self.models[mi];
+        if m.rescue_armed != Some(at) {
+            return;
+        }
+        m.rescue_armed = None;
+        if self.at_risk(mi, now) {
+            self.models[mi].demand_checked = None;
+            self.note_demand(mi, now);
+        }
+        let m = &self.models[mi];
+        let Some(front) = m.queue.front() else {
+            return;
+        };
+        let rescue = self.rescue_point(mi, front.target);
+        if rescue > now && !m.replicas.is_empty() {
+            self.models[mi].rescue_armed = Some(rescue);
+            // Model indices come from ModelId (u32).
+            self.rescue_timers.push(rescue, mi as u32);
+        }
     }
 
     /// A model's expiry timer fired: queued requests that can no longer start in
