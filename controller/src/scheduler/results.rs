@@ -80,7 +80,7 @@ impl Scheduler {
                     result.status,
                 );
                 if self.cfg.telemetry {
-                    self.log_action(
+                    let log = self.action_log(
                         now,
                         rec,
                         result,
@@ -92,6 +92,7 @@ impl Scheduler {
                         expected_end,
                         timing,
                     );
+                    self.logs.push_back(LogRecord::Action(log));
                 }
             }
             InFlightKind::Unload { model, gpu } => {
@@ -106,7 +107,7 @@ impl Scheduler {
                         Outcome::Unloaded { timing } => Some(*timing),
                         _ => None,
                     };
-                    self.log_action(
+                    let log = self.action_log(
                         now,
                         rec,
                         result,
@@ -118,6 +119,7 @@ impl Scheduler {
                         Nanos::ZERO,
                         timing,
                     );
+                    self.logs.push_back(LogRecord::Action(log));
                 }
             }
             InFlightKind::Register { model } => {
@@ -331,34 +333,5 @@ impl Scheduler {
             copies_loaded: m.replicas.iter().filter(|r| r.ready).count() as u32,
             ..ActionLog::default()
         }
-    }
-
-    #[allow(clippy::too_many_arguments)] // mirrors the log columns
-    fn log_action(
-        &mut self,
-        now: Nanos,
-        rec: Origin,
-        result: &ActionResult,
-        action_type: u8,
-        model: ModelId,
-        g: u32,
-        batch: u32,
-        expected: Nanos,
-        expected_end: Nanos,
-        timing: Option<Timing>,
-    ) {
-        let log = self.action_log(
-            now,
-            rec,
-            result,
-            action_type,
-            model,
-            g,
-            batch,
-            expected,
-            expected_end,
-            timing,
-        );
-        self.logs.push_back(LogRecord::Action(log));
     }
 }
