@@ -15,6 +15,19 @@ pub(crate) enum Timeline {
 }
 
 /// One device as seen by its engine thread.
+/// The profiled execution time of `profile.batches[batch_index]`, or an error naming
+/// the missing index (the device checks batch sizes before it starts anything).
+pub(crate) fn batch_exec_time(
+    profile: &ModelProfile,
+    batch_index: usize,
+) -> Result<Nanos, GpuError> {
+    profile
+        .batches
+        .get(batch_index)
+        .map(|b| b.exec_time)
+        .ok_or_else(|| GpuError::InvalidConfig(format!("no batch index {batch_index}")))
+}
+
 pub(crate) trait DeviceBackend {
     /// Device name; emulated devices say so.
     fn name(&self) -> String;

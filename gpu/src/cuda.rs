@@ -30,7 +30,7 @@
 //!   all work itself (a LOAD's copies complete before any INFER reads those pages; host
 //!   buffers are written only while their stream is idle).
 
-use crate::backend::{DeviceBackend, Timeline};
+use crate::backend::{batch_exec_time, DeviceBackend, Timeline};
 use crate::error::GpuError;
 use clockwork_core::{ModelId, ModelProfile, Nanos};
 use cudarc::driver::{
@@ -365,11 +365,7 @@ impl DeviceBackend for CudaDevice {
         pages: &[u32],
         _now: Nanos,
     ) -> Result<(), GpuError> {
-        let busy_ns = profile
-            .batches
-            .get(batch_index)
-            .map(|b| b.exec_time.get())
-            .ok_or_else(|| GpuError::InvalidConfig(format!("no batch index {batch_index}")))?;
+        let busy_ns = batch_exec_time(profile, batch_index)?.get();
         let first = pages.first().copied().unwrap_or(NO_PAGE);
         let n_pages = u32::try_from(pages.len()).unwrap_or(u32::MAX);
         let page_floats = self.page_size / 4;

@@ -5,7 +5,7 @@
 //! [`crate::device`], shared with the CUDA backend), so the controller cannot tell the
 //! difference except by the device name and `GpuState::emulated`.
 
-use crate::backend::{DeviceBackend, Timeline};
+use crate::backend::{batch_exec_time, DeviceBackend, Timeline};
 use crate::error::GpuError;
 use crate::noise::{Jitter, NoiseModel};
 use clockwork_core::{ModelId, ModelProfile, Nanos};
@@ -76,11 +76,7 @@ impl DeviceBackend for EmulatedDevice {
         _pages: &[u32],
         now: Nanos,
     ) -> Result<(), GpuError> {
-        let base = profile
-            .batches
-            .get(batch_index)
-            .map(|b| b.exec_time)
-            .ok_or_else(|| GpuError::InvalidConfig(format!("no batch index {batch_index}")))?;
+        let base = batch_exec_time(profile, batch_index)?;
         self.start(Timeline::Exec, base, now);
         Ok(())
     }
