@@ -41,6 +41,25 @@ pub enum ClientError {
     Unexpected(String),
 }
 
+impl ClientError {
+    /// The error for an answer a call did not ask for: the controller's refusal, or
+    /// an unexpected message.
+    fn from_answer(answer: ClientResponse) -> Self {
+        match answer {
+            ClientResponse::Error {
+                id,
+                status,
+                message,
+            } => Self::Refused {
+                id,
+                status,
+                message,
+            },
+            other => Self::Unexpected(format!("{other:?}")),
+        }
+    }
+}
+
 /// The sending half of a client connection.
 #[derive(Debug)]
 pub struct ClientSender {
@@ -170,16 +189,7 @@ impl Client {
                 copies,
                 ..
             } => Ok((first_model, copies)),
-            ClientResponse::Error {
-                id,
-                status,
-                message,
-            } => Err(ClientError::Refused {
-                id,
-                status,
-                message,
-            }),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::from_answer(other)),
         }
     }
 
@@ -188,16 +198,7 @@ impl Client {
         let id = self.tx.next_id();
         match self.call(ClientRequest::ListModels { id }, id).await? {
             ClientResponse::Models { models, .. } => Ok(models),
-            ClientResponse::Error {
-                id,
-                status,
-                message,
-            } => Err(ClientError::Refused {
-                id,
-                status,
-                message,
-            }),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::from_answer(other)),
         }
     }
 
