@@ -6,7 +6,7 @@
 use crate::cluster::ChildProc;
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::report::{
-    print_report, write_outputs, ClientSample, RunData, RunLogs, RunMeta, RunReport,
+    print_report, write_outputs, ClientSample, Progress, RunData, RunLogs, RunMeta, RunReport,
 };
 use clockwork_bench::workload::azure::replay::scale_for_rate;
 use clockwork_bench::workload::azure::{ReplayConfig, TraceSource};
@@ -508,12 +508,13 @@ async fn drive(
     let sent = Rc::new(Cell::new(0u64));
     let stopped = Rc::new(Cell::new(false));
     let start = MonotonicClock::read();
+    let progress = Rc::new(RefCell::new(Progress::new(duration)));
     let (queue_tx, queue_rx) = local_channel::new_unbounded::<Arrival>();
     let queue = Rc::new(queue_tx);
     // Sender: takes arrivals from the queue (open-loop pacing and closed-loop
     // replacements) and sends them; the only task that writes to the controller.
     let sender = {
-        let (inflight, sent) = (inflight.clone(), sent.clone());
+        let (inflight, sent, progress) = (inflight.clone(), sent.clone(), progress.clone());
         glommio::spawn_local(async move {
             let mut tx = tx;
             while let Some(a) = queue_rx.recv().await {
@@ -529,25 +530,28 @@ async fn drive(
                     break;
                 }
                 sent.set(sent.get() + 1);
+                progress.borrow_mut().sent(1);
             }
         })
     };
     // Receiver: records answers and feeds closed loops until the run stops.
     let receiver = glommio::spawn_local(receive(
         rx,
-        inflight.clone(),
-        samples.clone(),
-        workload.clone(),
-        queue.clone(),
-        stopped.clone(),
-        start,
+        ReceiverState {
+            inflight: inflight.clone(),
+            samples: samples.clone(),
+            workload: workload.clone(),
+            queue: queue.clone(),
+            stopped: stopped.clone(),
+            progress: progress.clone(),
+            start,
+        },
     ));
     // Pacer: open-loop arrivals at their times, plus the closed loop's first requests.
     for a in workload.borrow_mut().start() {
         let _ = queue.try_send(a);
     }
     let mut due = Vec::new();
-    let mut progress_at = Duration::from_secs(1);
     loop {
         let now = MonotonicClock::read() - start;
         due.clear();
@@ -559,11 +563,8 @@ async fn drive(
         for a in due.drain(..) {
             let _ = queue.try_send(a);
         }
-        if Duration::from(now) >= progress_at {
-            if !quiet {
-                print_progress(now, duration, &samples.borrow(), inflight.borrow().len());
-            }
-            progress_at += Duration::from_secs(1);
+        if !quiet {
+            progress.borrow_mut().tick();
         }
         if finished {
             break;
@@ -625,15 +626,27 @@ async fn send_one(
     Ok(())
 }
 
-async fn receive(
-    mut rx: ClientReceiver,
+/// What the receiving task shares with the rest of the replay.
+struct ReceiverState {
     inflight: Rc<RefCell<HashMap<RequestId, InFlight>>>,
     samples: Rc<RefCell<Vec<Sample>>>,
     workload: Rc<RefCell<Workload>>,
     queue: Rc<LocalSender<Arrival>>,
     stopped: Rc<Cell<bool>>,
+    progress: Rc<RefCell<Progress>>,
     start: Nanos,
-) {
+}
+
+async fn receive(mut rx: ClientReceiver, st: ReceiverState) {
+    let ReceiverState {
+        inflight,
+        samples,
+        workload,
+        queue,
+        stopped,
+        progress,
+        start,
+    } = st;
     while let Ok(resp) = rx.recv().await {
         let ClientResponse::Inferred(r) = resp else {
             continue;
@@ -642,9 +655,15 @@ async fn receive(
         let Some(f) = inflight.borrow_mut().remove(&r.id) else {
             continue;
         };
+        let latency = now - f.sent_at;
+        progress.borrow_mut().answered(
+            latency.get(),
+            r.status.is_success(),
+            r.status.is_success() && latency <= f.slo,
+        );
         samples.borrow_mut().push(Sample {
             sent_at: f.sent_at,
-            latency: now - f.sent_at,
+            latency,
             status: r.status,
             model: f.model,
             slo: f.slo,
@@ -656,28 +675,6 @@ async fn receive(
             let _ = queue.try_send(next);
         }
     }
-}
-
-fn print_progress(now: Nanos, total: Duration, samples: &[Sample], inflight: usize) {
-    let since = now.saturating_sub(Nanos::from_secs(1));
-    let recent: Vec<&Sample> = samples
-        .iter()
-        .rev()
-        .take_while(|s| s.sent_at + s.latency >= since)
-        .collect();
-    let ok = recent
-        .iter()
-        .filter(|s| s.status.is_success() && s.latency <= s.slo)
-        .count();
-    eprintln!(
-        "  [{:>5.1}s / {:.0}s] answered {:>8}  last 1s: {:>6} answers, {:>5.1}% within SLO  in flight {}",
-        now.as_millis_f64() / 1e3,
-        total.as_secs_f64(),
-        samples.len(),
-        recent.len(),
-        if recent.is_empty() { 100.0 } else { 100.0 * ok as f64 / recent.len() as f64 },
-        inflight
-    );
 }
 
 /// The report of a finished run: client samples plus the controller's logs.
