@@ -16,6 +16,7 @@
 //! - [`azure`]: the Azure Functions 2019 trace reader, a calibrated synthetic generator
 //!   writing the same format, and statistics of a trace's shape.
 //! - [`profiles`]: model profiles from a JSON file; instances spread over profiles.
+//! - [`SimArrivals`]: any open-loop source as the virtual-time simulator's arrivals.
 
 pub mod arrival;
 pub mod azure;
@@ -29,6 +30,7 @@ mod process;
 pub mod profiles;
 pub mod ramp;
 mod rng;
+mod sim_arrivals;
 pub mod slo;
 pub mod slo_sweep;
 pub mod spec;
@@ -43,6 +45,7 @@ pub use fill_memory::{FillMemorySpec, RateGroup};
 pub use open_loop::{Interarrival, OpenLoop, OpenLoopSpec, RateSplit};
 pub use profiles::{load_profiles, models_spread, parse_profiles, Spread};
 pub use ramp::{Ramp, RampSpec};
+pub use sim_arrivals::SimArrivals;
 pub use slo::SloPlan;
 pub use slo_sweep::SloSweepSpec;
 pub use spec::{AzureSpec, WorkloadSpec};

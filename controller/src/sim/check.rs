@@ -47,6 +47,11 @@ impl Violations {
 #[derive(Debug)]
 pub(crate) struct Checker {
     answered: Vec<u64>,
+    /// Requests offered, warm-up included (ids are dense: also the next id).
+    offered_all: u64,
+    answered_all: u64,
+    /// Ids below this arrived during the warm-up (arrivals come in id order).
+    first_measured: Option<u64>,
     offered: u64,
     answered_count: u64,
     default_slo: Nanos,
@@ -61,6 +66,9 @@ impl Checker {
     pub(crate) fn new(default_slo: Nanos) -> Self {
         Self {
             answered: Vec::new(),
+            offered_all: 0,
+            answered_all: 0,
+            first_measured: None,
             offered: 0,
             answered_count: 0,
             default_slo,
@@ -75,8 +83,16 @@ impl Checker {
     }
 
     /// A request with id `id` (ids are dense from 0) and, if not the default, `slo`.
-    pub(crate) fn offer(&mut self, id: u64, slo: Option<Nanos>) {
-        self.offered += 1;
+    /// `measured`: it counts in the measurements (not a warm-up arrival); once one
+    /// request is measured, every later one is.
+    pub(crate) fn offer(&mut self, id: u64, slo: Option<Nanos>, measured: bool) {
+        self.offered_all += 1;
+        if measured && self.first_measured.is_none() {
+            self.first_measured = Some(id);
+        }
+        if self.is_measured(id) {
+            self.offered += 1;
+        }
         let w = (id / 64) as usize;
         if self.answered.len() <= w {
             self.answered.resize(w + 1, 0);
@@ -90,7 +106,7 @@ impl Checker {
         let id = r.id.0;
         let w = (id / 64) as usize;
         let bit = 1u64 << (id % 64);
-        if id >= self.offered || w >= self.answered.len() {
+        if id >= self.offered_all || w >= self.answered.len() {
             self.violations.unknown_answers += 1;
             return;
         }
@@ -99,25 +115,44 @@ impl Checker {
             return;
         }
         self.answered[w] |= bit;
+        self.answered_all += 1;
+        let slo = self
+            .custom_slo
+            .get(&id)
+            .copied()
+            .unwrap_or(self.default_slo);
+        if r.status.is_success() && r.controller_latency > slo {
+            self.violations.late_success_answers += 1;
+        }
+        if !self.is_measured(id) {
+            return;
+        }
         self.answered_count += 1;
         *self.by_status.entry(r.status).or_default() += 1;
         if r.status.is_success() {
-            let slo = self
-                .custom_slo
-                .get(&id)
-                .copied()
-                .unwrap_or(self.default_slo);
-            if r.controller_latency > slo {
-                self.violations.late_success_answers += 1;
-            }
             self.success += 1;
             self.latency
                 .saturating_record(r.controller_latency.get().max(1));
         }
     }
 
+    fn is_measured(&self, id: u64) -> bool {
+        self.first_measured.is_some_and(|f| id >= f)
+    }
+
+    /// Measured requests offered.
     pub(crate) const fn offered(&self) -> u64 {
         self.offered
+    }
+
+    /// Every request offered, warm-up included.
+    pub(crate) const fn offered_all(&self) -> u64 {
+        self.offered_all
+    }
+
+    /// Every request answered, warm-up included.
+    pub(crate) const fn answered_all(&self) -> u64 {
+        self.answered_all
     }
 
     pub(crate) const fn answered(&self) -> u64 {

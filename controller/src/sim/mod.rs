@@ -19,6 +19,17 @@ pub mod workload;
 
 pub use check::Violations;
 
+/// The distribution of the simulated devices' timing noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoiseShape {
+    /// Durations scaled by a factor uniform in `[1 - noise, 1 + noise]`.
+    #[default]
+    Uniform,
+    /// Durations scaled by `1 + N(0, noise²)` (clamped to `[0.1, 10]`), as the
+    /// emulated GPUs of `clockwork-gpu` do: unbounded tails, unlike `Uniform`.
+    Normal,
+}
+
 use crate::config::Config;
 use crate::error::{ConfigError, RegisterError};
 use crate::output::{ClientKey, Output};
@@ -44,8 +55,15 @@ pub struct SimConfig {
     pub page_size: u64,
     /// One-way controller↔worker latency.
     pub net_latency: Nanos,
-    /// Multiplicative timing noise: durations are scaled by a uniform `1 ± noise`.
+    /// Multiplicative timing noise: the half-width (uniform) or sigma (normal) of the
+    /// factor durations are scaled by; its distribution is [`SimConfig::noise_shape`].
     pub noise: f64,
+    /// Distribution of the noise.
+    pub noise_shape: NoiseShape,
+    /// Requests arriving before this virtual time are served but left out of the
+    /// report's measurements (offered, successes, latency, statuses): a warm-up, as the
+    /// paper excluded its lead-in. Invariants are checked on every request.
+    pub measure_from: Nanos,
     /// Seed of the devices' noise.
     pub seed: u64,
     /// Measure the wall time spent inside the scheduler's calls (for benchmarks; it
@@ -62,6 +80,8 @@ impl Default for SimConfig {
             page_size: clockwork_core::DEFAULT_PAGE_SIZE,
             net_latency: Nanos::from_micros(50),
             noise: 0.0,
+            noise_shape: NoiseShape::Uniform,
+            measure_from: Nanos::ZERO,
             seed: 0,
             time_scheduler: false,
         }
@@ -71,9 +91,12 @@ impl Default for SimConfig {
 /// Outcome of a simulated run.
 #[derive(Debug, Clone)]
 pub struct SimReport {
-    /// Virtual time covered by arrivals (the goodput denominator).
+    /// Virtual time covered by measured arrivals (the goodput denominator): from
+    /// [`SimConfig::measure_from`] to the end of arrivals.
     pub simulated: Nanos,
-    /// Requests offered.
+    /// Requests offered during the warm-up (served, not measured).
+    pub warmup_offered: u64,
+    /// Requests offered (measured ones).
     pub offered: u64,
     /// Requests answered.
     pub answered: u64,
@@ -275,14 +298,16 @@ impl Simulation {
     /// What happened so far. `unanswered` counts requests not yet answered.
     pub fn report(&self) -> SimReport {
         let c = &self.checker;
-        let secs = self.arrivals_until.get() as f64 / 1e9;
+        let simulated = self.arrivals_until.saturating_sub(self.cfg.measure_from);
+        let secs = simulated.get() as f64 / 1e9;
         let mut violations = c.violations;
-        violations.unanswered = c.offered() - c.answered();
+        violations.unanswered = c.offered_all() - c.answered_all();
         let q = |p: f64| Nanos(c.latency.value_at_quantile(p));
         let mut by_status: Vec<_> = c.by_status.iter().map(|(&s, &n)| (s, n)).collect();
         by_status.sort_by_key(|(s, _)| s.code());
         SimReport {
-            simulated: self.arrivals_until,
+            simulated,
+            warmup_offered: c.offered_all() - c.offered(),
             offered: c.offered(),
             answered: c.answered(),
             success: c.success,
@@ -309,7 +334,8 @@ impl Simulation {
             // Resolved against the scheduler's estimate: not checked from outside.
             Slo::Factor(_) => Some(Nanos::MAX),
         };
-        self.checker.offer(id, custom);
+        self.checker
+            .offer(id, custom, a.at >= self.cfg.measure_from);
         let now = self.now;
         self.timed(|s| s.request(now, ClientKey(0), RequestId(id), a.model, a.slo, 0));
     }
@@ -380,6 +406,7 @@ impl Simulation {
             now: self.now,
             net: self.cfg.net_latency,
             noise: self.cfg.noise,
+            noise_shape: self.cfg.noise_shape,
             page_size: self.cfg.page_size,
             events: &mut self.events,
             rng: &mut self.rng,

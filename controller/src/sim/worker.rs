@@ -6,13 +6,15 @@
 //!   an action that cannot start by `latest` is dropped with `ExecTooLate` /
 //!   `LoadTooLate` and never run.
 //! - INFER takes the profile's time for the padded batch, LOAD the profile's load
-//!   time, each times a seeded uniform noise factor (`1 ± noise`).
+//!   time, each times a seeded noise factor (uniform `1 ± noise`, or normal with
+//!   sigma `noise`: [`super::NoiseShape`]).
 //! - LOAD takes its pages at start and fails with `LoadInsufficientCache` when they
 //!   are not free; the worker never evicts on its own. UNLOAD frees them at once.
 //! - INFER of a model whose weights are not resident fails with `ExecWeightsMissing`.
 
 use super::check::Violations;
 use super::events::{Event, EventQueue};
+use super::NoiseShape;
 use crate::gpu_state::BitSet;
 use crate::rng::Rng;
 use clockwork_core::{
@@ -59,6 +61,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: Nanos,
     pub(crate) net: Nanos,
     pub(crate) noise: f64,
+    pub(crate) noise_shape: NoiseShape,
     pub(crate) page_size: u64,
     pub(crate) events: &'a mut EventQueue,
     pub(crate) rng: &'a mut Rng,
@@ -385,7 +388,7 @@ impl SimWorker {
                 );
                 continue;
             };
-            let dur = noisy(exec, ctx.noise, ctx.rng);
+            let dur = noisy(exec, ctx.noise, ctx.noise_shape, ctx.rng);
             g.exec_running = Some(Running {
                 id: a.id,
                 model,
@@ -497,7 +500,7 @@ impl SimWorker {
                 continue;
             }
             g.free_pages -= pages;
-            let dur = noisy(load_time, ctx.noise, ctx.rng);
+            let dur = noisy(load_time, ctx.noise, ctx.noise_shape, ctx.rng);
             g.pcie_running = Some(Running {
                 id: a.id,
                 model,
@@ -543,9 +546,13 @@ impl SimWorker {
     }
 }
 
-fn noisy(d: Nanos, noise: f64, rng: &mut Rng) -> Nanos {
+fn noisy(d: Nanos, noise: f64, shape: NoiseShape, rng: &mut Rng) -> Nanos {
     if noise <= 0.0 {
         return d;
     }
-    Nanos((d.get() as f64 * rng.noise_factor(noise)).round().max(1.0) as u64)
+    let factor = match shape {
+        NoiseShape::Uniform => rng.noise_factor(noise),
+        NoiseShape::Normal => (1.0 + noise * rng.normal()).clamp(0.1, 10.0),
+    };
+    Nanos((d.get() as f64 * factor).round().max(1.0) as u64)
 }
