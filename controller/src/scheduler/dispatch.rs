@@ -128,12 +128,28 @@ impl Scheduler {
         }
         self.compact_queue(mi);
         let m = &self.models[mi];
+        // The batching lookahead sees when the model's other replicas (up to 8) come
+        // free. An overloaded GPU (more outstanding work than the load capacity) keeps
+        // INFER4's rule: there, GPU time spent on small batches of heads is taken from
+        // other requests (`overloaded_gpu_keeps_large_batches`).
+        let (future, lag) = (self.cfg.future, self.cfg.lag);
+        let overloaded = self.gpus[g as usize].outstanding(now) > self.cfg.load_capacity.get();
+        let mut others = [Nanos::ZERO; 8];
+        let mut n_others = 0;
+        for r in m.replicas.iter().filter(|r| r.ready && r.gpu != g) {
+            let Some(slot) = others.get_mut(n_others) else {
+                break;
+            };
+            *slot = self.gpus[r.gpu as usize].exec.available(now, future, lag);
+            n_others += 1;
+        }
         let Some(choice) = choose_batch(
             m.sizes(),
             |k| m.est(k),
             m.queue.len(),
             |i| m.queue[i].target,
             start,
+            (!overloaded).then_some(&others[..n_others]),
         ) else {
             // Unreachable: the head was checked feasible at batch size 1 above.
             return;
