@@ -17,9 +17,14 @@ pub struct Config {
     pub schedule_ahead: Nanos,
     /// SLO of requests that ask for [`clockwork_core::Slo::Default`]. Default 100 ms.
     pub default_slo: Nanos,
-    /// Completion target = response deadline − `buffer`: the time left for the result to
-    /// travel back and the answer to leave. Default 5 ms (the original's `buffer`).
+    /// Completion target = response deadline − buffer: the time left for the result to
+    /// travel back and the answer to leave. This is the largest (and initial) buffer;
+    /// the scheduler measures results' return delays and uses less when they allow
+    /// ([`crate::buffer`]). Default 5 ms (the original's constant `buffer`).
     pub buffer: Nanos,
+    /// Smallest buffer the measurement may shrink it to; equal to `buffer` for the
+    /// original's constant buffer. Default 1 ms.
+    pub min_buffer: Nanos,
     /// Minimum lead time: nothing is predicted to start before `now + future`. Default 1 ms.
     pub future: Nanos,
     /// A timeline forgets an overdue head action after this. Default 10 ms.
@@ -55,6 +60,7 @@ impl Default for Config {
             schedule_ahead: Nanos::from_millis(10),
             default_slo: Nanos::from_millis(100),
             buffer: Nanos::from_millis(5),
+            min_buffer: Nanos::from_millis(1),
             future: Nanos::from_millis(1),
             lag: Nanos::from_millis(10),
             max_loads_in_flight: 2,
@@ -78,6 +84,9 @@ impl Config {
         }
         if self.default_slo == Nanos::ZERO {
             return Err(ConfigError::Invalid("default_slo must be positive"));
+        }
+        if self.min_buffer > self.buffer {
+            return Err(ConfigError::Invalid("min_buffer must not exceed buffer"));
         }
         if self.max_loads_in_flight == 0 {
             return Err(ConfigError::Invalid(

@@ -28,6 +28,7 @@
 pub mod admission;
 mod arena;
 pub mod batching;
+pub mod buffer;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -68,6 +68,10 @@ pub(crate) struct ModelState {
     pub(crate) queued_work: u64,
     /// Share of `queued_work` credited to each replica's GPU.
     pub(crate) credited: u64,
+    /// Load demand of a cold model whose requests were refused because no plan
+    /// through a LOAD met their SLO (work of one such request; cleared when a LOAD is
+    /// sent). Without it, a model whose SLO needs it warm would never be loaded.
+    pub(crate) warm_demand: u64,
     /// Rotates the replica offered a new head first (load spreading).
     pub(crate) rotation: u32,
     /// Has an entry in the LOAD candidate heap.
@@ -122,6 +126,7 @@ impl ModelState {
             replicas: SmallVec::new(),
             live: 0,
             queued_work: 0,
+            warm_demand: 0,
             credited: 0,
             rotation: 0,
             in_load_heap: false,

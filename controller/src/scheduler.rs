@@ -25,6 +25,7 @@ mod workers;
 
 use crate::admission::Deadlines;
 use crate::arena::{Arena, Key};
+use crate::buffer::CompletionBuffer;
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::gpu_state::{BitSet, GpuSlot, Lane, WorkerIndex, WorkerSlot};
@@ -150,6 +151,8 @@ pub struct Scheduler {
     logs: VecDeque<LogRecord>,
     stats: Stats,
     rng: Rng,
+    /// The completion buffer, measured from results' return delays.
+    buffer: CompletionBuffer,
 }
 
 impl Scheduler {
@@ -158,6 +161,7 @@ impl Scheduler {
         cfg.validate()?;
         Ok(Self {
             rng: Rng::new(cfg.seed),
+            buffer: CompletionBuffer::new(cfg.min_buffer, cfg.buffer),
             cfg,
             models: Vec::new(),
             retired: BitSet::default(),
@@ -188,7 +192,12 @@ impl Scheduler {
         &self.cfg
     }
 
-    /// The counters.
+    /// The completion buffer new requests get now ([`crate::buffer`]).
+    pub const fn completion_buffer(&self) -> Nanos {
+        self.buffer.get()
+    }
+
+    /// Counters since start.
     pub const fn stats(&self) -> &Stats {
         &self.stats
     }

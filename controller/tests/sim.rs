@@ -238,6 +238,54 @@ fn tight_slos_are_rejected_up_front_or_met() {
         .any(|(s, _)| *s == ClientStatus::Rejected));
 }
 
+/// A 7 ms SLO on a cold ResNet50 (LOAD 8.4 ms + b1 3.3 ms): no request can wait for
+/// the LOAD, so the first ones are refused, but the refusals must still get the model
+/// loaded; once warm, the measured completion buffer (≈ 0.1 ms of simulated network,
+/// floored at 1 ms) leaves room for the 3.3 ms batch, where the original's constant
+/// 5 ms left 2 ms.
+fn tight_slo_on_a_cold_model(cfg: Config) -> SimReport {
+    let mut s = Simulation::new(
+        SimConfig {
+            noise: 0.02,
+            seed: 9,
+            ..SimConfig::default()
+        },
+        cfg,
+    )
+    .unwrap();
+    let models = s.register(resnet50(), 1).unwrap();
+    s.start();
+    let arrivals: Vec<Arrival> = (0..200u64)
+        .map(|i| Arrival {
+            at: Nanos::from_millis(10 * i),
+            model: models.first,
+            slo: Slo::Absolute(Nanos::from_millis(7)),
+        })
+        .collect();
+    s.set_workload(Box::new(Scripted::new(arrivals)));
+    s.run_until(Nanos::from_secs(2));
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    r
+}
+
+#[test]
+fn refused_requests_warm_a_cold_model_and_the_measured_buffer_serves_tight_slos() {
+    let r = tight_slo_on_a_cold_model(Config::default());
+    assert_eq!(r.stats.loads, 1);
+    assert!(r.stats.rejected >= 1);
+    assert!(r.success >= 190, "success {} of {}", r.success, r.offered);
+    // The original's constant buffer (min_buffer = buffer): loaded, never in time.
+    let r = tight_slo_on_a_cold_model(Config {
+        min_buffer: Nanos::from_millis(5),
+        ..Config::default()
+    });
+    assert_eq!(r.stats.loads, 1);
+    assert_eq!(r.success, 0);
+    assert_eq!(r.stats.rejected, r.offered);
+}
+
 /// Randomized runs: cluster shape, model mix, SLO mix, rate (from idle to overload),
 /// noise, schedule-ahead, worker loss/rejoin and registration while running.
 #[test]

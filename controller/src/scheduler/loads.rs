@@ -53,7 +53,7 @@ impl Scheduler {
     /// (the computation visits each replica); a cold one every time (O(1)).
     pub(super) fn note_demand(&mut self, mi: usize, now: Nanos) {
         let m = &mut self.models[mi];
-        if m.in_load_heap || m.live == 0 {
+        if m.in_load_heap || (m.live == 0 && m.warm_demand == 0) {
             return;
         }
         if !m.replicas.is_empty() {
@@ -80,7 +80,7 @@ impl Scheduler {
     fn priority_unmet(&self, mi: usize, now: Nanos) -> f64 {
         let m = &self.models[mi];
         unmet_demand(
-            m.queued_work,
+            m.queued_work + m.warm_demand,
             self.cfg.load_capacity,
             m.replicas
                 .iter()
@@ -138,11 +138,8 @@ impl Scheduler {
             };
             attempts += 1;
             let mi = c.model.0 as usize;
-            let priority = if self.models[mi].live == 0 {
-                0.0
-            } else {
-                self.priority(mi, now)
-            };
+            let idle = self.models[mi].live == 0 && self.models[mi].warm_demand == 0;
+            let priority = if idle { 0.0 } else { self.priority(mi, now) };
             if priority <= 0.0 {
                 // Demand satisfied (the fixed 3.12 check): not a candidate any more.
                 self.models[mi].in_load_heap = false;
@@ -284,6 +281,7 @@ impl Scheduler {
 
     /// Sends the UNLOADs, then the LOAD of model `mi` on GPU `g`.
     fn emit_load(&mut self, mi: usize, g: u32, victims: &[ModelId], now: Nanos) {
+        self.models[mi].warm_demand = 0;
         for &v in victims {
             self.unload(v.0 as usize, g, now);
         }

@@ -54,12 +54,20 @@ impl Scheduler {
             self.refuse(now, client, id, model, ClientStatus::InvalidRequest);
             return;
         };
-        let Some(d) = deadlines(now, slo, self.cfg.buffer, self.cfg.future, b1) else {
+        let Some(d) = deadlines(now, slo, self.buffer.get(), self.cfg.future, b1) else {
             self.refuse(now, client, id, model, ClientStatus::Rejected);
             return;
         };
         if !self.some_plan_meets(mi, now, d.target) {
             self.refuse(now, client, id, model, ClientStatus::Rejected);
+            if self.models[mi].replicas.is_empty() {
+                // Too tight to wait for a LOAD, maybe not once warm: load it for the
+                // requests that follow.
+                self.models[mi].warm_demand = b1.get();
+                self.note_demand(mi, now);
+                self.schedule_loads(now);
+                self.flush();
+            }
             return;
         }
         if cold {

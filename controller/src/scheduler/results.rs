@@ -70,6 +70,10 @@ impl Scheduler {
                     Outcome::Loaded { timing } if ok => Some(*timing),
                     _ => None,
                 };
+                if let Some(t) = timing {
+                    // Same path back as an INFER's result.
+                    self.buffer.record(now.saturating_sub(t.end));
+                }
                 self.load_result(
                     now,
                     rec,
@@ -169,6 +173,7 @@ impl Scheduler {
                 self.stats
                     .completion_error
                     .record(i.exec.end.signed_diff(inf.expected_end));
+                self.buffer.record(now.saturating_sub(i.exec.end));
                 self.stats.late_successes += u64::from(inf.late_answered);
                 let out_bytes = m.profile().output_bytes as usize;
                 let split = out_bytes > 0 && i.outputs.len() >= out_bytes * inf.members.len();
