@@ -2,59 +2,16 @@
 //! trace from 10:00 of day 1 at the main job's rate, 100 ms SLO, 2 % normal timing
 //! noise) in virtual time: the real scheduler against simulated workers.
 
-use clockwork_bench::workload::azure::replay::scale_for_rate;
-use clockwork_bench::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
-use clockwork_bench::workload::profiles::registration_runs;
-use clockwork_bench::workload::{models_spread, Level, SimArrivals, SloPlan, Spread};
-use clockwork_controller::sim::{NoiseShape, SimConfig, SimReport, Simulation};
-use clockwork_controller::Config;
-use clockwork_core::model::builtin_profiles;
-use clockwork_core::{ModelId, Nanos, Slo};
-
-const INSTANCES: usize = 4026;
+use clockwork_bench::scenario::AzureScenario;
+use clockwork_controller::sim::SimReport;
+use clockwork_core::Nanos;
 
 /// `warmup` then `measured` of the scenario at `seed`.
 fn azure_6_5(seed: u64, warmup: Nanos, measured: Nanos) -> SimReport {
-    let slo = Nanos::from_millis(100);
-    let sched = Config {
-        default_slo: slo,
-        load_capacity: slo,
-        seed,
-        ..Config::default()
-    };
-    let cfg = SimConfig {
-        workers: 3,
-        gpus_per_worker: 2,
-        noise: 0.02,
-        noise_shape: NoiseShape::Normal,
-        measure_from: warmup,
-        seed,
-        ..SimConfig::default()
-    };
-    let mut sim = Simulation::new(cfg, sched).expect("scheduler config");
-    let profiles = builtin_profiles();
-    let spread = models_spread(INSTANCES, &profiles, Spread::Shuffled { seed });
-    let mut first = None;
-    for (p, n) in registration_runs(&spread) {
-        let r = sim.register(profiles[p].clone(), n).expect("register");
-        first.get_or_insert(r.first);
-    }
-    sim.start();
-    let source = TraceSource::Synthetic {
-        seed,
-        functions: 20_000,
-    };
-    let trace = source.load(1).expect("synthetic trace");
-    let mut replay = ReplayConfig::new(INSTANCES);
-    replay.scale = Level::Constant(scale_for_rate(&trace, 900.0));
-    replay.start_minute = 600;
-    replay.slo = SloPlan::Fixed(Slo::Default);
-    let end = warmup + measured;
-    let arrivals = AzureReplay::new(&trace, &replay, seed).expect("replay");
-    let first = first.unwrap_or(ModelId(0));
-    sim.set_workload(Box::new(SimArrivals::new(arrivals, first, end)));
-    sim.run_until(end);
-    sim.drain(slo + Nanos::from_secs(1));
+    let scenario = AzureScenario::paper_6_5(seed, warmup, measured);
+    let mut sim = scenario.build().expect("scenario");
+    sim.run_until(scenario.end());
+    sim.drain(scenario.slo + Nanos::from_secs(1));
     sim.report()
 }
 

@@ -1,0 +1,132 @@
+//! Scenarios of the virtual-time simulator (`clockwork_controller::sim`) built from
+//! the bench workloads, so that an experiment preset, `clockwork-bench sim` and the
+//! tests run the very same cluster and arrivals. Owns the scenarios' parameters and
+//! their set-up; running and reporting stay with the caller.
+
+use crate::workload::azure::replay::scale_for_rate;
+use crate::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
+use crate::workload::profiles::registration_runs;
+use crate::workload::{models_spread, Level, SimArrivals, SloPlan, Spread};
+use clockwork_controller::sim::{NoiseShape, SimConfig, Simulation};
+use clockwork_controller::Config;
+use clockwork_core::model::builtin_profiles;
+use clockwork_core::{ModelId, Nanos, Slo};
+
+/// Why a scenario could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The scheduler rejected its configuration.
+    #[error("scheduler configuration: {0}")]
+    Config(#[from] clockwork_controller::ConfigError),
+    /// Registering the model instances failed.
+    #[error("registering models: {0}")]
+    Register(#[from] clockwork_controller::RegisterError),
+    /// The trace could not be read or generated.
+    #[error("azure trace: {0}")]
+    Trace(String),
+}
+
+/// The Azure trace replay on a small cluster: §6.5's shape by default.
+#[derive(Debug, Clone)]
+pub struct AzureScenario {
+    /// Seed of the trace, the replay, the spread of profiles and the devices' noise.
+    pub seed: u64,
+    /// Model instances, spread over ResNet18/50/152 (shuffled, as the main job).
+    pub instances: usize,
+    /// Workers.
+    pub workers: u32,
+    /// GPUs per worker.
+    pub gpus_per_worker: u32,
+    /// The trace's day-mean rate is scaled to this (r/s), as the main job's `--rate`.
+    pub rate: f64,
+    /// Trace day (1-14).
+    pub day: u8,
+    /// Trace minute the replay starts at.
+    pub start_minute: usize,
+    /// The trace: synthetic (default) or the real files.
+    pub source: TraceSource,
+    /// Normal timing noise of the devices (sigma, fraction).
+    pub noise: f64,
+    /// SLO of every request.
+    pub slo: Nanos,
+    /// Arrivals before this are served but not measured.
+    pub warmup: Nanos,
+    /// Measured time after the warm-up.
+    pub measured: Nanos,
+}
+
+impl AzureScenario {
+    /// §6.5 as `experiment 6.5` runs it with real processes: 4,026 instances on 3
+    /// workers x 2 GPUs, the synthetic trace of day 1 from 10:00 scaled to a 900 r/s
+    /// day mean (≈ 1,070 r/s in the replayed hours), 100 ms SLO, 2 % normal noise.
+    pub fn paper_6_5(seed: u64, warmup: Nanos, measured: Nanos) -> Self {
+        Self {
+            seed,
+            instances: 4026,
+            workers: 3,
+            gpus_per_worker: 2,
+            rate: 900.0,
+            day: 1,
+            start_minute: 600,
+            source: TraceSource::Synthetic {
+                seed,
+                functions: 20_000,
+            },
+            noise: 0.02,
+            slo: Nanos::from_millis(100),
+            warmup,
+            measured,
+        }
+    }
+
+    /// When arrivals end.
+    pub fn end(&self) -> Nanos {
+        self.warmup + self.measured
+    }
+
+    /// The cluster, started, with its models registered and the replay set as its
+    /// workload; run it to [`AzureScenario::end`], then drain.
+    pub fn build(&self) -> Result<Simulation, ScenarioError> {
+        let sched = Config {
+            default_slo: self.slo,
+            load_capacity: self.slo,
+            seed: self.seed,
+            ..Config::default()
+        };
+        let cfg = SimConfig {
+            workers: self.workers,
+            gpus_per_worker: self.gpus_per_worker,
+            noise: self.noise,
+            noise_shape: NoiseShape::Normal,
+            measure_from: self.warmup,
+            seed: self.seed,
+            ..SimConfig::default()
+        };
+        let mut sim = Simulation::new(cfg, sched)?;
+        let profiles = builtin_profiles();
+        let spread = models_spread(
+            self.instances,
+            &profiles,
+            Spread::Shuffled { seed: self.seed },
+        );
+        let mut first = None;
+        for (p, n) in registration_runs(&spread) {
+            let r = sim.register(profiles[p].clone(), n)?;
+            first.get_or_insert(r.first);
+        }
+        sim.start();
+        let trace = self
+            .source
+            .load(self.day)
+            .map_err(|e| ScenarioError::Trace(e.to_string()))?;
+        let mut replay = ReplayConfig::new(self.instances);
+        replay.scale = Level::Constant(scale_for_rate(&trace, self.rate));
+        replay.start_minute = self.start_minute;
+        replay.slo = SloPlan::Fixed(Slo::Default);
+        let arrivals = AzureReplay::new(&trace, &replay, self.seed)
+            .map_err(|e| ScenarioError::Trace(e.to_string()))?;
+        let first = first.unwrap_or(ModelId(0));
+        sim.set_workload(Box::new(SimArrivals::new(arrivals, first, self.end())));
+        Ok(sim)
+    }
+}
