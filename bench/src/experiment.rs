@@ -9,7 +9,6 @@ use anyhow::{bail, Context as _};
 use clockwork_bench::scenario::AzureScenario;
 use clockwork_core::Nanos;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 /// Which experiment.
@@ -468,49 +467,9 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
             json["virtual_time"] = azure_virtual_time(hours, &out)?;
         }
         Name::S66 => {
-            let exe = std::env::current_exe()?;
-            let mut rows = Vec::new();
-            let mut pts = Vec::new();
-            for gpus in [10u32, 30, 50, 70, 90, 110, 130, 150] {
-                eprintln!("  {gpus} simulated GPUs ...");
-                let o = Command::new(&exe)
-                    .args([
-                        "sim",
-                        "--gpus",
-                        &gpus.to_string(),
-                        "--gpus-per-worker",
-                        "1",
-                        "--models",
-                        &(gpus * 40).to_string(),
-                        "--load",
-                        "0.9",
-                        "--duration",
-                        &format!("{}s", t(10.0)),
-                        "--schedule-ahead-ms",
-                        "5",
-                    ])
-                    .output()?;
-                let text = String::from_utf8_lossy(&o.stdout);
-                let line = text
-                    .lines()
-                    .rev()
-                    .find(|l| l.starts_with('{'))
-                    .context("sim printed no JSON")?;
-                let v: serde_json::Value = serde_json::from_str(line)?;
-                let g = v["goodput_rps"].as_f64().unwrap_or(f64::NAN);
-                rows.push(Row {
-                    cells: vec![
-                        gpus.to_string(),
-                        format!("{g:.0}"),
-                        format!("{:.1}", g / f64::from(gpus)),
-                        format!("{:.6}", v["slo_attainment"].as_f64().unwrap_or(f64::NAN)),
-                        format!("{:.2}", v["real_time_factor"].as_f64().unwrap_or(f64::NAN)),
-                    ],
-                });
-                pts.push(serde_json::json!({"gpus": gpus, "goodput_rps": g, "slo_attainment": v["slo_attainment"], "real_time_factor": v["real_time_factor"]}));
-            }
-            print_table("6.6: controller scalability, Azure-like load at 0.9x batch-1 capacity, one controller core (virtual time)", &["GPUs", "goodput r/s", "per GPU", "attainment", "x real time"], &rows);
-            json["points"] = pts.into();
+            let v = crate::scalability::run_6_6(a.time_scale, &out)?;
+            json["points"] = v["points"].clone();
+            json["scalability"] = v;
         }
     }
     std::fs::write(

@@ -10,6 +10,7 @@ mod handoff;
 mod http;
 mod local;
 mod net;
+mod scalability;
 mod sched;
 mod sim;
 mod stats;

@@ -237,6 +237,15 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     print_report(&r, wall_s, setup_s);
 
     let simulated_s = r.simulated.get() as f64 / 1e9;
+    // Scheduler wall time per simulated second of arrivals (warm-up included, as the
+    // scheduler's time is): the share of one core it needs to keep up in real time.
+    let core_share = r.scheduler_wall.as_secs_f64() / (end.get() as f64 / 1e9).max(1e-9);
+    println!(
+        "scheduler: {:.3} s wall inside its calls for {:.1} simulated s of arrivals: \
+         {core_share:.3} of one core in real time",
+        r.scheduler_wall.as_secs_f64(),
+        end.get() as f64 / 1e9
+    );
     let json = serde_json::json!({
         "bench": "sim",
         "gpus": gpus,
@@ -261,6 +270,8 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         "mean_batch": r.stats.mean_batch(),
         "ns_per_request": wall_s * 1e9 / r.offered.max(1) as f64,
         "scheduler_ns_per_request": r.scheduler_wall.as_nanos() as f64 / r.offered.max(1) as f64,
+        "scheduler_wall_s": r.scheduler_wall.as_secs_f64(),
+        "scheduler_core_share": core_share,
         "violations": r.violations.total(),
     });
     println!("{json}");
