@@ -6,7 +6,7 @@
 
 use crate::local::{args_json, report, run_cluster, LocalArgs, RunOutcome, WorkloadKind};
 use anyhow::{bail, Context as _};
-use clockwork_bench::scenario::AzureScenario;
+use clockwork_bench::scenario::{AzureScenario, RampScenario};
 use clockwork_core::Nanos;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -212,11 +212,12 @@ fn azure_virtual_time(hours: f64, out: &std::path::Path) -> anyhow::Result<serde
             let r = sim.report();
             eprintln!(
                 "  virtual time, seed {seed}: {:.1} of {:.1} h simulated, {} measured requests, \
-                 {} missed, {:.0} s wall",
+                 {} answered, {} of them missed, {:.0} s wall",
                 at.get() as f64 / 3600e9,
                 scenario.end().get() as f64 / 3600e9,
                 r.offered,
-                r.offered - r.success.min(r.offered),
+                r.answered,
+                r.answered - r.success.min(r.answered),
                 wall.elapsed().as_secs_f64()
             );
         }
@@ -274,6 +275,166 @@ fn azure_virtual_time(hours: f64, out: &std::path::Path) -> anyhow::Result<serde
         serde_json::to_string_pretty(&v)?,
     )?;
     Ok(v)
+}
+
+/// §6.2 at the paper's length in virtual time ([`RampScenario::paper_6_2`]): goodput,
+/// SLO attainment, LOADs and UNLOADs per 5-minute window, a table and a plot.
+fn ramp_virtual_time(out: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let scenario = RampScenario::paper_6_2(1);
+    let wall = std::time::Instant::now();
+    let mut sim = scenario.build().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // One-minute points for the plot, five-minute rows for the table.
+    let step = Nanos::from_secs(60);
+    let mut rows = Vec::new();
+    let mut pts = Vec::new();
+    let mut last = (0u64, 0u64, 0u64, 0u64);
+    let mut row_start = (Nanos::ZERO, last);
+    let mut at = Nanos::ZERO;
+    while at < scenario.end {
+        let from = at;
+        at = (at + step).min(scenario.end);
+        sim.run_until(at);
+        let r = sim.report();
+        let now = (r.offered, r.success, r.stats.loads, r.stats.unloads);
+        let active = scenario.spec.active_majors(at - Nanos(1));
+        let point = |from: Nanos, a: (u64, u64, u64, u64)| {
+            let secs = (at - from).get() as f64 / 1e9;
+            let (off, ok) = (now.0 - a.0, now.1 - a.1);
+            serde_json::json!({
+                "from_min": from.get() as f64 / 60e9, "to_min": at.get() as f64 / 60e9,
+                "active_majors": active, "offered_rps": off as f64 / secs,
+                "goodput_rps": ok as f64 / secs,
+                "slo_attainment": ok as f64 / off.max(1) as f64,
+                "loads": now.2 - a.2, "unloads": now.3 - a.3,
+            })
+        };
+        pts.push(point(from, last));
+        last = now;
+        if pts.len() % 5 == 0 || at == scenario.end {
+            let p = point(row_start.0, row_start.1);
+            let f = |k: &str, d: usize| format!("{:.d$}", p[k].as_f64().unwrap_or(0.0));
+            rows.push(Row {
+                cells: vec![
+                    format!("{}-{}", f("from_min", 0), f("to_min", 0)),
+                    active.to_string(),
+                    f("offered_rps", 0),
+                    f("goodput_rps", 0),
+                    f("slo_attainment", 4),
+                    p["loads"].to_string(),
+                    p["unloads"].to_string(),
+                ],
+            });
+            row_start = (at, now);
+            eprintln!(
+                "  virtual time: {:.0} of {:.0} min simulated, {active} majors active, {:.0} s wall",
+                at.get() as f64 / 60e9,
+                scenario.end.get() as f64 / 60e9,
+                wall.elapsed().as_secs_f64()
+            );
+        }
+    }
+    sim.drain(Nanos::from_secs(2));
+    let r = sim.report();
+    if r.violations.total() != 0 {
+        bail!("virtual-time 6.2: invariant violations {:?}", r.violations);
+    }
+    print_table(
+        "6.2 in virtual time: 3,601 ResNet50 on 1 simulated GPU, 5 min lead-in, then one more major per second (the paper's 75 minutes)",
+        &["minutes", "majors active", "offered r/s", "goodput r/s", "attainment", "LOADs", "UNLOADs"],
+        &rows,
+    );
+    println!(
+        "virtual time: {} requests, {} within SLO, {} late successes, {:.0} s wall",
+        r.offered,
+        r.success,
+        r.stats.late_successes,
+        wall.elapsed().as_secs_f64()
+    );
+    let svg = out.join("virtual_time_goodput.svg");
+    plot_ramp(&pts, &svg)?;
+    println!("plot: {}", svg.display());
+    let summary = serde_json::json!({"offered": r.offered, "success": r.success,
+        "late_successes": r.stats.late_successes, "loads": r.stats.loads, "unloads": r.stats.unloads,
+        "windows_in": "virtual_time.json"});
+    let mut v = summary.clone();
+    v["windows"] = pts.into();
+    std::fs::write(
+        out.join("virtual_time.json"),
+        serde_json::to_string_pretty(&v)?,
+    )?;
+    Ok(summary)
+}
+
+/// Offered load and goodput per window against time, with the active majors.
+fn plot_ramp(pts: &[serde_json::Value], path: &std::path::Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let get = |p: &serde_json::Value, k: &str| p[k].as_f64().unwrap_or(0.0);
+    let end = pts.last().map_or(1.0, |p| get(p, "to_min"));
+    let top = pts
+        .iter()
+        .map(|p| get(p, "offered_rps"))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let majors = pts
+        .iter()
+        .map(|p| get(p, "active_majors"))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "6.2 in virtual time (simulated GPU): goodput as models are added",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .right_y_label_area_size(60)
+            .build_cartesian_2d(0.0..end, 0.0..top)?
+            .set_secondary_coord(0.0..end, 0.0..majors);
+        chart
+            .configure_mesh()
+            .x_desc("minutes")
+            .y_desc("requests/s")
+            .draw()?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("majors active")
+            .draw()?;
+        let mid = |p: &serde_json::Value| (get(p, "from_min") + get(p, "to_min")) / 2.0;
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (mid(p), get(p, "offered_rps"))),
+                &BLUE,
+            ))?
+            .label("offered")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (mid(p), get(p, "goodput_rps"))),
+                &GREEN,
+            ))?
+            .label("goodput (within SLO)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN));
+        chart
+            .draw_secondary_series(LineSeries::new(
+                pts.iter()
+                    .map(|p| (get(p, "to_min"), get(p, "active_majors"))),
+                &BLACK.mix(0.5),
+            ))?
+            .label("majors active (right axis)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))
 }
 
 /// Run one experiment.
@@ -385,6 +546,8 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
                 &rows,
             );
             json["windows"] = pts.into();
+            // The paper's full 75-minute ramp, one major more per second, in virtual time.
+            json["virtual_time"] = ramp_virtual_time(&out)?;
         }
         Name::S63 => {
             let mut args = base(out.join("run"), t(60.0));
@@ -468,8 +631,21 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
         }
         Name::S66 => {
             let v = crate::scalability::run_6_6(a.time_scale, &out)?;
-            json["points"] = v["points"].clone();
-            json["scalability"] = v;
+            // Every step of every ramp goes to scalability.json; the summary keeps
+            // the peaks.
+            std::fs::write(
+                out.join("scalability.json"),
+                serde_json::to_string_pretty(&v)?,
+            )?;
+            let mut points = v["points"].clone();
+            if let Some(ps) = points.as_array_mut() {
+                for p in ps {
+                    if let Some(o) = p.as_object_mut() {
+                        o.remove("steps");
+                    }
+                }
+            }
+            json["points"] = points;
         }
     }
     std::fs::write(

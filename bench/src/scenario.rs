@@ -6,10 +6,10 @@
 use crate::workload::azure::replay::scale_for_rate;
 use crate::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
 use crate::workload::profiles::registration_runs;
-use crate::workload::{models_spread, Level, SimArrivals, SloPlan, Spread};
+use crate::workload::{models_spread, Level, Ramp, RampSpec, SimArrivals, SloPlan, Spread};
 use clockwork_controller::sim::{NoiseShape, SimConfig, Simulation};
 use clockwork_controller::Config;
-use clockwork_core::model::builtin_profiles;
+use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, Nanos, Slo};
 
 /// Why a scenario could not be set up.
@@ -24,6 +24,59 @@ pub enum ScenarioError {
     /// The trace could not be read or generated.
     #[error("azure trace: {0}")]
     Trace(String),
+    /// The workload's parameters were refused.
+    #[error("workload: {0}")]
+    Workload(#[from] crate::workload::SpecError),
+}
+
+/// §6.2's many-models ramp on one GPU at the paper's full length: `spec.majors`
+/// ResNet50 majors plus one minor (model `majors`), 2 % normal noise, 100 ms SLO.
+#[derive(Debug, Clone)]
+pub struct RampScenario {
+    /// The ramp (the paper's: [`RampSpec::default`]).
+    pub spec: RampSpec,
+    /// Seed of the arrivals, the noise and the scheduler.
+    pub seed: u64,
+    /// When arrivals end.
+    pub end: Nanos,
+}
+
+impl RampScenario {
+    /// The paper's ramp: 5 min lead-in, then one more major per second until all
+    /// 3,600 are active, for 75 minutes in all.
+    pub fn paper_6_2(seed: u64) -> Self {
+        Self {
+            spec: RampSpec::default(),
+            seed,
+            end: Nanos::from_secs(75 * 60),
+        }
+    }
+
+    /// The cluster, started, with its models registered and the ramp as its workload.
+    pub fn build(&self) -> Result<Simulation, ScenarioError> {
+        let slo = Nanos::from_millis(100);
+        let sched = Config {
+            default_slo: slo,
+            load_capacity: slo,
+            seed: self.seed,
+            ..Config::default()
+        };
+        let cfg = SimConfig {
+            noise: 0.02,
+            noise_shape: NoiseShape::Normal,
+            seed: self.seed,
+            ..SimConfig::default()
+        };
+        let mut sim = Simulation::new(cfg, sched)?;
+        // The majors and the minor: majors + 1 instances < 2^32 (checked by the spec
+        // via `Ramp::new`'s model count).
+        let models = u32::try_from(self.spec.majors + 1).unwrap_or(u32::MAX);
+        let range = sim.register(resnet50(), models)?;
+        sim.start();
+        let ramp = Ramp::new(&self.spec, self.seed)?;
+        sim.set_workload(Box::new(SimArrivals::new(ramp, range.first, self.end)));
+        Ok(sim)
+    }
 }
 
 /// The Azure trace replay on a small cluster: §6.5's shape by default.
