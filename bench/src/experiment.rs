@@ -367,74 +367,28 @@ fn ramp_virtual_time(out: &std::path::Path) -> anyhow::Result<serde_json::Value>
 
 /// Offered load and goodput per window against time, with the active majors.
 fn plot_ramp(pts: &[serde_json::Value], path: &std::path::Path) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let get = |p: &serde_json::Value, k: &str| p[k].as_f64().unwrap_or(0.0);
-    let end = pts.last().map_or(1.0, |p| get(p, "to_min"));
-    let top = pts
-        .iter()
-        .map(|p| get(p, "offered_rps"))
-        .fold(1.0, f64::max)
-        * 1.1;
-    let majors = pts
-        .iter()
-        .map(|p| get(p, "active_majors"))
-        .fold(1.0, f64::max)
-        * 1.1;
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "6.2 in virtual time (simulated GPU): goodput as models are added",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .right_y_label_area_size(60)
-            .build_cartesian_2d(0.0..end, 0.0..top)?
-            .set_secondary_coord(0.0..end, 0.0..majors);
-        chart
-            .configure_mesh()
-            .x_desc("minutes")
-            .y_desc("requests/s")
-            .draw()?;
-        chart
-            .configure_secondary_axes()
-            .y_desc("majors active")
-            .draw()?;
-        let mid = |p: &serde_json::Value| (get(p, "from_min") + get(p, "to_min")) / 2.0;
-        chart
-            .draw_series(LineSeries::new(
-                pts.iter().map(|p| (mid(p), get(p, "offered_rps"))),
-                &BLUE,
-            ))?
-            .label("offered")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
-        chart
-            .draw_series(LineSeries::new(
-                pts.iter().map(|p| (mid(p), get(p, "goodput_rps"))),
-                &GREEN,
-            ))?
-            .label("goodput (within SLO)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN));
-        chart
-            .draw_secondary_series(LineSeries::new(
-                pts.iter()
-                    .map(|p| (get(p, "to_min"), get(p, "active_majors"))),
-                &BLACK.mix(0.5),
-            ))?
-            .label("majors active (right axis)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
+    use clockwork_bench::report::chart::palette::{BLUE, GREEN, GREY};
+    use clockwork_bench::report::chart::{DualAxisChart, Line};
+    let get = |p: &serde_json::Value, k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+    let line = |k: &str| -> Vec<(f64, f64)> {
+        pts.iter().map(|p| (get(p, "to_min"), get(p, k))).collect()
     };
-    draw().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))
+    let chart = DualAxisChart {
+        caption: "6.2 in virtual time (simulated GPU): goodput as models are added".into(),
+        x_desc: "minutes".into(),
+        y_desc: "requests / s".into(),
+        y2_desc: "majors active".into(),
+        left: vec![
+            Line::new("offered", BLUE, line("offered_rps")),
+            Line::new("goodput (within SLO)", GREEN, line("goodput_rps")),
+        ],
+        right: vec![Line::new("majors active", GREY, line("active_majors"))],
+        y2_min_top: 1.0,
+    };
+    let svg = chart
+        .render()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Run one experiment.

@@ -166,13 +166,7 @@ fn workload_spec(args: &LocalArgs) -> anyhow::Result<(WorkloadSpec, String, Stri
     let none = || "none (no trace)".to_owned();
     let (spec, label) = match args.workload {
         WorkloadKind::Azure => {
-            let source = match &args.trace_dir {
-                Some(dir) => TraceSource::Real(dir.clone()),
-                None => TraceSource::Synthetic {
-                    seed: args.seed,
-                    functions: 20_000,
-                },
-            };
+            let source = TraceSource::real_or_synthetic(args.trace_dir.clone(), args.seed);
             let trace = source.load(args.day).map_err(|e| anyhow!("{e}"))?;
             let mut replay = ReplayConfig::new(models);
             replay.scale = Level::Constant(scale_for_rate(&trace, args.rate));

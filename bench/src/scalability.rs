@@ -570,12 +570,8 @@ pub(crate) fn run_6_6(time_scale: f64, out: &Path) -> anyhow::Result<serde_json:
     }))
 }
 
-const FONT: &str = "sans-serif";
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const GREEN: RGBColor = RGBColor(44, 160, 44);
-const RED: RGBColor = RGBColor(214, 39, 40);
-const GREY: RGBColor = RGBColor(90, 90, 90);
+use clockwork_bench::report::chart::palette::{BLUE, FONT, GREEN, GREY, ORANGE, RED};
+use clockwork_bench::report::chart::{DualAxisChart, Line};
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -695,83 +691,29 @@ fn plot_peaks(peaks: &[Peak], path: &Path) -> anyhow::Result<()> {
 
 /// Offered load and goodput over the ramp at one N, with the core share.
 fn plot_timeline(r: &RunOut, path: &Path) -> anyhow::Result<()> {
-    write_svg(path, &|root| {
-        let x_hi = r.ticks.last().map_or(1.0, |t| t.0).max(1e-3);
-        let y_hi = r
-            .ticks
-            .iter()
-            .map(|t| t.1.offered_rps.max(t.1.goodput_rps))
-            .fold(1.0, f64::max)
-            * 1.1;
-        let s_hi = r
-            .ticks
-            .iter()
-            .map(|t| t.1.core_share)
-            .filter(|v| v.is_finite())
-            .fold(1.2, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(root)
-            .margin(16)
-            .caption(
-                format!("6.6: load ramp at {} simulated GPUs (virtual time)", r.gpus),
-                (FONT, 24),
-            )
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .right_y_label_area_size(70)
-            .build_cartesian_2d(0.0..x_hi, 0.0..y_hi)?
-            .set_secondary_coord(0.0..x_hi, 0.0..s_hi);
-        chart
-            .configure_mesh()
-            .x_desc("virtual time (s)")
-            .y_desc("requests / s")
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 16))
-            .draw()?;
-        chart
-            .configure_secondary_axes()
-            .y_desc("scheduler core share")
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 16))
-            .draw()?;
-        let line = |g: &dyn Fn(&Window) -> f64| -> Vec<(f64, f64)> {
-            r.ticks
-                .iter()
-                .filter(|t| g(&t.1).is_finite())
-                .map(|t| (t.0, g(&t.1)))
-                .collect()
-        };
-        chart
-            .draw_series(LineSeries::new(
-                line(&|w| w.offered_rps),
-                GREY.stroke_width(2),
-            ))?
-            .label("offered")
-            .legend(mark(GREY));
-        chart
-            .draw_series(LineSeries::new(
-                line(&|w| w.goodput_rps),
-                GREEN.stroke_width(2),
-            ))?
-            .label("goodput")
-            .legend(mark(GREEN));
-        chart
-            .draw_secondary_series(LineSeries::new(
-                line(&|w| w.core_share),
-                ORANGE.stroke_width(2),
-            ))?
-            .label("scheduler core share (right)")
-            .legend(mark(ORANGE));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .label_font((FONT, 15))
-            .draw()?;
-        Ok(())
-    })
+    let line = |g: &dyn Fn(&Window) -> f64| -> Vec<(f64, f64)> {
+        r.ticks.iter().map(|t| (t.0, g(&t.1))).collect()
+    };
+    let chart = DualAxisChart {
+        caption: format!("6.6: load ramp at {} simulated GPUs (virtual time)", r.gpus),
+        x_desc: "virtual time (s)".into(),
+        y_desc: "requests / s".into(),
+        y2_desc: "scheduler core share".into(),
+        left: vec![
+            Line::new("offered", GREY, line(&|w| w.offered_rps)),
+            Line::new("goodput", GREEN, line(&|w| w.goodput_rps)),
+        ],
+        right: vec![Line::new(
+            "scheduler core share",
+            ORANGE,
+            line(&|w| w.core_share),
+        )],
+        y2_min_top: 1.2,
+    };
+    let svg = chart
+        .render()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -29,6 +29,27 @@ pub enum ScenarioError {
     Workload(#[from] crate::workload::SpecError),
 }
 
+/// The main job's Azure replay: `source`'s day `day` over `instances` instances, block
+/// mapping, its day-mean rate scaled to `rate` r/s, from trace minute `start_minute`,
+/// default SLO.
+pub fn azure_replay(
+    source: &TraceSource,
+    day: u8,
+    instances: usize,
+    rate: f64,
+    start_minute: usize,
+    seed: u64,
+) -> Result<AzureReplay, ScenarioError> {
+    let trace = source
+        .load(day)
+        .map_err(|e| ScenarioError::Trace(e.to_string()))?;
+    let mut replay = ReplayConfig::new(instances);
+    replay.scale = Level::Constant(scale_for_rate(&trace, rate));
+    replay.start_minute = start_minute;
+    replay.slo = SloPlan::Fixed(Slo::Default);
+    AzureReplay::new(&trace, &replay, seed).map_err(|e| ScenarioError::Trace(e.to_string()))
+}
+
 /// §6.2's many-models ramp on one GPU at the paper's full length: `spec.majors`
 /// ResNet50 majors plus one minor (model `majors`), 2 % normal noise, 100 ms SLO.
 #[derive(Debug, Clone)]
@@ -121,10 +142,7 @@ impl AzureScenario {
             rate: 900.0,
             day: 1,
             start_minute: 600,
-            source: TraceSource::Synthetic {
-                seed,
-                functions: 20_000,
-            },
+            source: TraceSource::real_or_synthetic(None, seed),
             noise: 0.02,
             slo: Nanos::from_millis(100),
             warmup,
@@ -168,16 +186,14 @@ impl AzureScenario {
             first.get_or_insert(r.first);
         }
         sim.start();
-        let trace = self
-            .source
-            .load(self.day)
-            .map_err(|e| ScenarioError::Trace(e.to_string()))?;
-        let mut replay = ReplayConfig::new(self.instances);
-        replay.scale = Level::Constant(scale_for_rate(&trace, self.rate));
-        replay.start_minute = self.start_minute;
-        replay.slo = SloPlan::Fixed(Slo::Default);
-        let arrivals = AzureReplay::new(&trace, &replay, self.seed)
-            .map_err(|e| ScenarioError::Trace(e.to_string()))?;
+        let arrivals = azure_replay(
+            &self.source,
+            self.day,
+            self.instances,
+            self.rate,
+            self.start_minute,
+            self.seed,
+        )?;
         let first = first.unwrap_or(ModelId(0));
         sim.set_workload(Box::new(SimArrivals::new(arrivals, first, self.end())));
         Ok(sim)

@@ -6,11 +6,9 @@
 //! and the invariant checks; the last line is JSON.
 
 use anyhow::{anyhow, bail, Context as _};
-use clockwork_bench::workload::azure::replay::scale_for_rate;
-use clockwork_bench::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
-use clockwork_bench::workload::{
-    models_spread, profiles::registration_runs, Level, SimArrivals, SloPlan, Spread,
-};
+use clockwork_bench::scenario::azure_replay;
+use clockwork_bench::workload::azure::{AzureReplay, TraceSource};
+use clockwork_bench::workload::{models_spread, profiles::registration_runs, SimArrivals, Spread};
 use clockwork_controller::sim::workload::{AzureLike, AzureLikeConfig, Poisson, Workload};
 use clockwork_controller::sim::{NoiseShape, SimConfig, SimReport, Simulation};
 use clockwork_controller::Config;
@@ -294,25 +292,22 @@ fn azure_trace(
     if a.start_minute >= 1440 {
         bail!("--start-minute must be below 1440");
     }
-    let source = match &a.trace_dir {
-        Some(dir) => TraceSource::Real(dir.clone()),
-        None => TraceSource::Synthetic {
-            seed: a.seed,
-            functions: 20_000,
-        },
-    };
-    let trace = source.load(a.day).map_err(|e| anyhow!("{e}"))?;
-    let mut replay = ReplayConfig::new(a.models as usize);
-    replay.scale = Level::Constant(scale_for_rate(&trace, rate));
-    replay.start_minute = a.start_minute;
-    replay.slo = SloPlan::Fixed(Slo::Default);
+    let source = TraceSource::real_or_synthetic(a.trace_dir.clone(), a.seed);
     println!(
         "sim: workload {} (day {}, from minute {})",
         source.label(),
         a.day,
         a.start_minute
     );
-    let replay = AzureReplay::new(&trace, &replay, a.seed).map_err(|e| anyhow!("{e}"))?;
+    let replay = azure_replay(
+        &source,
+        a.day,
+        a.models as usize,
+        rate,
+        a.start_minute,
+        a.seed,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     Ok(SimArrivals::new(replay, first, end))
 }
 

@@ -9,6 +9,8 @@
 //! - [`write_report_json`], [`print_report`], [`write_plots`] (SVG figures), and
 //!   [`write_outputs`] for all of them.
 //! - [`Progress`]: the once-a-second progress line.
+//! - [`chart`]: a two-axis line chart for the experiments' summary figures, and the
+//!   palette every figure uses.
 //!
 //! ```no_run
 //! use clockwork_bench::report::{self, RunData, RunLogs, RunMeta, RunReport};
@@ -23,6 +25,7 @@
 //! # let _ = files; Ok(()) }
 //! ```
 
+pub mod chart;
 pub mod logs;
 mod plots;
 mod print;

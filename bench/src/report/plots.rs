@@ -31,13 +31,9 @@ type Series<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
 /// A named, coloured line over the timeline: the value of a second, if any.
 type TimeLine<'a> = (&'a str, RGBColor, &'a dyn Fn(&SecondStats) -> Option<f64>);
 
-const FONT: &str = "sans-serif";
-const BLUE_: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const GREEN_: RGBColor = RGBColor(44, 160, 44);
-const RED_: RGBColor = RGBColor(214, 39, 40);
-const PURPLE: RGBColor = RGBColor(148, 103, 189);
-const GREY: RGBColor = RGBColor(90, 90, 90);
+use super::chart::palette::{
+    BLUE as BLUE_, FONT, GREEN as GREEN_, GREY, ORANGE, PURPLE, RED as RED_,
+};
 
 /// The most SLOs marked on a figure; with more, none are.
 const MAX_MARKED_SLOS: usize = 6;

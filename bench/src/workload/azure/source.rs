@@ -5,6 +5,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+/// Functions in the synthetic trace the main job and the experiments replay.
+pub const SYNTHETIC_FUNCTIONS: usize = 20_000;
+
 /// The origin of an [`AzureTrace`](super::AzureTrace).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TraceSource {
@@ -23,6 +26,18 @@ pub enum TraceSource {
 }
 
 impl TraceSource {
+    /// The real files under `dir` if given, else the synthetic trace the main job
+    /// replays (seed `seed`, 20,000 functions).
+    pub fn real_or_synthetic(dir: Option<PathBuf>, seed: u64) -> Self {
+        dir.map_or(
+            Self::Synthetic {
+                seed,
+                functions: SYNTHETIC_FUNCTIONS,
+            },
+            Self::Real,
+        )
+    }
+
     /// A short label for reports and JSON output.
     pub fn label(&self) -> String {
         self.to_string()
