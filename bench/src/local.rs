@@ -88,6 +88,11 @@ pub(crate) struct LocalArgs {
     /// Closed loop: outstanding requests per active model.
     #[arg(long, default_value_t = 4)]
     pub(crate) concurrency: usize,
+    /// Closed loop: a client whose request was refused waits until that request's
+    /// deadline before sending the next (as a client of the original waited for its
+    /// timeout), instead of sending it at once.
+    #[arg(long)]
+    pub(crate) hold_refused: bool,
     /// Ramp: models activated per second (default: all of them over the run).
     #[arg(long)]
     pub(crate) ramp_step: Option<usize>,
@@ -219,8 +224,17 @@ fn workload_spec(args: &LocalArgs) -> anyhow::Result<(WorkloadSpec, String, Stri
                 concurrency: args.concurrency,
                 slo,
                 requests_per_model: None,
+                hold_refused: args.hold_refused,
             }),
-            format!("closed loop, {active} models x {}", args.concurrency),
+            format!(
+                "closed loop, {active} models x {}{}",
+                args.concurrency,
+                if args.hold_refused {
+                    ", refused clients wait out their SLO"
+                } else {
+                    ""
+                }
+            ),
         ),
         WorkloadKind::Bursty => (
             WorkloadSpec::Bursty(BurstySpec {
@@ -665,8 +679,28 @@ async fn receive(mut rx: ClientReceiver, st: ReceiverState) {
         if stopped.get() {
             continue;
         }
-        if let Some(next) = workload.borrow_mut().on_response(f.model as usize, now) {
-            let _ = queue.try_send(next);
+        let next = if r.status.is_success() {
+            workload.borrow_mut().on_response(f.model as usize, now)
+        } else {
+            workload
+                .borrow_mut()
+                .on_refused(f.model as usize, now, f.sent_at + f.slo)
+        };
+        match next {
+            Some(next) if next.at > now => {
+                // A refused client waits until its request's deadline.
+                let queue = queue.clone();
+                let wait = Duration::from(next.at - now);
+                glommio::spawn_local(async move {
+                    glommio::timer::sleep(wait).await;
+                    let _ = queue.try_send(next);
+                })
+                .detach();
+            }
+            Some(next) => {
+                let _ = queue.try_send(next);
+            }
+            None => {}
         }
     }
 }
@@ -753,6 +787,7 @@ pub(crate) fn args_json(a: &LocalArgs) -> serde_json::Value {
         "workload": format!("{:?}", a.workload),
         "rate": a.rate,
         "concurrency": a.concurrency,
+        "hold_refused": a.hold_refused,
         "active": a.active,
         "trace_dir": a.trace_dir,
         "day": a.day,

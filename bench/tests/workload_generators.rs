@@ -159,6 +159,33 @@ fn closed_loop_keeps_exactly_n_outstanding() {
 }
 
 #[test]
+fn refused_clients_wait_for_their_deadline_when_held() {
+    let ms = Nanos::from_millis;
+    // Held: the replacement of a refused request is due at that request's deadline;
+    // a success is replaced at once.
+    let spec = ClosedLoopSpec {
+        hold_refused: true,
+        ..ClosedLoopSpec::new(2, 1)
+    };
+    let mut held = ClosedLoop::new(&spec).unwrap();
+    held.set_end(ms(1_000));
+    assert_eq!(held.initial().len(), 2);
+    let next = held.on_refused(0, ms(3), ms(100)).unwrap();
+    assert_eq!((next.model, next.at), (0, ms(100)));
+    assert_eq!(held.outstanding(0), 1);
+    assert_eq!(held.on_response(1, ms(3)).unwrap().at, ms(3));
+    // A refusal answered after its deadline (a timeout) is replaced at once.
+    assert_eq!(held.on_refused(0, ms(150), ms(120)).unwrap().at, ms(150));
+    // No replacement due at or after the end.
+    assert!(held.on_refused(0, ms(990), ms(1_010)).is_none());
+    assert_eq!(held.outstanding(0), 0);
+    // Not held: at once.
+    let mut eager = ClosedLoop::new(&ClosedLoopSpec::new(1, 1)).unwrap();
+    eager.initial();
+    assert_eq!(eager.on_refused(0, ms(3), ms(100)).unwrap().at, ms(3));
+}
+
+#[test]
 fn slo_sweep_steps_the_slo_factor_every_period() {
     let sweep = SloSweepSpec {
         models: 3,

@@ -18,6 +18,11 @@ pub struct ClosedLoopSpec {
     pub slo: SloPlan,
     /// Stop after this many requests per model (the original's `num_requests`), or never.
     pub requests_per_model: Option<u64>,
+    /// A client whose request was refused (any answer but success) waits until that
+    /// request's deadline before sending the next, as in the original, which refused
+    /// nothing up front and dropped such a request only at its expiry; `false`: the
+    /// next goes at once (a client that retries immediately).
+    pub hold_refused: bool,
 }
 
 impl ClosedLoopSpec {
@@ -28,6 +33,7 @@ impl ClosedLoopSpec {
             concurrency,
             slo: SloPlan::default(),
             requests_per_model: None,
+            hold_refused: false,
         }
     }
 }
@@ -43,6 +49,7 @@ pub struct ClosedLoop {
     outstanding: Vec<usize>,
     issued: Vec<u64>,
     started: bool,
+    hold_refused: bool,
 }
 
 impl ClosedLoop {
@@ -67,6 +74,7 @@ impl ClosedLoop {
             outstanding: vec![0; spec.models],
             issued: vec![0; spec.models],
             started: false,
+            hold_refused: spec.hold_refused,
         })
     }
 
@@ -107,6 +115,24 @@ impl ClosedLoop {
         }
         *slot -= 1;
         self.issue(model, now)
+    }
+
+    /// A refusal (any answer but success) for `model` arrived at `now`, for a request
+    /// whose deadline is `deadline`: the replacement, due at once or, with
+    /// [`ClosedLoopSpec::hold_refused`], at the deadline (its `at` may be in the
+    /// future: the driver sends it then). No replacement due at or after the end.
+    pub fn on_refused(&mut self, model: usize, now: Nanos, deadline: Nanos) -> Option<Arrival> {
+        let at = if self.hold_refused {
+            deadline.max(now)
+        } else {
+            now
+        };
+        let slot = self.outstanding.get_mut(model)?;
+        if *slot == 0 {
+            return None;
+        }
+        *slot -= 1;
+        self.issue(model, at)
     }
 
     fn issue(&mut self, model: usize, now: Nanos) -> Option<Arrival> {

@@ -165,6 +165,21 @@ impl Workload {
         Some(a)
     }
 
+    /// A refusal (any answer but success) for `model` at `now`, of a request due by
+    /// `deadline`: the closed loop's replacement, if `model` belongs to a running
+    /// closed loop; its `at` is later than `now` when the loop holds refused clients
+    /// ([`ClosedLoopSpec::hold_refused`](super::ClosedLoopSpec::hold_refused)).
+    pub fn on_refused(&mut self, model: usize, now: Nanos, deadline: Nanos) -> Option<Arrival> {
+        let (c, offset) = self
+            .closed
+            .iter_mut()
+            .find(|(c, off)| (*off..*off + c.models()).contains(&model))?;
+        let offset = *offset;
+        let mut a = c.on_refused(model - offset, now, deadline)?;
+        a.model += offset;
+        Some(a)
+    }
+
     /// Closed-loop requests outstanding.
     pub fn outstanding(&self) -> usize {
         self.closed.iter().map(|(c, _)| c.total_outstanding()).sum()
