@@ -34,6 +34,15 @@ struct Args {
     /// How far ahead each GPU's timeline is filled, in milliseconds.
     #[arg(long, default_value_t = 10.0)]
     schedule_ahead_ms: f64,
+    /// Largest completion buffer in milliseconds: batches are planned to complete this
+    /// long before a request's deadline, for the result's trip back. The controller
+    /// measures that trip and uses less when it allows (down to --min-buffer-ms).
+    #[arg(long, default_value_t = 5.0)]
+    buffer_ms: f64,
+    /// Smallest completion buffer in milliseconds; equal to --buffer-ms for a constant
+    /// buffer (the original Clockwork's 5 ms).
+    #[arg(long, default_value_t = 1.0)]
+    min_buffer_ms: f64,
     /// Largest batch size.
     #[arg(long, default_value_t = 16)]
     max_batch: u32,
@@ -73,6 +82,14 @@ fn main() -> ExitCode {
     let checked = (|| -> Result<(), String> {
         cfg.scheduler.default_slo = ms(args.slo_ms, "slo-ms")?;
         cfg.scheduler.schedule_ahead = ms(args.schedule_ahead_ms, "schedule-ahead-ms")?;
+        cfg.scheduler.buffer = ms(args.buffer_ms, "buffer-ms")?;
+        cfg.scheduler.min_buffer = ms(args.min_buffer_ms, "min-buffer-ms")?;
+        if cfg.scheduler.min_buffer > cfg.scheduler.buffer {
+            return Err("--min-buffer-ms must not exceed --buffer-ms".into());
+        }
+        if cfg.scheduler.buffer >= cfg.scheduler.default_slo {
+            return Err("--buffer-ms must be below the default SLO (--slo-ms)".into());
+        }
         if args.max_batch == 0 {
             return Err("--max-batch must be at least 1".into());
         }
