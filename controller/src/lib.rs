@@ -7,17 +7,20 @@
 //! machine in the style of quinn's protocol core: inputs are method calls that carry
 //! `now`, outputs ([`Output`]) are drained by the caller, and
 //! [`Scheduler::next_deadline`] says when to call [`Scheduler::handle_timeout`]. It
-//! reads no clock, owns no socket and spawns no thread, so the network service (a
-//! later glommio driver) and the [`sim`] virtual-time simulator drive the very same
-//! code.
+//! reads no clock, owns no socket and spawns no thread, so the network service
+//! ([`service`], on glommio) and the [`sim`] virtual-time simulator drive the very
+//! same code. Where it departs from the original's INFER4 scheduler (the batching
+//! lookahead, the measured completion buffer, rescue replicas, cold models warmed by
+//! refusals, no `exec_slo` floor): `docs/adr/0002-scheduler-departures.md`.
 //!
 //! It does not own: device code or the worker (`clockwork-gpu`, `clockwork-worker`),
 //! the wire format (`clockwork-core`, `clockwork-net`), input bytes (the driver
 //! attaches them to INFER actions using [`Scheduler::batch_requests`]), or writing
 //! telemetry files (it buffers [`telemetry`] records; the driver writes them).
 //!
-//! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`estimator`],
-//! [`timeline`], [`batching`], [`load_tracker`], [`eviction`], [`stats`],
+//! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`buffer`]
+//! (the measured completion buffer), [`estimator`], [`timeline`], [`batching`],
+//! [`load_tracker`], [`eviction`], [`stats`],
 //! [`telemetry`], [`output`]; the state machine in `scheduler` (split by concern);
 //! the simulator and its workloads in [`sim`].
 
