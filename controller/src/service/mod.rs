@@ -15,7 +15,7 @@
 //! Input bytes of INFER requests wait in the service (the scheduler plans with their
 //! lengths only) and are concatenated into the INFER action when it is sent.
 //!
-//! Optionally an HTTP front end ([`http`]: Open Inference Protocol, model repository,
+//! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
 //! Prometheus metrics) runs on the same executor and feeds the same scheduler.
 
 mod http;
