@@ -571,7 +571,7 @@ pub(crate) fn run_6_6(time_scale: f64, out: &Path) -> anyhow::Result<serde_json:
 }
 
 use clockwork_bench::report::chart::palette::{BLUE, FONT, GREEN, GREY, ORANGE, RED};
-use clockwork_bench::report::chart::{DualAxisChart, Line};
+use clockwork_bench::report::chart::{legend, DualAxisChart, Line};
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -678,14 +678,7 @@ fn plot_peaks(peaks: &[Peak], path: &Path) -> anyhow::Result<()> {
             4,
             RED.stroke_width(1),
         ))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .label_font((FONT, 15))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 

@@ -3,6 +3,7 @@
 //! virtual time, 6.6's ramp at one GPU count) are drawn with it; the run report's own
 //! figures are in `plots`.
 
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 
 /// The palette of every figure (matplotlib's first colours).
@@ -22,6 +23,25 @@ pub mod palette {
     pub const GREY: RGBColor = RGBColor(90, 90, 90);
     /// Font family.
     pub const FONT: &str = "sans-serif";
+}
+
+/// Draws the legend of `chart`'s labelled series at `pos`, in the figures' style.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    use palette::{FONT, GREY};
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font((FONT, 15))
+        .draw()?;
+    Ok(())
 }
 
 /// One line: its legend label, colour and points.
@@ -85,7 +105,7 @@ impl DualAxisChart {
         &self,
         root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     ) -> Result<(), Box<dyn std::error::Error>> {
-        use palette::{FONT, GREY};
+        use palette::FONT;
         let all = || self.left.iter().chain(&self.right).flat_map(|l| &l.points);
         let x_hi = all().map(|p| p.0).fold(1e-3, f64::max);
         let top = |lines: &[Line], min: f64| {
@@ -137,14 +157,7 @@ impl DualAxisChart {
                     PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .label_font((FONT, 15))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
 }
 

@@ -31,6 +31,7 @@ type Series<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
 /// A named, coloured line over the timeline: the value of a second, if any.
 type TimeLine<'a> = (&'a str, RGBColor, &'a dyn Fn(&SecondStats) -> Option<f64>);
 
+use super::chart::legend;
 use super::chart::palette::{
     BLUE as BLUE_, FONT, GREEN as GREEN_, GREY, ORANGE, PURPLE, RED as RED_,
 };
@@ -129,23 +130,6 @@ pub fn figure_title(what: &str, report: &RunReport) -> String {
 
 fn titled<'a>(root: &Area<'a>, what: &str, report: &RunReport) -> Result<Area<'a>, Box<dyn Error>> {
     Ok(root.titled(&figure_title(what, report), (FONT, 26))?)
-}
-
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    pos: SeriesLabelPosition,
-) -> DrawResult
-where
-    DB::ErrorType: 'static,
-{
-    chart
-        .configure_series_labels()
-        .position(pos)
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .label_font((FONT, 15))
-        .draw()?;
-    Ok(())
 }
 
 fn line_style(c: RGBColor) -> ShapeStyle {
