@@ -30,6 +30,24 @@ fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation
     .unwrap()
 }
 
+/// `copies` ResNet50s on `s`, uniform Poisson at `rate` for `secs`, drained: the report.
+fn resnet50_poisson(mut s: Simulation, copies: u32, rate: f64, secs: u64, seed: u64) -> SimReport {
+    let models = s.register(resnet50(), copies).unwrap();
+    s.start();
+    let end = Nanos::from_secs(secs);
+    s.set_workload(Box::new(Poisson::uniform(
+        models,
+        rate,
+        Slo::Default,
+        Nanos::ZERO,
+        end,
+        seed,
+    )));
+    s.run_until(end);
+    s.drain(Nanos::from_secs(1));
+    s.report()
+}
+
 fn assert_clean(r: &SimReport) {
     assert_eq!(r.violations.total(), 0, "{:#?}", r.violations);
     assert_eq!(r.offered, r.answered, "every request answered");
@@ -40,21 +58,7 @@ fn assert_clean(r: &SimReport) {
 
 #[test]
 fn light_load_on_one_gpu_all_succeed() {
-    let mut s = sim(1, 1, 1376, 0.0, 1);
-    let models = s.register(resnet50(), 4).unwrap();
-    s.start();
-    let end = Nanos::from_secs(2);
-    s.set_workload(Box::new(Poisson::uniform(
-        models,
-        100.0,
-        Slo::Default,
-        Nanos::ZERO,
-        end,
-        1,
-    )));
-    s.run_until(end);
-    s.drain(Nanos::from_secs(1));
-    let r = s.report();
+    let r = resnet50_poisson(sim(1, 1, 1376, 0.0, 1), 4, 100.0, 2, 1);
     assert_clean(&r);
     assert!(r.offered > 150);
     assert_eq!(r.success, r.offered);
@@ -67,21 +71,7 @@ fn light_load_on_one_gpu_all_succeed() {
 
 #[test]
 fn overload_answers_everything_and_never_late() {
-    let mut s = sim(1, 1, 1376, 0.05, 2);
-    let models = s.register(resnet50(), 5).unwrap();
-    s.start();
-    let end = Nanos::from_secs(2);
-    s.set_workload(Box::new(Poisson::uniform(
-        models,
-        2000.0,
-        Slo::Default,
-        Nanos::ZERO,
-        end,
-        2,
-    )));
-    s.run_until(end);
-    s.drain(Nanos::from_secs(1));
-    let r = s.report();
+    let r = resnet50_poisson(sim(1, 1, 1376, 0.05, 2), 5, 2000.0, 2, 2);
     assert_clean(&r);
     assert!(r.success < r.offered);
     // Backlogs are served in large batches: goodput well above batch-1 throughput
@@ -96,21 +86,7 @@ fn overload_answers_everything_and_never_late() {
 /// with it on here, batches fell from ≈ 14 to ≈ 3.6 and goodput by a quarter.
 #[test]
 fn overloaded_gpus_keep_large_batches() {
-    let mut s = sim(1, 8, 1376, 0.02, 1);
-    let models = s.register(resnet50(), 15).unwrap();
-    s.start();
-    let end = Nanos::from_secs(3);
-    s.set_workload(Box::new(Poisson::uniform(
-        models,
-        2.5 * 8.0 / 3.32e-3,
-        Slo::Default,
-        Nanos::ZERO,
-        end,
-        1,
-    )));
-    s.run_until(end);
-    s.drain(Nanos::from_secs(1));
-    let r = s.report();
+    let r = resnet50_poisson(sim(1, 8, 1376, 0.02, 1), 15, 2.5 * 8.0 / 3.32e-3, 3, 1);
     assert_clean(&r);
     assert!(
         r.stats.mean_batch() > 10.0,
