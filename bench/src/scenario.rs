@@ -8,9 +8,9 @@ use crate::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
 use crate::workload::profiles::registration_runs;
 use crate::workload::{models_spread, Level, Ramp, RampSpec, SimArrivals, SloPlan, Spread};
 use clockwork_controller::sim::{NoiseShape, SimConfig, Simulation};
-use clockwork_controller::Config;
+use clockwork_controller::{Config, RegisterError};
 use clockwork_core::model::{builtin_profiles, resnet50};
-use clockwork_core::{ModelId, Nanos, Slo};
+use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
 
 /// Why a scenario could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +20,60 @@ pub enum ScenarioError {
     Config(#[from] clockwork_controller::ConfigError),
     /// Registering the model instances failed.
     #[error("registering models: {0}")]
-    Register(#[from] clockwork_controller::RegisterError),
+    Register(#[from] RegisterError),
     /// The trace could not be read or generated.
     #[error("azure trace: {0}")]
     Trace(String),
     /// The workload's parameters were refused.
     #[error("workload: {0}")]
     Workload(#[from] crate::workload::SpecError),
+}
+
+/// Registers `instances` instances spread over `profiles` as the main job does
+/// (shuffled by `seed`), one registration per run of equal profiles, so ids follow the
+/// spread: the first instance's id.
+pub fn register_spread(
+    sim: &mut Simulation,
+    profiles: &[ModelProfile],
+    instances: usize,
+    seed: u64,
+) -> Result<ModelId, RegisterError> {
+    let spread = models_spread(instances, profiles, Spread::Shuffled { seed });
+    let mut first = None;
+    for (p, n) in registration_runs(&spread) {
+        let r = sim.register(profiles[p].clone(), n)?;
+        first.get_or_insert(r.first);
+    }
+    Ok(first.unwrap_or(ModelId(0)))
+}
+
+/// A simulated cluster of `workers` x `gpus_per_worker` GPUs with `noise` (normal)
+/// timing noise, measured from `measure_from`, and a scheduler with `slo` as default
+/// SLO and load capacity; both seeded with `seed`.
+fn cluster(
+    workers: u32,
+    gpus_per_worker: u32,
+    noise: f64,
+    slo: Nanos,
+    measure_from: Nanos,
+    seed: u64,
+) -> Result<Simulation, ScenarioError> {
+    let sched = Config {
+        default_slo: slo,
+        load_capacity: slo,
+        seed,
+        ..Config::default()
+    };
+    let cfg = SimConfig {
+        workers,
+        gpus_per_worker,
+        noise,
+        noise_shape: NoiseShape::Normal,
+        measure_from,
+        seed,
+        ..SimConfig::default()
+    };
+    Ok(Simulation::new(cfg, sched)?)
 }
 
 /// The main job's Azure replay: `source`'s day `day` over `instances` instances, block
@@ -75,20 +122,7 @@ impl RampScenario {
 
     /// The cluster, started, with its models registered and the ramp as its workload.
     pub fn build(&self) -> Result<Simulation, ScenarioError> {
-        let slo = Nanos::from_millis(100);
-        let sched = Config {
-            default_slo: slo,
-            load_capacity: slo,
-            seed: self.seed,
-            ..Config::default()
-        };
-        let cfg = SimConfig {
-            noise: 0.02,
-            noise_shape: NoiseShape::Normal,
-            seed: self.seed,
-            ..SimConfig::default()
-        };
-        let mut sim = Simulation::new(cfg, sched)?;
+        let mut sim = cluster(1, 1, 0.02, Nanos::from_millis(100), Nanos::ZERO, self.seed)?;
         // The majors and the minor: majors + 1 instances < 2^32 (checked by the spec
         // via `Ramp::new`'s model count).
         let models = u32::try_from(self.spec.majors + 1).unwrap_or(u32::MAX);
@@ -158,33 +192,15 @@ impl AzureScenario {
     /// The cluster, started, with its models registered and the replay set as its
     /// workload; run it to [`AzureScenario::end`], then drain.
     pub fn build(&self) -> Result<Simulation, ScenarioError> {
-        let sched = Config {
-            default_slo: self.slo,
-            load_capacity: self.slo,
-            seed: self.seed,
-            ..Config::default()
-        };
-        let cfg = SimConfig {
-            workers: self.workers,
-            gpus_per_worker: self.gpus_per_worker,
-            noise: self.noise,
-            noise_shape: NoiseShape::Normal,
-            measure_from: self.warmup,
-            seed: self.seed,
-            ..SimConfig::default()
-        };
-        let mut sim = Simulation::new(cfg, sched)?;
-        let profiles = builtin_profiles();
-        let spread = models_spread(
-            self.instances,
-            &profiles,
-            Spread::Shuffled { seed: self.seed },
-        );
-        let mut first = None;
-        for (p, n) in registration_runs(&spread) {
-            let r = sim.register(profiles[p].clone(), n)?;
-            first.get_or_insert(r.first);
-        }
+        let mut sim = cluster(
+            self.workers,
+            self.gpus_per_worker,
+            self.noise,
+            self.slo,
+            self.warmup,
+            self.seed,
+        )?;
+        let first = register_spread(&mut sim, &builtin_profiles(), self.instances, self.seed)?;
         sim.start();
         let arrivals = azure_replay(
             &self.source,
@@ -194,7 +210,6 @@ impl AzureScenario {
             self.start_minute,
             self.seed,
         )?;
-        let first = first.unwrap_or(ModelId(0));
         sim.set_workload(Box::new(SimArrivals::new(arrivals, first, self.end())));
         Ok(sim)
     }

@@ -6,9 +6,9 @@
 //! and the invariant checks; the last line is JSON.
 
 use anyhow::{anyhow, bail, Context as _};
-use clockwork_bench::scenario::azure_replay;
+use clockwork_bench::scenario::{azure_replay, register_spread};
 use clockwork_bench::workload::azure::{AzureReplay, TraceSource};
-use clockwork_bench::workload::{models_spread, profiles::registration_runs, SimArrivals, Spread};
+use clockwork_bench::workload::SimArrivals;
 use clockwork_controller::sim::workload::{AzureLike, AzureLikeConfig, Poisson, Workload};
 use clockwork_controller::sim::{NoiseShape, SimConfig, SimReport, Simulation};
 use clockwork_controller::Config;
@@ -179,20 +179,11 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
 
     let t_setup = Instant::now();
     let mut sim = Simulation::new(sim_cfg, sched_cfg).context("scheduler config")?;
-    // Instances spread over the profiles as the main job does (shuffled by the seed),
-    // one registration per run of equal profiles: ids follow the spread.
-    let spread = models_spread(
-        a.models as usize,
-        &profiles,
-        Spread::Shuffled { seed: a.seed },
-    );
-    let mut first = None;
-    for (p, n) in registration_runs(&spread) {
-        let r = sim.register(profiles[p].clone(), n).context("register")?;
-        first.get_or_insert(r.first);
-    }
+    // Instances spread over the profiles as the main job does.
+    let first =
+        register_spread(&mut sim, &profiles, a.models as usize, a.seed).context("register")?;
     let range = clockwork_controller::ModelRange {
-        first: first.unwrap_or(ModelId(0)),
+        first,
         count: a.models,
     };
     sim.start();
