@@ -52,7 +52,6 @@ pub(crate) struct Checker {
     answered_all: u64,
     /// Ids below this arrived during the warm-up (arrivals come in id order).
     first_measured: Option<u64>,
-    offered: u64,
     answered_count: u64,
     default_slo: Nanos,
     custom_slo: HashMap<u64, Nanos>,
@@ -69,7 +68,6 @@ impl Checker {
             offered_all: 0,
             answered_all: 0,
             first_measured: None,
-            offered: 0,
             answered_count: 0,
             default_slo,
             custom_slo: HashMap::new(),
@@ -89,9 +87,6 @@ impl Checker {
         self.offered_all += 1;
         if measured && self.first_measured.is_none() {
             self.first_measured = Some(id);
-        }
-        if self.is_measured(id) {
-            self.offered += 1;
         }
         let w = (id / 64) as usize;
         if self.answered.len() <= w {
@@ -140,9 +135,10 @@ impl Checker {
         self.first_measured.is_some_and(|f| id >= f)
     }
 
-    /// Measured requests offered.
-    pub(crate) const fn offered(&self) -> u64 {
-        self.offered
+    /// Measured requests offered: ids are dense, so those from the first measured on.
+    pub(crate) fn offered(&self) -> u64 {
+        self.first_measured
+            .map_or(0, |f| self.offered_all.saturating_sub(f))
     }
 
     /// Every request offered, warm-up included.
