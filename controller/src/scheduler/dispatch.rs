@@ -131,12 +131,17 @@ impl Scheduler {
         // The batching lookahead sees when the model's other replicas (up to 8) come
         // free. An overloaded GPU (more outstanding work than the load capacity) keeps
         // INFER4's rule: there, GPU time spent on small batches of heads is taken from
-        // other requests (`overloaded_gpu_keeps_large_batches`).
+        // other requests (test `overloaded_gpus_keep_large_batches`); its replicas are then
+        // not looked at.
         let (future, lag) = (self.cfg.future, self.cfg.lag);
         let overloaded = self.gpus[g as usize].outstanding(now) > self.cfg.load_capacity.get();
         let mut others = [Nanos::ZERO; 8];
         let mut n_others = 0;
-        for r in m.replicas.iter().filter(|r| r.ready && r.gpu != g) {
+        let lookahead_replicas = m
+            .replicas
+            .iter()
+            .filter(|r| !overloaded && r.ready && r.gpu != g);
+        for r in lookahead_replicas {
             let Some(slot) = others.get_mut(n_others) else {
                 break;
             };
