@@ -119,33 +119,6 @@ fn run_and_report(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOutcome> {
     Ok(o)
 }
 
-/// Summary numbers of one run from the client's samples.
-fn summarize(o: &RunOutcome) -> (f64, f64, f64, f64, f64) {
-    let secs = o.duration.as_secs_f64();
-    let good = o
-        .samples
-        .iter()
-        .filter(|s| s.status.is_success() && s.latency <= s.slo)
-        .count();
-    let all = o.samples.len();
-    let mut lat: Vec<u64> = o
-        .samples
-        .iter()
-        .filter(|s| s.status.is_success())
-        .map(|s| s.latency.get())
-        .collect();
-    let p50 = pct(0.5, &mut lat);
-    let p99 = pct(0.99, &mut lat);
-    let offered = o.offered.max(1) as f64;
-    (
-        good as f64 / secs,
-        all as f64 / secs,
-        good as f64 / offered,
-        p50,
-        p99,
-    )
-}
-
 /// What the client saw of the requests sent from `from` on.
 struct Measured {
     offered: u64,
@@ -166,11 +139,17 @@ impl Measured {
     fn goodput_rps(&self) -> f64 {
         self.within as f64 / self.secs
     }
+
+    /// Answers of any status per second.
+    fn throughput_rps(&self) -> f64 {
+        self.answered as f64 / self.secs
+    }
 }
 
 fn measure_after(o: &RunOutcome, from: Nanos) -> Measured {
     let kept = || o.samples.iter().filter(|s| s.sent_at >= from);
-    let unanswered = o.unanswered.iter().filter(|u| u.0 >= from).count() as u64;
+    let before = o.samples.iter().filter(|s| s.sent_at < from).count()
+        + o.unanswered.iter().filter(|u| u.0 < from).count();
     let answered = kept().count() as u64;
     let within = kept()
         .filter(|s| s.status.is_success() && s.latency <= s.slo)
@@ -183,8 +162,8 @@ fn measure_after(o: &RunOutcome, from: Nanos) -> Measured {
         .map(|s| s.latency.get())
         .collect();
     Measured {
-        // Everything sent was answered or is counted unanswered (o.offered in all).
-        offered: answered + unanswered,
+        // Everything sent, less what was sent before `from`.
+        offered: o.offered.saturating_sub(before as u64),
         answered,
         within,
         late,
@@ -439,7 +418,9 @@ pub(crate) fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
                     args.hold_refused = hold;
                     eprintln!("  SLO {slo} ms, {what} ...");
                     let o = run_and_report(&args, true)?;
-                    let (goodput, thr, att, p50, p99) = summarize(&o);
+                    let m = measure_after(&o, Nanos::ZERO);
+                    let (goodput, thr, att) = (m.goodput_rps(), m.throughput_rps(), m.attainment());
+                    let (p50, p99) = (m.p50_ms, m.p99_ms);
                     rows.push(Row {
                         cells: vec![
                             format!("{slo}"),
