@@ -109,12 +109,7 @@ impl ClosedLoop {
     /// A response for `model` arrived at `now`: the replacement request, if the loop is
     /// still running. A response for a model with nothing outstanding is ignored.
     pub fn on_response(&mut self, model: usize, now: Nanos) -> Option<Arrival> {
-        let slot = self.outstanding.get_mut(model)?;
-        if *slot == 0 {
-            return None;
-        }
-        *slot -= 1;
-        self.issue(model, now)
+        self.replace(model, now)
     }
 
     /// A refusal (any answer but success) for `model` arrived at `now`, for a request
@@ -127,6 +122,12 @@ impl ClosedLoop {
         } else {
             now
         };
+        self.replace(model, at)
+    }
+
+    /// One of `model`'s outstanding requests was answered: its replacement, due at
+    /// `at`. Nothing for a model with nothing outstanding.
+    fn replace(&mut self, model: usize, at: Nanos) -> Option<Arrival> {
         let slot = self.outstanding.get_mut(model)?;
         if *slot == 0 {
             return None;

@@ -155,14 +155,7 @@ impl Workload {
     /// A response (of any status) for `model` arrived at `now`: the closed loop's
     /// replacement request, if `model` belongs to a running closed loop.
     pub fn on_response(&mut self, model: usize, now: Nanos) -> Option<Arrival> {
-        let (c, offset) = self
-            .closed
-            .iter_mut()
-            .find(|(c, off)| (*off..*off + c.models()).contains(&model))?;
-        let offset = *offset;
-        let mut a = c.on_response(model - offset, now)?;
-        a.model += offset;
-        Some(a)
+        self.closed_loop_of(model, |c, m| c.on_response(m, now))
     }
 
     /// A refusal (any answer but success) for `model` at `now`, of a request due by
@@ -170,12 +163,22 @@ impl Workload {
     /// closed loop; its `at` is later than `now` when the loop holds refused clients
     /// ([`ClosedLoopSpec::hold_refused`](super::ClosedLoopSpec::hold_refused)).
     pub fn on_refused(&mut self, model: usize, now: Nanos, deadline: Nanos) -> Option<Arrival> {
+        self.closed_loop_of(model, |c, m| c.on_refused(m, now, deadline))
+    }
+
+    /// `f` on the closed loop holding `model` (with the loop's own index of it); the
+    /// arrival it returns, in this workload's model indices.
+    fn closed_loop_of(
+        &mut self,
+        model: usize,
+        f: impl FnOnce(&mut ClosedLoop, usize) -> Option<Arrival>,
+    ) -> Option<Arrival> {
         let (c, offset) = self
             .closed
             .iter_mut()
             .find(|(c, off)| (*off..*off + c.models()).contains(&model))?;
         let offset = *offset;
-        let mut a = c.on_refused(model - offset, now, deadline)?;
+        let mut a = f(c, model - offset)?;
         a.model += offset;
         Some(a)
     }
