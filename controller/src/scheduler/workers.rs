@@ -152,17 +152,7 @@ impl Scheduler {
         }
         if self.live_gpus == 0 {
             // Nothing left to serve the queues: answer them now rather than at expiry.
-            let keys: Vec<Key> = self.requests.keys().collect();
-            for key in keys {
-                let Some(req) = self.requests.get(key) else {
-                    continue;
-                };
-                let (mi, work, queued) = (req.model.0 as usize, req.work, !req.in_flight);
-                self.answer(key, now, ClientStatus::Unavailable, 0, Vec::new());
-                if queued {
-                    self.forget_queued(mi, key, work);
-                }
-            }
+            self.answer_all_unavailable(now);
         }
         affected.sort_unstable();
         affected.dedup();
@@ -179,6 +169,17 @@ impl Scheduler {
     /// Requests that arrive afterwards are still answered (normally, or `Unavailable`
     /// once no worker is left).
     pub fn shutdown(&mut self, now: Nanos) {
+        self.answer_all_unavailable(now);
+        let actions: Vec<Key> = self.actions.keys().collect();
+        for key in actions {
+            self.actions.remove(key);
+        }
+        self.flush();
+    }
+
+    /// Answers every request not yet answered (queued or in flight) `Unavailable`,
+    /// taking the queued ones out of their model's queue.
+    fn answer_all_unavailable(&mut self, now: Nanos) {
         let keys: Vec<Key> = self.requests.keys().collect();
         for key in keys {
             let Some(req) = self.requests.get(key) else {
@@ -190,11 +191,6 @@ impl Scheduler {
                 self.forget_queued(mi, key, work);
             }
         }
-        let actions: Vec<Key> = self.actions.keys().collect();
-        for key in actions {
-            self.actions.remove(key);
-        }
-        self.flush();
     }
 
     /// Registers `copies` instances of a model, with contiguous ids, and sends a
