@@ -17,7 +17,7 @@
 
 use crate::stats::{histogram, median, ratio, Summary};
 use anyhow::{anyhow, bail};
-use clockwork_controller::client::Client;
+use clockwork_client::Client;
 use clockwork_controller::service::{serve, ServiceConfig};
 use clockwork_core::{BatchProfile, ClientStatus, ModelId, ModelProfile, Nanos, Slo};
 use clockwork_net::runtime::{self, run_here, ExecutorConfig};

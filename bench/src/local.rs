@@ -15,7 +15,7 @@ use clockwork_bench::workload::AzureSpec;
 use clockwork_bench::workload::{
     models_spread, Arrival, Level, SloPlan, Spread, Workload, WorkloadSpec,
 };
-use clockwork_controller::client::{Client, ClientReceiver, ClientSender};
+use clockwork_client::{Client, ClientReceiver, ClientSender};
 use clockwork_core::model::builtin_profiles;
 use clockwork_core::{
     ClientResponse, ClientStatus, ModelId, ModelProfile, MonotonicClock, Nanos, RequestId, Slo,

@@ -1,5 +1,5 @@
 //! `experiment 6.6`, "Can Clockwork scale?": the real scheduler on one thread driving
-//! N simulated GPUs in virtual time (`clockwork_controller::sim`), with the offered
+//! N simulated GPUs in virtual time (`clockwork_sim`), with the offered
 //! load ramped as the paper's `azure_scalability_exp` ramps it (load factor 0.1,
 //! multiplied by 1.5 every step while it stays at most 4), for each N the peak goodput
 //! over the ramp. The load factor is a multiple of the GPUs' batch-1 capacity
@@ -22,11 +22,11 @@
 //! output folder, prints a table and a linearity fit, and returns the points as JSON.
 
 use anyhow::{bail, Context as _};
-use clockwork_controller::sim::workload::{Arrival, AzureLike, AzureLikeConfig, Workload};
-use clockwork_controller::sim::{NoiseShape, SimConfig, SimReport, Simulation};
-use clockwork_controller::Config;
 use clockwork_core::model::resnet50;
 use clockwork_core::{Nanos, Slo};
+use clockwork_scheduler::Config;
+use clockwork_sim::workload::{Arrival, AzureLike, AzureLikeConfig, Workload};
+use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
 use plotters::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Scenarios of the virtual-time simulator (`clockwork_controller::sim`) built from
+//! Scenarios of the virtual-time simulator (`clockwork_sim`) built from
 //! the bench workloads, so that an experiment preset, `clockwork-bench sim` and the
 //! tests run the very same cluster and arrivals. Owns the scenarios' parameters and
 //! their set-up; running and reporting stay with the caller.
@@ -7,17 +7,17 @@ use crate::workload::azure::replay::scale_for_rate;
 use crate::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
 use crate::workload::profiles::registration_runs;
 use crate::workload::{models_spread, Level, Ramp, RampSpec, SimArrivals, SloPlan, Spread};
-use clockwork_controller::sim::{NoiseShape, SimConfig, Simulation};
-use clockwork_controller::{Config, RegisterError};
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
+use clockwork_scheduler::{Config, RegisterError};
+use clockwork_sim::{NoiseShape, SimConfig, Simulation};
 
 /// Why a scenario could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The scheduler rejected its configuration.
     #[error("scheduler configuration: {0}")]
-    Config(#[from] clockwork_controller::ConfigError),
+    Config(#[from] clockwork_scheduler::ConfigError),
     /// Registering the model instances failed.
     #[error("registering models: {0}")]
     Register(#[from] RegisterError),

@@ -15,15 +15,15 @@
 
 use crate::stats::{histogram, Summary};
 use anyhow::bail;
-use clockwork_controller::rng::Rng;
-use clockwork_controller::sim::workload::AliasTable;
-use clockwork_controller::{ClientKey, Config, Output, Scheduler};
 use clockwork_core::model::resnet50;
+use clockwork_core::rng::Rng;
 use clockwork_core::{
     Action, ActionKind, ActionResult, GpuId, GpuState, Inferred, ModelId, Nanos, Outcome,
     RegisteredModel, RequestId, Slo, Timing, WorkerId, WorkerState, WorkerStatus,
     DEFAULT_PAGE_SIZE,
 };
+use clockwork_scheduler::{ClientKey, Config, Output, Scheduler};
+use clockwork_sim::workload::AliasTable;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;

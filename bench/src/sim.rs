@@ -1,5 +1,5 @@
 //! `clockwork-bench sim`: the real scheduler driven by simulated workers in virtual
-//! time (`clockwork_controller::sim`), under a seeded open-loop workload.
+//! time (`clockwork_sim`), under a seeded open-loop workload.
 //!
 //! Prints goodput, SLO attainment, latency percentiles, cold starts, LOADs/UNLOADs,
 //! the simulator's wall time and real-time factor (simulated seconds per wall second),
@@ -9,11 +9,11 @@ use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::scenario::{azure_replay, register_spread};
 use clockwork_bench::workload::azure::{AzureReplay, TraceSource};
 use clockwork_bench::workload::SimArrivals;
-use clockwork_controller::sim::workload::{AzureLike, AzureLikeConfig, Poisson, Workload};
-use clockwork_controller::sim::{NoiseShape, SimConfig, SimReport, Simulation};
-use clockwork_controller::Config;
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
+use clockwork_scheduler::Config;
+use clockwork_sim::workload::{AzureLike, AzureLikeConfig, Poisson, Workload};
+use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -182,7 +182,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     // Instances spread over the profiles as the main job does.
     let first =
         register_spread(&mut sim, &profiles, a.models as usize, a.seed).context("register")?;
-    let range = clockwork_controller::ModelRange {
+    let range = clockwork_scheduler::ModelRange {
         first,
         count: a.models,
     };

@@ -5,8 +5,8 @@ use clockwork_bench::report::{
     LogError, Progress, RunData, RunLogs, RunMeta, RunReport, ACTION_LOG_FILE, BATCH_SIZES_SVG,
     COLD_STARTS_SVG, LATENCY_CDF_SVG, PREDICTION_ERROR_CDF_SVG, REQUEST_LOG_FILE, TIMELINE_SVG,
 };
-use clockwork_controller::telemetry::{ActionLog, RequestLog};
 use clockwork_core::{ClientStatus, Nanos, WorkerStatus};
+use clockwork_scheduler::telemetry::{ActionLog, RequestLog};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,8 @@
 //! noise) in virtual time: the real scheduler against simulated workers.
 
 use clockwork_bench::scenario::AzureScenario;
-use clockwork_controller::sim::SimReport;
 use clockwork_core::Nanos;
+use clockwork_sim::SimReport;
 
 /// `warmup` then `measured` of the scenario at `seed`.
 fn azure_6_5(seed: u64, warmup: Nanos, measured: Nanos) -> SimReport {

@@ -1,7 +1,7 @@
 //! The HTTP front end end to end: a real HTTP client (`ureq`, blocking, from plain
 //! test threads) against a controller with emulated workers on loopback.
 
-use clockwork_controller::client::Client;
+use clockwork_client::Client;
 use clockwork_controller::service::{serve, HttpLimits, ServiceConfig, ServiceError};
 use clockwork_core::{ClientStatus, ModelId, Slo};
 use clockwork_net::runtime::{self, ExecutorConfig};

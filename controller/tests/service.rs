@@ -1,7 +1,7 @@
 //! The controller service end to end on loopback: real emulated workers, the glommio
 //! service, and the Rust client library.
 
-use clockwork_controller::client::Client;
+use clockwork_client::Client;
 use clockwork_controller::service::{serve, ServiceConfig};
 use clockwork_core::model::resnet50;
 use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};

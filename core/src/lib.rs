@@ -8,7 +8,7 @@
 //!
 //! It owns no I/O: no sockets, no threads, no executors. Framing, handshakes and
 //! transport live in `clockwork-net`; devices in `clockwork-gpu`; scheduling in
-//! `clockwork-controller`. Everything here is plain data plus small pure functions,
+//! `clockwork-scheduler`. Everything here is plain data plus small pure functions,
 //! so the scheduler and the simulator can use it with injected time.
 
 #![forbid(unsafe_code)]
@@ -25,6 +25,7 @@ pub mod ids;
 pub mod model;
 #[allow(missing_docs)]
 pub mod result;
+pub mod rng;
 pub mod status;
 pub mod time;
 #[allow(missing_docs)]

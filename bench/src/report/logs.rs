@@ -1,4 +1,4 @@
-//! Readers for the controller's telemetry logs (`clockwork_controller::telemetry`):
+//! Readers for the controller's telemetry logs (`clockwork_scheduler::telemetry`):
 //! `clockwork_request_log.tsv` and `clockwork_action_log.tsv`.
 //!
 //! Columns are found by their header names, so a reordered file still reads right and a

@@ -1,10 +1,10 @@
 //! A bench workload as the arrivals of the virtual-time simulator
-//! (`clockwork_controller::sim`), so that `clockwork-bench sim` and tests replay the
+//! (`clockwork_sim`), so that `clockwork-bench sim` and tests replay the
 //! very workloads the main job sends over the network.
 
 use super::ArrivalSource;
-use clockwork_controller::sim::workload::{Arrival as SimArrival, Workload};
 use clockwork_core::{ModelId, Nanos};
+use clockwork_sim::workload::{Arrival as SimArrival, Workload};
 
 /// Arrivals of `source` (model indices from 0) as simulator arrivals (model ids from
 /// `first`: the first of the models registered in the simulator), up to `end`.

@@ -3,14 +3,14 @@
 
 use super::http::metrics::Call;
 use super::{now, spawn_writer, LogFiles, ServiceConfig, ServiceError, Shared, SharedRef};
-use crate::output::ClientKey;
-use crate::Scheduler;
 use clockwork_core::client::{ArchivedClientRequest, ClientResponse, Slo};
 use clockwork_core::result::{ActionResult, Outcome, WorkerState};
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::ClientStatus;
 use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Window, WorkerId};
 use clockwork_net::{connect, LinkConfig, Listener, NetError, TcpConnection};
+use clockwork_scheduler::ClientKey;
+use clockwork_scheduler::Scheduler;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use rkyv::rancor::BoxedError;
 use std::cell::RefCell;

@@ -1,6 +1,6 @@
 //! The request and action logs, as TSV files with the original's columns plus ours.
 
-use crate::telemetry::{ActionLog, LogRecord, RequestLog};
+use clockwork_scheduler::telemetry::{ActionLog, LogRecord, RequestLog};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;

@@ -22,12 +22,12 @@ mod http;
 mod links;
 mod logs;
 
-use crate::output::{ClientKey, Output};
-use crate::{Config, Scheduler};
 use clockwork_core::client::{ClientResponse, ModelInfo};
 use clockwork_core::wire::ToWorker;
 use clockwork_core::{ActionKind, MonotonicClock, Nanos, RequestId, WorkerId};
 use clockwork_net::{Encode, FrameWriter};
+use clockwork_scheduler::{ClientKey, Output};
+use clockwork_scheduler::{Config, Scheduler};
 use glommio::channels::local_channel::{self, LocalSender};
 use http::metrics::{Call, Metrics};
 use std::cell::RefCell;

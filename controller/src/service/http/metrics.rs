@@ -11,10 +11,10 @@
 //! (and only for instances that saw requests); latency histograms are per network
 //! (profile name, e.g. `resnet50_v2`), GPU series per GPU, everything else global.
 
-use crate::Scheduler;
 use clockwork_core::{
     ClientStatus, GpuId, InferResponse, ModelId, Nanos, Outcome, WorkerId, WorkerState,
 };
+use clockwork_scheduler::Scheduler;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 

@@ -13,9 +13,9 @@ mod oip;
 mod wire;
 
 use super::{now, Shared, SharedRef};
-use crate::output::ClientKey;
 use clockwork_core::client::ClientResponse;
 use clockwork_core::{ClientStatus, InferResponse, ModelId, Nanos, RequestId, Slo};
+use clockwork_scheduler::ClientKey;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::{TcpListener, TcpStream};
 use metrics::Call;

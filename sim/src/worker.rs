@@ -15,8 +15,8 @@
 use super::check::Violations;
 use super::events::{Event, EventQueue};
 use super::NoiseShape;
-use crate::gpu_state::BitSet;
-use crate::rng::Rng;
+type BitSet = std::collections::BTreeSet<u32>;
+use clockwork_core::rng::Rng;
 use clockwork_core::{
     Action, ActionId, ActionKind, ActionResult, GpuId, GpuState, Inferred, ModelId, ModelProfile,
     Nanos, Outcome, RegisteredModel, Timing, WorkerId, WorkerState, WorkerStatus,
@@ -125,7 +125,7 @@ impl SimGpu {
 
     /// The model is resident, loading, or has a LOAD queued here.
     pub(crate) fn holds_or_loads(&self, model: ModelId) -> bool {
-        self.resident.contains(model.0)
+        self.resident.contains(&model.0)
             || self.pcie_running.as_ref().is_some_and(|r| r.model == model)
             || self.pcie_q.iter().any(
                 |(_, a)| matches!(a.kind, ActionKind::LoadWeights { model: m, .. } if m == model),
@@ -206,7 +206,7 @@ impl SimWorker {
                 .iter()
                 .enumerate()
                 .map(|(i, g)| {
-                    let loaded: Vec<ModelId> = g.resident.iter().map(ModelId).collect();
+                    let loaded: Vec<ModelId> = g.resident.iter().copied().map(ModelId).collect();
                     GpuState {
                         // A simulated worker has a handful of GPUs.
                         id: GpuId(i as u32),
@@ -240,7 +240,7 @@ impl SimWorker {
                     if ctx.catalogue.get(*model).is_none() {
                         ctx.catalogue.insert(*model, profile);
                     }
-                    if !self.registered.contains(model.0) {
+                    if !self.registered.contains(&model.0) {
                         self.registered.insert(model.0);
                         self.registered_ids.push(*model);
                     }
@@ -272,7 +272,7 @@ impl SimWorker {
                 }
                 ActionKind::Unload { model, gpu } => {
                     let gi = gpu.0 as usize;
-                    let removed = self.gpus.get_mut(gi).map(|g| g.resident.remove(model.0));
+                    let removed = self.gpus.get_mut(gi).map(|g| g.resident.remove(&model.0));
                     let r = match (self.gpus.get_mut(gi), removed) {
                         (Some(g), Some(true)) => {
                             let pages = ctx
@@ -367,7 +367,7 @@ impl SimWorker {
                 );
                 continue;
             }
-            if !g.resident.contains(model.0) {
+            if !g.resident.contains(&model.0) {
                 ctx.violations.weights_missing += 1;
                 ctx.send(
                     wi,
@@ -482,7 +482,7 @@ impl SimWorker {
                 );
                 continue;
             };
-            if g.resident.contains(model.0) {
+            if g.resident.contains(&model.0) {
                 ctx.send(
                     wi,
                     epoch,

@@ -11,6 +11,12 @@
 //! ([`Violations`]): double or missing answers, successes after the deadline, actions
 //! emitted with their window already closed, INFERs for models not on that GPU, and
 //! LOADs that find too few free pages on the device.
+//!
+//! It owns no I/O and no threads; it does not own scheduling (`clockwork-scheduler`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(unused_must_use)]
 
 mod check;
 mod events;
@@ -30,14 +36,14 @@ pub enum NoiseShape {
     Normal,
 }
 
-use crate::config::Config;
-use crate::error::{ConfigError, RegisterError};
-use crate::output::{ClientKey, Output};
-use crate::rng::Rng;
-use crate::scheduler::{ModelRange, Scheduler};
-use crate::stats::Stats;
 use check::Checker;
+use clockwork_core::rng::Rng;
 use clockwork_core::{Action, ActionKind, ModelProfile, Nanos, RequestId, Slo, WorkerId};
+use clockwork_scheduler::Config;
+use clockwork_scheduler::Stats;
+use clockwork_scheduler::{ClientKey, Output};
+use clockwork_scheduler::{ConfigError, RegisterError};
+use clockwork_scheduler::{ModelRange, Scheduler};
 use events::{Event, EventQueue};
 use worker::{Catalogue, Ctx, SimWorker};
 use workload::{Arrival, Workload};

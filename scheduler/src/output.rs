@@ -9,7 +9,6 @@ pub struct ClientKey(pub u64);
 
 /// One output of the scheduler, drained with [`crate::Scheduler::poll_output`].
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Output {
     /// Send these actions, in this order, to a worker. All actions the scheduler
     /// produced for one worker during one input call travel in one `Send`.

@@ -32,10 +32,10 @@ use crate::gpu_state::{BitSet, GpuSlot, Lane, WorkerIndex, WorkerSlot};
 use crate::load_tracker::{LoadCandidate, ReadySet};
 use crate::model_state::ModelState;
 use crate::output::{ClientKey, Output};
-use crate::rng::Rng;
 use crate::stats::Stats;
 use crate::telemetry::{LogRecord, RequestLog};
 use crate::timer::TimerQueue;
+use clockwork_core::rng::Rng;
 use clockwork_core::{
     Action, ActionId, ClientStatus, GpuId, InferResponse, ModelId, ModelInfo, ModelProfile, Nanos,
     RequestId, WorkerId,

@@ -6,6 +6,12 @@
 //! that arrive meanwhile are kept for [`Client::next_response`]). Load generators that
 //! keep many requests in flight split the client with [`Client::into_split`]: one task
 //! sends on the [`ClientSender`], another collects on the [`ClientReceiver`].
+//!
+//! It owns nothing of the server: a client user compiles neither the scheduler nor the
+//! HTTP front end.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 use clockwork_core::client::{
     ArchivedClientResponse, ClientRequest, ClientResponse, InferRequest, InferResponse, ModelInfo,

@@ -1,13 +1,13 @@
 //! Focused scheduler tests, driven by hand: each test plays the workers itself,
 //! feeding exactly the results it wants at exactly the times it wants.
 
-use clockwork_controller::{ClientKey, Config, Output, Scheduler};
 use clockwork_core::model::{resnet18, resnet50};
 use clockwork_core::{
     Action, ActionId, ActionKind, ActionResult, ClientStatus, GpuId, GpuState, InferResponse,
     Inferred, ModelId, ModelProfile, Nanos, Outcome, RegisteredModel, RequestId, Slo, Timing,
     WorkerId, WorkerState, WorkerStatus, DEFAULT_PAGE_SIZE,
 };
+use clockwork_scheduler::{ClientKey, Config, Output, Scheduler};
 
 const W0: WorkerId = WorkerId(0);
 const W1: WorkerId = WorkerId(1);
@@ -51,7 +51,6 @@ impl H {
                     }
                 }
                 Output::Respond { response, .. } => self.answers.push(response),
-                other => panic!("unexpected output {other:?}"),
             }
         }
     }
@@ -664,12 +663,12 @@ fn telemetry_records_requests_and_actions() {
     let mut acts = 0;
     while let Some(rec) = h.s.poll_log() {
         match rec {
-            clockwork_controller::LogRecord::Request(r) => {
+            clockwork_scheduler::LogRecord::Request(r) => {
                 assert!(r.deadline_met);
                 assert_eq!(r.latency, ms(5));
                 reqs += 1;
             }
-            clockwork_controller::LogRecord::Action(a) => {
+            clockwork_scheduler::LogRecord::Action(a) => {
                 assert_eq!(a.action_type, 2);
                 assert_eq!(a.batch_size, 1);
                 assert_eq!(a.worker_exec_duration, us(3_320));

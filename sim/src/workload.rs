@@ -9,9 +9,9 @@
 //!   generator.
 //! - [`Scripted`]: a fixed list of arrivals, for tests.
 
-use crate::rng::Rng;
-use crate::scheduler::ModelRange;
+use clockwork_core::rng::Rng;
 use clockwork_core::{ModelId, Nanos, Slo};
+use clockwork_scheduler::ModelRange;
 
 /// One request arrival.
 #[derive(Debug, Clone, Copy, PartialEq)]

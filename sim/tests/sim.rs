@@ -3,14 +3,14 @@
 //! while serving). Every run must answer every request exactly once, never answer a
 //! success after its deadline, never emit an action whose window already closed,
 //! never over-commit a GPU's pages, and never send an INFER to a GPU without the
-//! model ([`clockwork_controller::sim::Violations`]).
+//! model ([`clockwork_sim::Violations`]).
 
-use clockwork_controller::rng::Rng;
-use clockwork_controller::sim::workload::{Arrival, AzureLike, AzureLikeConfig, Poisson, Scripted};
-use clockwork_controller::sim::{SimConfig, SimReport, Simulation};
-use clockwork_controller::{Config, ModelRange};
 use clockwork_core::model::{resnet152, resnet18, resnet50};
+use clockwork_core::rng::Rng;
 use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
+use clockwork_scheduler::{Config, ModelRange};
+use clockwork_sim::workload::{Arrival, AzureLike, AzureLikeConfig, Poisson, Scripted};
+use clockwork_sim::{SimConfig, SimReport, Simulation};
 
 fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation {
     Simulation::new(

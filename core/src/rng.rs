@@ -1,6 +1,8 @@
 //! A small, seeded, deterministic pseudo-random generator (xoshiro256++ seeded through
 //! SplitMix64) and the few distributions the scheduler and the simulator need.
 //!
+//! The one PRNG type of the project (scheduler, simulator, emulated devices' noise).
+//!
 //! Why not `rand`: the scheduler only needs a cheap, reproducible source for placement
 //! sampling, and the simulator needs bit-for-bit reproducible runs from a seed across
 //! crate upgrades; a 40-line generator with no dependency gives both.
