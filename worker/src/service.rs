@@ -374,19 +374,21 @@ impl Shared {
                     let devices = self.devices.borrow();
                     match devices.as_ref() {
                         None => Err((WorkerStatus::ShuttingDown, "worker is shutting down".into())),
-                        Some(d) => check_device_action(d, gpu, op, inputs),
+                        Some(d) => check_device_action(d, gpu, &op, inputs),
                     }
                 };
                 if let Err((status, message)) = checked {
                     return fail(status, format!("{} {message}", kind_name(kind)));
                 }
                 let tag = self.tag();
+                let model = op.model();
                 let action = DeviceAction {
                     action: ActionId(tag),
                     gpu,
                     window: clock.window_to_local(p.window),
                     op,
                 };
+                let earliest = action.window.earliest;
                 let submitted = match self.devices.borrow_mut().as_mut() {
                     Some(d) => d.submit(action).map_err(|e| (e.status(), e.to_string())),
                     None => Err((WorkerStatus::ShuttingDown, "worker is shutting down".into())),
@@ -402,8 +404,8 @@ impl Shared {
                                 clock,
                                 load_target: matches!(kind, OpKind::Load).then_some(LoadTarget {
                                     gpu,
-                                    model: op.model(),
-                                    earliest: action.window.earliest,
+                                    model,
+                                    earliest,
                                 }),
                                 clear_group: None,
                                 awaited_by: Vec::new(),
@@ -652,7 +654,7 @@ fn kind_name(kind: OpKind) -> &'static str {
 fn check_device_action(
     d: &DeviceSet,
     gpu: GpuId,
-    op: DeviceOp,
+    op: &DeviceOp,
     inputs: Result<(), String>,
 ) -> Result<(), (WorkerStatus, String)> {
     let kind = op.kind();
@@ -669,7 +671,7 @@ fn check_device_action(
             format!("of {model}: model not registered"),
         ));
     };
-    if let DeviceOp::Infer { batch_size, .. } = op {
+    if let DeviceOp::Infer { batch_size, .. } = *op {
         if batch_size == 0 || profile.padded_batch(batch_size).is_none() {
             return Err((
                 WorkerStatus::InvalidBatchSize,
@@ -739,10 +741,7 @@ fn parse(msg: &ArchivedToWorker, out: &mut Vec<Parsed>) {
                 };
                 ParsedOp::Device {
                     gpu: gpu.to_native(),
-                    op: DeviceOp::Infer {
-                        model: model.to_native(),
-                        batch_size,
-                    },
+                    op: DeviceOp::infer(model.to_native(), batch_size),
                     inputs,
                 }
             }
