@@ -57,7 +57,8 @@
 //! * **Validation**, each check in one place: the worker checks what only the wire can
 //!   get wrong (the window of REGISTER, GET STATE and CLEAR CACHE, 12; an unreadable
 //!   profile, 12; INFER inputs: `input_sizes` empty with no `inputs`, or one size per
-//!   request summing to `inputs.len()`, else 30 InvalidInput); the device set checks the
+//!   request summing to `inputs.len()`, else 30 InvalidInput; an INFER whose outputs
+//!   would not fit in a result frame of the link, 31); the device set checks the
 //!   profile and conflicting re-registration (12, 10) and the GPU id (13); the device
 //!   checks the window of LOAD, UNLOAD and INFER (12), that the model is registered (10,
 //!   52 or 62 by kind) and the batch size (31). Every refused action gets exactly one

@@ -41,6 +41,7 @@ pub(crate) async fn run(
     completions: Completions,
     ready: SyncSender<Result<SocketAddr, WorkerError>>,
 ) -> Result<(), WorkerError> {
+    let max_frame = cfg.link.max_frame;
     let bound = Listener::bind(cfg.listen, PeerRole::Controller, cfg.link)
         .and_then(|l| l.local_addr().map(|a| (l, a)));
     let (listener, addr) = match bound {
@@ -52,7 +53,7 @@ pub(crate) async fn run(
         }
     };
     let shell = Rc::new(Shell {
-        core: RefCell::new(WorkerCore::new(devices)),
+        core: RefCell::new(WorkerCore::new(devices, max_frame)),
         links: RefCell::new(HashMap::new()),
     });
     let completions_task = spawn_local(completions_loop(Rc::clone(&shell), completions));

@@ -30,6 +30,9 @@
 //!
 //! The core sizes an INFER's output buffer from the model's profile; the device decides
 //! whether the batch is valid, so for a batch it will refuse the size is only bounded.
+//! One check is the core's own: a batch whose outputs would not fit in a result frame
+//! of the link is refused with 31 before anything is allocated (its result could not be
+//! sent).
 
 pub(crate) mod answer;
 pub(crate) mod clear;
@@ -106,11 +109,17 @@ struct LoadTarget {
     earliest: Nanos,
 }
 
+/// Room in a result frame for everything but the outputs (ids, status, timings, the
+/// archive's own layout): far more than they take.
+const RESULT_HEADROOM: usize = 4096;
+
 /// The worker's state and logic. `D` is the devices (`DeviceSet`; a fake in tests).
 #[derive(Debug)]
 pub(crate) struct WorkerCore<D> {
     /// `None` once shutting down.
     devices: Option<D>,
+    /// The most output bytes one result may carry: what a frame of the link holds.
+    max_outputs: usize,
     sessions: Sessions,
     /// Device actions in flight, by tag (each is handed to a device as `ActionId(tag)`,
     /// so completions match whatever ids the controllers chose).
@@ -121,10 +130,12 @@ pub(crate) struct WorkerCore<D> {
 }
 
 impl<D: Devices> WorkerCore<D> {
-    /// A core driving `devices`, with no controller yet.
-    pub(crate) fn new(devices: D) -> Self {
+    /// A core driving `devices`, with no controller yet, sending results in frames of
+    /// at most `max_frame` bytes.
+    pub(crate) fn new(devices: D, max_frame: usize) -> Self {
         Self {
             devices: Some(devices),
+            max_outputs: max_frame.saturating_sub(RESULT_HEADROOM),
             sessions: Sessions::default(),
             pending: HashMap::new(),
             clears: ClearGroups::default(),
@@ -263,12 +274,27 @@ impl<D: Devices> WorkerCore<D> {
                 model,
                 batch_size,
                 input,
-            } => DeviceOp::Infer {
-                model,
-                batch_size,
-                input,
-                output: vec![0; output_len(devices.profile(model), batch_size)],
-            },
+            } => {
+                let len = output_len(devices.profile(model), batch_size);
+                if len > self.max_outputs {
+                    // The result could not be sent: the link refuses frames that big.
+                    return self.fail(
+                        reply,
+                        WorkerStatus::InvalidBatchSize,
+                        format!(
+                            "infer of {model}: a batch of {batch_size} has {len} output \
+                             bytes, more than a result may carry ({})",
+                            self.max_outputs
+                        ),
+                    );
+                }
+                DeviceOp::Infer {
+                    model,
+                    batch_size,
+                    input,
+                    output: vec![0; len],
+                }
+            }
         };
         let (kind, model) = (op.kind(), op.model());
         let window = reply.clock.window_to_local(window);

@@ -12,6 +12,8 @@ use clockwork_gpu::{Completion, DeviceAction, DeviceOp, GpuError, OpKind, Submit
 use std::collections::BTreeMap;
 
 const PAGE: u64 = 1 << 20;
+/// The link's frame limit in these tests.
+const FRAME: usize = 1 << 16;
 
 /// Devices that record what they are handed; GPU ids and registration are checked as
 /// `DeviceSet` checks them.
@@ -108,11 +110,12 @@ struct Rig {
 
 impl Rig {
     fn new(gpus: u32) -> Self {
+        let devices = FakeDevices {
+            gpus,
+            ..FakeDevices::default()
+        };
         Self {
-            core: WorkerCore::new(FakeDevices {
-                gpus,
-                ..FakeDevices::default()
-            }),
+            core: WorkerCore::new(devices, FRAME),
         }
     }
 
@@ -507,6 +510,44 @@ fn infer_inputs_go_to_the_device_and_outputs_come_back_per_request() {
         panic!("an INFER")
     };
     assert_eq!(output.len(), 4 * 8);
+}
+
+#[test]
+fn outputs_too_large_for_a_result_frame_are_refused_before_allocation() {
+    let (mut r, s) = Rig::with_model(1);
+    let mut huge = small();
+    huge.output_bytes = u32::MAX;
+    r.send(
+        s,
+        0,
+        None,
+        vec![(
+            2,
+            Window::ANY,
+            ActionKind::RegisterModel {
+                model: ModelId(2),
+                profile: huge,
+            },
+        )],
+    );
+    assert_eq!(r.result(s).status, WorkerStatus::Success);
+    let mut kind = infer(1, vec![], vec![]);
+    if let ActionKind::Infer { model, .. } = &mut kind {
+        *model = ModelId(2);
+    }
+    r.send(s, 10, None, vec![(3, Window::ANY, kind)]);
+    let res = r.result(s);
+    assert_eq!(res.status, WorkerStatus::InvalidBatchSize);
+    assert!(r.devices().submitted.is_empty());
+    // A model whose outputs fit (4 x 8 bytes) still goes through.
+    r.send(
+        s,
+        20,
+        None,
+        vec![(4, Window::ANY, infer(4, vec![], vec![]))],
+    );
+    assert!(r.outputs().is_empty());
+    assert_eq!(r.devices().submitted.len(), 1);
 }
 
 #[test]
