@@ -134,10 +134,7 @@ fn rings_run(args: &HandoffArgs, spin: Option<Duration>) -> anyhow::Result<Legs>
                 action: ActionId(i),
                 gpu: GpuId(0),
                 window: Window::new(t0, Nanos::MAX),
-                op: DeviceOp::Infer {
-                    model: MODEL,
-                    batch_size: 1,
-                },
+                op: DeviceOp::infer(MODEL, 1),
             })
             .map_err(|e| anyhow!("submit: {e}"))?;
             let c = done.next().await.ok_or_else(|| anyhow!("engine stopped"))?;

@@ -315,8 +315,9 @@ fn json_and_binary_inference_with_slo_parameters() {
     assert_eq!(v["parameters"]["clockwork_emulated"], json!(true));
     assert!(v["parameters"]["clockwork_batch_size"].as_u64().unwrap() >= 1);
     assert_eq!(v["outputs"][0]["name"], "output");
-    assert_eq!(v["outputs"][0]["shape"], json!([0]));
-    assert_eq!(v["outputs"][0]["data"], json!([]));
+    // Emulated outputs: zeros of the model's 8 output bytes.
+    assert_eq!(v["outputs"][0]["shape"], json!([8]));
+    assert_eq!(v["outputs"][0]["data"], json!([0, 0, 0, 0, 0, 0, 0, 0]));
 
     // Our own SLO parameter, and the binary tensor extension both ways.
     let header = serde_json::to_vec(&json!({
@@ -334,8 +335,8 @@ fn json_and_binary_inference_with_slo_parameters() {
     let n = r.header_len.expect("Inference-Header-Content-Length");
     let v: Value = serde_json::from_slice(&r.body[..n]).unwrap();
     assert_eq!(v["id"], "bin");
-    assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], json!(0));
-    assert_eq!(r.body.len(), n);
+    assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], json!(8));
+    assert_eq!(&r.body[n..], &[0; 8]);
 
     // Factor SLO.
     let r = post(

@@ -79,10 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let earliest = MonotonicClock::read() + Nanos::from_millis(1);
         let window = Window::new(earliest, earliest + Nanos::from_millis(10));
         batch = batch % 8 + 1;
-        let op = DeviceOp::Infer {
-            model: ModelId(c.gpu.get() % 2),
-            batch_size: batch,
-        };
+        let op = DeviceOp::infer(ModelId(c.gpu.get() % 2), batch);
         let id = submit(&mut set, c.gpu.get(), window, op)?;
         earliest_of.insert(id, earliest);
     }

@@ -2,11 +2,17 @@
 //! Every action accepted by [`crate::DeviceSet::submit`] gets exactly one completion.
 //! All times are local `CLOCK_MONOTONIC` nanoseconds; the worker translates to and from
 //! the controller's clock.
+//!
+//! An INFER carries its host buffers: the batch's input bytes and the buffer its outputs
+//! go into, both allocated by the submitter, so the device thread allocates nothing on
+//! the INFER path. The output buffer comes back in the [`Completion`]. Their `Debug`
+//! output shows only their lengths.
 
 use clockwork_core::{ActionId, GpuId, ModelId, Nanos, Timing, Window, WorkerStatus};
+use std::fmt;
 
 /// One timed operation for one device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceAction {
     /// Echoed by the completion.
     pub action: ActionId,
@@ -19,7 +25,7 @@ pub struct DeviceAction {
 }
 
 /// The operation of a [`DeviceAction`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum DeviceOp {
     /// Copy a registered model's weights into the device's page cache (PCIe timeline).
     Load {
@@ -39,10 +45,29 @@ pub enum DeviceOp {
         model: ModelId,
         /// Requests in the batch; padded to the smallest supported size that holds them.
         batch_size: u32,
+        /// The batch's concatenated input bytes, handed to the backend as they are;
+        /// empty when the inputs are generated on the worker (the emulated load
+        /// generator). The device does not interpret or check them.
+        input: Vec<u8>,
+        /// Where the outputs go: the device fills it when the batch succeeds and hands
+        /// it back in [`Completion::output`]. Its length is the caller's choice
+        /// (`output_bytes * batch_size` for every request's output, empty for none);
+        /// the device fills exactly that many bytes and never reallocates it.
+        output: Vec<u8>,
     },
 }
 
 impl DeviceOp {
+    /// An INFER without input bytes and without an output buffer (outputs not wanted).
+    pub fn infer(model: ModelId, batch_size: u32) -> Self {
+        Self::Infer {
+            model,
+            batch_size,
+            input: Vec::new(),
+            output: Vec::new(),
+        }
+    }
+
     /// The model this operation is about.
     pub fn model(&self) -> ModelId {
         match *self {
@@ -56,6 +81,35 @@ impl DeviceOp {
             Self::Load { .. } => OpKind::Load,
             Self::Unload { .. } => OpKind::Unload,
             Self::Infer { .. } => OpKind::Infer,
+        }
+    }
+
+    /// Take an INFER's output buffer out (empty for other operations).
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        match self {
+            Self::Infer { output, .. } => std::mem::take(output),
+            Self::Load { .. } | Self::Unload { .. } => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for DeviceOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Load { model } => f.debug_struct("Load").field("model", model).finish(),
+            Self::Unload { model } => f.debug_struct("Unload").field("model", model).finish(),
+            Self::Infer {
+                model,
+                batch_size,
+                input,
+                output,
+            } => f
+                .debug_struct("Infer")
+                .field("model", model)
+                .field("batch_size", batch_size)
+                .field("input_len", &input.len())
+                .field("output_len", &output.len())
+                .finish(),
         }
     }
 }
@@ -92,7 +146,7 @@ impl OpKind {
 }
 
 /// The outcome of one [`DeviceAction`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Completion {
     /// The action.
     pub action: ActionId,
@@ -112,6 +166,27 @@ pub struct Completion {
     pub padded_batch: u32,
     /// Whether the device is emulated.
     pub emulated: bool,
+    /// A successful INFER's output buffer, filled: the one its [`DeviceOp::Infer`]
+    /// brought, with the same length (an emulated device fills it with zeros). For an
+    /// INFER that ran but failed, that buffer unfilled; empty for everything else
+    /// (what was refused or dropped before it ran frees its buffers on the device).
+    pub output: Vec<u8>,
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion")
+            .field("action", &self.action)
+            .field("gpu", &self.gpu)
+            .field("model", &self.model)
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("timing", &self.timing)
+            .field("padded_batch", &self.padded_batch)
+            .field("emulated", &self.emulated)
+            .field("output_len", &self.output.len())
+            .finish()
+    }
 }
 
 impl Completion {
@@ -135,6 +210,7 @@ impl Completion {
             },
             padded_batch: 0,
             emulated,
+            output: Vec::new(),
         }
     }
 }

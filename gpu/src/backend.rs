@@ -49,15 +49,21 @@ pub(crate) trait DeviceBackend {
     ) -> Result<(), GpuError>;
 
     /// Start one batch of `model` (weights resident in `pages`) at the supported batch
-    /// size `profile.batches[batch_index]`, on the EXEC timeline (idle).
+    /// size `profile.batches[batch_index]`, on the EXEC timeline (idle). `input` is the
+    /// batch's concatenated input bytes (empty when the inputs are generated here).
     fn start_infer(
         &mut self,
         model: ModelId,
         profile: &ModelProfile,
         batch_index: usize,
         pages: &[u32],
+        input: &[u8],
         now: Nanos,
     ) -> Result<(), GpuError>;
+
+    /// Copy the outputs of the INFER that just finished successfully on EXEC into
+    /// `output`, all of it (the caller chose its length). Must not allocate.
+    fn copy_output(&mut self, output: &mut [u8]) -> Result<(), GpuError>;
 
     /// Has the operation on `timeline` finished? `Some(Ok(duration))` with its
     /// device-measured duration once it has; the timeline is then idle.

@@ -146,31 +146,28 @@ impl<B: DeviceBackend> Device<B> {
         }
 
         // PCIe queue: UNLOADs run at the head whenever due; a LOAD waits for the link.
-        while let Some(head) = self.pcie_q.head_due(now) {
+        while let Some(kind) = self.pcie_q.head_due(now).map(|h| h.op.kind()) {
+            if kind == OpKind::Load && self.pcie.is_some() {
+                break;
+            }
+            let Some(head) = self.pcie_q.pop_head() else {
+                break;
+            };
             match head.op {
                 DeviceOp::Unload { model } => {
-                    self.pcie_q.pop_head();
                     self.unload(head, model, now, out);
                     cache_changed = true;
                 }
                 DeviceOp::Load { model } => {
-                    if self.pcie.is_some() {
-                        break;
-                    }
-                    self.pcie_q.pop_head();
                     cache_changed |= self.start_load(head, model, now, registry, out);
                 }
-                DeviceOp::Infer { .. } => {
-                    debug_assert!(false, "INFER on the PCIe queue");
-                    self.pcie_q.pop_head();
-                }
+                DeviceOp::Infer { .. } => debug_assert!(false, "INFER on the PCIe queue"),
             }
         }
-        while self.exec.is_none() {
-            let Some(head) = self.exec_q.head_due(now) else {
+        while self.exec.is_none() && self.exec_q.head_due(now).is_some() {
+            let Some(head) = self.exec_q.pop_head() else {
                 break;
             };
-            self.exec_q.pop_head();
             self.start_infer(head, now, registry, out);
         }
 
@@ -225,8 +222,7 @@ impl<B: DeviceBackend> Device<B> {
             }
         }
         for q in [&mut self.exec_q, &mut self.pcie_q] {
-            while let Some(a) = q.head().copied() {
-                q.pop_head();
+            while let Some(a) = q.pop_head() {
                 out.push(Completion::refused(
                     &a,
                     WorkerStatus::Cancelled,
@@ -273,6 +269,20 @@ impl<B: DeviceBackend> Device<B> {
             }
             (_, s) => s,
         };
+        // A successful INFER's outputs go into the buffer it brought, which goes back.
+        let mut output = run.action.op.take_output();
+        let status = match status {
+            WorkerStatus::Success if run.action.op.kind() == OpKind::Infer => {
+                match self.backend.copy_output(&mut output) {
+                    Ok(()) => status,
+                    Err(e) => {
+                        tracing::warn!(gpu = %self.id, action = %run.action.action, error = %e, "INFER outputs not copied");
+                        WorkerStatus::RuntimeError
+                    }
+                }
+            }
+            s => s,
+        };
         let mut cache_changed = false;
         if let Some(pages) = run.pages.take() {
             cache_changed = true;
@@ -295,6 +305,7 @@ impl<B: DeviceBackend> Device<B> {
             },
             padded_batch: run.padded_batch,
             emulated: self.emulated,
+            output,
         });
         cache_changed
     }
@@ -370,7 +381,13 @@ impl<B: DeviceBackend> Device<B> {
         out: &mut Vec<Completion>,
     ) {
         let refuse = |status| Completion::refused(&action, status, now, self.emulated);
-        let DeviceOp::Infer { model, batch_size } = action.op else {
+        let DeviceOp::Infer {
+            model,
+            batch_size,
+            ref input,
+            ..
+        } = action.op
+        else {
             debug_assert!(false, "non-INFER on the EXEC queue");
             return;
         };
@@ -390,9 +407,9 @@ impl<B: DeviceBackend> Device<B> {
             out.push(refuse(WorkerStatus::ExecWeightsMissing));
             return;
         };
-        if let Err(e) = self
-            .backend
-            .start_infer(model, profile, index, resident.pages(), now)
+        if let Err(e) =
+            self.backend
+                .start_infer(model, profile, index, resident.pages(), input, now)
         {
             tracing::warn!(gpu = %self.id, %model, error = %e, "INFER failed to start");
             out.push(refuse(WorkerStatus::RuntimeError));
@@ -446,18 +463,18 @@ impl Queue {
     }
 
     /// The head, if its `earliest` has come.
-    fn head_due(&self, now: Nanos) -> Option<DeviceAction> {
+    fn head_due(&self, now: Nanos) -> Option<&DeviceAction> {
         self.by_start
             .iter()
             .next()
             .filter(|((earliest, _), _)| *earliest <= now)
-            .map(|(_, a)| *a)
+            .map(|(_, a)| a)
     }
 
-    fn pop_head(&mut self) {
-        if let Some(((earliest, seq), a)) = self.by_start.pop_first() {
-            self.by_deadline.remove(&(a.window.latest, seq, earliest));
-        }
+    fn pop_head(&mut self) -> Option<DeviceAction> {
+        let ((earliest, seq), a) = self.by_start.pop_first()?;
+        self.by_deadline.remove(&(a.window.latest, seq, earliest));
+        Some(a)
     }
 
     /// Remove and return one action whose `latest` is before `now`.
@@ -546,7 +563,7 @@ mod tests {
                 "exactly one completion for {id}: {:?}",
                 self.out
             );
-            *found[0]
+            found[0].clone()
         }
     }
 
@@ -554,7 +571,7 @@ mod tests {
         DeviceOp::Load { model }
     }
     fn infer(model: ModelId, batch_size: u32) -> DeviceOp {
-        DeviceOp::Infer { model, batch_size }
+        DeviceOp::infer(model, batch_size)
     }
     fn ms(x: u64) -> u64 {
         x * 1_000_000
@@ -580,6 +597,33 @@ mod tests {
         assert_eq!(c.padded_batch, 4);
         assert_eq!(c.timing.duration, Nanos::from_micros(7_500));
         assert_eq!(c.timing.end, c.timing.begin + c.timing.duration);
+    }
+
+    #[test]
+    fn infer_output_is_filled_on_success_and_handed_back_unfilled_on_failure() {
+        let mut r = Rig::new(100);
+        r.submit(0, (0, 0), load(M50));
+        r.run_until(ms(10));
+        let buffers = |fill: u8| DeviceOp::Infer {
+            model: M50,
+            batch_size: 2,
+            input: vec![1; 32],
+            output: vec![fill; 10],
+        };
+        let ok = r.submit(ms(10), (0, u64::MAX), buffers(7));
+        r.run_until(ms(20));
+        assert_eq!(r.get(ok).output, vec![0; 10], "emulated outputs are zeros");
+        // Weights replaced while it ran (84): its buffer comes back, not filled.
+        let broken = r.submit(ms(20), (0, u64::MAX), buffers(7));
+        r.submit(ms(21), (0, u64::MAX), DeviceOp::Unload { model: M50 });
+        r.run_until(ms(40));
+        let c = r.get(broken);
+        assert_eq!(c.status, WorkerStatus::ExecConcurrentWeightsModification);
+        assert_eq!(c.output, vec![7; 10]);
+        // Never ran (82): nothing comes back.
+        let missing = r.submit(ms(40), (0, u64::MAX), buffers(7));
+        assert_eq!(r.get(missing).status, WorkerStatus::ExecWeightsMissing);
+        assert!(r.get(missing).output.is_empty());
     }
 
     #[test]
@@ -814,7 +858,7 @@ mod tests {
                 let op = match kind {
                     0 => DeviceOp::Load { model },
                     1 => DeviceOp::Unload { model },
-                    _ => DeviceOp::Infer { model, batch_size: batch },
+                    _ => DeviceOp::infer(model, batch),
                 };
                 let earliest = arrival.saturating_sub(5_000_000) + lead * 1_000;
                 let id = r.submit(arrival, (earliest, earliest + len * 1_000), op);

@@ -245,6 +245,7 @@ mod tests {
             timing: Timing::default(),
             padded_batch: 1,
             emulated: true,
+            output: Vec::new(),
         }
     }
 

@@ -26,6 +26,16 @@
 //! * **Weights versioning** as the original: 84 for an INFER whose weights changed while
 //!   it ran, 54 for a LOAD superseded by an UNLOAD, 82 for an INFER without weights.
 //! * **Pages.** The device never evicts: a LOAD that does not fit fails with 53.
+//! * **Inputs and outputs.** An INFER carries the batch's input bytes and an output
+//!   buffer, both allocated by the submitter, so the engine threads allocate nothing on
+//!   the INFER path. A successful INFER comes back with that buffer filled
+//!   ([`Completion::output`]); the emulated device (and, for now, the CUDA stand-in
+//!   kernel) fills it with zeros: emulated outputs are zeros of the declared size.
+//! * **Checks.** The device owns the checks of what reaches it: window (12), model
+//!   registered (10, 52 or 62 by kind) and batch size (31), each answered with a
+//!   completion; [`DeviceSet::submit`] owns the GPU id ([`SubmitError::InvalidGpu`]).
+//!   It does not interpret input bytes or check buffer lengths: their sizes are the
+//!   submitter's business.
 //! * **State** ([`DeviceSet::state`]) is read from snapshots that the engines publish on
 //!   every cache change, without a round trip through the rings.
 //! * **Threads.** Engine threads park when idle (no CPU), sleep until shortly before the

@@ -227,7 +227,11 @@ impl DeviceSet {
                 engine.notify();
                 Ok(())
             }
-            Err(rtrb::PushError::Full(_)) => Err(SubmitError::Full(action)),
+            // The ring hands back what was pushed: the action, buffers included.
+            Err(rtrb::PushError::Full(cmd)) => match cmd {
+                Command::Action { action, .. } => Err(SubmitError::Full(action)),
+                Command::Register { .. } => Err(SubmitError::Stopped),
+            },
         }
     }
 

@@ -59,7 +59,7 @@ fn collect(done: &mut Completions, ids: &[ActionId]) -> HashMap<ActionId, Comple
 }
 
 fn one(done: &mut Completions, id: ActionId) -> Completion {
-    collect(done, &[id])[&id]
+    collect(done, &[id]).remove(&id).expect("collected")
 }
 
 #[test]
@@ -103,17 +103,20 @@ fn load_bandwidth_and_infer_timings() {
     for b in &profile.batches {
         let mut runs = Vec::new();
         for _ in 0..5 {
-            let i = ids.submit(
-                &mut set,
-                Window::ANY,
-                DeviceOp::Infer {
-                    model: R50,
-                    batch_size: b.batch_size,
-                },
-            );
+            let out_len = (profile.output_bytes * b.batch_size) as usize;
+            let op = DeviceOp::Infer {
+                model: R50,
+                batch_size: b.batch_size,
+                input: Vec::new(),
+                output: vec![0xAB; out_len],
+            };
+            let i = ids.submit(&mut set, Window::ANY, op);
             let c = one(&mut done, i);
             assert_eq!(c.status, WorkerStatus::Success, "{c:?}");
             assert_eq!(c.padded_batch, b.batch_size);
+            // The stand-in kernel computes nothing: zeros of the declared size.
+            assert_eq!(c.output.len(), out_len);
+            assert!(c.output.iter().all(|&x| x == 0));
             // The kernel spins for the profile time on the GPU's global timer.
             assert!(c.timing.duration.get() as f64 >= 0.95 * b.exec_time.get() as f64);
             runs.push((c.timing.duration, c.timing.end - c.timing.begin));
@@ -145,14 +148,7 @@ fn window_and_versioning_on_a_real_device() {
 
     let earliest = MonotonicClock::read() + Nanos::from_millis(20);
     let w = Window::new(earliest, earliest + Nanos::from_secs(5));
-    let i = ids.submit(
-        &mut set,
-        w,
-        DeviceOp::Infer {
-            model: R50,
-            batch_size: 16,
-        },
-    );
+    let i = ids.submit(&mut set, w, DeviceOp::infer(R50, 16));
     let at = earliest + Nanos::from_millis(5);
     let u = ids.submit(
         &mut set,
@@ -166,14 +162,7 @@ fn window_and_versioning_on_a_real_device() {
         got[&i].status,
         WorkerStatus::ExecConcurrentWeightsModification
     );
-    let again = ids.submit(
-        &mut set,
-        Window::ANY,
-        DeviceOp::Infer {
-            model: R50,
-            batch_size: 1,
-        },
-    );
+    let again = ids.submit(&mut set, Window::ANY, DeviceOp::infer(R50, 1));
     assert_eq!(
         one(&mut done, again).status,
         WorkerStatus::ExecWeightsMissing
@@ -200,23 +189,9 @@ fn window_and_versioning_on_a_real_device() {
     assert_eq!(set.state()[0].free_pages, 4);
 
     // Shutdown with work in flight and queued: everything is cancelled, nothing hangs.
-    let busy = ids.submit(
-        &mut set,
-        Window::ANY,
-        DeviceOp::Infer {
-            model: ModelId(1000),
-            batch_size: 16,
-        },
-    );
+    let busy = ids.submit(&mut set, Window::ANY, DeviceOp::infer(ModelId(1000), 16));
     let later = Window::new(MonotonicClock::read() + Nanos::from_secs(60), Nanos::MAX);
-    let queued = ids.submit(
-        &mut set,
-        later,
-        DeviceOp::Infer {
-            model: ModelId(1000),
-            batch_size: 1,
-        },
-    );
+    let queued = ids.submit(&mut set, later, DeviceOp::infer(ModelId(1000), 1));
     std::thread::sleep(Duration::from_millis(5));
     drop(set);
     let got = collect(&mut done, &[busy, queued]);

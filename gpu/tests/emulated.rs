@@ -64,17 +64,14 @@ fn collect(done: &mut Completions, ids: &[ActionId]) -> HashMap<ActionId, Comple
     while got.len() < ids.len() {
         let c = done.recv_timeout(WAIT).expect("a completion in time");
         assert!(ids.contains(&c.action), "unexpected completion {c:?}");
-        assert!(
-            got.insert(c.action, c).is_none(),
-            "two completions for {}",
-            c.action
-        );
+        let id = c.action;
+        assert!(got.insert(id, c).is_none(), "two completions for {id}");
     }
     got
 }
 
 fn one(done: &mut Completions, id: ActionId) -> Completion {
-    collect(done, &[id])[&id]
+    collect(done, &[id]).remove(&id).expect("collected")
 }
 
 fn load(model: ModelId) -> DeviceOp {
@@ -82,7 +79,7 @@ fn load(model: ModelId) -> DeviceOp {
 }
 
 fn infer(model: ModelId, batch_size: u32) -> DeviceOp {
-    DeviceOp::Infer { model, batch_size }
+    DeviceOp::infer(model, batch_size)
 }
 
 #[test]
@@ -114,6 +111,45 @@ fn early_action_waits_for_earliest() {
 }
 
 #[test]
+fn infer_buffers_go_in_and_the_filled_output_comes_back() {
+    let (mut set, mut done) = start(1, 1, 100);
+    let l = submit(&mut set, 1, 0, any(), load(R50));
+    let loaded = one(&mut done, l);
+    assert_eq!(loaded.status, WorkerStatus::Success);
+    assert!(loaded.output.is_empty(), "a LOAD has no output");
+
+    // A dirty buffer of 3 requests' outputs: the emulated device zeroes all of it and
+    // hands back the same length (batch 3 runs padded to 4; the buffer is not padded).
+    let out_len = 3 * resnet50().output_bytes as usize;
+    let op = DeviceOp::Infer {
+        model: R50,
+        batch_size: 3,
+        input: vec![9; 3 * 16],
+        output: vec![0xAB; out_len],
+    };
+    let c = one(&mut done, submit(&mut set, 2, 0, any(), op));
+    assert_eq!((c.status, c.padded_batch), (WorkerStatus::Success, 4));
+    assert_eq!(c.output.len(), out_len);
+    assert!(
+        c.output.iter().all(|&b| b == 0),
+        "emulated outputs are zeros"
+    );
+
+    // Without a buffer nothing comes back; a refused INFER brings no buffer back.
+    let c = one(&mut done, submit(&mut set, 3, 0, any(), infer(R50, 1)));
+    assert_eq!((c.status, c.output.len()), (WorkerStatus::Success, 0));
+    let op = DeviceOp::Infer {
+        model: ModelId(999),
+        batch_size: 1,
+        input: Vec::new(),
+        output: vec![1; 8],
+    };
+    let c = one(&mut done, submit(&mut set, 4, 0, any(), op));
+    assert_eq!(c.status, WorkerStatus::UnknownModel);
+    assert!(c.output.is_empty());
+}
+
+#[test]
 fn late_action_is_dropped_and_never_runs() {
     let (mut set, mut done) = start(1, 1, 100);
     let l = submit(&mut set, 1, 0, any(), load(R152));
@@ -142,7 +178,7 @@ fn late_action_is_dropped_and_never_runs() {
         infer(R152, 1),
     );
     let got = collect(&mut done, &[long, doomed]);
-    let d = got[&doomed];
+    let d = &got[&doomed];
     assert_eq!(d.status, WorkerStatus::ExecTooLate);
     assert!(
         d.timing.begin > latest,

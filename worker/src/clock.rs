@@ -51,8 +51,12 @@ impl ClockMap {
         t.offset_by(self.offset_ns.saturating_neg())
     }
 
-    /// A controller window in our clock.
+    /// A controller window in our clock. An inverted window stays inverted (saturation
+    /// could otherwise turn it into a valid one), so the device still refuses it.
     pub fn window_to_local(self, w: Window) -> Window {
+        if !w.is_valid() {
+            return w;
+        }
         Window::new(self.to_local(w.earliest), self.to_local(w.latest))
     }
 
@@ -86,6 +90,20 @@ mod tests {
         // An extreme offset does not overflow.
         let x = ClockMap::new(i64::MIN);
         assert_eq!(x.to_controller(Nanos(1)), Nanos(1 + i64::MAX as u64));
+    }
+
+    #[test]
+    fn inverted_windows_stay_inverted() {
+        // Both bounds would saturate to 0 (or to the end of time): still refused.
+        let low = Window::new(Nanos(5), Nanos(3));
+        assert!(!ClockMap::new(-10).window_to_local(low).is_valid());
+        let high = Window::new(Nanos::MAX, Nanos(u64::MAX - 1));
+        assert!(!ClockMap::new(10).window_to_local(high).is_valid());
+        let ok = Window::new(Nanos(3), Nanos(5));
+        assert_eq!(
+            ClockMap::new(-10).window_to_local(ok),
+            Window::new(Nanos::ZERO, Nanos::ZERO)
+        );
     }
 
     #[test]

@@ -13,12 +13,17 @@
 //!
 //! # Shape
 //!
-//! One glommio executor (built through `clockwork_net::runtime`, optionally pinned) runs
-//! the network side: an accept loop, one handshake task per incoming connection, and per
-//! controller connection a **reader** task (validates and dispatches actions), a single
-//! **writer** task (owns the `FrameWriter`, takes results from a local channel) plus one
-//! **completions** task for the whole worker (turns device completions into results).
-//! No `RefCell` borrow is held across an `.await`.
+//! A sans-IO **core** (`core/`) owns the state and every decision-free rule of the
+//! worker: sessions, decoding and checking actions, clock translation, REGISTER, GET
+//! STATE, CLEAR CACHE, and turning device completions into results. It is driven by
+//! events (a controller connected or disconnected, a message arrived, a completion
+//! arrived) and emits outputs (send this result on session S, close session S); it
+//! reaches the devices through a small trait, so its tests need neither sockets nor
+//! devices. A thin glommio **shell** (`shell.rs`) owns the sockets and tasks: one
+//! executor (built through `clockwork_net::runtime`, optionally pinned) runs an accept
+//! loop, one handshake task per incoming connection, per controller connection a
+//! **reader** and a single **writer** task, plus one **completions** task for the whole
+//! worker. No `RefCell` borrow is held across an `.await`.
 //!
 //! Deadline precision depends on the engine threads getting a CPU when an action is
 //! due. On a shared host run the worker with real-time priority (`chrt -f 50
@@ -37,25 +42,35 @@
 //!   results are tagged with their connection and never delivered to a later
 //!   controller. Device state (registered models, resident weights) survives, and the
 //!   worker accepts the next controller at once.
-//! * **Clocks.** See [`ClockMap`]: windows are converted with the link's current offset
-//!   estimate (0 until the estimator has samples both ways, logged at debug level), and
-//!   all of one action's timestamps are converted back with that same offset.
-//! * **Outputs.** INFER results carry no output bytes (`outputs` is empty): the
-//!   emulated device computes nothing and the CUDA backend runs a timing kernel without
-//!   real outputs. `copy_input` and `copy_output` are zero-length timings at the start
-//!   and end of `exec` (inputs are not copied separately), and the SM clocks are 0.
-//! * **Validation** happens before anything reaches a device, in this order: window
-//!   (`earliest <= latest`, else 12 InvalidAction), GPU id (13), model registered (10,
-//!   52 or 62 by kind), batch size (31), INFER inputs (`input_sizes` must be empty with
-//!   no `inputs`, or one size per request summing to `inputs.len()`, else 30
-//!   InvalidInput). A refused action changes nothing else. The windows of REGISTER,
-//!   GET STATE and CLEAR CACHE are validated but not waited for: those run at once.
+//! * **Clocks.** See [`ClockMap`]: windows are converted with the link's offset
+//!   estimate as it stood when the frame was awaited (0 until the estimator has samples
+//!   both ways, logged at debug level), and all of one action's timestamps are converted
+//!   back with that same offset.
+//! * **Inputs and outputs.** An INFER's input bytes (when `input_sizes` is non-empty)
+//!   are copied once out of the frame and handed to the device with an output buffer of
+//!   `output_bytes × batch_size` bytes that the worker allocates, so the device thread
+//!   allocates nothing. The device fills it; the result's `outputs` is that buffer, one
+//!   `output_bytes` slice per request in batch order. Emulated outputs are zeros of the
+//!   declared size (the CUDA stand-in kernel's too, for now). `copy_input` and
+//!   `copy_output` are zero-length timings at the start and end of `exec`, and the SM
+//!   clocks are 0.
+//! * **Validation**, each check in one place: the worker checks what only the wire can
+//!   get wrong (the window of REGISTER, GET STATE and CLEAR CACHE, 12; an unreadable
+//!   profile, 12; INFER inputs: `input_sizes` empty with no `inputs`, or one size per
+//!   request summing to `inputs.len()`, else 30 InvalidInput; an INFER whose outputs
+//!   would not fit in a result frame of the link, 31); the device set checks the
+//!   profile and conflicting re-registration (12, 10) and the GPU id (13); the device
+//!   checks the window of LOAD, UNLOAD and INFER (12), that the model is registered (10,
+//!   52 or 62 by kind) and the batch size (31). Every refused action gets exactly one
+//!   result with its status and changes nothing else. The windows of REGISTER, GET
+//!   STATE and CLEAR CACHE are validated but not waited for: those run at once.
 //! * **CLEAR CACHE** unloads, on every GPU, every resident model, and also every model
 //!   a LOAD already handed to a device will bring in: that unload is queued with the
 //!   LOAD's `earliest`, so it runs as soon as the LOAD starts and supersedes it (the
-//!   LOAD fails with 54). `CacheCleared` is sent once every such unload and LOAD has
-//!   ended, so the cache is empty when the controller reads it (an answer may therefore
-//!   wait for a LOAD planned in the future). Host copies (registrations) stay.
+//!   LOAD fails with 54, and its result is sent before the CLEAR CACHE's).
+//!   `CacheCleared` is sent once every such unload and LOAD has ended, so the cache is
+//!   empty when the controller reads it (an answer may therefore wait for a LOAD
+//!   planned in the future). Host copies (registrations) stay.
 //!
 //! # Example
 //!
@@ -75,8 +90,9 @@
 #![deny(unused_must_use)]
 
 mod clock;
+mod core;
 mod error;
-mod service;
+mod shell;
 
 pub use clock::ClockMap;
 pub use error::WorkerError;
@@ -157,13 +173,13 @@ impl Worker {
         let gpus = devices.state();
         let stop = Arc::new(StopSignal::default());
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let service = service::ServiceConfig {
+        let service = shell::ServiceConfig {
             listen: config.listen,
             link: config.link.clone(),
             stop: Arc::clone(&stop),
         };
         let executor = runtime::spawn(config.executor, move || {
-            service::run(service, devices, completions, ready_tx)
+            shell::run(service, devices, completions, ready_tx)
         })?;
         match ready_rx.recv() {
             Ok(Ok(addr)) => Ok(WorkerHandle {

@@ -443,7 +443,16 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
     )
     .await;
     match answer {
-        Some(r) => infer_answer(&model.name, body.id.as_deref(), body.binary_output, &r),
+        Some(r) => {
+            let emulated = shared.borrow().metrics.any_emulated();
+            infer_answer(
+                &model.name,
+                body.id.as_deref(),
+                body.binary_output,
+                emulated,
+                &r,
+            )
+        }
         None => Response::error(504, "internal: no answer from the scheduler in time"),
     }
 }
@@ -487,7 +496,13 @@ fn http_status(s: ClientStatus) -> (u16, bool, &'static str) {
     }
 }
 
-fn infer_answer(model_name: &str, id: Option<&str>, binary: bool, r: &InferResponse) -> Response {
+fn infer_answer(
+    model_name: &str,
+    id: Option<&str>,
+    binary: bool,
+    emulated: bool,
+    r: &InferResponse,
+) -> Response {
     let (code, retry, message) = http_status(r.status);
     if code != 200 {
         let mut body = json!({
@@ -511,6 +526,7 @@ fn infer_answer(model_name: &str, id: Option<&str>, binary: bool, r: &InferRespo
         controller_latency: r.controller_latency,
         output: &r.output,
         binary,
+        emulated,
     }
     .encode();
     if binary {

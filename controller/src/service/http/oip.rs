@@ -302,17 +302,18 @@ pub(super) struct InferAnswer<'a> {
     pub(super) controller_latency: Nanos,
     pub(super) output: &'a [u8],
     pub(super) binary: bool,
+    /// Whether it may have run on an emulated GPU (whose outputs are zeros).
+    pub(super) emulated: bool,
 }
 
 impl InferAnswer<'_> {
     /// The JSON body and the binary tail.
     pub(super) fn encode(&self) -> (Value, Vec<u8>) {
-        let emulated = self.output.is_empty();
         let mut params = json!({
             "clockwork_batch_size": self.batch_size,
             "clockwork_controller_latency_us": self.controller_latency.get() / 1_000,
         });
-        if emulated {
+        if self.emulated {
             params["clockwork_emulated"] = json!(true);
         }
         let mut out = json!({

@@ -1,0 +1,371 @@
+//! The worker's sans-IO core: everything the worker decides, with no sockets, tasks or
+//! clocks of its own, so it is tested by driving it with events.
+//!
+//! **Events in** (each a method call): a controller connected ([`WorkerCore::connect`])
+//! or disconnected ([`WorkerCore::disconnect`]), a message arrived on a session with the
+//! local time it arrived and the link's clock-offset estimate ([`WorkerCore::message`]),
+//! a device completion arrived ([`WorkerCore::completion`]), the worker stops
+//! ([`WorkerCore::shutdown`]). **Outputs out**, drained by the shell with
+//! [`WorkerCore::next_output`]: send this result on session S, close session S. Device
+//! actions go to the devices through the small [`Devices`] trait, whose answers (accepted
+//! or refused at once) the core needs synchronously to give every action exactly one
+//! result.
+//!
+//! The parts, one file each: [`session`] (one controller at a time, the newest replaces
+//! the old, a session's clock map), [`decode`] (the archived message read in place and
+//! each action's wire-level checks, once), [`devices`] (the trait and its implementation
+//! by `DeviceSet`), [`clear`] (CLEAR CACHE), [`answer`] (device completion → result).
+//!
+//! # Who checks what (each check in one place)
+//!
+//! | check | owner | status |
+//! |---|---|---|
+//! | window of REGISTER / GET STATE / CLEAR CACHE | [`decode`] | 12 |
+//! | profile readable | [`decode`] | 12 |
+//! | INFER `input_sizes` against `inputs` and `batch_size` | [`decode`] | 30 |
+//! | profile valid, model id not re-registered differently | `DeviceSet::register_model` | 12, 10 |
+//! | GPU id | `DeviceSet::submit` | 13 |
+//! | window of LOAD / UNLOAD / INFER (in the local clock) | the device | 12 |
+//! | model registered, batch size | the device | 10/52/62, 31 |
+//!
+//! The core sizes an INFER's output buffer from the model's profile; the device decides
+//! whether the batch is valid, so for a batch it will refuse the size is only bounded.
+//! One check is the core's own: a batch whose outputs would not fit in a result frame
+//! of the link is refused with 31 before anything is allocated (its result could not be
+//! sent).
+
+pub(crate) mod answer;
+pub(crate) mod clear;
+pub(crate) mod decode;
+pub(crate) mod devices;
+pub(crate) mod session;
+#[cfg(test)]
+mod tests;
+
+use crate::clock::ClockMap;
+use clear::ClearGroups;
+use clockwork_core::action::ArchivedAction;
+use clockwork_core::wire::ArchivedToWorker;
+use clockwork_core::{
+    ActionId, ActionResult, GpuId, ModelId, ModelProfile, Nanos, Outcome, Window, WorkerState,
+    WorkerStatus,
+};
+use clockwork_gpu::{DeviceAction, DeviceOp, GpuError};
+use decode::{DeviceRequest, Refusal, Request};
+pub(crate) use devices::Devices;
+pub(crate) use session::SessionId;
+use session::Sessions;
+use std::collections::{HashMap, VecDeque};
+
+/// What the shell must do.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Output {
+    /// Send `result` on `session`. `result.sent` is left 0: the shell stamps it just
+    /// before sending, in the controller's clock through `clock`.
+    Send {
+        /// The controller connection.
+        session: SessionId,
+        /// The result.
+        result: ActionResult,
+        /// The clock map the result's times use.
+        clock: ClockMap,
+    },
+    /// Close `session`'s connection and send nothing more on it (it was replaced, or
+    /// the worker is stopping).
+    Close {
+        /// The controller connection.
+        session: SessionId,
+    },
+}
+
+/// Who gets an action's result: the session it came on, with its id, its arrival time
+/// in the controller's clock, and the clock map of its session at arrival.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reply {
+    pub(crate) session: SessionId,
+    pub(crate) action: ActionId,
+    pub(crate) received: Nanos,
+    pub(crate) clock: ClockMap,
+}
+
+/// A device action in flight, by its worker-internal tag.
+#[derive(Debug)]
+struct Pending {
+    reply: Reply,
+    /// For a LOAD: where it loads and its local `earliest` (CLEAR CACHE unloads these
+    /// too, after they start).
+    load_target: Option<LoadTarget>,
+    /// Part of a CLEAR CACHE rather than an action of its own.
+    clear_group: Option<u64>,
+    /// CLEAR CACHE groups that wait for this LOAD to end (its pages are freed only then).
+    awaited_by: Vec<u64>,
+}
+
+/// Where a pending LOAD loads, and when it may start (local clock).
+#[derive(Debug, Clone, Copy)]
+struct LoadTarget {
+    gpu: GpuId,
+    model: ModelId,
+    earliest: Nanos,
+}
+
+/// Room in a result frame for everything but the outputs (ids, status, timings, the
+/// archive's own layout): far more than they take.
+const RESULT_HEADROOM: usize = 4096;
+
+/// The worker's state and logic. `D` is the devices (`DeviceSet`; a fake in tests).
+#[derive(Debug)]
+pub(crate) struct WorkerCore<D> {
+    /// `None` once shutting down.
+    devices: Option<D>,
+    /// The most output bytes one result may carry: what a frame of the link holds.
+    max_outputs: usize,
+    sessions: Sessions,
+    /// Device actions in flight, by tag (each is handed to a device as `ActionId(tag)`,
+    /// so completions match whatever ids the controllers chose).
+    pending: HashMap<u64, Pending>,
+    clears: ClearGroups,
+    next_tag: u64,
+    outputs: VecDeque<Output>,
+}
+
+impl<D: Devices> WorkerCore<D> {
+    /// A core driving `devices`, with no controller yet, sending results in frames of
+    /// at most `max_frame` bytes.
+    pub(crate) fn new(devices: D, max_frame: usize) -> Self {
+        Self {
+            devices: Some(devices),
+            max_outputs: max_frame.saturating_sub(RESULT_HEADROOM),
+            sessions: Sessions::default(),
+            pending: HashMap::new(),
+            clears: ClearGroups::default(),
+            next_tag: 1,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The next thing for the shell to do, in order.
+    pub(crate) fn next_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// A controller (`peer`) authenticated: it becomes the session, replacing (closing)
+    /// the connected one, whose in-flight results are dropped from now on.
+    pub(crate) fn connect(&mut self, peer: &str) -> SessionId {
+        let (session, replaced) = self.sessions.open(peer);
+        if let Some(old) = replaced {
+            self.outputs.push_back(Output::Close { session: old });
+        }
+        session
+    }
+
+    /// `session`'s connection ended. Its in-flight actions run on; their results are
+    /// dropped. Device state survives.
+    pub(crate) fn disconnect(&mut self, session: SessionId) {
+        self.sessions.end(session);
+    }
+
+    /// Stop: close the session and hand the devices back (dropping them stops the
+    /// engines, whose cancellations then arrive as completions and are dropped). Later
+    /// actions are answered `ShuttingDown`.
+    pub(crate) fn shutdown(&mut self) -> Option<D> {
+        if let Some(session) = self.sessions.close_current() {
+            self.outputs.push_back(Output::Close { session });
+        }
+        self.devices.take()
+    }
+
+    /// A message arrived on `session` at local time `now`; `offset_ns` is the link's
+    /// `local − controller` estimate, if it has one. Every action in it is answered
+    /// exactly once, now or when its device completes. Messages of a session that is no
+    /// longer current are ignored: nothing could be sent back on it.
+    pub(crate) fn message(
+        &mut self,
+        session: SessionId,
+        now: Nanos,
+        offset_ns: Option<i64>,
+        msg: &ArchivedToWorker,
+    ) {
+        let Some(clock) = self.sessions.clock(session, offset_ns) else {
+            tracing::debug!(?session, "message of a closed session ignored");
+            return;
+        };
+        let received = clock.to_controller(now);
+        let ArchivedToWorker::Actions(actions) = msg;
+        for a in actions.iter() {
+            let reply = Reply {
+                session,
+                action: a.id.to_native(),
+                received,
+                clock,
+            };
+            self.action(reply, a);
+        }
+    }
+
+    fn action(&mut self, reply: Reply, a: &ArchivedAction) {
+        let request = match decode::decode(a) {
+            Ok(r) => r,
+            Err(Refusal { status, message }) => return self.fail(reply, status, message),
+        };
+        if self.devices.is_none() {
+            return self.fail(
+                reply,
+                WorkerStatus::ShuttingDown,
+                "worker is shutting down".into(),
+            );
+        }
+        match request {
+            Request::Register { model, profile } => self.register(reply, model, profile),
+            Request::GetState => self.get_state(reply),
+            Request::ClearCache => self.clear_cache(reply),
+            Request::Device {
+                gpu,
+                window,
+                request,
+            } => self.submit(reply, gpu, window, request),
+        }
+    }
+
+    fn register(&mut self, reply: Reply, model: ModelId, profile: ModelProfile) {
+        let Some(devices) = self.devices.as_mut() else {
+            return;
+        };
+        match devices.register_model(model, profile) {
+            Ok(pages) => self.answer(
+                reply,
+                WorkerStatus::Success,
+                Outcome::Registered { model, pages },
+            ),
+            Err(e) => {
+                let status = match &e {
+                    GpuError::ModelConflict(_) => WorkerStatus::InvalidModelId,
+                    GpuError::InvalidProfile { .. } => WorkerStatus::InvalidAction,
+                    GpuError::Stopped => WorkerStatus::ShuttingDown,
+                    _ => WorkerStatus::RuntimeError,
+                };
+                self.fail(reply, status, format!("register {model}: {e}"));
+            }
+        }
+    }
+
+    fn get_state(&mut self, reply: Reply) {
+        let Some(devices) = self.devices.as_ref() else {
+            return;
+        };
+        let state = WorkerState {
+            page_size: devices.page_size(),
+            gpus: devices.state(),
+            models: devices.registered(),
+        };
+        self.answer(reply, WorkerStatus::Success, Outcome::State(state));
+    }
+
+    /// Hand a LOAD, UNLOAD or INFER to its device, its window in the local clock.
+    fn submit(&mut self, reply: Reply, gpu: GpuId, window: Window, request: DeviceRequest) {
+        let tag = self.tag();
+        let Some(devices) = self.devices.as_mut() else {
+            return;
+        };
+        let op = match request {
+            DeviceRequest::Load { model } => DeviceOp::Load { model },
+            DeviceRequest::Unload { model } => DeviceOp::Unload { model },
+            DeviceRequest::Infer {
+                model,
+                batch_size,
+                input,
+            } => {
+                let len = output_len(devices.profile(model), batch_size);
+                if len > self.max_outputs {
+                    // The result could not be sent: the link refuses frames that big.
+                    return self.fail(
+                        reply,
+                        WorkerStatus::InvalidBatchSize,
+                        format!(
+                            "infer of {model}: a batch of {batch_size} has {len} output \
+                             bytes, more than a result may carry ({})",
+                            self.max_outputs
+                        ),
+                    );
+                }
+                DeviceOp::Infer {
+                    model,
+                    batch_size,
+                    input,
+                    output: vec![0; len],
+                }
+            }
+        };
+        let (kind, model) = (op.kind(), op.model());
+        let window = reply.clock.window_to_local(window);
+        let load_target = matches!(op, DeviceOp::Load { .. }).then_some(LoadTarget {
+            gpu,
+            model,
+            earliest: window.earliest,
+        });
+        let action = DeviceAction {
+            action: ActionId(tag),
+            gpu,
+            window,
+            op,
+        };
+        match devices.submit(action) {
+            Ok(()) => {
+                self.pending.insert(
+                    tag,
+                    Pending {
+                        reply,
+                        load_target,
+                        clear_group: None,
+                        awaited_by: Vec::new(),
+                    },
+                );
+            }
+            Err(e) => self.fail(
+                reply,
+                e.status(),
+                format!("{} of {model} on {gpu}: {e}", answer::kind_name(kind)),
+            ),
+        }
+    }
+
+    fn tag(&mut self) -> u64 {
+        let t = self.next_tag;
+        self.next_tag += 1;
+        t
+    }
+
+    /// Queue `reply`'s result, if its session is still the current one.
+    fn answer(&mut self, reply: Reply, status: WorkerStatus, outcome: Outcome) {
+        if !self.sessions.is_current(reply.session) {
+            tracing::debug!(action = %reply.action, "result of a closed session's action dropped");
+            return;
+        }
+        self.outputs.push_back(Output::Send {
+            session: reply.session,
+            result: ActionResult {
+                action_id: reply.action,
+                status,
+                received: reply.received,
+                sent: Nanos::ZERO,
+                outcome,
+            },
+            clock: reply.clock,
+        });
+    }
+
+    fn fail(&mut self, reply: Reply, status: WorkerStatus, message: String) {
+        tracing::debug!(action = %reply.action, %status, %message, "action failed");
+        self.answer(reply, status, Outcome::Error { message });
+    }
+}
+
+/// The output buffer of an INFER: one `output_bytes` slice per request. No profile (the
+/// device refuses the model) means no buffer; a batch larger than the profile allows
+/// (the device refuses it too) is bounded by the largest it allows, so a hostile
+/// `batch_size` cannot make the worker allocate without limit.
+fn output_len(profile: Option<&ModelProfile>, batch_size: u32) -> usize {
+    profile.map_or(0, |p| {
+        p.output_bytes as usize * batch_size.min(p.max_batch()) as usize
+    })
+}

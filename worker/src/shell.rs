@@ -1,0 +1,249 @@
+//! The glommio shell around [`WorkerCore`]: it owns the sockets and tasks, feeds the
+//! core its events and carries out its outputs. Nothing here decides anything.
+//!
+//! Tasks, all on one executor: the accept loop (with one handshake task per incoming
+//! connection), per controller connection a **reader** (frames → [`WorkerCore::message`])
+//! and a **writer** (results from a local channel → the socket, `sent` stamped just
+//! before each send), and one **completions** task for the whole worker (device
+//! completions → [`WorkerCore::completion`]). After every event the shell drains the
+//! core's outputs ([`Shell::flush`]). No `RefCell` borrow is held across an `.await`.
+
+use crate::clock::ClockMap;
+use crate::core::{Output, SessionId, WorkerCore};
+use crate::error::WorkerError;
+use crate::StopSignal;
+use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
+use clockwork_core::{ActionResult, MonotonicClock};
+use clockwork_gpu::{Completions, DeviceSet};
+use clockwork_net::{FrameReader, FrameWriter, LinkConfig, Listener, PeerInfo, TcpConnection};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use glommio::{spawn_local, Task};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the service needs besides the devices.
+pub(crate) struct ServiceConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) link: LinkConfig,
+    pub(crate) stop: Arc<StopSignal>,
+}
+
+/// The executor's root future: serve until stopped.
+pub(crate) async fn run(
+    cfg: ServiceConfig,
+    devices: DeviceSet,
+    completions: Completions,
+    ready: SyncSender<Result<SocketAddr, WorkerError>>,
+) -> Result<(), WorkerError> {
+    let max_frame = cfg.link.max_frame;
+    let bound = Listener::bind(cfg.listen, PeerRole::Controller, cfg.link)
+        .and_then(|l| l.local_addr().map(|a| (l, a)));
+    let (listener, addr) = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            // `serve` is waiting on this channel; it returns the error.
+            let _ = ready.send(Err(e.into()));
+            return Ok(());
+        }
+    };
+    let shell = Rc::new(Shell {
+        core: RefCell::new(WorkerCore::new(devices, max_frame)),
+        links: RefCell::new(HashMap::new()),
+    });
+    let completions_task = spawn_local(completions_loop(Rc::clone(&shell), completions));
+    if ready.send(Ok(addr)).is_err() {
+        return Ok(());
+    }
+    drop(ready);
+    tracing::info!(%addr, "worker listening for the controller");
+    let listener = Rc::new(listener);
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            cfg.stop.wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let (shell, listener, stop) = (
+                    Rc::clone(&shell),
+                    Rc::clone(&listener),
+                    Arc::clone(&cfg.stop),
+                );
+                spawn_local(async move {
+                    match listener.handshake(stream).await {
+                        Ok((conn, peer)) if !stop.is_stopped() => shell.install(conn, peer),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "refused a connection"),
+                    }
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    tracing::info!("worker stopping");
+    shell.shutdown();
+    // The engines have stopped; the completions task drains what they cancelled.
+    completions_task.await;
+    Ok(())
+}
+
+/// The core and the I/O of its sessions.
+struct Shell {
+    core: RefCell<WorkerCore<DeviceSet>>,
+    links: RefCell<HashMap<SessionId, LinkIo>>,
+}
+
+/// One controller connection's I/O.
+struct LinkIo {
+    /// To the writer.
+    results: LocalSender<Outgoing>,
+    /// Reader and writer; dropping them cancels them, which closes the connection.
+    tasks: Vec<Task<()>>,
+}
+
+/// A result on its way to the writer, with the clock map its times use.
+struct Outgoing {
+    result: ActionResult,
+    clock: ClockMap,
+}
+
+impl Shell {
+    /// A controller authenticated: open its session in the core and start its I/O.
+    fn install(self: &Rc<Self>, conn: TcpConnection, peer: PeerInfo) {
+        let session = self.core.borrow_mut().connect(&peer.name);
+        let (tx, rx) = local_channel::new_unbounded();
+        let (reader, writer) = conn.into_split();
+        let tasks = vec![
+            spawn_local(reader_loop(
+                Rc::clone(self),
+                session,
+                peer.name.clone(),
+                reader,
+            )),
+            spawn_local(writer_loop(rx, writer, peer.name)),
+        ];
+        self.links
+            .borrow_mut()
+            .insert(session, LinkIo { results: tx, tasks });
+        self.flush();
+    }
+
+    /// The reader of `session` saw its connection end.
+    fn reader_ended(&self, session: SessionId) {
+        let io = self.links.borrow_mut().remove(&session);
+        if let Some(io) = io {
+            // Let both tasks finish on their own: the reader is returning, and the
+            // writer ends once the last sender (in `io`) is gone.
+            for t in io.tasks {
+                t.detach();
+            }
+        }
+        self.core.borrow_mut().disconnect(session);
+        self.flush();
+    }
+
+    /// Stop: close the connection, then stop the devices (which cancels what they hold).
+    fn shutdown(&self) {
+        let devices = self.core.borrow_mut().shutdown();
+        self.flush();
+        // Joins the engine threads; they hand their cancellations to the completions task.
+        drop(devices);
+    }
+
+    /// Carry out what the core asks for.
+    fn flush(&self) {
+        loop {
+            let next = self.core.borrow_mut().next_output();
+            match next {
+                None => return,
+                Some(Output::Send {
+                    session,
+                    result,
+                    clock,
+                }) => {
+                    let links = self.links.borrow();
+                    let sent = links
+                        .get(&session)
+                        .is_some_and(|io| io.results.try_send(Outgoing { result, clock }).is_ok());
+                    if !sent {
+                        tracing::debug!(?session, "writer gone; result dropped");
+                    }
+                }
+                Some(Output::Close { session }) => {
+                    // Dropping the tasks cancels them, which closes the socket.
+                    let io = self.links.borrow_mut().remove(&session);
+                    drop(io);
+                }
+            }
+        }
+    }
+}
+
+/// Receive action frames until the connection ends. Each frame's actions use the
+/// link's clock estimate as it was when the frame was awaited.
+async fn reader_loop(
+    shell: Rc<Shell>,
+    session: SessionId,
+    peer: String,
+    mut reader: FrameReader<TcpStream>,
+) {
+    loop {
+        let offset = reader.clock().offset_ns();
+        match reader.recv_msg::<ToWorker>().await {
+            Ok(msg) => {
+                let now = MonotonicClock::read();
+                shell.core.borrow_mut().message(session, now, offset, msg);
+                shell.flush();
+            }
+            Err(e) => {
+                if e.is_disconnect() {
+                    tracing::debug!(controller = %peer, error = %e, "connection ended");
+                } else {
+                    tracing::warn!(controller = %peer, error = %e, "closing the controller connection");
+                }
+                break;
+            }
+        }
+    }
+    shell.reader_ended(session);
+}
+
+/// Send results in the order they are queued; `sent` is stamped just before each send.
+async fn writer_loop(
+    rx: LocalReceiver<Outgoing>,
+    mut writer: FrameWriter<TcpStream>,
+    peer: String,
+) {
+    while let Some(Outgoing { mut result, clock }) = rx.recv().await {
+        result.sent = clock.to_controller(MonotonicClock::read());
+        if let Err(e) = writer.send(&FromWorker::Result(result)).await {
+            tracing::debug!(controller = %peer, error = %e, "result not sent; connection lost");
+            return;
+        }
+    }
+}
+
+/// Turn device completions into results until every engine has stopped.
+async fn completions_loop(shell: Rc<Shell>, mut completions: Completions) {
+    while let Some(c) = completions.next().await {
+        shell.core.borrow_mut().completion(c);
+        // Take whatever else is ready before flushing once.
+        while let Ok(c) = completions.try_next() {
+            shell.core.borrow_mut().completion(c);
+        }
+        shell.flush();
+    }
+}
