@@ -321,7 +321,12 @@ impl Metrics {
                 }
             }
             Outcome::Loaded { timing } => self.load.observe(secs(timing.duration)),
-            _ => {}
+            // No metric follows these.
+            Outcome::Error { .. }
+            | Outcome::Registered { .. }
+            | Outcome::Unloaded { .. }
+            | Outcome::State(_)
+            | Outcome::CacheCleared => {}
         }
     }
 
