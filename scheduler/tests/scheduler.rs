@@ -904,7 +904,12 @@ fn play_exactly(h: &mut H, mut now: Nanos, until: Nanos) -> Vec<(WorkerId, Actio
                 ActionKind::LoadWeights {
                     expected_duration, ..
                 } => (1, *expected_duration),
-                _ => continue,
+                // Not played: registrations were acknowledged up front, and these
+                // scenarios neither unload, resync nor clear.
+                ActionKind::Unload { .. }
+                | ActionKind::RegisterModel { .. }
+                | ActionKind::GetState
+                | ActionKind::ClearCache => continue,
             };
             let f = free.entry((w, lane)).or_insert(now);
             let begin = (*f).max(a.window.earliest).max(now);
@@ -928,7 +933,11 @@ fn play_exactly(h: &mut H, mut now: Nanos, until: Nanos) -> Vec<(WorkerId, Actio
                 ActionKind::Infer {
                     expected_duration, ..
                 } => h.infer_ok(end, w, &a, end - expected_duration, expected_duration),
-                _ => h.load_ok(end, w, &a),
+                ActionKind::LoadWeights { .. } => h.load_ok(end, w, &a),
+                ActionKind::Unload { .. }
+                | ActionKind::RegisterModel { .. }
+                | ActionKind::GetState
+                | ActionKind::ClearCache => unreachable!("only INFERs and LOADs are played"),
             }
         } else {
             h.s.handle_timeout(now);

@@ -90,10 +90,8 @@ impl Shared {
         let batches: Vec<(usize, &[BatchMember])> = infer_batches(&actions, members).collect();
         for (i, batch) in batches {
             let a = &mut actions[i];
-            let emulated = match &a.kind {
-                ActionKind::Infer { gpu, .. } => self.emulated_gpus.contains(&(worker, *gpu)),
-                _ => false,
-            };
+            let emulated = matches!(&a.kind, ActionKind::Infer { gpu, .. }
+                if self.emulated_gpus.contains(&(worker, *gpu)));
             self.pending.fill_infer(&mut a.kind, batch, emulated);
         }
         if let Some(tx) = self.workers.get(&worker) {
