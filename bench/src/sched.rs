@@ -22,7 +22,7 @@ use clockwork_core::{
     RegisteredModel, RequestId, Slo, Timing, WorkerId, WorkerState, WorkerStatus,
     DEFAULT_PAGE_SIZE,
 };
-use clockwork_scheduler::{ClientKey, Config, Output, Scheduler};
+use clockwork_scheduler::{ClientKey, Config, InputRef, Output, Scheduler};
 use clockwork_sim::workload::AliasTable;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -193,7 +193,7 @@ pub(crate) fn run(a: &SchedArgs) -> anyhow::Result<()> {
                         continue;
                     };
                     let c = Instant::now();
-                    sched.result(p.at, p.worker, &p.result);
+                    sched.handle_result(p.at, p.worker, &p.result);
                     timers.result += c.elapsed().as_nanos() as u64;
                 }
                 (_, Some(d)) => {
@@ -217,7 +217,14 @@ pub(crate) fn run(a: &SchedArgs) -> anyhow::Result<()> {
         }
         let model = ModelId(range.first.0 + table.sample(&mut rng) as u32);
         let c = Instant::now();
-        sched.request(now, ClientKey(0), RequestId(n), model, Slo::Default, 0);
+        sched.request(
+            now,
+            ClientKey(0),
+            RequestId(n),
+            model,
+            Slo::Default,
+            InputRef::NONE,
+        );
         let d = c.elapsed().as_nanos() as u64;
         timers.request += d;
         decisions.saturating_record(d.max(1));
@@ -254,7 +261,7 @@ pub(crate) fn run(a: &SchedArgs) -> anyhow::Result<()> {
         d.p50, d.p99, d.p999, d.max
     );
     println!(
-        "time split: request() {:.1}%  result() {:.1}%  handle_timeout() {:.1}%  poll_output() {:.1}%",
+        "time split: request() {:.1}%  handle_result() {:.1}%  handle_timeout() {:.1}%  poll_output() {:.1}%",
         pct(timers.request),
         pct(timers.result),
         pct(timers.timeout),
@@ -300,8 +307,13 @@ fn feed(
     free_slots: &mut Vec<u64>,
 ) {
     for out in out_buf.drain(..) {
-        let Output::Send { worker, actions } = out else {
-            continue;
+        let (worker, actions) = match out {
+            // The synthetic devices generate inputs: batch members are not needed.
+            Output::Send {
+                worker, actions, ..
+            } => (worker, actions),
+            // Answers are counted by the scheduler's stats.
+            Output::Respond { .. } => continue,
         };
         *actions_emitted += actions.len() as u64;
         for act in actions {

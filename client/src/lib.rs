@@ -208,7 +208,11 @@ impl Client {
         }
     }
 
-    /// Run one inference and wait for its answer (whatever its status).
+    /// Run one inference and wait for its answer (whatever its status). `input` is
+    /// the model's `input_bytes` long, or empty to let the worker generate one; any
+    /// other length is answered `InvalidRequest`. On success the answer's `output` is
+    /// this request's own slice of its batch's outputs (empty when the worker returns
+    /// none).
     pub async fn infer(
         &mut self,
         model: ModelId,

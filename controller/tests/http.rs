@@ -335,6 +335,7 @@ fn json_and_binary_inference_with_slo_parameters() {
     let n = r.header_len.expect("Inference-Header-Content-Length");
     let v: Value = serde_json::from_slice(&r.body[..n]).unwrap();
     assert_eq!(v["id"], "bin");
+    assert_eq!(v["parameters"]["clockwork_emulated"], json!(true));
     assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], json!(8));
     assert_eq!(&r.body[n..], &[0; 8]);
 

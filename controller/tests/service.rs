@@ -105,7 +105,7 @@ fn register_list_infer_and_refuse_unknown_models() {
     let dir = tempdir();
     let ctl = Controller::start(vec![w.local_addr()], Some(dir.clone()));
     let addr = ctl.addr;
-    let (statuses, listed, unknown) = client_run(async move {
+    let (statuses, listed, unknown, short) = client_run(async move {
         let mut c = connect(addr).await;
         let (first, copies) = c.register(resnet50(), 3).await.unwrap();
         assert_eq!(copies, 3);
@@ -114,7 +114,7 @@ fn register_list_infer_and_refuse_unknown_models() {
         let mut statuses = Vec::new();
         for i in 0..30u32 {
             let r = c
-                .infer(ModelId(first.0 + i % 3), Slo::Default, vec![1, 2, 3])
+                .infer(ModelId(first.0 + i % 3), Slo::Default, Vec::new())
                 .await
                 .unwrap();
             assert!(
@@ -127,7 +127,8 @@ fn register_list_infer_and_refuse_unknown_models() {
             .await
             .unwrap()
             .status;
-        (statuses, listed, unknown)
+        let short = c.infer(first, Slo::Default, vec![1, 2, 3]).await.unwrap();
+        (statuses, listed, unknown, short)
     });
     assert_eq!(listed.len(), 3);
     assert!(listed
@@ -139,6 +140,9 @@ fn register_list_infer_and_refuse_unknown_models() {
         .count();
     assert!(ok >= 25, "only {ok} of 30 succeeded: {statuses:?}");
     assert_eq!(unknown, ClientStatus::UnknownModel);
+    // An input that is not the model's size is refused in words, never sent.
+    assert_eq!(short.status, ClientStatus::InvalidRequest);
+    assert!(short.message.contains("3 bytes"), "{}", short.message);
     drop(ctl);
     let log = std::fs::read_to_string(dir.join("clockwork_request_log.tsv")).unwrap();
     assert!(

@@ -6,6 +6,7 @@
 //! them when sent (the worker runs them in order on one executor), a failed LOAD
 //! returns them. An unexpected result triggers a resync from GET STATE.
 
+use crate::output::BatchMember;
 use crate::timeline::Timeline;
 use clockwork_core::{Action, GpuId, ModelId, Nanos, WorkerId};
 use std::cmp::Reverse;
@@ -109,6 +110,8 @@ pub(crate) struct WorkerSlot {
     pub(crate) registered: BitSet,
     /// Actions produced during the current input call, sent at its end.
     pub(crate) pending: Vec<Action>,
+    /// The batch members of the INFERs in `pending`, in order.
+    pub(crate) pending_members: Vec<BatchMember>,
     /// A GET STATE resync is outstanding.
     pub(crate) resyncing: bool,
 }

@@ -10,17 +10,20 @@
 //! [`Scheduler::poll_output`] and [`Scheduler::poll_log`], and
 //! [`Scheduler::next_deadline`] says when to call `handle_timeout`. An
 //! [`Output::Send`] carries everything its driver needs to build the worker's
-//! messages (the batch members of each INFER and their inputs' lengths), so the driver
-//! never calls back. Where it departs from the original's INFER4 scheduler (the
-//! batching lookahead, the measured completion buffer, rescue replicas, cold models
-//! warmed by refusals, no `exec_slo` floor): `docs/adr/0002-scheduler-departures.md`.
+//! messages (the batch members of each INFER: client, request id, and the
+//! [`InputRef`] the driver gave for its input), so the driver never calls back; an
+//! [`Output::Respond`] carries the request's own slice of its batch's outputs. Where
+//! it departs from the original's INFER4 scheduler (the batching lookahead, the
+//! measured completion buffer, rescue replicas, cold models warmed by refusals, no
+//! `exec_slo` floor): `docs/adr/0002-scheduler-departures.md`.
 //!
 //! It reads no clock, owns no socket, spawns no thread and installs no logger: its
 //! only dependencies are `clockwork-core` and small pure crates, so the glommio
 //! service (`clockwork-controller`) and the virtual-time simulator (`clockwork-sim`)
 //! drive the very same code. It does not own the wire format, input bytes (the
-//! driver keeps them and attaches them to INFER actions), or writing telemetry files
-//! (it buffers [`telemetry`] records; the driver writes them).
+//! driver keeps them where its [`InputRef`]s point and attaches them to INFER actions),
+//! or writing telemetry files (it buffers [`telemetry`] records; the driver writes
+//! them).
 //!
 //! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`buffer`]
 //! (the measured completion buffer), [`estimator`], [`timeline`], [`batching`],
@@ -51,7 +54,7 @@ mod timer;
 
 pub use config::Config;
 pub use error::{ConfigError, RegisterError};
-pub use output::{ClientKey, Output};
+pub use output::{infer_batches, BatchMember, ClientKey, InputRef, Output};
 pub use scheduler::{ModelRange, Scheduler};
 pub use stats::Stats;
 pub use telemetry::LogRecord;

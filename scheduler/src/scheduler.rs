@@ -1,10 +1,13 @@
 //! The scheduler: a sans-IO state machine (quinn style).
 //!
 //! Inputs are method calls that each take `now` (controller clock): a worker joined
-//! or was lost, models were registered, a request arrived, a worker result arrived, a
-//! timer fired ([`Scheduler::handle_timeout`]). Outputs are drained with
-//! [`Scheduler::poll_output`]; [`Scheduler::next_deadline`] says when to call
-//! `handle_timeout` next. Nothing here reads a clock, touches a socket or spawns.
+//! or was lost, models were registered, a request arrived ([`Scheduler::request`]), a
+//! worker result arrived ([`Scheduler::handle_result`]), a timer fired
+//! ([`Scheduler::handle_timeout`]). Outputs are drained with
+//! [`Scheduler::poll_output`] and carry everything the driver needs (an
+//! [`Output::Send`] lists each INFER's batch members); [`Scheduler::next_deadline`]
+//! says when to call `handle_timeout` next. Nothing here reads a clock, touches a
+//! socket or spawns.
 //!
 //! The work is split by concern:
 //! - `requests`: admission, queueing, expiry;
@@ -31,7 +34,7 @@ use crate::error::ConfigError;
 use crate::gpu_state::{BitSet, GpuSlot, Lane, WorkerIndex, WorkerSlot};
 use crate::load_tracker::{LoadCandidate, ReadySet};
 use crate::model_state::ModelState;
-use crate::output::{ClientKey, Output};
+use crate::output::{BatchMember, ClientKey, InputRef, Output};
 use crate::stats::Stats;
 use crate::telemetry::{LogRecord, RequestLog};
 use crate::timer::TimerQueue;
@@ -40,6 +43,7 @@ use clockwork_core::{
     Action, ActionId, ClientStatus, GpuId, InferResponse, ModelId, ModelInfo, ModelProfile, Nanos,
     RequestId, WorkerId,
 };
+use std::borrow::Cow;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// A contiguous range of model ids, as allocated by [`Scheduler::register_models`].
@@ -73,10 +77,25 @@ struct Request {
     d: Deadlines,
     /// Batch-1 estimate at admission: its weight in the load tracker.
     work: u64,
-    input_len: u32,
+    input: InputRef,
     cold: bool,
     /// Part of an INFER sent and not yet answered.
     in_flight: bool,
+}
+
+/// One answer to a client, before it becomes an [`Output::Respond`].
+#[derive(Debug)]
+struct Answer {
+    client: ClientKey,
+    input: InputRef,
+    id: RequestId,
+    model: ModelId,
+    status: ClientStatus,
+    batch_size: u32,
+    arrival: Nanos,
+    output: Vec<u8>,
+    /// Replaces the status's standard message.
+    message: Option<Cow<'static, str>>,
 }
 
 /// An INFER sent and not yet answered.
@@ -203,17 +222,20 @@ impl Scheduler {
     }
 
     /// The next output, if any. Drain after every input call.
+    #[must_use = "every output must be acted on: a dropped Respond leaves a client unanswered"]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
 
     /// The next telemetry record, if [`Config::telemetry`] is on.
+    #[must_use = "drained records are gone: write them or drop them on purpose"]
     pub fn poll_log(&mut self) -> Option<LogRecord> {
         self.logs.pop_front()
     }
 
     /// When [`Scheduler::handle_timeout`] must next be called (it may be called
     /// earlier; it then does nothing that is not due).
+    #[must_use]
     pub fn next_deadline(&self) -> Option<Nanos> {
         [
             self.model_timers.next_time(),
@@ -260,26 +282,6 @@ impl Scheduler {
         }
         self.schedule_loads(now);
         self.flush();
-    }
-
-    /// The requests of an in-flight INFER, in batch order: `(client, request id, input
-    /// length)`. The driver uses it to concatenate inputs into the action. Empty for
-    /// unknown actions.
-    pub fn batch_requests(
-        &self,
-        action: ActionId,
-    ) -> impl Iterator<Item = (ClientKey, RequestId, u32)> + '_ {
-        let members: &[Key] = match self.actions.get(Key::from_u64(action.0)) {
-            Some(InFlight {
-                kind: InFlightKind::Infer(rec),
-                ..
-            }) => &rec.members,
-            _ => &[],
-        };
-        members
-            .iter()
-            .filter_map(|&k| self.requests.get(k))
-            .map(|r| (r.client, r.id, r.input_len))
     }
 
     /// Number of registered models (ids are `0..n`).
@@ -366,49 +368,41 @@ impl Scheduler {
         if self.cfg.telemetry {
             self.log_request(now, &req, status);
         }
-        self.respond(
-            now,
-            req.client,
-            req.id,
-            req.model,
+        let answer = Answer {
+            client: req.client,
+            input: req.input,
+            id: req.id,
+            model: req.model,
             status,
-            batch,
-            req.arrival,
+            batch_size: batch,
+            arrival: req.arrival,
             output,
-        );
+            message: None,
+        };
+        self.respond(now, answer);
     }
 
     /// Emits a response and counts it.
-    #[allow(clippy::too_many_arguments)] // one flat call site per answer path
-    fn respond(
-        &mut self,
-        now: Nanos,
-        client: ClientKey,
-        id: RequestId,
-        model: ModelId,
-        status: ClientStatus,
-        batch_size: u32,
-        arrival: Nanos,
-        output: Vec<u8>,
-    ) {
-        self.stats.answer(status);
-        let message = match status {
+    fn respond(&mut self, now: Nanos, a: Answer) {
+        self.stats.answer(a.status);
+        let message = a.message.unwrap_or(Cow::Borrowed(match a.status {
             ClientStatus::UnknownModel => "unknown model id",
             ClientStatus::Unavailable => "no GPU can serve this model now",
             ClientStatus::InvalidRequest => "invalid SLO",
             ClientStatus::Rejected => "no plan meets the SLO",
             _ => "",
-        };
+        }));
         self.outputs.push_back(Output::Respond {
-            client,
+            client: a.client,
+            input: a.input,
             response: InferResponse {
-                id,
-                model,
-                status,
-                batch_size,
-                controller_latency: now - arrival,
-                output,
-                message: message.to_owned(),
+                id: a.id,
+                model: a.model,
+                status: a.status,
+                batch_size: a.batch_size,
+                controller_latency: now - a.arrival,
+                output: a.output,
+                message: message.into_owned(),
             },
         });
     }
@@ -449,18 +443,37 @@ impl Scheduler {
         w.pending.push(action);
     }
 
+    /// Lists the batch members of the INFER about to be emitted for a worker (the
+    /// requests behind `members`, in order; all are live, since a batch is formed
+    /// from live requests). Call right before that INFER's [`Scheduler::emit`].
+    fn list_batch_members(&mut self, worker: u32, members: &[Key]) {
+        let requests = &self.requests;
+        let listed = members
+            .iter()
+            .filter_map(|&k| requests.get(k))
+            .map(|r| BatchMember {
+                client: r.client,
+                id: r.id,
+                input: r.input,
+            });
+        self.workers[worker as usize].pending_members.extend(listed);
+    }
+
     /// Turns the actions queued during this call into one `Send` per worker.
     fn flush(&mut self) {
         for wk in self.dirty_workers.drain(..) {
             let w = &mut self.workers[wk as usize];
             if w.pending.is_empty() || !w.alive {
                 w.pending.clear();
+                w.pending_members.clear();
                 continue;
             }
             let actions = std::mem::take(&mut w.pending);
+            let members = std::mem::take(&mut w.pending_members);
             self.outputs.push_back(Output::Send {
                 worker: w.id,
                 actions,
+                members,
             });
         }
     }

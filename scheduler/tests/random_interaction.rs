@@ -6,6 +6,8 @@
 //! adversarially but plausibly. After every step and at the end it checks the
 //! invariants the rest of the system relies on:
 //!
+//! - every INFER's batch members are pending requests for its model, as many as its
+//!   batch size;
 //! - every request is answered exactly once, and all are answered by their deadlines
 //!   once time has run on, without a shutdown forcing them out;
 //! - no success is answered after its request's deadline;
@@ -23,7 +25,9 @@ use clockwork_core::{
     ModelProfile, Nanos, Outcome, RegisteredModel, RequestId, Slo, Timing, WorkerId, WorkerState,
     WorkerStatus, DEFAULT_PAGE_SIZE,
 };
-use clockwork_scheduler::{ClientKey, Config, Output, Scheduler};
+use clockwork_scheduler::{
+    infer_batches, BatchMember, ClientKey, Config, InputRef, Output, Scheduler,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -105,6 +109,7 @@ struct WorkerModel {
 
 #[derive(Debug)]
 struct Pending {
+    model: ModelId,
     arrival: Nanos,
     deadline: Nanos,
 }
@@ -159,7 +164,12 @@ impl Harness {
     fn pump(&mut self) {
         while let Some(out) = self.s.poll_output() {
             match out {
-                Output::Send { worker, actions } => {
+                Output::Send {
+                    worker,
+                    actions,
+                    members,
+                } => {
+                    self.check_members(&actions, &members);
                     for a in actions {
                         self.sent(worker, a);
                     }
@@ -180,6 +190,40 @@ impl Harness {
                         }
                         None => self.violation(format!("{id:?} answered but never asked")),
                     }
+                }
+            }
+        }
+    }
+
+    /// Each INFER's members are exactly its batch: as many as its batch size, each a
+    /// request that was asked for, is not yet answered and is for that model, none twice.
+    fn check_members(&mut self, actions: &[Action], members: &[BatchMember]) {
+        let infers: u32 = actions
+            .iter()
+            .map(|a| match a.kind {
+                ActionKind::Infer { batch_size, .. } => batch_size,
+                _ => 0,
+            })
+            .sum();
+        if infers as usize != members.len() {
+            self.violation(format!(
+                "{} members for INFERs of {infers} requests in all",
+                members.len()
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, batch) in infer_batches(actions, members) {
+            let ActionKind::Infer { model, .. } = actions[i].kind else {
+                continue;
+            };
+            for m in batch {
+                if !seen.insert(m.id) {
+                    self.violation(format!("{:?} twice in one Send", m.id));
+                }
+                match self.requests.get(&m.id) {
+                    Some(p) if p.model == model => {}
+                    Some(_) => self.violation(format!("{:?} in a batch of another model", m.id)),
+                    None => self.violation(format!("{:?} batched but not pending", m.id)),
                 }
             }
         }
@@ -317,12 +361,19 @@ impl Harness {
         self.requests.insert(
             id,
             Pending {
+                model,
                 arrival: self.now,
                 deadline: self.now + slo,
             },
         );
-        self.s
-            .request(self.now, ClientKey(1), id, model, Slo::Absolute(slo), 0);
+        self.s.request(
+            self.now,
+            ClientKey(1),
+            id,
+            model,
+            Slo::Absolute(slo),
+            InputRef::NONE,
+        );
         self.pump();
     }
 
@@ -465,7 +516,7 @@ impl Harness {
             sent: self.now,
             outcome,
         };
-        self.s.result(self.now, w, &r);
+        self.s.handle_result(self.now, w, &r);
         self.pump();
     }
 

@@ -7,7 +7,10 @@ use clockwork_core::{
     Inferred, ModelId, ModelProfile, Nanos, Outcome, RegisteredModel, RequestId, Slo, Timing,
     WorkerId, WorkerState, WorkerStatus, DEFAULT_PAGE_SIZE,
 };
-use clockwork_scheduler::{ClientKey, Config, Output, Scheduler};
+use clockwork_scheduler::{
+    infer_batches, BatchMember, ClientKey, Config, InputRef, Output, Scheduler,
+};
+use std::collections::HashMap;
 
 const W0: WorkerId = WorkerId(0);
 const W1: WorkerId = WorkerId(1);
@@ -24,7 +27,11 @@ fn us(v: u64) -> Nanos {
 struct H {
     s: Scheduler,
     sent: Vec<(WorkerId, Action)>,
+    /// The batch members each INFER was sent with.
+    members: HashMap<ActionId, Vec<BatchMember>>,
     answers: Vec<InferResponse>,
+    /// The input handed back with each answer, by request id.
+    answered_inputs: HashMap<RequestId, InputRef>,
     next_id: u64,
 }
 
@@ -37,7 +44,9 @@ impl H {
         Self {
             s: Scheduler::new(cfg).unwrap(),
             sent: Vec::new(),
+            members: HashMap::new(),
             answers: Vec::new(),
+            answered_inputs: HashMap::new(),
             next_id: 0,
         }
     }
@@ -45,12 +54,27 @@ impl H {
     fn pump(&mut self) {
         while let Some(o) = self.s.poll_output() {
             match o {
-                Output::Send { worker, actions } => {
+                Output::Send {
+                    worker,
+                    actions,
+                    members,
+                } => {
+                    let infers: usize = actions.iter().map(|a| batch_of(a) as usize).sum();
+                    assert_eq!(members.len(), infers, "one member per batch slot");
+                    for (i, batch) in infer_batches(&actions, &members) {
+                        self.members.insert(actions[i].id, batch.to_vec());
+                    }
                     for a in actions {
                         self.sent.push((worker, a));
                     }
                 }
-                Output::Respond { response, .. } => self.answers.push(response),
+                Output::Respond {
+                    input, response, ..
+                } => {
+                    let first = self.answered_inputs.insert(response.id, input);
+                    assert!(first.is_none(), "{:?} answered twice", response.id);
+                    self.answers.push(response);
+                }
             }
         }
     }
@@ -114,9 +138,21 @@ impl H {
     }
 
     fn request(&mut self, now: Nanos, m: ModelId, slo: Slo) -> RequestId {
+        self.request_with(now, m, slo, ClientKey(7), InputRef::NONE)
+    }
+
+    /// A request from `client` whose input the driver stored at `input`.
+    fn request_with(
+        &mut self,
+        now: Nanos,
+        m: ModelId,
+        slo: Slo,
+        client: ClientKey,
+        input: InputRef,
+    ) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        self.s.request(now, ClientKey(7), id, m, slo, 0);
+        self.s.request(now, client, id, m, slo, input);
         self.pump();
         id
     }
@@ -129,7 +165,7 @@ impl H {
         status: WorkerStatus,
         outcome: Outcome,
     ) {
-        self.s.result(
+        self.s.handle_result(
             now,
             w,
             &ActionResult {
@@ -145,6 +181,19 @@ impl H {
 
     /// Completes an INFER successfully, running from `begin` for `dur`.
     fn infer_ok(&mut self, now: Nanos, w: WorkerId, a: &Action, begin: Nanos, dur: Nanos) {
+        self.infer_ok_with(now, w, a, begin, dur, Vec::new());
+    }
+
+    /// [`H::infer_ok`] returning `outputs`.
+    fn infer_ok_with(
+        &mut self,
+        now: Nanos,
+        w: WorkerId,
+        a: &Action,
+        begin: Nanos,
+        dur: Nanos,
+        outputs: Vec<u8>,
+    ) {
         let ActionKind::Infer {
             gpu, batch_size, ..
         } = a.kind
@@ -170,7 +219,7 @@ impl H {
                 copy_output: t(begin + dur, begin + dur),
                 gpu_clock_before_mhz: 0,
                 gpu_clock_mhz: 0,
-                outputs: Vec::new(),
+                outputs,
             }),
         );
     }
@@ -855,7 +904,12 @@ fn play_exactly(h: &mut H, mut now: Nanos, until: Nanos) -> Vec<(WorkerId, Actio
                 ActionKind::LoadWeights {
                     expected_duration, ..
                 } => (1, *expected_duration),
-                _ => continue,
+                // Not played: registrations were acknowledged up front, and these
+                // scenarios neither unload, resync nor clear.
+                ActionKind::Unload { .. }
+                | ActionKind::RegisterModel { .. }
+                | ActionKind::GetState
+                | ActionKind::ClearCache => continue,
             };
             let f = free.entry((w, lane)).or_insert(now);
             let begin = (*f).max(a.window.earliest).max(now);
@@ -879,7 +933,11 @@ fn play_exactly(h: &mut H, mut now: Nanos, until: Nanos) -> Vec<(WorkerId, Actio
                 ActionKind::Infer {
                     expected_duration, ..
                 } => h.infer_ok(end, w, &a, end - expected_duration, expected_duration),
-                _ => h.load_ok(end, w, &a),
+                ActionKind::LoadWeights { .. } => h.load_ok(end, w, &a),
+                ActionKind::Unload { .. }
+                | ActionKind::RegisterModel { .. }
+                | ActionKind::GetState
+                | ActionKind::ClearCache => unreachable!("only INFERs and LOADs are played"),
             }
         } else {
             h.s.handle_timeout(now);
@@ -920,4 +978,136 @@ fn a_request_stuck_behind_a_busy_gpu_is_rescued_by_a_replica_on_an_idle_one() {
             && matches!(a.kind, ActionKind::LoadWeights { model, .. } if model == x)),
         "{sent:?}"
     );
+}
+
+/// Where the test's "driver" stored request `n`'s input (ResNet50: 602 112 bytes).
+fn stored(n: u64) -> InputRef {
+    InputRef {
+        location: 1_000 + n,
+        len: resnet50().input_bytes,
+    }
+}
+
+#[test]
+fn a_send_lists_exactly_each_infers_batch_members_in_order() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t0 = ms(1000);
+    // Three requests fill the timeline, each sent in its own batch of one.
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(h.request_with(t0, m, Slo::Default, ClientKey(n), stored(n)));
+    }
+    let first = h.infers();
+    assert_eq!(first.len(), 3);
+    for ((_, a), (n, id)) in first.iter().zip(ids.iter().enumerate()) {
+        let expect = [BatchMember {
+            client: ClientKey(n as u64),
+            id: *id,
+            input: stored(n as u64),
+        }];
+        assert_eq!(h.members[&a.id], expect);
+        // The driver fills the inputs; the scheduler sends none.
+        let ActionKind::Infer {
+            input_sizes,
+            inputs,
+            ..
+        } = &a.kind
+        else {
+            unreachable!()
+        };
+        assert!(input_sizes.is_empty() && inputs.is_empty());
+    }
+    // Twenty more queue (one client, stored inputs), then go out as a batch of 16:
+    // the 16 earliest, in arrival order (same SLO: earliest deadline first).
+    let queued: Vec<RequestId> = (3..23)
+        .map(|n| h.request_with(t0, m, Slo::Default, ClientKey(9), stored(n)))
+        .collect();
+    h.s.handle_timeout(h.s.next_deadline().unwrap());
+    h.pump();
+    let next = h.infers();
+    assert_eq!(next.len(), 1);
+    assert_eq!(batch_of(&next[0].1), 16);
+    let expect: Vec<BatchMember> = queued[..16]
+        .iter()
+        .zip(3..)
+        .map(|(&id, n)| BatchMember {
+            client: ClientKey(9),
+            id,
+            input: stored(n),
+        })
+        .collect();
+    assert_eq!(h.members[&next[0].1.id], expect);
+}
+
+#[test]
+fn each_request_gets_its_own_slice_of_its_batchs_outputs() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    let out = resnet50().output_bytes as usize;
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t0 = ms(1000);
+    for _ in 0..3 {
+        h.request(t0, m, Slo::Default);
+    }
+    let first = h.infers();
+    let queued: Vec<RequestId> = (0..20).map(|_| h.request(t0, m, Slo::Default)).collect();
+    h.s.handle_timeout(h.s.next_deadline().unwrap());
+    h.pump();
+    let (w, batch) = h.infers().remove(0);
+    assert_eq!(batch_of(&batch), 16);
+    // The worker's outputs: one `output_bytes` slice per member, in batch order;
+    // slice i is filled with byte i.
+    let outputs: Vec<u8> = (0..16u8)
+        .flat_map(|i| std::iter::repeat_n(i, out))
+        .collect();
+    let t = t0 + ms(20);
+    h.infer_ok_with(t, w, &batch, t0 + ms(11), ms(8), outputs);
+    for (i, id) in queued[..16].iter().enumerate() {
+        let r = h.answer_of(*id).unwrap();
+        assert_eq!(r.status, ClientStatus::Success);
+        assert_eq!(r.output.len(), out);
+        assert!(r.output.iter().all(|&b| usize::from(b) == i), "slice {i}");
+    }
+    // No outputs returned (old workers): successes with empty outputs.
+    let (w, a) = &first[0];
+    h.infer_ok(t0 + ms(5), *w, a, t0 + ms(1), ms(3));
+    let r = h.answers.last().unwrap();
+    assert_eq!(r.status, ClientStatus::Success);
+    assert!(r.output.is_empty());
+}
+
+#[test]
+fn a_wrong_input_size_is_refused_in_words_and_every_answer_returns_its_input() {
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t = ms(1000);
+    let short = InputRef {
+        location: 42,
+        len: 5,
+    };
+    let bad = h.request_with(t, m, Slo::Default, ClientKey(1), short);
+    let r = h.answer_of(bad).unwrap();
+    assert_eq!(r.status, ClientStatus::InvalidRequest);
+    assert!(
+        r.message.contains("5 bytes") && r.message.contains("602112"),
+        "{}",
+        r.message
+    );
+    assert_eq!(h.answered_inputs[&bad], short);
+    assert!(h.infers().is_empty(), "a refused request is never sent");
+    // An unknown model hands its input back too, and so does a served request.
+    let unknown = h.request_with(t, ModelId(77), Slo::Default, ClientKey(1), stored(1));
+    assert_eq!(
+        h.answer_of(unknown).unwrap().status,
+        ClientStatus::UnknownModel
+    );
+    assert_eq!(h.answered_inputs[&unknown], stored(1));
+    let ok = h.request_with(t, m, Slo::Default, ClientKey(1), stored(2));
+    let (w, a) = h.infers().remove(0);
+    h.infer_ok(t + ms(5), w, &a, t + ms(1), ms(3));
+    assert_eq!(h.answer_of(ok).unwrap().status, ClientStatus::Success);
+    assert_eq!(h.answered_inputs[&ok], stored(2));
 }

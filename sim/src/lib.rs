@@ -41,7 +41,7 @@ use clockwork_core::rng::Rng;
 use clockwork_core::{Action, ActionKind, ModelProfile, Nanos, RequestId, Slo, WorkerId};
 use clockwork_scheduler::Config;
 use clockwork_scheduler::Stats;
-use clockwork_scheduler::{ClientKey, Output};
+use clockwork_scheduler::{ClientKey, InputRef, Output};
 use clockwork_scheduler::{ConfigError, RegisterError};
 use clockwork_scheduler::{ModelRange, Scheduler};
 use events::{Event, EventQueue};
@@ -343,7 +343,16 @@ impl Simulation {
         self.checker
             .offer(id, custom, a.at >= self.cfg.measure_from);
         let now = self.now;
-        self.timed(|s| s.request(now, ClientKey(0), RequestId(id), a.model, a.slo, 0));
+        self.timed(|s| {
+            s.request(
+                now,
+                ClientKey(0),
+                RequestId(id),
+                a.model,
+                a.slo,
+                InputRef::NONE,
+            )
+        });
     }
 
     /// Runs one scheduler call, timing it if asked to.
@@ -367,7 +376,7 @@ impl Simulation {
                 let w = &self.workers[worker as usize];
                 if w.alive && w.epoch == epoch {
                     let (now, id) = (self.now, w.id);
-                    self.timed(|s| s.result(now, id, &result));
+                    self.timed(|s| s.handle_result(now, id, &result));
                 }
             }
             Event::ToWorker {
@@ -429,7 +438,10 @@ impl Simulation {
         // Draining is a queue pop: not timed (timing it would cost more than it).
         while let Some(out) = self.sched.poll_output() {
             match out {
-                Output::Send { worker, actions } => {
+                // Simulated workers generate inputs: the batch members are not needed.
+                Output::Send {
+                    worker, actions, ..
+                } => {
                     self.check_actions(worker, &actions);
                     let wi = worker.0;
                     let epoch = self.workers.get(wi as usize).map_or(0, |w| w.epoch);
@@ -448,7 +460,7 @@ impl Simulation {
                             w.deliver(wi, ctx, actions);
                         });
                         for r in results {
-                            self.sched.result(self.now, worker, &r);
+                            self.sched.handle_result(self.now, worker, &r);
                         }
                     }
                 }

@@ -2,14 +2,14 @@
 //! starts them.
 
 use super::http::metrics::Call;
+use super::path::Route;
 use super::{now, spawn_writer, LogFiles, ServiceConfig, ServiceError, Shared, SharedRef};
-use clockwork_core::client::{ArchivedClientRequest, ClientResponse, Slo};
+use clockwork_core::client::{ArchivedClientRequest, ClientResponse, InferRequest, InferResponse};
 use clockwork_core::result::{ActionResult, Outcome, WorkerState};
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::ClientStatus;
-use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Window, WorkerId};
+use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Nanos, Window, WorkerId};
 use clockwork_net::{connect, LinkConfig, Listener, NetError, TcpConnection};
-use clockwork_scheduler::ClientKey;
 use clockwork_scheduler::Scheduler;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use rkyv::rancor::BoxedError;
@@ -179,6 +179,7 @@ async fn worker_task(
         {
             let mut s = shared.borrow_mut();
             s.workers.remove(&id);
+            s.worker_gpus(id, &[]);
             s.metrics.worker_lost(id);
             let t = now();
             s.timed(Call::Worker, |sc| sc.worker_lost(t, id));
@@ -232,6 +233,7 @@ async fn run_worker_link(
     {
         let mut s = shared.borrow_mut();
         s.workers.insert(id, tx);
+        s.worker_gpus(id, &state.gpus);
         s.metrics.worker_joined(id, &state);
         let t = now();
         s.timed(Call::Worker, |sc| sc.worker_joined(t, id, &state));
@@ -245,7 +247,7 @@ async fn run_worker_link(
         let mut s = shared.borrow_mut();
         let t = now();
         s.metrics.result(id, &r.outcome, t);
-        s.timed(Call::Result, |sc| sc.result(t, id, &r));
+        s.timed(Call::Result, |sc| sc.handle_result(t, id, &r));
         s.drain();
     }
 }
@@ -283,13 +285,7 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: glommio:
     };
     let (mut reader, writer) = conn.into_split();
     let tx = spawn_writer::<ClientResponse, _>(writer);
-    let key = {
-        let mut s = shared.borrow_mut();
-        let key = ClientKey(s.next_client);
-        s.next_client += 1;
-        s.clients.insert(key, tx);
-        key
-    };
+    let key = shared.borrow_mut().open_route(Route::Native(tx));
     tracing::debug!(client = %peer.name, key = key.0, "client connected");
     loop {
         let req = match reader.recv_msg::<clockwork_core::ClientRequest>().await {
@@ -305,14 +301,23 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: glommio:
         let mut s = shared.borrow_mut();
         match req {
             ArchivedClientRequest::Infer(r) => {
-                let id = r.id.to_native();
-                let slo = rkyv::deserialize::<Slo, BoxedError>(&r.slo).unwrap_or(Slo::Default);
-                let len = u32::try_from(r.input.len()).unwrap_or(u32::MAX);
-                if len > 0 {
-                    s.inputs.insert((key, id), r.input.as_slice().to_vec());
+                match rkyv::deserialize::<InferRequest, BoxedError>(r) {
+                    Ok(r) => s.submit(key, r),
+                    Err(e) => {
+                        // Validated on receipt, so this does not happen; answer anyway.
+                        let (id, model) = (r.id.to_native(), r.model.to_native());
+                        let answer = ClientResponse::Inferred(InferResponse {
+                            id,
+                            model,
+                            status: ClientStatus::InvalidRequest,
+                            batch_size: 0,
+                            controller_latency: Nanos::ZERO,
+                            output: Vec::new(),
+                            message: format!("undecodable request: {e}"),
+                        });
+                        s.reply(key, answer);
+                    }
                 }
-                let model = r.model.to_native();
-                s.timed(Call::Request, |sc| sc.request(t, key, id, model, slo, len));
             }
             ArchivedClientRequest::RegisterModel {
                 id,
@@ -361,5 +366,5 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: glommio:
         }
         s.drain();
     }
-    shared.borrow_mut().clients.remove(&key);
+    shared.borrow_mut().close_route(key);
 }

@@ -6,14 +6,18 @@
 //! across an await, so its decisions stay single-threaded and ordered. Around it:
 //! - one task per worker address that connects (and reconnects), sends GET STATE,
 //!   feeds results to the scheduler, and reports the link's loss as `worker_lost`;
-//! - one task per client connection that feeds requests in;
+//! - one task per client connection that decodes requests and hands them to the one
+//!   request path (`path`: [`Shared::submit`] in, answers out on the client's route),
+//!   which the HTTP front end shares;
 //! - one writer task per link, owning the link's `FrameWriter`, fed by a local queue,
 //!   so that nothing else ever awaits a socket write;
 //! - a timer task that calls `handle_timeout` at the scheduler's next deadline;
 //! - the telemetry writer for the request and action logs (TSV).
 //!
-//! Input bytes of INFER requests wait in the service (the scheduler plans with their
-//! lengths only) and are concatenated into the INFER action when it is sent.
+//! Input bytes of INFER requests wait in the service (`pending`; the scheduler plans
+//! with their lengths only) and are concatenated into the INFER action when it is
+//! sent; the scheduler's `Send` lists each INFER's members, so the service never
+//! calls back into it.
 //!
 //! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
 //! Prometheus metrics) runs on the same executor and feeds the same scheduler.
@@ -21,17 +25,21 @@
 mod http;
 mod links;
 mod logs;
+mod path;
+mod pending;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
 use clockwork_core::wire::ToWorker;
-use clockwork_core::{ActionKind, MonotonicClock, Nanos, RequestId, WorkerId};
+use clockwork_core::{GpuId, MonotonicClock, Nanos, WorkerId};
 use clockwork_net::{Encode, FrameWriter};
-use clockwork_scheduler::{ClientKey, Output};
+use clockwork_scheduler::ClientKey;
 use clockwork_scheduler::{Config, Scheduler};
 use glommio::channels::local_channel::{self, LocalSender};
 use http::metrics::{Call, Metrics};
+use path::Route;
+use pending::PendingRequests;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -123,8 +131,6 @@ pub enum ServiceError {
     },
 }
 
-/// A message for a client's writer task.
-type ClientTx = LocalSender<ClientResponse>;
 /// A message for a worker's writer task.
 type WorkerTx = LocalSender<ToWorker>;
 
@@ -132,10 +138,13 @@ type WorkerTx = LocalSender<ToWorker>;
 struct Shared {
     sched: Scheduler,
     workers: HashMap<WorkerId, WorkerTx>,
-    clients: HashMap<ClientKey, ClientTx>,
+    /// The GPUs of connected workers that are emulated.
+    emulated_gpus: HashSet<(WorkerId, GpuId)>,
+    /// Where each client's answers go (native links and HTTP connections).
+    routes: HashMap<ClientKey, Route>,
     next_client: u64,
-    /// Input bytes of requests not yet sent, by (client, request).
-    inputs: HashMap<(ClientKey, RequestId), Vec<u8>>,
+    /// Requests not yet answered: their inputs, where the scheduler's `InputRef`s point.
+    pending: PendingRequests,
     logs: Option<LogFiles>,
     /// Wakes the timer task when the next deadline moved earlier.
     timer_kick: Option<LocalSender<()>>,
@@ -150,8 +159,8 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("workers", &self.workers.len())
-            .field("clients", &self.clients.len())
-            .field("pending_inputs", &self.inputs.len())
+            .field("clients", &self.routes.len())
+            .field("pending_requests", &self.pending.len())
             .finish_non_exhaustive()
     }
 }
@@ -167,9 +176,10 @@ impl Shared {
         Self {
             sched,
             workers: HashMap::new(),
-            clients: HashMap::new(),
+            emulated_gpus: HashSet::new(),
+            routes: HashMap::new(),
             next_client: 0,
-            inputs: HashMap::new(),
+            pending: PendingRequests::default(),
             logs,
             timer_kick: None,
             armed: None,
@@ -181,36 +191,7 @@ impl Shared {
     /// Route everything the scheduler produced. Called after every input.
     fn drain(&mut self) {
         while let Some(out) = self.sched.poll_output() {
-            match out {
-                Output::Send {
-                    worker,
-                    mut actions,
-                } => {
-                    for a in &mut actions {
-                        if let ActionKind::Infer {
-                            inputs,
-                            input_sizes,
-                            ..
-                        } = &mut a.kind
-                        {
-                            self.fill_inputs(a.id, inputs, input_sizes);
-                        }
-                    }
-                    if let Some(tx) = self.workers.get(&worker) {
-                        // Unbounded: try_send fails only when the writer is gone, and then
-                        // the link's reader reports the loss to the scheduler.
-                        let _ = tx.try_send(ToWorker::Actions(actions));
-                    }
-                }
-                Output::Respond { client, response } => {
-                    self.metrics.response(&self.sched, &response);
-                    self.inputs.remove(&(client, response.id));
-                    self.answered += 1;
-                    self.reply(client, ClientResponse::Inferred(response));
-                }
-                #[allow(unreachable_patterns)] // Output is non_exhaustive.
-                _ => {}
-            }
+            self.route_output(out);
         }
         if let Some(logs) = &mut self.logs {
             while let Some(rec) = self.sched.poll_log() {
@@ -236,31 +217,19 @@ impl Shared {
         r
     }
 
-    /// Concatenate the batch's inputs into the action (in batch order).
-    fn fill_inputs(
-        &mut self,
-        action: clockwork_core::ActionId,
-        inputs: &mut Vec<u8>,
-        sizes: &mut Vec<u32>,
-    ) {
-        let members: Vec<(ClientKey, RequestId, u32)> = self.sched.batch_requests(action).collect();
-        if members.iter().all(|&(_, _, len)| len == 0) {
-            return;
-        }
-        sizes.clear();
-        inputs.clear();
-        for (client, id, _) in members {
-            let bytes = self.inputs.remove(&(client, id)).unwrap_or_default();
-            sizes.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-            inputs.extend_from_slice(&bytes);
+    /// Queue an answer other than an inference's for a native client (dropped if it
+    /// has gone).
+    fn reply(&self, client: ClientKey, response: ClientResponse) {
+        if let Some(Route::Native(tx)) = self.routes.get(&client) {
+            let _ = tx.try_send(response);
         }
     }
 
-    /// Queue an answer for a client (dropped if it has gone).
-    fn reply(&self, client: ClientKey, response: ClientResponse) {
-        if let Some(tx) = self.clients.get(&client) {
-            let _ = tx.try_send(response);
-        }
+    /// A worker joined with these GPUs: remember which are emulated.
+    fn worker_gpus(&mut self, worker: WorkerId, gpus: &[clockwork_core::GpuState]) {
+        self.emulated_gpus.retain(|&(w, _)| w != worker);
+        let emulated = gpus.iter().filter(|g| g.emulated).map(|g| (worker, g.id));
+        self.emulated_gpus.extend(emulated);
     }
 
     fn model_infos(&self) -> Vec<ModelInfo> {

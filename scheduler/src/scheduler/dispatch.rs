@@ -247,17 +247,6 @@ impl Scheduler {
             .first()
             .and_then(|&k| self.requests.get(k))
             .map_or(now, |r| r.d.deadline);
-        let input_sizes: Vec<u32> = if members
-            .iter()
-            .any(|&k| self.requests.get(k).is_some_and(|r| r.input_len > 0))
-        {
-            members
-                .iter()
-                .map(|&k| self.requests.get(k).map_or(0, |r| r.input_len))
-                .collect()
-        } else {
-            Vec::new()
-        };
         // A batch holds at most 1024 requests (core's MAX_BATCH_SIZE).
         let batch_size = members.len() as u32;
         // Model indices come from ModelId (u32).
@@ -266,6 +255,7 @@ impl Scheduler {
             let gpu = &self.gpus[g as usize];
             (gpu.worker, gpu.gpu_id)
         };
+        self.list_batch_members(worker, &members);
         let (key, id) = self.track(
             worker,
             now,
@@ -305,7 +295,8 @@ impl Scheduler {
                     gpu: gpu_id,
                     batch_size,
                     expected_duration: est,
-                    input_sizes,
+                    // Filled by the driver from the batch members.
+                    input_sizes: Vec::new(),
                     inputs: Vec::new(),
                 },
             },

@@ -1,13 +1,14 @@
 //! Admission, queueing and expiry of inference requests.
 
-use super::{Request, Scheduler};
+use super::{Answer, Request, Scheduler};
 use crate::admission::{deadlines, resolve_slo};
 use crate::arena::Key;
 use crate::gpu_state::HeapEntry;
 use crate::model_state::QueueEntry;
-use crate::output::ClientKey;
+use crate::output::{ClientKey, InputRef};
 use crate::telemetry::{LogRecord, RequestLog};
 use clockwork_core::{ClientStatus, ModelId, Nanos, RequestId, Slo};
+use std::borrow::Cow;
 use std::cmp::Reverse;
 
 /// Extra margin of the rescue point (see [`Scheduler::rescue_point`]): room for the
@@ -17,15 +18,28 @@ use std::cmp::Reverse;
 /// of them; 20-30 ms only added LOADs.
 const RESCUE_SLACK: Nanos = Nanos::from_millis(10);
 
+/// A request being refused before admission: who asked, for what.
+#[derive(Debug, Clone, Copy)]
+struct Refused {
+    client: ClientKey,
+    id: RequestId,
+    model: ModelId,
+    input: InputRef,
+}
+
 impl Scheduler {
-    /// A client asks for one inference of `model` within `slo`; `input_len` is the
-    /// size of its input (0 when the worker generates inputs).
+    /// A client asks for one inference of `model` within `slo`; `input` says where
+    /// the driver stored its input and how long it is (length 0 when the worker
+    /// generates inputs). The scheduler hands `input` back in the INFER's
+    /// [`crate::output::BatchMember`]s and in the request's one
+    /// [`Output::Respond`](crate::Output::Respond).
     ///
-    /// Answered at once with `UnknownModel` (also for retired models), `Unavailable`
-    /// (no GPU), `InvalidRequest` (bad SLO) or `Rejected` (no plan can complete it by
-    /// its target: see [`crate::admission`]). Otherwise queued; answered `Success` when its INFER
-    /// completes by its deadline, and otherwise `Timeout` (or another failure) at the
-    /// latest at its deadline.
+    /// Answered at once with `UnknownModel` (also for retired models),
+    /// `InvalidRequest` (an input that is not empty and not the model's input size, or
+    /// a bad SLO), `Unavailable` (no GPU) or `Rejected` (no plan can complete it by its
+    /// target: see [`crate::admission`]). Otherwise queued; answered `Success` when its
+    /// INFER completes by its deadline, and otherwise `Timeout` (or another failure) at
+    /// the latest at its deadline.
     pub fn request(
         &mut self,
         now: Nanos,
@@ -33,33 +47,48 @@ impl Scheduler {
         id: RequestId,
         model: ModelId,
         slo: Slo,
-        input_len: u32,
+        input: InputRef,
     ) {
         self.stats.offered += 1;
+        let refused = Refused {
+            client,
+            id,
+            model,
+            input,
+        };
         let mi = model.0 as usize;
         let Some(m) = self
             .models
             .get(mi)
             .filter(|_| !self.retired.contains(model.0))
         else {
-            self.refuse(now, client, id, model, ClientStatus::UnknownModel);
+            self.refuse(now, refused, ClientStatus::UnknownModel, None);
             return;
         };
+        let expected = m.profile().input_bytes;
+        if input.len != 0 && input.len != expected {
+            let why = format!(
+                "input is {} bytes; the model takes {expected} bytes per request (or none)",
+                input.len
+            );
+            self.refuse(now, refused, ClientStatus::InvalidRequest, Some(why.into()));
+            return;
+        }
         let (pages, b1, cold) = (m.pages(), m.b1(), !m.has_ready_replica());
         if self.live_gpus == 0 || pages > self.max_pages {
-            self.refuse(now, client, id, model, ClientStatus::Unavailable);
+            self.refuse(now, refused, ClientStatus::Unavailable, None);
             return;
         }
         let Some(slo) = resolve_slo(slo, self.cfg.default_slo, b1) else {
-            self.refuse(now, client, id, model, ClientStatus::InvalidRequest);
+            self.refuse(now, refused, ClientStatus::InvalidRequest, None);
             return;
         };
         let Some(d) = deadlines(now, slo, self.buffer.get(), self.cfg.future, b1) else {
-            self.refuse(now, client, id, model, ClientStatus::Rejected);
+            self.refuse(now, refused, ClientStatus::Rejected, None);
             return;
         };
         if !self.some_plan_meets(mi, now, d.target) {
-            self.refuse(now, client, id, model, ClientStatus::Rejected);
+            self.refuse(now, refused, ClientStatus::Rejected, None);
             if self.models[mi].replicas.is_empty() {
                 // Too tight to wait for a LOAD, maybe not once warm: load it for the
                 // requests that follow.
@@ -80,7 +109,7 @@ impl Scheduler {
             arrival: now,
             d,
             work: b1.get(),
-            input_len,
+            input,
             cold,
             in_flight: false,
         });
@@ -96,22 +125,22 @@ impl Scheduler {
         self.flush();
     }
 
-    /// Answers a request that was never admitted.
+    /// Answers a request that was never admitted; `message` replaces the status's
+    /// standard one.
     fn refuse(
         &mut self,
         now: Nanos,
-        client: ClientKey,
-        id: RequestId,
-        model: ModelId,
+        r: Refused,
         status: ClientStatus,
+        message: Option<Cow<'static, str>>,
     ) {
         if self.cfg.telemetry {
             self.logs.push_back(LogRecord::Request(RequestLog {
                 t: now,
-                request_id: id.0,
+                request_id: r.id.0,
                 result: status.code(),
-                user_id: client.0,
-                model_id: model.0,
+                user_id: r.client.0,
+                model_id: r.model.0,
                 slo: Nanos::ZERO,
                 latency: Nanos::ZERO,
                 deadline: now,
@@ -121,7 +150,18 @@ impl Scheduler {
                 is_coldstart: false,
             }));
         }
-        self.respond(now, client, id, model, status, 0, now, Vec::new());
+        let answer = Answer {
+            client: r.client,
+            input: r.input,
+            id: r.id,
+            model: r.model,
+            status,
+            batch_size: 0,
+            arrival: now,
+            output: Vec::new(),
+            message,
+        };
+        self.respond(now, answer);
     }
 
     /// Whether some plan could complete a batch-1 INFER of the model by `target`: on

@@ -3,7 +3,12 @@
 //! - INFER success: the timeline learns the real end, the estimator the real duration;
 //!   each request is answered `Success` if the result arrived by its deadline, else
 //!   `Timeout` (counted as a late success). Members already answered at their deadline
-//!   are skipped (and counted as late successes too).
+//!   are skipped (and counted as late successes too). Outputs are split here: the
+//!   worker returns one `output_bytes` slice per request in batch order, and the
+//!   scheduler is what knows that order, the model's output size and which members
+//!   are still unanswered, so every driver gets each request's own slice in its
+//!   `InferResponse` without keeping batch state. A result whose `outputs` is empty
+//!   (outputs not returned) or too short for the batch answers with empty outputs.
 //! - INFER failure: if the batch missed its window (`ExecTooLate` and kin), requests
 //!   that can still be served in time go back to their queue (keeping their
 //!   deadlines and timers); the others, and all requests of other failures, are
@@ -32,7 +37,7 @@ impl Scheduler {
     /// A worker reports the result of an action. Timestamps are in the controller's
     /// clock. Results for unknown actions (duplicates, or from a worker already
     /// declared lost) are counted and ignored.
-    pub fn result(&mut self, now: Nanos, worker: WorkerId, result: &ActionResult) {
+    pub fn handle_result(&mut self, now: Nanos, worker: WorkerId, result: &ActionResult) {
         let key = Key::from_u64(result.action_id.0);
         let Some(wk) = self.worker_index.get(worker) else {
             self.stats.stale_results += 1;

@@ -41,6 +41,7 @@ impl Scheduler {
             gpus: Vec::new(),
             registered,
             pending: Vec::new(),
+            pending_members: Vec::new(),
             resyncing: false,
         });
         self.worker_index.insert(worker, wk);
@@ -106,6 +107,7 @@ impl Scheduler {
         let w = &mut self.workers[wk as usize];
         w.alive = false;
         w.pending.clear();
+        w.pending_members.clear();
         w.registered = BitSet::default();
         let gpus = std::mem::take(&mut w.gpus);
         let mut affected = Vec::new();

@@ -15,7 +15,7 @@ use clockwork_core::{
     ClientStatus, GpuId, InferResponse, ModelId, Nanos, Outcome, WorkerId, WorkerState,
 };
 use clockwork_scheduler::Scheduler;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 /// Latency buckets, seconds: 0.5 ms to 10 s.
@@ -219,8 +219,6 @@ pub(crate) struct Metrics {
     batch: Histogram,
     /// GPUs of connected workers: (total pages) by (worker, gpu).
     gpus: BTreeMap<(u32, u32), u32>,
-    /// The emulated ones among them.
-    emulated: BTreeSet<(u32, u32)>,
     busy: BTreeMap<(u32, u32), GpuBusy>,
     http: BTreeMap<(&'static str, u16), u64>,
     http_latency: Vec<Histogram>,
@@ -243,7 +241,6 @@ impl Default for Metrics {
             load: Histogram::new(LATENCY_BUCKETS),
             batch: Histogram::new(BATCH_BUCKETS),
             gpus: BTreeMap::new(),
-            emulated: BTreeSet::new(),
             busy: BTreeMap::new(),
             http: BTreeMap::new(),
             http_latency: ENDPOINTS
@@ -295,21 +292,12 @@ impl Metrics {
         self.worker_lost(w);
         for g in &state.gpus {
             self.gpus.insert((w.0, g.id.0), g.total_pages);
-            if g.emulated {
-                self.emulated.insert((w.0, g.id.0));
-            }
         }
     }
 
     /// A worker's link was lost.
     pub(crate) fn worker_lost(&mut self, w: WorkerId) {
         self.gpus.retain(|&(wk, _), _| wk != w.0);
-        self.emulated.retain(|&(wk, _)| wk != w.0);
-    }
-
-    /// Whether any connected GPU is emulated (an answer may then come from one).
-    pub(crate) fn any_emulated(&self) -> bool {
-        !self.emulated.is_empty()
     }
 
     /// A worker result arrived at `now`.
@@ -333,7 +321,12 @@ impl Metrics {
                 }
             }
             Outcome::Loaded { timing } => self.load.observe(secs(timing.duration)),
-            _ => {}
+            // No metric follows these.
+            Outcome::Error { .. }
+            | Outcome::Registered { .. }
+            | Outcome::Unloaded { .. }
+            | Outcome::State(_)
+            | Outcome::CacheCleared => {}
         }
     }
 

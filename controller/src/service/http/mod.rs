@@ -2,19 +2,20 @@
 //! repository and binary tensor extensions, and Prometheus metrics.
 //!
 //! It runs on the controller's executor, beside the native client port. Each HTTP
-//! connection is one task; its inference requests go into the scheduler exactly as
-//! native clients' do, under a [`ClientKey`] the connection owns (its response queue
-//! sits in `Shared::clients`), so admission, accounting and logs are shared. HTTP/1.1
-//! answers in order, so a connection has at most one inference outstanding and the
-//! answer is matched by request id. See `docs/http.md` for the endpoints.
+//! connection is one task; it only decodes its inference requests and hands them to
+//! the service's one request path (`Shared::submit`, which native clients use too)
+//! under a [`ClientKey`] the connection owns (its route sits in `Shared::routes`), so
+//! admission, input checks, accounting and logs are shared. HTTP/1.1 answers in order,
+//! so a connection has at most one inference outstanding and the answer is matched by
+//! request id. See `docs/http.md` for the endpoints.
 
 pub(crate) mod metrics;
 mod oip;
 mod wire;
 
+use super::path::{Answered, Route};
 use super::{now, Shared, SharedRef};
-use clockwork_core::client::ClientResponse;
-use clockwork_core::{ClientStatus, InferResponse, ModelId, Nanos, RequestId, Slo};
+use clockwork_core::{ClientStatus, InferRequest, InferResponse, ModelId, Nanos, RequestId, Slo};
 use clockwork_scheduler::ClientKey;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::{TcpListener, TcpStream};
@@ -100,20 +101,14 @@ async fn refuse(mut stream: TcpStream) {
 /// One HTTP connection's inference state.
 struct Conn {
     key: ClientKey,
-    answers: LocalReceiver<ClientResponse>,
+    answers: LocalReceiver<Answered>,
     next_id: u64,
 }
 
 async fn connection(shared: SharedRef, mut stream: TcpStream, limits: Rc<HttpLimits>) {
     let _ = stream.set_nodelay(true);
-    let (tx, answers) = local_channel::new_unbounded::<ClientResponse>();
-    let key = {
-        let mut s = shared.borrow_mut();
-        let key = ClientKey(s.next_client);
-        s.next_client += 1;
-        s.clients.insert(key, tx);
-        key
-    };
+    let (tx, answers) = local_channel::new_unbounded::<Answered>();
+    let key = shared.borrow_mut().open_route(Route::Http(tx));
     let mut conn = Conn {
         key,
         answers,
@@ -170,7 +165,7 @@ async fn connection(shared: SharedRef, mut stream: TcpStream, limits: Rc<HttpLim
     }
     {
         let mut s = shared.borrow_mut();
-        s.clients.remove(&key);
+        s.close_route(key);
         s.metrics.http_open = s.metrics.http_open.saturating_sub(1);
     }
     let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
@@ -393,18 +388,14 @@ fn answer_limit(s: &Shared, model: ModelId, slo: Slo) -> Duration {
     Duration::from(slo) + ANSWER_GRACE
 }
 
+/// Decodes an inference request, submits it on the service's one request path and
+/// waits for its answer.
 async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -> Response {
-    let (model, input_bytes) = {
-        let s = shared.borrow();
-        match resolve(&s, name) {
-            Ok(m) => {
-                let input_bytes = s.sched.model_profile(m.id).map_or(0, |p| p.input_bytes);
-                (m, input_bytes)
-            }
-            Err(r) => return r,
-        }
+    let model = match resolve(&shared.borrow(), name) {
+        Ok(m) => m,
+        Err(r) => return r,
     };
-    let body = match oip::parse_infer(&req.body, req.inference_header_len, input_bytes) {
+    let body = match oip::parse_infer(&req.body, req.inference_header_len) {
         Ok(b) => b,
         Err(e) => return Response::error(400, e),
     };
@@ -412,26 +403,21 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
     let id = RequestId(conn.next_id);
     let limit = {
         let mut s = shared.borrow_mut();
-        let t = now();
-        let len = u32::try_from(body.input.len()).unwrap_or(u32::MAX);
-        if len > 0 {
-            s.inputs.insert((conn.key, id), body.input);
-        }
-        let key = conn.key;
-        let slo = body.slo;
-        s.timed(Call::Request, |sc| {
-            sc.request(t, key, id, model.id, slo, len)
-        });
-        s.drain();
-        answer_limit(&s, model.id, slo)
+        let request = InferRequest {
+            id,
+            model: model.id,
+            slo: body.slo,
+            input: body.input,
+        };
+        s.submit(conn.key, request);
+        answer_limit(&s, model.id, body.slo)
     };
     let answer = futures_lite::future::or(
         async {
-            while let Some(r) = conn.answers.recv().await {
-                match r {
-                    ClientResponse::Inferred(r) if r.id == id => return Some(r),
-                    // Answers to earlier requests this connection gave up on.
-                    _ => {}
+            while let Some(a) = conn.answers.recv().await {
+                // Others are answers to earlier requests this connection gave up on.
+                if a.response.id == id {
+                    return Some(a);
                 }
             }
             None
@@ -443,16 +429,7 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
     )
     .await;
     match answer {
-        Some(r) => {
-            let emulated = shared.borrow().metrics.any_emulated();
-            infer_answer(
-                &model.name,
-                body.id.as_deref(),
-                body.binary_output,
-                emulated,
-                &r,
-            )
-        }
+        Some(a) => infer_answer(&model.name, body.id.as_deref(), body.binary_output, &a),
         None => Response::error(504, "internal: no answer from the scheduler in time"),
     }
 }
@@ -463,7 +440,7 @@ fn http_status(s: ClientStatus) -> (u16, bool, &'static str) {
     match s {
         ClientStatus::Success => (200, false, ""),
         ClientStatus::UnknownModel => (404, false, "unknown model: the model is not registered"),
-        ClientStatus::InvalidRequest => (400, false, "invalid: the SLO is not usable"),
+        ClientStatus::InvalidRequest => (400, false, "invalid"),
         ClientStatus::Rejected => (
             429,
             true,
@@ -496,17 +473,18 @@ fn http_status(s: ClientStatus) -> (u16, bool, &'static str) {
     }
 }
 
-fn infer_answer(
-    model_name: &str,
-    id: Option<&str>,
-    binary: bool,
-    emulated: bool,
-    r: &InferResponse,
-) -> Response {
+fn infer_answer(model_name: &str, id: Option<&str>, binary: bool, a: &Answered) -> Response {
+    let r: &InferResponse = &a.response;
     let (code, retry, message) = http_status(r.status);
     if code != 200 {
+        // What was invalid is the scheduler's to say (the SLO, the input's size).
+        let error = if r.status == ClientStatus::InvalidRequest {
+            format!("{message}: {}", r.message)
+        } else {
+            message.to_owned()
+        };
         let mut body = json!({
-            "error": message,
+            "error": error,
             "clockwork_status": r.status.to_string(),
         });
         if let Some(id) = id {
@@ -525,8 +503,8 @@ fn infer_answer(
         batch_size: r.batch_size,
         controller_latency: r.controller_latency,
         output: &r.output,
+        emulated: a.emulated,
         binary,
-        emulated,
     }
     .encode();
     if binary {

@@ -174,13 +174,11 @@ fn truthy(v: Option<&Value>) -> bool {
     matches!(v, Some(Value::Bool(true)))
 }
 
-/// Decodes an inference request body for a model whose input is `input_bytes` long.
-/// `header_len` is the `Inference-Header-Content-Length` (binary tensor extension).
-pub(super) fn parse_infer(
-    body: &[u8],
-    header_len: Option<usize>,
-    input_bytes: u32,
-) -> Result<InferBody, String> {
+/// Decodes an inference request body. `header_len` is the
+/// `Inference-Header-Content-Length` (binary tensor extension). Whether the input's
+/// size suits the model is checked where native requests are checked too: by the
+/// scheduler, on the service's one request path.
+pub(super) fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<InferBody, String> {
     let (json_part, mut binary) = match header_len {
         Some(n) if n <= body.len() => body.split_at(n),
         Some(n) => {
@@ -259,15 +257,6 @@ pub(super) fn parse_infer(
                     .map_err(|e| format!("input {}: {e}", inp.name))?;
             }
         }
-        if input.len() > input_bytes as usize {
-            break;
-        }
-    }
-    if !input.is_empty() && input.len() != input_bytes as usize {
-        return Err(format!(
-            "inputs hold {} bytes; the model takes {input_bytes} bytes per request",
-            input.len()
-        ));
     }
     if !binary.is_empty() {
         return Err(format!(
@@ -301,9 +290,9 @@ pub(super) struct InferAnswer<'a> {
     pub(super) batch_size: u32,
     pub(super) controller_latency: Nanos,
     pub(super) output: &'a [u8],
-    pub(super) binary: bool,
-    /// Whether it may have run on an emulated GPU (whose outputs are zeros).
+    /// An emulated GPU ran it: the output is zeros or empty, not a model's.
     pub(super) emulated: bool,
+    pub(super) binary: bool,
 }
 
 impl InferAnswer<'_> {
@@ -525,29 +514,30 @@ mod tests {
     #[test]
     fn json_and_binary_inputs_encode_little_endian() {
         let b = br#"{"id":"a","inputs":[{"name":"x","shape":[2,2],"datatype":"INT16","data":[[1,-1],[256,0]]}]}"#;
-        let r = parse_infer(b, None, 8).unwrap();
+        let r = parse_infer(b, None).unwrap();
         assert_eq!(r.id.as_deref(), Some("a"));
         assert_eq!(r.input, [1, 0, 255, 255, 0, 1, 0, 0]);
-        // Wrong total size for the model.
-        assert!(parse_infer(b, None, 4).is_err());
+        // Values that do not match the shape.
+        let b = br#"{"inputs":[{"name":"x","shape":[3],"datatype":"UINT8","data":[1,2]}]}"#;
+        assert!(parse_infer(b, None).is_err());
         // Out of range.
         let b = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[256]}]}"#;
-        assert!(parse_infer(b, None, 1).is_err());
+        assert!(parse_infer(b, None).is_err());
         // Binary tensor extension, binary output requested.
         let mut body = br#"{"inputs":[{"name":"x","shape":[3],"datatype":"UINT8","parameters":{"binary_data_size":3}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}"#.to_vec();
         let n = body.len();
         body.extend_from_slice(&[9, 8, 7]);
-        let r = parse_infer(&body, Some(n), 3).unwrap();
+        let r = parse_infer(&body, Some(n)).unwrap();
         assert_eq!(r.input, [9, 8, 7]);
         assert!(r.binary_output);
         // Leftover binary bytes, or a header length past the end.
         body.push(0);
-        assert!(parse_infer(&body, Some(n), 3).is_err());
-        assert!(parse_infer(&body, Some(body.len() + 1), 3).is_err());
+        assert!(parse_infer(&body, Some(n)).is_err());
+        assert!(parse_infer(&body, Some(body.len() + 1)).is_err());
         // No inputs: the worker generates one.
-        let r = parse_infer(br#"{"inputs":[]}"#, None, 100).unwrap();
+        let r = parse_infer(br#"{"inputs":[]}"#, None).unwrap();
         assert!(r.input.is_empty());
-        assert!(parse_infer(br#"{"inputs":[}"#, None, 100).is_err());
+        assert!(parse_infer(br#"{"inputs":[}"#, None).is_err());
     }
 
     #[test]
