@@ -70,7 +70,7 @@ impl ClientSample {
 
     /// Answered with success (within its SLO or not).
     pub fn is_success(&self) -> bool {
-        self.status_code == 0
+        self.status_code == ClientStatus::Success.code()
     }
 
     /// Answered with success, but after its SLO: a late success (the target is none).
@@ -322,7 +322,7 @@ impl Req {
     }
 
     pub(crate) fn success(&self) -> bool {
-        self.code == 0
+        self.code == ClientStatus::Success.code()
     }
 
     fn done_ns(&self) -> Option<u64> {
