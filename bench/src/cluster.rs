@@ -1,81 +1,28 @@
 //! A local cluster of real processes on loopback: emulated workers and a controller,
 //! each a child process of this binary (hidden subcommands `_worker` and
 //! `_controller`), and the helpers to start, watch and stop them.
+//!
+//! The child processes take the real binaries' flags, checked the same way
+//! ([`clockwork_worker::cli::WorkerArgs`], [`clockwork_controller::cli::ControllerArgs`]),
+//! and start the same library code. Two things differ, both about being a child: each
+//! prints `READY <addr>` on stdout once it serves, and stops gracefully when its stdin
+//! closes (the parent went away) instead of on a signal.
 
 use anyhow::{anyhow, bail, Context as _};
-use clockwork_controller::service::{serve, ServiceConfig};
-use clockwork_core::Nanos;
-use clockwork_gpu::{Backend, NoiseModel};
-use clockwork_net::runtime::{self, ExecutorConfig};
-use clockwork_worker::{Worker, WorkerConfig};
+use clockwork_controller::cli::{self as controller_cli, ControllerArgs};
+use clockwork_worker::cli::WorkerArgs;
+use clockwork_worker::Worker;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Arguments of the hidden `_worker` subcommand.
-#[derive(clap::Args, Debug, Clone)]
-pub(crate) struct WorkerArgs {
-    /// Listen address (port 0: any free port; printed as `READY <addr>`).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub(crate) listen: SocketAddr,
-    /// Emulated GPUs.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) gpus: u32,
-    /// Cluster token.
-    #[arg(long)]
-    pub(crate) token: String,
-    /// Relative sigma of normal timing noise (0: none).
-    #[arg(long, default_value_t = 0.0)]
-    pub(crate) noise: f64,
-    /// Noise seed.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
-}
-
-/// Arguments of the hidden `_controller` subcommand.
-#[derive(clap::Args, Debug, Clone)]
-pub(crate) struct ControllerArgs {
-    /// Client address.
-    #[arg(long)]
-    pub(crate) listen: SocketAddr,
-    /// Workers.
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) workers: Vec<SocketAddr>,
-    /// Cluster token.
-    #[arg(long)]
-    pub(crate) token: String,
-    /// Default SLO in ms.
-    #[arg(long, default_value_t = 100.0)]
-    pub(crate) slo_ms: f64,
-    /// Schedule-ahead in ms.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) schedule_ahead_ms: f64,
-    /// Largest batch.
-    #[arg(long, default_value_t = 16)]
-    pub(crate) max_batch: u32,
-    /// Log directory.
-    #[arg(long)]
-    pub(crate) log_dir: Option<PathBuf>,
-    /// HTTP front end address.
-    #[arg(long)]
-    pub(crate) http: Option<SocketAddr>,
-}
-
-/// Run an emulated worker until stdin closes (the parent went away) or SIGTERM.
+/// Run a worker until stdin closes (the parent went away).
 pub(crate) fn run_worker(args: &WorkerArgs) -> anyhow::Result<()> {
-    let mut cfg = WorkerConfig::emulated(args.gpus);
-    cfg.listen = args.listen;
-    cfg.link.token = args.token.clone();
-    cfg.link.name = format!("local-worker-{}", std::process::id());
-    if let Backend::Emulated { noise, seed, .. } = &mut cfg.devices.backend {
-        if args.noise > 0.0 {
-            *noise = NoiseModel::Normal {
-                rel_sigma: args.noise,
-            };
-        }
-        *seed = args.seed;
+    let cfg = args.config().map_err(|e| anyhow!("worker: {e}"))?;
+    for line in clockwork_worker::cli::describe(args, &cfg) {
+        eprintln!("worker: {line}");
     }
     let worker = Worker::serve(cfg).map_err(|e| anyhow!("worker: {e}"))?;
     println!("READY {}", worker.local_addr());
@@ -98,35 +45,33 @@ fn wait_for_stdin_eof() {
 /// Run the controller until stdin closes; then shut down gracefully (every pending
 /// request answered, logs flushed).
 pub(crate) fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
-    let mut cfg = ServiceConfig::new(args.workers.clone(), args.listen, args.token.clone());
-    cfg.scheduler.default_slo = Nanos((args.slo_ms * 1e6) as u64);
-    cfg.scheduler.schedule_ahead = Nanos((args.schedule_ahead_ms * 1e6) as u64);
-    cfg.scheduler.max_batch = args.max_batch;
-    cfg.scheduler.telemetry = args.log_dir.is_some();
-    cfg.log_dir = args.log_dir.clone();
-    cfg.http = args.http;
-    cfg.reconnect_interval = Duration::from_millis(50);
+    let service = args
+        .service_config()
+        .map_err(|e| anyhow!("controller: {e}"))?;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         wait_for_stdin_eof();
         let _ = tx.send(());
     });
-    let rx = std::rc::Rc::new(std::cell::RefCell::new(Some(rx)));
+    let shutdown = async move {
+        // Polled every 20 ms: quick enough to stop, and nothing to wake across threads.
+        while matches!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+    };
     println!("READY {}", args.listen);
-    runtime::run_here(ExecutorConfig::named("local-controller"), async move {
-        let shutdown = async move {
-            loop {
-                let done = rx.borrow().as_ref().is_none_or(|r| r.try_recv().is_ok());
-                if done {
-                    return;
-                }
-                glommio::timer::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        serve(cfg, shutdown).await
-    })
-    .map_err(|e| anyhow!("controller executor: {e}"))?
-    .map_err(|e| anyhow!("controller: {e}"))
+    controller_cli::run(service, args.executor_config(), shutdown)
+        .map_err(|e| anyhow!("controller: {e}"))
+}
+
+/// How a child process ends on an error: the error on one line of stderr (its log file,
+/// whose last line the parent quotes, see [`ChildProc::start`]) and exit code 1.
+pub(crate) fn exit_on_error(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// A child process that prints `READY <addr>` once serving. Closing its stdin stops
@@ -138,7 +83,8 @@ pub(crate) struct ChildProc {
 }
 
 impl ChildProc {
-    /// Start this binary with `args` and wait (up to 30 s) for its READY line.
+    /// Start this binary with `args` and wait (up to 30 s) for its READY line. If it
+    /// does not come, the error quotes the last line of the child's log.
     pub(crate) fn start(name: &str, args: &[String], log: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find this program's path")?;
         let stderr = std::fs::File::create(log)
@@ -166,7 +112,18 @@ impl ChildProc {
                 .with_context(|| format!("{name} printed a bad address {a}"))?,
             Err(_) => {
                 let _ = child.kill();
-                bail!("{name} did not start; see {}", log.display());
+                let _ = child.wait();
+                // Its last words (e.g. a flag it refused) say more than the file name.
+                let last = std::fs::read_to_string(log)
+                    .ok()
+                    .and_then(|t| {
+                        t.lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .map(str::to_owned)
+                    })
+                    .map_or_else(String::new, |l| format!(": {l}"));
+                bail!("{name} did not start{last} (see {})", log.display());
             }
         };
         Ok(Self {

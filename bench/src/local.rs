@@ -356,16 +356,28 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
     }
     let mut workers = Vec::new();
     for i in 0..args.workers {
+        // `clockwork-worker`'s flags (see `cluster`).
+        let noise = if args.noise > 0.0 {
+            format!("normal:{}", args.noise)
+        } else {
+            "none".to_owned()
+        };
         let a = vec![
             "_worker".to_owned(),
-            "--gpus".into(),
+            "--emulate".into(),
             args.gpus_per_worker.to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
             "--token".into(),
             token.clone(),
             "--noise".into(),
-            args.noise.to_string(),
+            noise,
             "--seed".into(),
             (args.seed + u64::from(i)).to_string(),
+            "--name".into(),
+            format!("local-worker-{i}"),
+            "--log".into(),
+            "warn".into(),
         ];
         workers.push(ChildProc::start(
             &format!("worker {i}"),
@@ -382,6 +394,8 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         .map(|w| w.addr.to_string())
         .collect::<Vec<_>>()
         .join(",");
+    // `clockwork-controller`'s flags (see `cluster`); workers are retried every 50 ms
+    // while they start.
     let ctl_args = vec![
         "_controller".to_owned(),
         "--listen".into(),
@@ -396,6 +410,10 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         out.display().to_string(),
         "--schedule-ahead-ms".into(),
         args.schedule_ahead_ms.to_string(),
+        "--reconnect-ms".into(),
+        "50".into(),
+        "--log".into(),
+        "warn".into(),
     ];
     let mut ctl_args = ctl_args;
     // The HTTP port is a convenience of the main job: if it is taken, say so and go on.

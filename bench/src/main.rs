@@ -50,20 +50,28 @@ enum Command {
     Sim(sim::SimArgs),
     /// The paper's experiments (6.1, 6.2, 6.3, 6.5, 6.6) on emulated GPUs, scaled in time.
     Experiment(experiment::ExperimentArgs),
-    /// (internal) An emulated worker process of the local cluster.
+    /// (internal) A worker process of the local cluster: `clockwork-worker`'s flags.
     #[command(name = "_worker", hide = true)]
-    Worker(cluster::WorkerArgs),
-    /// (internal) The controller process of the local cluster.
+    Worker(clockwork_worker::cli::WorkerArgs),
+    /// (internal) The controller process of the local cluster: `clockwork-controller`'s
+    /// flags.
     #[command(name = "_controller", hide = true)]
-    Controller(cluster::ControllerArgs),
+    Controller(clockwork_controller::cli::ControllerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The cluster's processes log at their --log level (as the binaries do); the
+    // benchmarks only warnings.
+    let level = match &cli.command {
+        Command::Worker(args) => args.log,
+        Command::Controller(args) => args.log,
+        _ => tracing::Level::WARN,
+    };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
         .try_init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Net(args) => net::run(&args),
         Command::Handoff(args) => handoff::run(&args),
@@ -73,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(&args),
         Command::Local(args) => local::run(&args),
         Command::Experiment(args) => experiment::run(&args),
-        Command::Worker(args) => cluster::run_worker(&args),
-        Command::Controller(args) => cluster::run_controller(&args),
+        Command::Worker(args) => cluster::exit_on_error(cluster::run_worker(&args)),
+        Command::Controller(args) => cluster::exit_on_error(cluster::run_controller(&args)),
     }
 }

@@ -3,7 +3,8 @@
 //! This crate owns the shell: the glommio executor that drives one
 //! [`clockwork_scheduler::Scheduler`] with real time, the native links to workers and
 //! clients, the Open Inference Protocol (KServe v2) HTTP front end, Prometheus metrics,
-//! the TSV telemetry files, graceful shutdown, and the `clockwork-controller` binary.
+//! the TSV telemetry files, graceful shutdown, the command line ([`cli`]: flags, their
+//! checks, and starting the service from them) and the `clockwork-controller` binary.
 //! Every decision is the scheduler's: the service feeds it events with `now` and
 //! carries out what it asks for, and never calls back to ask more.
 //!
@@ -15,4 +16,5 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(unused_must_use)]
 
+pub mod cli;
 pub mod service;

@@ -3,13 +3,15 @@
 //! This crate owns the identifiers (models, requests, actions, workers, GPUs), the
 //! [`Nanos`] time type and the one monotonic [`Clock`], the controller→worker action
 //! set, the worker→controller results with per-stage timings, the worker and client
-//! status codes, model profiles, and every message that crosses a socket (all of them
-//! rkyv archives, see [`wire`]).
+//! status codes and their one classification, model profiles, the telemetry logs'
+//! records and TSV format ([`telemetry`]), and every message that crosses a socket (all
+//! of them rkyv archives, see [`wire`]).
 //!
-//! It owns no I/O: no sockets, no threads, no executors. Framing, handshakes and
-//! transport live in `clockwork-net`; devices in `clockwork-gpu`; scheduling in
-//! `clockwork-scheduler`. Everything here is plain data plus small pure functions,
-//! so the scheduler and the simulator can use it with injected time.
+//! It owns no I/O: no sockets, no threads, no executors, no files (the log parser reads
+//! any `BufRead` its caller opened). Framing, handshakes and transport live in
+//! `clockwork-net`; devices in `clockwork-gpu`; scheduling in `clockwork-scheduler`.
+//! Everything here is plain data plus small pure functions, so the scheduler and the
+//! simulator can use it with injected time.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -27,6 +29,7 @@ pub mod model;
 pub mod result;
 pub mod rng;
 pub mod status;
+pub mod telemetry;
 pub mod time;
 #[allow(missing_docs)]
 pub mod wire;
@@ -36,5 +39,5 @@ pub use client::{ClientRequest, ClientResponse, InferRequest, InferResponse, Mod
 pub use ids::{ActionId, GpuId, ModelId, RequestId, WorkerId};
 pub use model::{BatchProfile, ModelProfile, ProfileError, DEFAULT_PAGE_SIZE};
 pub use result::{ActionResult, GpuState, Inferred, Outcome, RegisteredModel, Timing, WorkerState};
-pub use status::{ClientStatus, WorkerStatus};
+pub use status::{ClientStatus, StatusGroup, WorkerStatus};
 pub use time::{Clock, MonotonicClock, Nanos};

@@ -2,6 +2,14 @@
 //! client is told about a request. Codes follow the original Clockwork where it had one
 //! (so its logs and plots read the same); codes of our own are marked as such. The
 //! numeric code is also the archived enum tag, so the wire carries exactly these numbers.
+//!
+//! How client statuses are grouped, labelled and answered over HTTP, and the way back
+//! from a code to its status, is in one table (`status/class.rs`): see [`StatusGroup`]
+//! and [`ClientStatus::group`].
+
+mod class;
+
+pub use class::StatusGroup;
 
 use rkyv::{Archive, Deserialize, Serialize};
 use std::fmt;

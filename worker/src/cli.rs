@@ -1,103 +1,94 @@
-//! The command line: flags, their parsers (sizes with binary suffixes, noise models),
-//! and the checks clap cannot do itself.
+//! The worker's command line: its flags ([`WorkerArgs`]), their parsers (sizes with
+//! binary suffixes, noise models), the checks clap cannot do itself, and the
+//! [`WorkerConfig`] they make.
+//!
+//! The `clockwork-worker` binary and the main job's emulated worker processes
+//! (`clockwork-bench local`, which flattens these flags into a hidden subcommand) both
+//! start this way, so they accept the same flags and refuse the same bad values.
 
-use clap::{ArgGroup, CommandFactory, Parser};
+use crate::{WorkerConfig, DEFAULT_LISTEN, DEFAULT_NAME, DEFAULT_TOKEN};
+use clap::ArgGroup;
 use clockwork_gpu::{Backend, DeviceConfig, NoiseModel, DEFAULT_CACHE_BYTES};
 use clockwork_net::runtime::ExecutorConfig;
 use clockwork_net::LinkConfig;
-use clockwork_worker::{WorkerConfig, DEFAULT_LISTEN, DEFAULT_NAME, DEFAULT_TOKEN};
 use std::net::SocketAddr;
 
-/// Clockwork-RS worker: runs the controller's LOAD, UNLOAD and INFER actions on this
-/// machine's GPUs (or emulated ones), each inside its [earliest, latest] window, and
-/// reports exact timings. It makes no decisions of its own.
-///
-/// On a shared host, run it with real-time priority so its threads are not preempted
-/// past their deadlines: `chrt -f 50 clockwork-worker ...` (every thread inherits it).
-/// It exits with code 2 for a bad command line or unavailable devices, 1 for other
-/// start-up failures.
-#[derive(Parser, Debug)]
-#[command(name = "clockwork-worker", version)]
+/// The worker's flags. Exactly one backend: `--emulate N`, or `--cuda` /
+/// `--cuda-devices`.
+#[derive(clap::Args, Debug, Clone)]
 #[command(group(ArgGroup::new("backend").required(true).multiple(true).args(["emulate", "cuda", "cuda_devices"])))]
-pub(crate) struct Cli {
+pub struct WorkerArgs {
     /// Address to listen on for the controller.
     #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
 
     /// Emulate N GPUs (no GPU needed; timing from the model profiles).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
           conflicts_with_all = ["cuda", "cuda_devices"])]
-    pub(crate) emulate: Option<u32>,
+    pub emulate: Option<u32>,
 
     /// Use every real CUDA GPU of this machine (needs a build with `--features cuda`).
     #[arg(long)]
-    pub(crate) cuda: bool,
+    pub cuda: bool,
 
     /// Use these CUDA device ordinals (implies --cuda), e.g. `0,1`.
     #[arg(long, value_name = "ORDINALS", value_delimiter = ',')]
-    pub(crate) cuda_devices: Option<Vec<usize>>,
+    pub cuda_devices: Option<Vec<usize>>,
 
     /// Weights-cache page size: bytes, or with a binary suffix (KiB, MiB, GiB; K, M, G
     /// mean the same).
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
-    pub(crate) page_size: u64,
+    pub page_size: u64,
 
     /// Weights-cache size per GPU, like --page-size (default 21.5GiB = 1376 pages of
     /// 16 MiB, as the original); rounded down to whole pages.
     #[arg(long, value_parser = parse_size)]
-    pub(crate) cache_size: Option<u64>,
+    pub cache_size: Option<u64>,
 
     /// Cluster token the controller must present.
     #[arg(long, default_value = DEFAULT_TOKEN)]
-    pub(crate) token: String,
+    pub token: String,
 
     /// Timing noise of emulated GPUs: `none`, `normal:REL_SIGMA` or `uniform:REL`
     /// (e.g. `normal:0.02`). Only with --emulate.
     #[arg(long, value_parser = parse_noise)]
-    pub(crate) noise: Option<NoiseModel>,
+    pub noise: Option<NoiseModel>,
 
     /// Seed of the emulated timing noise. Only with --emulate.
     #[arg(long)]
-    pub(crate) seed: Option<u64>,
+    pub seed: Option<u64>,
 
     /// Threads driving the emulated GPUs (GPU d runs on thread d % N). Only with
     /// --emulate; CUDA GPUs get one thread each.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) engine_threads: Option<u32>,
+    pub engine_threads: Option<u32>,
 
     /// Pin engine thread i to the i-th of these CPUs, e.g. `2,3`.
     #[arg(long, value_name = "CPUS", value_delimiter = ',')]
-    pub(crate) engine_cpus: Vec<usize>,
+    pub engine_cpus: Vec<usize>,
 
     /// Pin the network executor to this CPU.
     #[arg(long)]
-    pub(crate) cpu: Option<usize>,
+    pub cpu: Option<usize>,
 
     /// Let the network executor spin this many microseconds before it sleeps: results
     /// leave sooner after a completion (a foreign wake-up costs tens of µs on a VM), at
     /// the cost of CPU. 0 (default): sleep at once.
     #[arg(long, value_name = "US", default_value_t = 0)]
-    pub(crate) spin_us: u64,
+    pub spin_us: u64,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
-    pub(crate) log: tracing::Level,
+    pub log: tracing::Level,
 
     /// This worker's name, shown in the controller's logs.
     #[arg(long, default_value = DEFAULT_NAME)]
-    pub(crate) name: String,
+    pub name: String,
 }
 
-/// Print a usage error the way clap does and exit with code 2.
-pub(crate) fn usage_error(message: &str) -> ! {
-    Cli::command()
-        .error(clap::error::ErrorKind::ValueValidation, message)
-        .exit()
-}
-
-impl Cli {
+impl WorkerArgs {
     /// The worker configuration, or what is wrong with the flags.
-    pub(crate) fn config(&self) -> Result<WorkerConfig, String> {
+    pub fn config(&self) -> Result<WorkerConfig, String> {
         if self.page_size == 0 {
             return Err("--page-size must be at least 1 byte".into());
         }
@@ -172,7 +163,7 @@ impl Cli {
 }
 
 /// Banner lines describing the devices, saying clearly when they are emulated.
-pub(crate) fn describe(args: &Cli, config: &WorkerConfig) -> Vec<String> {
+pub fn describe(args: &WorkerArgs, config: &WorkerConfig) -> Vec<String> {
     let d = &config.devices;
     let pages = d.total_pages();
     let mut lines = Vec::new();
@@ -238,7 +229,7 @@ fn human(bytes: u64) -> String {
 
 /// A byte count: `16777216`, `16MiB`, `16M`, `21.5GiB`, `512 KiB`. Suffixes are powers
 /// of 1024; `KB`/`MB`/`GB` are refused as ambiguous.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -285,7 +276,7 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `none`, `normal:REL_SIGMA` or `uniform:REL`, with a finite, non-negative number.
-pub(crate) fn parse_noise(s: &str) -> Result<NoiseModel, String> {
+pub fn parse_noise(s: &str) -> Result<NoiseModel, String> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("none") {
         return Ok(NoiseModel::None);
@@ -312,6 +303,14 @@ pub(crate) fn parse_noise(s: &str) -> Result<NoiseModel, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// The flags as the binary parses them.
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
 
     #[test]
     fn sizes() {
@@ -348,7 +347,7 @@ mod tests {
     #[test]
     fn default_cache_is_1376_pages() {
         let cli = Cli::try_parse_from(["clockwork-worker", "--emulate", "2"]).unwrap();
-        let c = cli.config().unwrap();
+        let c = cli.args.config().unwrap();
         assert_eq!(c.devices.total_pages(), 1376);
         assert_eq!(c.link.token, DEFAULT_TOKEN);
     }
@@ -360,7 +359,7 @@ mod tests {
             v.extend_from_slice(args);
             match Cli::try_parse_from(v) {
                 Err(e) => e.to_string(),
-                Ok(c) => c.config().err().unwrap_or_default(),
+                Ok(c) => c.args.config().err().unwrap_or_default(),
             }
         };
         assert!(bad(&["--emulate", "1", "--page-size", "0"]).contains("--page-size"));

@@ -10,6 +10,8 @@
 //! anything late; every action gets exactly one result. The devices themselves (engine
 //! threads, page caches, the window rule) belong to `clockwork-gpu`; framing, the
 //! handshake and clock estimation to `clockwork-net`; every decision to the controller.
+//! The command line ([`cli`]) is here too, so the `clockwork-worker` binary and the
+//! main job's worker processes (`clockwork-bench local`) parse the same flags.
 //!
 //! # Shape
 //!
@@ -89,6 +91,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(unused_must_use)]
 
+pub mod cli;
 mod clock;
 mod core;
 mod error;

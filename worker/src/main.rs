@@ -1,20 +1,40 @@
-//! `clockwork-worker`: the worker process. Parses the command line, starts the devices
-//! and the network executor (see the library docs for what the worker does), prints a
-//! banner, and serves until killed.
+//! `clockwork-worker`: the worker process. Parses the command line (the library's
+//! [`clockwork_worker::cli`]), starts the devices and the network executor (see the
+//! library docs for what the worker does), prints a banner, and serves until killed.
 //!
 //! Exit codes: 0 after a clean stop, 2 for a bad command line or devices that cannot be
 //! had (e.g. `--cuda` without CUDA), 1 for any other start-up failure (e.g. the address
 //! is in use).
 
-mod cli;
-
-use clap::Parser;
-use cli::Cli;
+use clap::{CommandFactory, Parser};
+use clockwork_worker::cli::{self, WorkerArgs};
 use clockwork_worker::{Worker, WorkerError, DEFAULT_TOKEN};
 use std::process::ExitCode;
 
+/// Clockwork-RS worker: runs the controller's LOAD, UNLOAD and INFER actions on this
+/// machine's GPUs (or emulated ones), each inside its [earliest, latest] window, and
+/// reports exact timings. It makes no decisions of its own.
+///
+/// On a shared host, run it with real-time priority so its threads are not preempted
+/// past their deadlines: `chrt -f 50 clockwork-worker ...` (every thread inherits it).
+/// It exits with code 2 for a bad command line or unavailable devices, 1 for other
+/// start-up failures.
+#[derive(Parser, Debug)]
+#[command(name = "clockwork-worker", version)]
+struct Cli {
+    #[command(flatten)]
+    args: WorkerArgs,
+}
+
+/// Print a usage error the way clap does and exit with code 2.
+fn usage_error(message: &str) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
+}
+
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let Cli { args } = Cli::parse();
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(args.log)
@@ -22,7 +42,7 @@ fn main() -> ExitCode {
         .try_init();
     let config = match args.config() {
         Ok(c) => c,
-        Err(message) => cli::usage_error(&message),
+        Err(message) => usage_error(&message),
     };
     let banner = cli::describe(&args, &config);
     let worker = match Worker::serve(config) {

@@ -1,7 +1,8 @@
 //! The run report: what a run of the main job (or an experiment preset) did, from the
 //! load driver's samples and the controller's telemetry logs.
 //!
-//! - [`logs`]: readers for `clockwork_request_log.tsv` and `clockwork_action_log.tsv`.
+//! - [`logs`]: reading `clockwork_request_log.tsv` and `clockwork_action_log.tsv` (the
+//!   records and their format are `clockwork_core::telemetry`'s).
 //! - [`ClientSample`]: what the driver records per request, so a report needs no logs.
 //! - [`RunReport::compute`]: the summary (counts, goodput, SLO attainment, late
 //!   successes, latency percentiles, statuses, cold starts, actions, prediction
@@ -33,10 +34,8 @@ mod progress;
 pub mod status;
 mod summary;
 
-pub use logs::{
-    read_action_log, read_request_log, ActionRecord, LogError, RequestRecord, RunLogs,
-    ACTION_LOG_FILE, REQUEST_LOG_FILE,
-};
+pub use clockwork_core::telemetry::{ActionLog, LogError, RequestLog};
+pub use logs::{read_action_log, read_request_log, RunLogs, ACTION_LOG_FILE, REQUEST_LOG_FILE};
 pub use plots::{
     figure_title, render_figures, Figure, BATCH_SIZES_SVG, COLD_STARTS_SVG, LATENCY_CDF_SVG,
     PREDICTION_ERROR_CDF_SVG, TIMELINE_SVG,

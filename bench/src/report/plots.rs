@@ -5,8 +5,8 @@
 //! files or system font libraries are involved (its layout estimates text widths from
 //! the character count).
 
-use super::logs::{ACTION_INFER, ACTION_LOAD};
 use super::summary::{latency_histograms, rank, RunData, RunMeta, RunReport, SecondStats};
+use clockwork_core::telemetry::ActionLog;
 use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -92,10 +92,10 @@ pub fn render_figures(
             v
         };
         let sets = ErrorSets {
-            infer_pred: errors(ACTION_INFER, false),
-            load_pred: errors(ACTION_LOAD, false),
-            infer_done: errors(ACTION_INFER, true),
-            load_done: errors(ACTION_LOAD, true),
+            infer_pred: errors(ActionLog::INFER, false),
+            load_pred: errors(ActionLog::LOAD, false),
+            infer_done: errors(ActionLog::INFER, true),
+            load_done: errors(ActionLog::LOAD, true),
         };
         if !(sets.infer_pred.is_empty() && sets.load_pred.is_empty()) {
             add(PREDICTION_ERROR_CDF_SVG, &|a| error_cdfs(a, report, &sets))?;

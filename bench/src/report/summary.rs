@@ -1,9 +1,10 @@
 //! The run summary: [`RunReport`], computed from client-side samples, the controller's
 //! logs, or both.
 
-use super::logs::{ActionRecord, RunLogs, ACTION_INFER, ACTION_LOAD, ACTION_UNLOAD};
-use super::status::{self, Outcome, UNANSWERED};
-use clockwork_core::ClientStatus;
+use super::logs::RunLogs;
+use super::status::{self, UNANSWERED};
+use clockwork_core::telemetry::ActionLog;
+use clockwork_core::{ClientStatus, StatusGroup};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,7 +70,7 @@ impl ClientSample {
 
     /// Answered with success (within its SLO or not).
     pub fn is_success(&self) -> bool {
-        self.status_code == 0
+        self.status_code == ClientStatus::Success.code()
     }
 
     /// Answered with success, but after its SLO: a late success (the target is none).
@@ -259,9 +260,11 @@ pub struct RunReport {
     /// Answered requests by status name (`Success(0)`, `Timeout(4)`, ...); sums to
     /// `answered`.
     pub status_counts: BTreeMap<String, u64>,
-    /// Requests the controller answered without running (codes 1–11), by status name.
+    /// Requests the controller refused up front or could not serve in time (the
+    /// [`StatusGroup::Refused`] and [`StatusGroup::Late`] statuses), by status name.
     pub rejections_by_cause: BTreeMap<String, u64>,
-    /// Requests whose INFER failed on a worker (or with an unknown code), by status name.
+    /// Requests that failed ([`StatusGroup::Failed`]: their INFER failed on a worker, a
+    /// generic error, or a code no status has), by status name.
     pub failures_by_status: BTreeMap<String, u64>,
     /// Requests answered `Timeout(4)`.
     pub timeouts: u64,
@@ -319,7 +322,7 @@ impl Req {
     }
 
     pub(crate) fn success(&self) -> bool {
-        self.code == 0
+        self.code == ClientStatus::Success.code()
     }
 
     fn done_ns(&self) -> Option<u64> {
@@ -343,9 +346,9 @@ pub(crate) fn log_origin(meta: &RunMeta, logs: &RunLogs) -> u64 {
     }
     logs.requests
         .iter()
-        .map(|r| r.arrival())
+        .map(|r| r.arrival().get())
         .min()
-        .or_else(|| logs.actions.iter().map(ActionRecord::sent).min())
+        .or_else(|| logs.actions.iter().map(|a| a.sent().get()).min())
         .unwrap_or(0)
 }
 
@@ -366,11 +369,11 @@ pub(crate) fn requests<'a>(
     if let Some(logs) = &data.logs {
         let origin = log_origin(meta, logs);
         return Box::new(logs.requests.iter().map(move |r| Req {
-            sent_ns: r.arrival().checked_sub(origin),
-            latency_ns: r.latency,
+            sent_ns: r.arrival().get().checked_sub(origin),
+            latency_ns: r.latency.get(),
             code: r.result,
-            slo_ns: r.slo,
-            late: r.result == 0 && !r.deadline_met,
+            slo_ns: r.slo.get(),
+            late: r.late_success(),
         }));
     }
     Box::new(std::iter::empty())
@@ -508,10 +511,12 @@ impl RunReport {
         for (&code, &n) in &codes {
             let name = status::status_name(code);
             *r.status_counts.entry(name.clone()).or_default() += n;
-            match status::outcome(code) {
-                Outcome::Rejected => *r.rejections_by_cause.entry(name).or_default() += n,
-                Outcome::Failed => *r.failures_by_status.entry(name).or_default() += n,
-                Outcome::Success | Outcome::Unanswered => {}
+            match status::group(code) {
+                StatusGroup::Refused | StatusGroup::Late => {
+                    *r.rejections_by_cause.entry(name).or_default() += n;
+                }
+                StatusGroup::Failed => *r.failures_by_status.entry(name).or_default() += n,
+                StatusGroup::Success => {}
             }
         }
         r.timeouts = codes
@@ -551,11 +556,11 @@ impl RunReport {
         let mut last = 0u64;
         let (mut cold, mut late) = (0u64, 0u64);
         for q in &logs.requests {
-            last = last.max(q.t.saturating_sub(origin));
-            late += u64::from(q.result == 0 && !q.deadline_met);
+            last = last.max(q.t.get().saturating_sub(origin));
+            late += u64::from(q.late_success());
             if q.is_coldstart {
                 cold += 1;
-                if let Some(t) = second(q.arrival()).and_then(|s| slot(timeline, s)) {
+                if let Some(t) = second(q.arrival().get()).and_then(|s| slot(timeline, s)) {
                     t.cold_starts += 1;
                 }
             }
@@ -569,10 +574,10 @@ impl RunReport {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut batch_by_second: Vec<u64> = Vec::new();
         for a in &logs.actions {
-            last = last.max(a.t.saturating_sub(origin));
-            let t = second(a.t).and_then(|s| slot(timeline, s));
+            last = last.max(a.t.get().saturating_sub(origin));
+            let t = second(a.t.get()).and_then(|s| slot(timeline, s));
             match a.action_type {
-                ACTION_LOAD => {
+                ActionLog::LOAD => {
                     loads += 1;
                     load_fail += u64::from(!a.succeeded());
                     load_pred.extend(a.prediction_error_ns());
@@ -581,13 +586,13 @@ impl RunReport {
                         t.loads += 1;
                     }
                 }
-                ACTION_UNLOAD => {
+                ActionLog::UNLOAD => {
                     unloads += 1;
                     if let Some(t) = t {
                         t.unloads += 1;
                     }
                 }
-                ACTION_INFER => {
+                ActionLog::INFER => {
                     infers += 1;
                     infer_fail += u64::from(!a.succeeded());
                     infer_pred.extend(a.prediction_error_ns());

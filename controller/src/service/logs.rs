@@ -1,6 +1,9 @@
-//! The request and action logs, as TSV files with the original's columns plus ours.
+//! The request and action logs, as TSV files: the records and their format are
+//! `clockwork_core::telemetry`'s, which the run report reads back with the same types.
 
-use clockwork_scheduler::telemetry::{ActionLog, LogRecord, RequestLog};
+use clockwork_core::telemetry::{
+    ActionLog, LogRecord, RequestLog, TsvRecord, ACTION_LOG_FILE, REQUEST_LOG_FILE,
+};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -10,21 +13,24 @@ use std::path::Path;
 pub struct LogFiles {
     requests: BufWriter<File>,
     actions: BufWriter<File>,
+    /// One row's text, reused.
+    row: String,
     failed: bool,
 }
 
 impl LogFiles {
-    /// Create (truncate) `clockwork_request_log.tsv` and `clockwork_action_log.tsv` in
-    /// `dir`, with their header lines.
+    /// Create (truncate) [`REQUEST_LOG_FILE`] and [`ACTION_LOG_FILE`] in `dir`, with their
+    /// header lines.
     pub fn create(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut requests = BufWriter::new(File::create(dir.join("clockwork_request_log.tsv"))?);
-        let mut actions = BufWriter::new(File::create(dir.join("clockwork_action_log.tsv"))?);
+        let mut requests = BufWriter::new(File::create(dir.join(REQUEST_LOG_FILE))?);
+        let mut actions = BufWriter::new(File::create(dir.join(ACTION_LOG_FILE))?);
         writeln!(requests, "{}", RequestLog::TSV_HEADER)?;
         writeln!(actions, "{}", ActionLog::TSV_HEADER)?;
         Ok(Self {
             requests,
             actions,
+            row: String::with_capacity(256),
             failed: false,
         })
     }
@@ -35,11 +41,19 @@ impl LogFiles {
         if self.failed {
             return;
         }
-        let r = match rec {
-            LogRecord::Request(r) => writeln!(self.requests, "{}", r.to_tsv()),
-            LogRecord::Action(a) => writeln!(self.actions, "{}", a.to_tsv()),
+        self.row.clear();
+        let file = match rec {
+            LogRecord::Request(r) => {
+                r.write_tsv(&mut self.row);
+                &mut self.requests
+            }
+            LogRecord::Action(a) => {
+                a.write_tsv(&mut self.row);
+                &mut self.actions
+            }
         };
-        if let Err(e) = r {
+        self.row.push('\n');
+        if let Err(e) = file.write_all(self.row.as_bytes()) {
             tracing::error!(error = %e, "request/action log write failed; logging stops");
             self.failed = true;
         }

@@ -12,7 +12,7 @@
 //! (profile name, e.g. `resnet50_v2`), GPU series per GPU, everything else global.
 
 use clockwork_core::{
-    ClientStatus, GpuId, InferResponse, ModelId, Nanos, Outcome, WorkerId, WorkerState,
+    GpuId, InferResponse, ModelId, Nanos, Outcome, StatusGroup, WorkerId, WorkerState,
 };
 use clockwork_scheduler::Scheduler;
 use std::collections::{BTreeMap, HashMap};
@@ -120,42 +120,6 @@ fn sample(out: &mut String, name: &str, labels: &str, v: impl std::fmt::Display)
     let _ = writeln!(out, "{name}{} {v}", braces(labels));
 }
 
-/// A stable label for a client status.
-pub(crate) fn status_label(s: ClientStatus) -> &'static str {
-    match s {
-        ClientStatus::Success => "success",
-        ClientStatus::Error => "error",
-        ClientStatus::Timeout => "timeout",
-        ClientStatus::Initializing => "initializing",
-        ClientStatus::InvalidRequest => "invalid",
-        ClientStatus::ControllerSkipped => "skipped",
-        ClientStatus::CouldNotStartInTime => "could_not_start",
-        ClientStatus::Rejected => "rejected",
-        ClientStatus::UnknownModel => "unknown_model",
-        ClientStatus::Unavailable => "unavailable",
-        ClientStatus::WorkerFailed(_) => "worker_failed",
-        _ => "other",
-    }
-}
-
-/// The coarse outcome a latency histogram is labelled with.
-fn outcome_label(s: ClientStatus) -> usize {
-    match s {
-        ClientStatus::Success => 0,
-        ClientStatus::Timeout
-        | ClientStatus::ControllerSkipped
-        | ClientStatus::CouldNotStartInTime => 1,
-        ClientStatus::Rejected
-        | ClientStatus::UnknownModel
-        | ClientStatus::Unavailable
-        | ClientStatus::InvalidRequest
-        | ClientStatus::Initializing => 2,
-        _ => 3,
-    }
-}
-
-const OUTCOMES: [&str; 4] = ["success", "late", "refused", "failed"];
-
 /// Which scheduler entry point a decision-time sample measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Call {
@@ -211,7 +175,8 @@ pub(crate) struct Metrics {
     /// Answers by (model id, status label); unknown ids are counted under `u32::MAX`.
     by_model: HashMap<(u32, &'static str), u64>,
     by_status: BTreeMap<&'static str, u64>,
-    /// Controller latency by network (profile name) and outcome.
+    /// Controller latency by network (profile name) and status group (indexed by
+    /// `StatusGroup as usize`, in `StatusGroup::ALL` order).
     latency: BTreeMap<String, [Histogram; 4]>,
     decision: Vec<Histogram>,
     exec: Histogram,
@@ -261,7 +226,7 @@ fn secs(n: Nanos) -> f64 {
 impl Metrics {
     /// A response left the scheduler.
     pub(crate) fn response(&mut self, sched: &Scheduler, r: &InferResponse) {
-        let label = status_label(r.status);
+        let label = r.status.label();
         let profile = sched.model_profile(r.model);
         let id = if profile.is_some() {
             r.model.0
@@ -278,7 +243,7 @@ impl Metrics {
                 .entry(network.to_owned())
                 .or_insert_with(|| std::array::from_fn(|_| Histogram::new(LATENCY_BUCKETS))),
         };
-        h[outcome_label(r.status)].observe(secs(r.controller_latency));
+        h[r.status.group() as usize].observe(secs(r.controller_latency));
     }
 
     /// A scheduler call took `d`.
@@ -387,7 +352,8 @@ impl Metrics {
             "Controller latency of inference requests (arrival to answer), by network and outcome.",
         );
         for (net, hs) in &self.latency {
-            for (h, outcome) in hs.iter().zip(OUTCOMES) {
+            for (h, group) in hs.iter().zip(StatusGroup::ALL) {
+                let outcome = group.label();
                 if h.count > 0 {
                     let l = format!("network=\"{}\",outcome=\"{outcome}\"", escape(net));
                     h.render(&mut o, "clockwork_request_duration_seconds", &l);

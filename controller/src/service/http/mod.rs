@@ -435,42 +435,9 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
 }
 
 /// The HTTP status for a scheduler answer, whether to send `Retry-After`, and a
-/// message with a stable prefix.
+/// message with a stable prefix: all from `clockwork_core`'s one status table.
 fn http_status(s: ClientStatus) -> (u16, bool, &'static str) {
-    match s {
-        ClientStatus::Success => (200, false, ""),
-        ClientStatus::UnknownModel => (404, false, "unknown model: the model is not registered"),
-        ClientStatus::InvalidRequest => (400, false, "invalid"),
-        ClientStatus::Rejected => (
-            429,
-            true,
-            "rejected: no plan can meet the SLO under the current load",
-        ),
-        ClientStatus::Timeout => (
-            429,
-            true,
-            "timeout: the request could not be served within its SLO",
-        ),
-        ClientStatus::CouldNotStartInTime => (
-            429,
-            true,
-            "could not start: no GPU could start the request in time",
-        ),
-        ClientStatus::ControllerSkipped => (
-            429,
-            true,
-            "skipped: dropped so that a batch of later requests could meet their SLO",
-        ),
-        ClientStatus::WorkerFailed(w) if w.is_window_miss() => (
-            429,
-            true,
-            "window missed: the worker could not run the request in time",
-        ),
-        ClientStatus::Unavailable => (503, true, "unavailable: no GPU can serve this model now"),
-        ClientStatus::Initializing => (503, true, "initializing: the controller is starting"),
-        ClientStatus::WorkerFailed(_) => (500, false, "worker failed"),
-        _ => (500, false, "error"),
-    }
+    (s.http_status(), s.retry_after(), s.reason())
 }
 
 fn infer_answer(model_name: &str, id: Option<&str>, binary: bool, a: &Answered) -> Response {

@@ -1,0 +1,225 @@
+//! The controller's command line: its flags ([`ControllerArgs`]), the checks clap cannot
+//! do, the service and executor configurations they make, and [`run`], which serves
+//! until told to stop.
+//!
+//! The `clockwork-controller` binary and the main job's controller process
+//! (`clockwork-bench local`, which flattens these flags into a hidden subcommand) both
+//! start this way, so they accept the same flags and refuse the same bad values.
+
+use crate::service::{serve, ServiceConfig, ServiceError};
+use clockwork_core::Nanos;
+use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// The controller's flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Workers to connect to, comma separated (host:port,...). Each is retried until it
+    /// answers, and again whenever its link drops.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub workers: Vec<SocketAddr>,
+    /// Address for clients.
+    #[arg(long, default_value = "127.0.0.1:12346")]
+    pub listen: SocketAddr,
+    /// Address for the HTTP front end (Open Inference Protocol v2, model repository,
+    /// Prometheus `/metrics`), e.g. 127.0.0.1:8000; none when omitted.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Cluster token shared with workers and clients.
+    #[arg(long, default_value = "clockwork-dev")]
+    pub token: String,
+    /// Default SLO in milliseconds.
+    #[arg(long, default_value_t = 100.0)]
+    pub slo_ms: f64,
+    /// How far ahead each GPU's timeline is filled, in milliseconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub schedule_ahead_ms: f64,
+    /// Largest completion buffer in milliseconds: batches are planned to complete this
+    /// long before a request's deadline, for the result's trip back. The controller
+    /// measures that trip and uses less when it allows (down to --min-buffer-ms).
+    #[arg(long, default_value_t = 5.0)]
+    pub buffer_ms: f64,
+    /// Smallest completion buffer in milliseconds; equal to --buffer-ms for a constant
+    /// buffer (the original Clockwork's 5 ms).
+    #[arg(long, default_value_t = 1.0)]
+    pub min_buffer_ms: f64,
+    /// Largest batch size.
+    #[arg(long, default_value_t = 16)]
+    pub max_batch: u32,
+    /// Outstanding LOADs per GPU.
+    #[arg(long, default_value_t = 2)]
+    pub max_loads: u32,
+    /// How long to wait before reconnecting to a worker that did not answer or whose
+    /// link dropped, in milliseconds.
+    #[arg(long, default_value_t = 200.0)]
+    pub reconnect_ms: f64,
+    /// Directory for the request and action logs (TSV); none when omitted.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Pin the controller's executor to this CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Spin this many microseconds before parking (lower latency, more CPU).
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
+    /// Log filter level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    pub log: tracing::Level,
+}
+
+/// A flag value the controller cannot use; the message names the flag.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct ArgsError(String);
+
+/// Why the controller stopped with an error.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The executor could not be built (e.g. a CPU that does not exist).
+    #[error(transparent)]
+    Executor(#[from] RuntimeError),
+    /// The service could not start or failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// A positive number of milliseconds below one hour, for `--{flag}`.
+fn ms(v: f64, flag: &str) -> Result<Nanos, ArgsError> {
+    if !(v.is_finite() && v > 0.0 && v < 3_600_000.0) {
+        return Err(ArgsError(format!(
+            "--{flag} must be a positive number of milliseconds below one hour, got {v}"
+        )));
+    }
+    Ok(Nanos((v * 1e6) as u64))
+}
+
+impl ControllerArgs {
+    /// The service configuration, or what is wrong with the flags.
+    pub fn service_config(&self) -> Result<ServiceConfig, ArgsError> {
+        let mut cfg = ServiceConfig::new(self.workers.clone(), self.listen, self.token.clone());
+        let s = &mut cfg.scheduler;
+        s.default_slo = ms(self.slo_ms, "slo-ms")?;
+        s.schedule_ahead = ms(self.schedule_ahead_ms, "schedule-ahead-ms")?;
+        s.buffer = ms(self.buffer_ms, "buffer-ms")?;
+        s.min_buffer = ms(self.min_buffer_ms, "min-buffer-ms")?;
+        if s.min_buffer > s.buffer {
+            return Err(ArgsError(
+                "--min-buffer-ms must not exceed --buffer-ms".into(),
+            ));
+        }
+        if s.buffer >= s.default_slo {
+            return Err(ArgsError(
+                "--buffer-ms must be below the default SLO (--slo-ms)".into(),
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err(ArgsError("--max-batch must be at least 1".into()));
+        }
+        s.max_batch = self.max_batch;
+        if self.max_loads == 0 {
+            return Err(ArgsError("--max-loads must be at least 1".into()));
+        }
+        s.max_loads_in_flight = self.max_loads;
+        s.telemetry = self.log_dir.is_some();
+        cfg.reconnect_interval = Duration::from(ms(self.reconnect_ms, "reconnect-ms")?);
+        cfg.log_dir.clone_from(&self.log_dir);
+        cfg.http = self.http;
+        Ok(cfg)
+    }
+
+    /// The executor the service runs on (`--cpu`, `--spin-us`).
+    pub fn executor_config(&self) -> ExecutorConfig {
+        let mut exec = ExecutorConfig::named("controller");
+        if let Some(cpu) = self.cpu {
+            exec = exec.with_cpu(cpu);
+        }
+        if self.spin_us > 0 {
+            exec = exec.with_spin_before_park(Duration::from_micros(self.spin_us));
+        }
+        exec
+    }
+}
+
+/// Serve on this thread, on an executor built from `executor`, until `shutdown`
+/// resolves; then stop gracefully (every pending request answered, logs flushed).
+pub fn run(
+    service: ServiceConfig,
+    executor: ExecutorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    runtime::run_here(executor, serve(service, shutdown))??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    fn config(flags: &[&str]) -> Result<ServiceConfig, String> {
+        let mut argv = vec!["controller", "--workers", "127.0.0.1:1,127.0.0.1:2"];
+        argv.extend_from_slice(flags);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        cli.args.service_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_make_the_service_config() {
+        let c = config(&[
+            "--slo-ms",
+            "50",
+            "--buffer-ms",
+            "4",
+            "--min-buffer-ms",
+            "4",
+            "--max-batch",
+            "8",
+            "--reconnect-ms",
+            "50",
+            "--log-dir",
+            "/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(c.workers.len(), 2);
+        assert_eq!(c.scheduler.default_slo, Nanos::from_millis(50));
+        assert_eq!(c.scheduler.buffer, c.scheduler.min_buffer);
+        assert_eq!(c.scheduler.max_batch, 8);
+        assert_eq!(c.reconnect_interval, Duration::from_millis(50));
+        assert!(c.scheduler.telemetry);
+        assert!(c.http.is_none());
+        let d = config(&[]).unwrap();
+        assert!(!d.scheduler.telemetry);
+        assert_eq!(d.reconnect_interval, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (flags, says) in [
+            (
+                &["--reconnect-ms", "0"][..],
+                "--reconnect-ms must be a positive",
+            ),
+            (&["--slo-ms", "nan"][..], "--slo-ms must be a positive"),
+            (&["--max-loads", "0"][..], "--max-loads must be at least 1"),
+            (
+                &["--schedule-ahead-ms", "3600000"][..],
+                "--schedule-ahead-ms must be a positive",
+            ),
+        ] {
+            let e = config(flags).unwrap_err();
+            assert!(e.contains(says), "{flags:?}: {e}");
+        }
+        let e = Cli::try_parse_from(["controller"]).unwrap_err().to_string();
+        assert!(e.contains("--workers"), "{e}");
+    }
+}
