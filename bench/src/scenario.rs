@@ -3,14 +3,14 @@
 //! tests run the very same cluster and arrivals. Owns the scenarios' parameters and
 //! their set-up; running and reporting stay with the caller.
 
-use crate::workload::azure::replay::scale_for_rate;
-use crate::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
-use crate::workload::profiles::registration_runs;
-use crate::workload::{models_spread, Level, Ramp, RampSpec, SimArrivals, SloPlan, Spread};
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
 use clockwork_scheduler::{Config, RegisterError};
 use clockwork_sim::{NoiseShape, SimConfig, Simulation};
+use clockwork_workload::azure::replay::scale_for_rate;
+use clockwork_workload::azure::{AzureReplay, ReplayConfig, TraceSource};
+use clockwork_workload::profiles::registration_runs;
+use clockwork_workload::{models_spread, Level, Ramp, RampSpec, SimArrivals, SloPlan, Spread};
 
 /// Why a scenario could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum ScenarioError {
     Trace(String),
     /// The workload's parameters were refused.
     #[error("workload: {0}")]
-    Workload(#[from] crate::workload::SpecError),
+    Workload(#[from] clockwork_workload::SpecError),
 }
 
 /// Registers `instances` instances spread over `profiles` as the main job does

@@ -7,13 +7,13 @@
 
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::scenario::{azure_replay, register_spread};
-use clockwork_bench::workload::azure::{AzureReplay, TraceSource};
-use clockwork_bench::workload::SimArrivals;
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
 use clockwork_scheduler::Config;
 use clockwork_sim::workload::{AzureLike, AzureLikeConfig, Poisson, Workload};
 use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
+use clockwork_workload::azure::{AzureReplay, TraceSource};
+use clockwork_workload::SimArrivals;
 use std::path::PathBuf;
 use std::time::Instant;
 

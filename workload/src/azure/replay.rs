@@ -16,12 +16,12 @@
 
 use super::source::TraceSource;
 use super::trace::{AzureTrace, MINUTES_PER_DAY};
-use crate::workload::arrival::{Arrival, ArrivalSource};
-use crate::workload::error::SpecError;
-use crate::workload::process::{to_nanos, PoissonClock};
-use crate::workload::rng::{stream_rng, WorkloadRng};
-use crate::workload::slo::{BuiltSlo, SloPlan};
-use crate::workload::step::{BuiltLevel, Level};
+use crate::arrival::{Arrival, ArrivalSource};
+use crate::error::SpecError;
+use crate::process::{to_nanos, PoissonClock};
+use crate::rng::{stream_rng, WorkloadRng};
+use crate::slo::{BuiltSlo, SloPlan};
+use crate::step::{BuiltLevel, Level};
 use clockwork_core::time::Nanos;
 use rand::distr::weighted::WeightedIndex;
 use rand_distr::Distribution;

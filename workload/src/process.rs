@@ -62,7 +62,7 @@ impl PoissonClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::rng::stream_rng;
+    use crate::rng::stream_rng;
 
     #[test]
     fn constant_rate_gives_the_expected_count() {

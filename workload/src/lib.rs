@@ -1,4 +1,13 @@
-//! Workload generators: when requests arrive, for which model instance, with which SLO.
+//! Clockwork-RS workloads: when requests arrive, for which model instance, with which
+//! SLO.
+//!
+//! This crate owns the arrival processes (open loop, bursty, ramp, stepped rates, SLO
+//! sweeps, fill-memory), the client models (closed loop), the Azure Functions 2019
+//! trace (reader, calibrated synthetic generator, replay) and model profiles from
+//! JSON. It is pure: it does not send requests, owns no I/O runtime (no executor, no
+//! sockets; it only reads and writes trace and profile files) and does no scheduling.
+//! The drivers live elsewhere: the main job's network client in `clockwork-bench`, the
+//! virtual-time simulator in `clockwork-sim`.
 //!
 //! Everything is deterministic given a seed, and time is an offset from the start of
 //! the workload, so the same workload can drive a real client (sleeping until each
@@ -17,6 +26,10 @@
 //!   writing the same format, and statistics of a trace's shape.
 //! - [`profiles`]: model profiles from a JSON file; instances spread over profiles.
 //! - [`SimArrivals`]: any open-loop source as the virtual-time simulator's arrivals.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(unused_must_use)]
 
 pub mod arrival;
 pub mod azure;
