@@ -42,7 +42,6 @@ pub mod open_loop;
 mod process;
 pub mod profiles;
 pub mod ramp;
-mod rng;
 mod sim_arrivals;
 pub mod slo;
 pub mod slo_sweep;

@@ -5,9 +5,9 @@
 use super::arrival::{Arrival, ArrivalSource};
 use super::error::{positive, SpecError};
 use super::process::{to_nanos, PoissonClock, NS_PER_SEC};
-use super::rng::{stream_rng, WorkloadRng};
 use super::slo::{BuiltSlo, SloPlan};
 use super::step::{BuiltLevel, Level};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
 use rand::distr::weighted::WeightedIndex;
 use rand::RngExt;
@@ -137,7 +137,7 @@ pub struct OpenLoop {
     rate: BuiltLevel,
     slo: BuiltSlo,
     end: Nanos,
-    rng: WorkloadRng,
+    rng: Rng,
     mode: Mode,
 }
 
@@ -187,7 +187,7 @@ impl OpenLoop {
             rate,
             slo,
             end,
-            rng: stream_rng(seed, 0x09E7),
+            rng: Rng::derive(seed, 0x09E7),
             mode,
         })
     }

@@ -19,9 +19,9 @@ use super::trace::{AzureTrace, MINUTES_PER_DAY};
 use crate::arrival::{Arrival, ArrivalSource};
 use crate::error::SpecError;
 use crate::process::{to_nanos, PoissonClock};
-use crate::rng::{stream_rng, WorkloadRng};
 use crate::slo::{BuiltSlo, SloPlan};
 use crate::step::{BuiltLevel, Level};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
 use rand::distr::weighted::WeightedIndex;
 use rand_distr::Distribution;
@@ -130,7 +130,7 @@ pub struct AzureReplay {
     start_minute: usize,
     end: Nanos,
     clock: PoissonClock,
-    rng: WorkloadRng,
+    rng: Rng,
     picker: Option<(u64, Option<WeightedIndex<u64>>)>,
 }
 
@@ -201,7 +201,7 @@ impl AzureReplay {
             start_minute: config.start_minute,
             end,
             clock: PoissonClock::new(Nanos::ZERO),
-            rng: stream_rng(seed, 0xA2_5EED),
+            rng: Rng::derive(seed, 0xA2_5EED),
             picker: None,
         })
     }
