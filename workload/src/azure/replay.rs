@@ -16,6 +16,7 @@
 
 use super::source::TraceSource;
 use super::trace::{AzureTrace, MINUTES_PER_DAY};
+use crate::alias::AliasTable;
 use crate::arrival::{Arrival, ArrivalSource};
 use crate::error::SpecError;
 use crate::process::{to_nanos, PoissonClock};
@@ -23,8 +24,6 @@ use crate::slo::{BuiltSlo, SloPlan};
 use crate::step::{BuiltLevel, Level};
 use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
-use rand::distr::weighted::WeightedIndex;
-use rand_distr::Distribution;
 
 /// How function ranks map onto model instances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -131,7 +130,7 @@ pub struct AzureReplay {
     end: Nanos,
     clock: PoissonClock,
     rng: Rng,
-    picker: Option<(u64, Option<WeightedIndex<u64>>)>,
+    picker: Option<(u64, Option<AliasTable>)>,
 }
 
 impl AzureReplay {
@@ -254,8 +253,12 @@ impl AzureReplay {
     fn pick(&mut self, segment: u64) -> Option<usize> {
         if self.picker.as_ref().is_none_or(|(s, _)| *s != segment) {
             let minute = self.trace_minute(segment);
-            let w = WeightedIndex::new(self.minutes[minute].iter().map(|&(_, c)| c)).ok();
-            self.picker = Some((segment, w));
+            let counts: Vec<f64> = self.minutes[minute]
+                .iter()
+                .map(|&(_, c)| c as f64)
+                .collect();
+            // A minute without invocations has no table (and no arrivals to pick for).
+            self.picker = Some((segment, AliasTable::new(&counts).ok()));
         }
         let (_, w) = self.picker.as_ref()?;
         let k = w.as_ref()?.sample(&mut self.rng);
