@@ -206,6 +206,34 @@ fn tight_slos_are_rejected_up_front_or_met() {
         .any(|(s, _)| *s == ClientStatus::Rejected));
 }
 
+/// A seed gives the same run: the library's arrivals and the devices' noise are both
+/// drawn from seeded streams.
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let run = |seed: u64| {
+        let mut s = sim(2, 1, 1376, 0.05, seed);
+        let models = s.register(resnet50(), 30).unwrap();
+        s.start();
+        let end = Nanos::from_secs(2);
+        let cfg = AzureLikeConfig::new(30, 400.0, Slo::Default, end, seed);
+        s.set_workload(Box::new(AzureLike::new(cfg).unwrap()), models)
+            .unwrap();
+        s.run_until(end);
+        s.drain(Nanos::from_secs(1));
+        let r = s.report();
+        assert_clean(&r);
+        (
+            r.offered,
+            r.success,
+            r.latency_p50,
+            r.latency_max,
+            r.stats.loads,
+        )
+    };
+    assert_eq!(run(21), run(21));
+    assert_ne!(run(21), run(22));
+}
+
 /// A workload that addresses more models than its range is refused with a clear error,
 /// and the workload in place keeps running.
 #[test]
