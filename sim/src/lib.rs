@@ -1,9 +1,9 @@
 //! Virtual-time simulator: the real [`Scheduler`] driven by simulated workers.
 //!
 //! Deterministic for a seed. One event queue orders request arrivals (pulled from a
-//! `clockwork_workload` [`ArrivalSource`]), action deliveries to workers and results back to the
-//! controller (each after a configurable one-way network latency), INFER and LOAD
-//! completions on simulated GPUs, and the scheduler's own timers
+//! `clockwork_workload` [`ArrivalSource`]), action deliveries to workers and results
+//! back to the controller (each after a configurable one-way network latency), INFER
+//! and LOAD completions on simulated GPUs, and the scheduler's own timers
 //! ([`Scheduler::next_deadline`]). Simulated workers emulate timing like the
 //! original's `worker_dummy` (see `sim/worker.rs`), with optional seeded noise.
 //!
