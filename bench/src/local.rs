@@ -8,19 +8,17 @@ use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::report::{
     print_report, write_outputs, ClientSample, Progress, RunData, RunLogs, RunMeta, RunReport,
 };
-use clockwork_bench::workload::azure::replay::scale_for_rate;
-use clockwork_bench::workload::azure::{ReplayConfig, TraceSource};
-use clockwork_bench::workload::profiles::registration_runs;
-use clockwork_bench::workload::AzureSpec;
-use clockwork_bench::workload::{
-    models_spread, Arrival, Level, SloPlan, Spread, Workload, WorkloadSpec,
-};
 use clockwork_client::{Client, ClientReceiver, ClientSender};
 use clockwork_core::model::builtin_profiles;
 use clockwork_core::{
     ClientResponse, ClientStatus, ModelId, ModelProfile, MonotonicClock, Nanos, RequestId, Slo,
 };
 use clockwork_net::runtime::{run_here, ExecutorConfig};
+use clockwork_workload::azure::replay::scale_for_rate;
+use clockwork_workload::azure::{ReplayConfig, TraceSource};
+use clockwork_workload::profiles::registration_runs;
+use clockwork_workload::AzureSpec;
+use clockwork_workload::{models_spread, Arrival, Level, SloPlan, Spread, Workload, WorkloadSpec};
 use glommio::channels::local_channel::{self, LocalSender};
 use std::cell::Cell;
 use std::cell::RefCell;
@@ -164,7 +162,7 @@ fn workload_spec(args: &LocalArgs) -> anyhow::Result<(WorkloadSpec, String, Stri
     let slo = SloPlan::Fixed(Slo::Default);
     let models = args.models;
     let active = args.active.min(models);
-    use clockwork_bench::workload::{
+    use clockwork_workload::{
         BurstySpec, ClosedLoopSpec, FillMemorySpec, Interarrival, OpenLoopSpec, RampSpec,
         RateSplit, SloSweepSpec, Step,
     };
@@ -323,7 +321,7 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
     });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let profiles: Vec<ModelProfile> = match &args.profiles {
-        Some(p) => clockwork_bench::workload::load_profiles(p).map_err(|e| anyhow!("{e}"))?,
+        Some(p) => clockwork_workload::load_profiles(p).map_err(|e| anyhow!("{e}"))?,
         None => builtin_profiles(),
     };
     let profiles: Vec<ModelProfile> = match &args.only {

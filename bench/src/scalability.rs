@@ -25,8 +25,8 @@ use anyhow::{bail, Context as _};
 use clockwork_core::model::resnet50;
 use clockwork_core::{Nanos, Slo};
 use clockwork_scheduler::Config;
-use clockwork_sim::workload::{Arrival, AzureLike, AzureLikeConfig, Workload};
 use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
+use clockwork_workload::{Arrival, ArrivalSource, AzureLike, AzureLikeConfig};
 use plotters::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -70,19 +70,25 @@ fn load_factors() -> Vec<f64> {
 /// functions keep their identity); burst on/off states restart at each boundary.
 #[derive(Debug)]
 struct Ramp {
-    /// One configuration per step, in time order; built lazily.
+    /// One configuration per step, in time order; built lazily (checked up front).
     steps: std::vec::IntoIter<AzureLikeConfig>,
     current: Option<AzureLike>,
+    models: usize,
 }
 
-impl Workload for Ramp {
+impl ArrivalSource for Ramp {
     fn next_arrival(&mut self) -> Option<Arrival> {
         loop {
-            if let Some(a) = self.current.as_mut().and_then(Workload::next_arrival) {
+            if let Some(a) = self.current.as_mut().and_then(AzureLike::next_arrival) {
                 return Some(a);
             }
-            self.current = Some(AzureLike::new(self.steps.next()?));
+            // Every step's configuration was accepted when the ramp was built.
+            self.current = AzureLike::new(self.steps.next()?).ok();
         }
+    }
+
+    fn models(&self) -> usize {
+        self.models
     }
 }
 
@@ -233,16 +239,28 @@ fn run_one(gpus: u32, step: Nanos, lfs: &[f64]) -> anyhow::Result<RunOut> {
         .enumerate()
         .map(|(k, &lf)| {
             let start = Nanos(step.get() * k as u64);
-            let mut c =
-                AzureLikeConfig::new(range, lf * capacity_b1, Slo::Default, start + step, SEED);
+            let mut c = AzureLikeConfig::new(
+                range.count as usize,
+                lf * capacity_b1,
+                Slo::Default,
+                start + step,
+                SEED,
+            );
             c.start = start;
             c
         })
         .collect();
-    sim.set_workload(Box::new(Ramp {
+    // Checked here, so the ramp's lazy construction cannot fail.
+    for c in &steps {
+        c.check().context("azure-like step")?;
+    }
+    let ramp = Ramp {
         steps: steps.into_iter(),
         current: None,
-    }));
+        models: range.count as usize,
+    };
+    sim.set_workload(Box::new(ramp), range)
+        .context("workload")?;
     let setup_s = t_setup.elapsed().as_secs_f64();
 
     let t_run = Instant::now();

@@ -3,14 +3,14 @@
 //! tests run the very same cluster and arrivals. Owns the scenarios' parameters and
 //! their set-up; running and reporting stay with the caller.
 
-use crate::workload::azure::replay::scale_for_rate;
-use crate::workload::azure::{AzureReplay, ReplayConfig, TraceSource};
-use crate::workload::profiles::registration_runs;
-use crate::workload::{models_spread, Level, Ramp, RampSpec, SimArrivals, SloPlan, Spread};
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
-use clockwork_scheduler::{Config, RegisterError};
-use clockwork_sim::{NoiseShape, SimConfig, Simulation};
+use clockwork_scheduler::{Config, ModelRange, RegisterError};
+use clockwork_sim::{NoiseShape, SimConfig, Simulation, WorkloadRangeError};
+use clockwork_workload::azure::replay::scale_for_rate;
+use clockwork_workload::azure::{AzureReplay, ReplayConfig, TraceSource};
+use clockwork_workload::profiles::registration_runs;
+use clockwork_workload::{models_spread, Level, Ramp, RampSpec, SloPlan, Spread};
 
 /// Why a scenario could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,10 @@ pub enum ScenarioError {
     Trace(String),
     /// The workload's parameters were refused.
     #[error("workload: {0}")]
-    Workload(#[from] crate::workload::SpecError),
+    Workload(#[from] clockwork_workload::SpecError),
+    /// The workload addresses more models than were registered.
+    #[error("workload: {0}")]
+    Range(#[from] WorkloadRangeError),
 }
 
 /// Registers `instances` instances spread over `profiles` as the main job does
@@ -129,7 +132,7 @@ impl RampScenario {
         let range = sim.register(resnet50(), models)?;
         sim.start();
         let ramp = Ramp::new(&self.spec, self.seed)?;
-        sim.set_workload(Box::new(SimArrivals::new(ramp, range.first, self.end)));
+        sim.set_workload(Box::new(ramp), range)?;
         Ok(sim)
     }
 }
@@ -210,7 +213,11 @@ impl AzureScenario {
             self.start_minute,
             self.seed,
         )?;
-        sim.set_workload(Box::new(SimArrivals::new(arrivals, first, self.end())));
+        let range = ModelRange {
+            first,
+            count: u32::try_from(self.instances).unwrap_or(u32::MAX),
+        };
+        sim.set_workload(Box::new(arrivals), range)?;
         Ok(sim)
     }
 }

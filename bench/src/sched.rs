@@ -23,7 +23,7 @@ use clockwork_core::{
     DEFAULT_PAGE_SIZE,
 };
 use clockwork_scheduler::{ClientKey, Config, InputRef, Output, Scheduler};
-use clockwork_sim::workload::AliasTable;
+use clockwork_workload::AliasTable;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
@@ -152,7 +152,7 @@ pub(crate) fn run(a: &SchedArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let table = AliasTable::new(&weights);
+    let table = AliasTable::new(&weights)?;
     let gap_ns = 1e9 / rate;
     let mut t = 1e9;
     // Per (worker, gpu) the synthetic device's free time.

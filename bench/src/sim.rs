@@ -7,13 +7,14 @@
 
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::scenario::{azure_replay, register_spread};
-use clockwork_bench::workload::azure::{AzureReplay, TraceSource};
-use clockwork_bench::workload::SimArrivals;
 use clockwork_core::model::{builtin_profiles, resnet50};
-use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
+use clockwork_core::{ModelProfile, Nanos, Slo};
 use clockwork_scheduler::Config;
-use clockwork_sim::workload::{AzureLike, AzureLikeConfig, Poisson, Workload};
 use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
+use clockwork_workload::azure::{AzureReplay, TraceSource};
+use clockwork_workload::{
+    ArrivalSource, AzureLike, AzureLikeConfig, OpenLoop, OpenLoopSpec, RateSplit,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -188,34 +189,32 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     };
     sim.start();
     let end = warmup + a.duration;
-    let workload: Box<dyn Workload> = match a.workload {
-        WorkloadKind::AzureLike => Box::new(AzureLike::new(AzureLikeConfig::new(
-            range,
-            rate,
-            Slo::Default,
-            end,
-            a.seed,
-        ))),
-        WorkloadKind::Poisson if a.zipf > 0.0 => Box::new(Poisson::zipf(
-            range,
-            rate,
-            a.zipf,
-            Slo::Default,
-            Nanos::ZERO,
-            end,
-            a.seed,
-        )),
-        WorkloadKind::Poisson => Box::new(Poisson::uniform(
-            range,
-            rate,
-            Slo::Default,
-            Nanos::ZERO,
-            end,
-            a.seed,
-        )),
-        WorkloadKind::AzureTrace => Box::new(azure_trace(a, rate, range.first, end)?),
+    let models = a.models as usize;
+    let workload: Box<dyn ArrivalSource> = match a.workload {
+        WorkloadKind::AzureLike => Box::new(
+            AzureLike::new(AzureLikeConfig::new(
+                models,
+                rate,
+                Slo::Default,
+                end,
+                a.seed,
+            ))
+            .context("azure-like workload")?,
+        ),
+        WorkloadKind::Poisson => {
+            let spec = OpenLoopSpec {
+                split: if a.zipf > 0.0 {
+                    RateSplit::Zipf(a.zipf)
+                } else {
+                    RateSplit::Even
+                },
+                ..OpenLoopSpec::poisson(models, rate)
+            };
+            Box::new(OpenLoop::new(&spec, a.seed).context("poisson workload")?)
+        }
+        WorkloadKind::AzureTrace => Box::new(azure_trace(a, rate)?),
     };
-    sim.set_workload(workload);
+    sim.set_workload(workload, range).context("workload")?;
     let setup_s = t_setup.elapsed().as_secs_f64();
 
     let t_run = Instant::now();
@@ -271,12 +270,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
 }
 
 /// The main job's Azure replay: the same trace, mapping, scaling and start minute.
-fn azure_trace(
-    a: &SimArgs,
-    rate: f64,
-    first: ModelId,
-    end: Nanos,
-) -> anyhow::Result<SimArrivals<AzureReplay>> {
+fn azure_trace(a: &SimArgs, rate: f64) -> anyhow::Result<AzureReplay> {
     if !(1..=14).contains(&a.day) {
         bail!("--day must be 1..=14");
     }
@@ -299,7 +293,7 @@ fn azure_trace(
         a.seed,
     )
     .map_err(|e| anyhow!("{e}"))?;
-    Ok(SimArrivals::new(replay, first, end))
+    Ok(replay)
 }
 
 fn print_report(r: &SimReport, wall_s: f64, setup_s: f64) {

@@ -3,9 +3,11 @@
 //!
 //! The one PRNG type of the project (scheduler, simulator, emulated devices' noise).
 //!
-//! Why not `rand`: the scheduler only needs a cheap, reproducible source for placement
-//! sampling, and the simulator needs bit-for-bit reproducible runs from a seed across
-//! crate upgrades; a 40-line generator with no dependency gives both.
+//! Why not `rand`'s generators: the scheduler only needs a cheap, reproducible source
+//! for placement sampling, and the simulator needs bit-for-bit reproducible runs from a
+//! seed across crate upgrades; a 40-line generator gives both. It implements
+//! `rand_core`'s [`TryRng`](rand_core::TryRng) (a small trait-only crate) so that the
+//! workload library can draw `rand_distr`'s distributions from this same generator.
 
 /// xoshiro256++: fast, 256 bits of state, good statistical quality for simulation.
 #[derive(Debug, Clone)]
@@ -82,6 +84,25 @@ impl Rng {
     }
 }
 
+/// The `rand_core` view of [`Rng`]: infallible, words in generation order, bytes
+/// little-endian. `rand_core`'s blanket impls then make it a `rand::Rng`.
+impl rand_core::TryRng for Rng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        // The high half: xoshiro256++'s upper bits are its strongest.
+        Ok((self.next_u64() >> 32) as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        rand_core::utils::fill_bytes_via_next_word(dst, || self.try_next_u64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +120,21 @@ mod tests {
             b.below(10);
         }
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+    }
+
+    #[test]
+    fn the_rand_core_view_is_the_same_stream() {
+        use rand_core::Rng as _;
+        let mut a = Rng::new(11);
+        let mut b = Rng::new(11);
+        let words = [a.next_u64(), a.next_u64()];
+        assert_eq!(rand_core::Rng::next_u64(&mut b), words[0]);
+        assert_eq!(b.next_u32(), (words[1] >> 32) as u32);
+        let mut bytes = [0u8; 12];
+        b.fill_bytes(&mut bytes);
+        let (w0, w1) = (a.next_u64().to_le_bytes(), a.next_u64().to_le_bytes());
+        assert_eq!(bytes[..8], w0);
+        assert_eq!(bytes[8..], w1[..4]);
     }
 
     #[test]

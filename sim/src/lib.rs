@@ -1,9 +1,9 @@
 //! Virtual-time simulator: the real [`Scheduler`] driven by simulated workers.
 //!
 //! Deterministic for a seed. One event queue orders request arrivals (pulled from a
-//! [`workload::Workload`]), action deliveries to workers and results back to the
-//! controller (each after a configurable one-way network latency), INFER and LOAD
-//! completions on simulated GPUs, and the scheduler's own timers
+//! `clockwork_workload` [`ArrivalSource`]), action deliveries to workers and results
+//! back to the controller (each after a configurable one-way network latency), INFER
+//! and LOAD completions on simulated GPUs, and the scheduler's own timers
 //! ([`Scheduler::next_deadline`]). Simulated workers emulate timing like the
 //! original's `worker_dummy` (see `sim/worker.rs`), with optional seeded noise.
 //!
@@ -12,17 +12,19 @@
 //! emitted with their window already closed, INFERs for models not on that GPU, and
 //! LOADs that find too few free pages on the device.
 //!
-//! It owns no I/O and no threads; it does not own scheduling (`clockwork-scheduler`).
+//! It owns no I/O and no threads; it does not own scheduling (`clockwork-scheduler`)
+//! or workload generation (`clockwork-workload`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(unused_must_use)]
 
+mod arrivals;
 mod check;
 mod events;
 mod worker;
-pub mod workload;
 
+pub use arrivals::WorkloadRangeError;
 pub use check::Violations;
 
 /// The distribution of the simulated devices' timing noise.
@@ -36,17 +38,18 @@ pub enum NoiseShape {
     Normal,
 }
 
+use arrivals::Arrivals;
 use check::Checker;
 use clockwork_core::rng::Rng;
-use clockwork_core::{Action, ActionKind, ModelProfile, Nanos, RequestId, Slo, WorkerId};
+use clockwork_core::{Action, ActionKind, ModelId, ModelProfile, Nanos, RequestId, Slo, WorkerId};
 use clockwork_scheduler::Config;
 use clockwork_scheduler::Stats;
 use clockwork_scheduler::{ClientKey, InputRef, Output};
 use clockwork_scheduler::{ConfigError, RegisterError};
 use clockwork_scheduler::{ModelRange, Scheduler};
+use clockwork_workload::ArrivalSource;
 use events::{Event, EventQueue};
 use worker::{Catalogue, Ctx, SimWorker};
-use workload::{Arrival, Workload};
 
 /// Simulated cluster and network.
 #[derive(Debug, Clone)]
@@ -143,8 +146,7 @@ pub struct Simulation {
     workers: Vec<SimWorker>,
     catalogue: Catalogue,
     rng: Rng,
-    workload: Option<Box<dyn Workload>>,
-    next_arrival: Option<Arrival>,
+    arrivals: Option<Arrivals>,
     next_request: u64,
     arrivals_until: Nanos,
     checker: Checker,
@@ -169,8 +171,7 @@ impl Simulation {
             events: EventQueue::default(),
             workers,
             catalogue: Catalogue::default(),
-            workload: None,
-            next_arrival: None,
+            arrivals: None,
             next_request: 0,
             arrivals_until: Nanos::ZERO,
             checker: Checker::new(default_slo),
@@ -216,16 +217,22 @@ impl Simulation {
         self.sched_wall = std::time::Duration::ZERO;
     }
 
-    /// The workload that feeds arrivals from now on.
-    pub fn set_workload(&mut self, w: Box<dyn Workload>) {
-        self.workload = Some(w);
-        self.next_arrival = self.workload.as_mut().and_then(|w| w.next_arrival());
+    /// The workload that feeds arrivals from now on: model index `i` of `source` is
+    /// model `models.first + i`. Fails, leaving the current workload in place, when
+    /// `source` addresses more models than `models` holds.
+    pub fn set_workload(
+        &mut self,
+        source: Box<dyn ArrivalSource>,
+        models: ModelRange,
+    ) -> Result<(), WorkloadRangeError> {
+        self.arrivals = Some(Arrivals::new(source, models)?);
+        Ok(())
     }
 
     /// Runs until virtual time `until` (exclusive), taking arrivals from the workload.
     pub fn run_until(&mut self, until: Nanos) {
         loop {
-            let t_arr = self.next_arrival.map(|a| a.at);
+            let t_arr = self.arrivals.as_ref().and_then(Arrivals::next_at);
             let t_ev = self.events.next_time();
             let t_sched = self.sched.next_deadline();
             let Some(t) = [t_arr, t_ev, t_sched].into_iter().flatten().min() else {
@@ -243,9 +250,8 @@ impl Simulation {
                 if let Some((_, ev)) = self.events.pop() {
                     self.handle(ev);
                 }
-            } else if let Some(a) = self.next_arrival.take() {
-                self.arrive(a);
-                self.next_arrival = self.workload.as_mut().and_then(|w| w.next_arrival());
+            } else if let Some((at, model, slo)) = self.arrivals.as_mut().and_then(Arrivals::pop) {
+                self.arrive(at, model, slo);
             }
             self.pump();
         }
@@ -256,21 +262,16 @@ impl Simulation {
     /// Stops arrivals and runs until every request is answered and nothing is
     /// pending, or until `limit` more virtual time has passed.
     pub fn drain(&mut self, limit: Nanos) {
-        self.workload = None;
-        self.next_arrival = None;
+        self.arrivals = None;
         let arrivals = self.arrivals_until;
         self.run_until(self.now + limit);
         self.arrivals_until = arrivals;
     }
 
     /// One request now (outside the workload), with the next request id.
-    pub fn inject(&mut self, model: clockwork_core::ModelId, slo: Slo) -> RequestId {
+    pub fn inject(&mut self, model: ModelId, slo: Slo) -> RequestId {
         let id = RequestId(self.next_request);
-        self.arrive(Arrival {
-            at: self.now,
-            model,
-            slo,
-        });
+        self.arrive(self.now, model, slo);
         self.pump();
         id
     }
@@ -331,28 +332,18 @@ impl Simulation {
         }
     }
 
-    fn arrive(&mut self, a: Arrival) {
+    fn arrive(&mut self, at: Nanos, model: ModelId, slo: Slo) {
         let id = self.next_request;
         self.next_request += 1;
-        let custom = match a.slo {
+        let custom = match slo {
             Slo::Default => None,
             Slo::Absolute(n) => Some(n),
             // Resolved against the scheduler's estimate: not checked from outside.
             Slo::Factor(_) => Some(Nanos::MAX),
         };
-        self.checker
-            .offer(id, custom, a.at >= self.cfg.measure_from);
+        self.checker.offer(id, custom, at >= self.cfg.measure_from);
         let now = self.now;
-        self.timed(|s| {
-            s.request(
-                now,
-                ClientKey(0),
-                RequestId(id),
-                a.model,
-                a.slo,
-                InputRef::NONE,
-            )
-        });
+        self.timed(|s| s.request(now, ClientKey(0), RequestId(id), model, slo, InputRef::NONE));
     }
 
     /// Runs one scheduler call, timing it if asked to.

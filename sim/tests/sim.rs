@@ -9,8 +9,10 @@ use clockwork_core::model::{resnet152, resnet18, resnet50};
 use clockwork_core::rng::Rng;
 use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
 use clockwork_scheduler::{Config, ModelRange};
-use clockwork_sim::workload::{Arrival, AzureLike, AzureLikeConfig, Poisson, Scripted};
 use clockwork_sim::{SimConfig, SimReport, Simulation};
+use clockwork_workload::{
+    Arrival, AzureLike, AzureLikeConfig, OpenLoop, OpenLoopSpec, RateSplit, Scripted, SloPlan,
+};
 
 fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation {
     Simulation::new(
@@ -35,17 +37,26 @@ fn resnet50_poisson(mut s: Simulation, copies: u32, rate: f64, secs: u64, seed: 
     let models = s.register(resnet50(), copies).unwrap();
     s.start();
     let end = Nanos::from_secs(secs);
-    s.set_workload(Box::new(Poisson::uniform(
-        models,
-        rate,
-        Slo::Default,
-        Nanos::ZERO,
-        end,
-        seed,
-    )));
+    poisson(&mut s, models, rate, 0.0, Slo::Default, seed);
     s.run_until(end);
     s.drain(Nanos::from_secs(1));
     s.report()
+}
+
+/// Poisson arrivals at `rate` r/s over `models`, Zipf-skewed by `zipf` (0: uniform), as
+/// the workload of `s`.
+fn poisson(s: &mut Simulation, models: ModelRange, rate: f64, zipf: f64, slo: Slo, seed: u64) {
+    let spec = OpenLoopSpec {
+        split: if zipf > 0.0 {
+            RateSplit::Zipf(zipf)
+        } else {
+            RateSplit::Even
+        },
+        slo: SloPlan::Fixed(slo),
+        ..OpenLoopSpec::poisson(models.count as usize, rate)
+    };
+    let source = OpenLoop::new(&spec, seed).unwrap();
+    s.set_workload(Box::new(source), models).unwrap();
 }
 
 fn assert_clean(r: &SimReport) {
@@ -58,7 +69,9 @@ fn assert_clean(r: &SimReport) {
 
 #[test]
 fn light_load_on_one_gpu_all_succeed() {
-    let r = resnet50_poisson(sim(1, 1, 1376, 0.0, 1), 4, 100.0, 2, 1);
+    // Seed 3: no model's second request lands during its first LOAD, so each model
+    // has exactly one cold start (the count depends on the arrivals drawn).
+    let r = resnet50_poisson(sim(1, 1, 1376, 0.0, 3), 4, 100.0, 2, 3);
     assert_clean(&r);
     assert!(r.offered > 150);
     assert_eq!(r.success, r.offered);
@@ -109,15 +122,7 @@ fn thousands_of_models_on_one_gpu() {
         first: models.first,
         count: 800,
     };
-    s.set_workload(Box::new(Poisson::zipf(
-        active,
-        300.0,
-        0.6,
-        Slo::Default,
-        Nanos::ZERO,
-        end,
-        3,
-    )));
+    poisson(&mut s, active, 300.0, 0.6, Slo::Default, 3);
     s.run_until(end);
     s.drain(Nanos::from_secs(1));
     let r = s.report();
@@ -133,14 +138,7 @@ fn worker_loss_mid_run_and_rejoin() {
     let models = s.register(resnet50(), 20).unwrap();
     s.start();
     let end = Nanos::from_secs(3);
-    s.set_workload(Box::new(Poisson::uniform(
-        models,
-        800.0,
-        Slo::Default,
-        Nanos::ZERO,
-        end,
-        4,
-    )));
+    poisson(&mut s, models, 800.0, 0.0, Slo::Default, 4);
     s.run_until(Nanos::from_secs(1));
     let before = s.report();
     s.lose_worker(0);
@@ -162,14 +160,7 @@ fn registration_while_running() {
     let mut s = sim(1, 2, 1376, 0.0, 5);
     let first = s.register(resnet50(), 4).unwrap();
     s.start();
-    s.set_workload(Box::new(Poisson::uniform(
-        first,
-        200.0,
-        Slo::Default,
-        Nanos::ZERO,
-        Nanos::from_secs(2),
-        5,
-    )));
+    poisson(&mut s, first, 200.0, 0.0, Slo::Default, 5);
     s.run_until(Nanos::from_millis(500));
     let late = s.register(resnet18(), 3).unwrap();
     assert_eq!(late.first, ModelId(4));
@@ -196,11 +187,12 @@ fn tight_slos_are_rejected_up_front_or_met() {
     let arrivals: Vec<Arrival> = (0..400)
         .map(|i| Arrival {
             at: Nanos::from_micros(i * 2_500),
-            model: ModelId(models.first.0 + (i % 2) as u32),
+            model: (i % 2) as usize,
             slo: Slo::Absolute(Nanos::from_micros(6_000 + rng.below(20_000))),
         })
         .collect();
-    s.set_workload(Box::new(Scripted::new(arrivals)));
+    s.set_workload(Box::new(Scripted::new(arrivals)), models)
+        .unwrap();
     s.run_until(end);
     s.drain(Nanos::from_secs(1));
     let r = s.report();
@@ -212,6 +204,60 @@ fn tight_slos_are_rejected_up_front_or_met() {
         .by_status
         .iter()
         .any(|(s, _)| *s == ClientStatus::Rejected));
+}
+
+/// A seed gives the same run: the library's arrivals and the devices' noise are both
+/// drawn from seeded streams.
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let run = |seed: u64| {
+        let mut s = sim(2, 1, 1376, 0.05, seed);
+        let models = s.register(resnet50(), 30).unwrap();
+        s.start();
+        let end = Nanos::from_secs(2);
+        let cfg = AzureLikeConfig::new(30, 400.0, Slo::Default, end, seed);
+        s.set_workload(Box::new(AzureLike::new(cfg).unwrap()), models)
+            .unwrap();
+        s.run_until(end);
+        s.drain(Nanos::from_secs(1));
+        let r = s.report();
+        assert_clean(&r);
+        (
+            r.offered,
+            r.success,
+            r.latency_p50,
+            r.latency_max,
+            r.stats.loads,
+        )
+    };
+    assert_eq!(run(21), run(21));
+    assert_ne!(run(21), run(22));
+}
+
+/// A workload that addresses more models than its range is refused with a clear error,
+/// and the workload in place keeps running.
+#[test]
+fn a_workload_wider_than_its_model_range_is_refused() {
+    let mut s = sim(1, 1, 1376, 0.0, 8);
+    let models = s.register(resnet50(), 2).unwrap();
+    s.start();
+    let at = |ms, model| Arrival {
+        at: Nanos::from_millis(ms),
+        model,
+        slo: Slo::Default,
+    };
+    s.set_workload(Box::new(Scripted::new(vec![at(1, 0), at(2, 1)])), models)
+        .unwrap();
+    let e = s
+        .set_workload(Box::new(Scripted::new(vec![at(3, 2)])), models)
+        .unwrap_err();
+    assert_eq!((e.addressed, e.registered), (3, 2));
+    assert!(e.to_string().contains("addresses 3 models"), "{e}");
+    s.run_until(Nanos::from_secs(1));
+    s.drain(Nanos::from_secs(1));
+    let r = s.report();
+    assert_clean(&r);
+    assert_eq!(r.offered, 2);
 }
 
 /// A 7 ms SLO on a cold ResNet50 (LOAD 8.4 ms + b1 3.3 ms): no request can wait for
@@ -234,11 +280,12 @@ fn tight_slo_on_a_cold_model(cfg: Config) -> SimReport {
     let arrivals: Vec<Arrival> = (0..200u64)
         .map(|i| Arrival {
             at: Nanos::from_millis(10 * i),
-            model: models.first,
+            model: 0,
             slo: Slo::Absolute(Nanos::from_millis(7)),
         })
         .collect();
-    s.set_workload(Box::new(Scripted::new(arrivals)));
+    s.set_workload(Box::new(Scripted::new(arrivals)), models)
+        .unwrap();
     s.run_until(Nanos::from_secs(2));
     s.drain(Nanos::from_secs(1));
     let r = s.report();
@@ -309,19 +356,11 @@ fn randomized_runs_keep_every_invariant() {
             _ => Slo::Factor(3.0 + rng.below(30) as f32),
         };
         if rng.below(2) == 0 {
-            s.set_workload(Box::new(AzureLike::new(AzureLikeConfig::new(
-                all, rate, slo, end, seed,
-            ))));
+            let cfg = AzureLikeConfig::new(all.count as usize, rate, slo, end, seed);
+            s.set_workload(Box::new(AzureLike::new(cfg).unwrap()), all)
+                .unwrap();
         } else {
-            s.set_workload(Box::new(Poisson::zipf(
-                all,
-                rate,
-                1.0,
-                slo,
-                Nanos::ZERO,
-                end,
-                seed,
-            )));
+            poisson(&mut s, all, rate, 1.0, slo, seed);
         }
         s.run_until(Nanos::from_millis(400));
         if rng.below(2) == 0 {

@@ -31,11 +31,11 @@ use super::reader::TraceError;
 use super::source::TraceSource;
 use super::trace::{AzureTrace, FunctionTrace, MinuteCounts, Trigger, DAYS, MINUTES_PER_DAY};
 use super::writer::write_day_file;
-use crate::workload::error::{positive, SpecError};
-use crate::workload::rng::{stream_rng, sub_seed, unit, WorkloadRng};
+use crate::error::{positive, SpecError};
+use clockwork_core::rng::Rng;
 use rand::seq::SliceRandom;
 use rand::RngExt;
-use rand_distr::{Binomial, Distribution, Gamma, StandardNormal};
+use rand_distr::{Binomial, Distribution, Gamma};
 use std::f64::consts::TAU;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -194,12 +194,12 @@ impl SyntheticTrace {
                 v,
             )?;
         }
-        let mut rng = stream_rng(config.seed, 0xA2_0000);
+        let mut rng = Rng::derive(config.seed, 0xA2_0000);
         let n = config.functions;
         // Stratified quantiles: one draw per 1/n slice, so the shape holds even for
         // small n; then shuffled so that file order carries no information.
         let mut daily: Vec<f64> = (0..n)
-            .map(|i| quantile((i as f64 + unit(&mut rng)) / n as f64))
+            .map(|i| quantile((i as f64 + rng.f64()) / n as f64))
             .collect();
         daily.shuffle(&mut rng);
         let mut top: Vec<f64> = daily.clone();
@@ -213,12 +213,12 @@ impl SyntheticTrace {
             .into_iter()
             .zip(ids)
             .map(|(t, (owner, app, function))| {
-                let timer = t <= 86_400.0 && unit(&mut rng) < p_timer;
+                let timer = t <= 86_400.0 && rng.f64() < p_timer;
                 let (trigger, pattern) = if timer {
                     (Trigger::Timer, timer_pattern(&mut rng, t))
                 } else {
                     let trigger = other_trigger(&mut rng, t > top1);
-                    let regular = t <= 86_400.0 && unit(&mut rng) < config.regular_fraction;
+                    let regular = t <= 86_400.0 && rng.f64() < config.regular_fraction;
                     if regular {
                         (trigger, timer_pattern(&mut rng, t))
                     } else {
@@ -270,10 +270,7 @@ impl SyntheticTrace {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let mut rng = stream_rng(
-                    sub_seed(self.config.seed, u64::from(day)),
-                    0xF0_0000_0000 + i as u64,
-                );
+                let mut rng = day_rng(self.config.seed, day, 0xF0_0000_0000 + i as u64);
                 dense.fill(0);
                 match f.pattern {
                     Pattern::Timer {
@@ -332,8 +329,8 @@ impl SyntheticTrace {
     /// afternoon, times a few short spikes.
     fn diurnal(&self, day: u8) -> Vec<f64> {
         let c = &self.config;
-        let mut rng = stream_rng(sub_seed(c.seed, u64::from(day)), 0xD1_0000);
-        let peak = 720.0 + 240.0 * unit(&mut rng);
+        let mut rng = day_rng(c.seed, day, 0xD1_0000);
+        let peak = 720.0 + 240.0 * rng.f64();
         let mut d: Vec<f64> = (0..MINUTES_PER_DAY)
             .map(|k| 1.0 + c.diurnal_amplitude * (TAU * (k as f64 - peak) / 1440.0).cos())
             .collect();
@@ -346,6 +343,12 @@ impl SyntheticTrace {
         }
         d
     }
+}
+
+/// Stream `stream` of day `day`'s draws: every day has its own seed, so generating one
+/// day never depends on generating the others.
+fn day_rng(seed: u64, day: u8, stream: u64) -> Rng {
+    Rng::derive(Rng::derive(seed, u64::from(day)).next_u64(), stream)
 }
 
 /// The daily-total quantile function.
@@ -368,25 +371,25 @@ fn round_total(t: f64) -> u64 {
     (t + 0.5).floor().max(1.0) as u64
 }
 
-fn hex_id(rng: &mut WorkloadRng) -> String {
+fn hex_id(rng: &mut Rng) -> String {
     let mut s = String::with_capacity(64);
     for _ in 0..4 {
-        let _ = write!(s, "{:016x}", rng.random::<u64>());
+        let _ = write!(s, "{:016x}", rng.next_u64());
     }
     s
 }
 
 /// Owner, app and function hashes: apps of 1 (54 %), 2 (16 %), 3 (10 %), 4–5 (8 %),
 /// 6–10 (7 %) or 11–30 (5 %) functions; owners of one to three apps.
-fn draw_ids(rng: &mut WorkloadRng, n: usize) -> Vec<(String, String, String)> {
+fn draw_ids(rng: &mut Rng, n: usize) -> Vec<(String, String, String)> {
     let mut out = Vec::with_capacity(n);
     let mut owner = hex_id(rng);
     while out.len() < n {
-        if unit(rng) < 0.7 {
+        if rng.f64() < 0.7 {
             owner = hex_id(rng);
         }
         let app = hex_id(rng);
-        let u = unit(rng);
+        let u = rng.f64();
         let size = if u < 0.54 {
             1
         } else if u < 0.70 {
@@ -412,7 +415,7 @@ fn draw_ids(rng: &mut WorkloadRng, n: usize) -> Vec<(String, String, String)> {
 
 /// A timer firing about `t` times a day: a standard period near `1440 / t` minutes, or
 /// `round(t / 1440)` invocations every minute.
-fn timer_pattern(rng: &mut WorkloadRng, t: f64) -> Pattern {
+fn timer_pattern(rng: &mut Rng, t: f64) -> Pattern {
     if t >= 1440.0 {
         // t ≤ 86 400 here, so per_fire ≤ 60.
         let per_fire = (t / 1440.0).round().max(1.0) as u32;
@@ -442,7 +445,7 @@ fn timer_pattern(rng: &mut WorkloadRng, t: f64) -> Pattern {
 /// Non-timer triggers: by share of invocations for the busiest functions (http 36,
 /// queue 34, event 25, orchestration 2, others 1, storage 2), by share of functions
 /// for the rest (http 55, queue 15, orchestration 7, others 3, storage 2, event 2).
-fn other_trigger(rng: &mut WorkloadRng, busy: bool) -> Trigger {
+fn other_trigger(rng: &mut Rng, busy: bool) -> Trigger {
     let table: [(Trigger, f64); 6] = if busy {
         [
             (Trigger::Http, 36.0),
@@ -463,7 +466,7 @@ fn other_trigger(rng: &mut WorkloadRng, busy: bool) -> Trigger {
         ]
     };
     let total: f64 = table.iter().map(|(_, w)| w).sum();
-    let mut u = unit(rng) * total;
+    let mut u = rng.f64() * total;
     for (trigger, w) in &table {
         if u < *w {
             return trigger.clone();
@@ -473,23 +476,23 @@ fn other_trigger(rng: &mut WorkloadRng, busy: bool) -> Trigger {
     Trigger::Http
 }
 
-fn log_uniform(rng: &mut WorkloadRng, lo: f64, hi: f64) -> f64 {
-    (lo.ln() + unit(rng) * (hi.ln() - lo.ln())).exp()
+fn log_uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+    (lo.ln() + rng.f64() * (hi.ln() - lo.ln())).exp()
 }
 
-fn burst_pattern(rng: &mut WorkloadRng, c: &SyntheticConfig, t: f64) -> Pattern {
+fn burst_pattern(rng: &mut Rng, c: &SyntheticConfig, t: f64) -> Pattern {
     if t >= SMOOTH_ABOVE {
         return Pattern::Smooth {
             shape: log_uniform(rng, 10.0, 50.0),
         };
     }
-    if unit(rng) < c.poisson_fraction {
+    if rng.f64() < c.poisson_fraction {
         return Pattern::Smooth {
             shape: log_uniform(rng, c.gamma_shape.0, c.gamma_shape.1),
         };
     }
     let (mu, sigma) = c.session_size_log;
-    let z: f64 = StandardNormal.sample(rng);
+    let z = rng.normal();
     let size = 1.0 + (mu + sigma * z).exp().min(1e6);
     // At least one minute, at most the day.
     let minutes = (log_uniform(rng, c.session_minutes.0, c.session_minutes.1).round() as usize)
@@ -501,7 +504,7 @@ fn burst_pattern(rng: &mut WorkloadRng, c: &SyntheticConfig, t: f64) -> Pattern 
 /// minutes (and costs 144 draws a day rather than 1440).
 const GAMMA_BLOCK: usize = 10;
 
-fn smooth_weights(rng: &mut WorkloadRng, shape: f64, diurnal: &[f64], out: &mut [f64]) {
+fn smooth_weights(rng: &mut Rng, shape: f64, diurnal: &[f64], out: &mut [f64]) {
     match Gamma::new(shape, 1.0 / shape) {
         Ok(g) => {
             for (w, d) in out.chunks_mut(GAMMA_BLOCK).zip(diurnal.chunks(GAMMA_BLOCK)) {
@@ -519,7 +522,7 @@ fn smooth_weights(rng: &mut WorkloadRng, shape: f64, diurnal: &[f64], out: &mut 
 /// Weights of `round(total / size)` sessions (at least two, if `total` allows), each spreading one unit of
 /// weight evenly over `minutes` minutes from a start drawn from the diurnal curve.
 fn session_weights(
-    rng: &mut WorkloadRng,
+    rng: &mut Rng,
     total: u64,
     size: f64,
     minutes: usize,
@@ -538,7 +541,7 @@ fn session_weights(
     }
     let per_minute = 1.0 / minutes as f64;
     for _ in 0..sessions {
-        let x = unit(rng) * acc;
+        let x = rng.f64() * acc;
         let start = cumulative
             .partition_point(|&c| c <= x)
             .min(diurnal.len() - 1);
@@ -549,7 +552,7 @@ fn session_weights(
 }
 
 /// Spread `total` invocations over the minutes, multinomially with `weights`.
-fn place(rng: &mut WorkloadRng, total: u64, weights: &[f64], out: &mut [u32]) {
+fn place(rng: &mut Rng, total: u64, weights: &[f64], out: &mut [u32]) {
     let sum: f64 = weights.iter().sum();
     if sum <= 0.0 || !sum.is_finite() {
         return;
@@ -562,7 +565,7 @@ fn place(rng: &mut WorkloadRng, total: u64, weights: &[f64], out: &mut [u32]) {
             cumulative.push(acc);
         }
         for _ in 0..total {
-            let x = unit(rng) * acc;
+            let x = rng.f64() * acc;
             let k = cumulative
                 .partition_point(|&c| c <= x)
                 .min(weights.len() - 1);

@@ -1,13 +1,13 @@
 //! Open-loop, closed-loop, bursty, SLO-sweep, fill-memory and ramp generators, and the
 //! `Workload` driver interface.
 
-use clockwork_bench::workload::{
+use clockwork_core::client::Slo;
+use clockwork_core::time::Nanos;
+use clockwork_workload::{
     collect_until, Arrival, ArrivalSource, Bursty, BurstySpec, ClosedLoop, ClosedLoopSpec,
     FillMemorySpec, Interarrival, Level, OpenLoop, OpenLoopSpec, Ramp, RampSpec, RateSplit,
     SloPlan, SloSweepSpec, SpecError, Step, StepSchedule, Workload, WorkloadSpec,
 };
-use clockwork_core::client::Slo;
-use clockwork_core::time::Nanos;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -228,7 +228,7 @@ fn slo_sweep_steps_the_slo_factor_every_period() {
     };
     assert!(matches!(
         Workload::new(&WorkloadSpec::SloSweep(bad), 1),
-        Err(clockwork_bench::workload::WorkloadError::Spec(
+        Err(clockwork_workload::WorkloadError::Spec(
             SpecError::BadSchedule { .. }
         ))
     ));

@@ -88,7 +88,7 @@ pub enum TraceError {
     },
     /// The synthetic generator's parameters are unusable.
     #[error("synthetic trace: {0}")]
-    Synthetic(#[from] crate::workload::error::SpecError),
+    Synthetic(#[from] crate::error::SpecError),
     /// An in-memory trace has nothing to reload from.
     #[error("an in-memory trace cannot be reloaded")]
     NotReloadable,

@@ -13,8 +13,8 @@
 //! Unknown fields are errors (a typo must not silently drop a setting), and every
 //! profile must pass [`ModelProfile::validate`].
 
-use super::rng::stream_rng;
 use clockwork_core::model::{BatchProfile, ModelProfile, ProfileError};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -245,7 +245,7 @@ pub fn models_spread(n: usize, profiles: &[ModelProfile], spread: Spread) -> Vec
                 left -= copies;
             }
             if let Spread::Shuffled { seed } = spread {
-                out.shuffle(&mut stream_rng(seed, 0x5_9EAD));
+                out.shuffle(&mut Rng::derive(seed, 0x5_9EAD));
             }
             out
         }

@@ -16,15 +16,14 @@
 
 use super::source::TraceSource;
 use super::trace::{AzureTrace, MINUTES_PER_DAY};
-use crate::workload::arrival::{Arrival, ArrivalSource};
-use crate::workload::error::SpecError;
-use crate::workload::process::{to_nanos, PoissonClock};
-use crate::workload::rng::{stream_rng, WorkloadRng};
-use crate::workload::slo::{BuiltSlo, SloPlan};
-use crate::workload::step::{BuiltLevel, Level};
+use crate::alias::AliasTable;
+use crate::arrival::{Arrival, ArrivalSource};
+use crate::error::SpecError;
+use crate::process::{to_nanos, PoissonClock};
+use crate::slo::{BuiltSlo, SloPlan};
+use crate::step::{BuiltLevel, Level};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
-use rand::distr::weighted::WeightedIndex;
-use rand_distr::Distribution;
 
 /// How function ranks map onto model instances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -130,8 +129,8 @@ pub struct AzureReplay {
     start_minute: usize,
     end: Nanos,
     clock: PoissonClock,
-    rng: WorkloadRng,
-    picker: Option<(u64, Option<WeightedIndex<u64>>)>,
+    rng: Rng,
+    picker: Option<(u64, Option<AliasTable>)>,
 }
 
 impl AzureReplay {
@@ -201,7 +200,7 @@ impl AzureReplay {
             start_minute: config.start_minute,
             end,
             clock: PoissonClock::new(Nanos::ZERO),
-            rng: stream_rng(seed, 0xA2_5EED),
+            rng: Rng::derive(seed, 0xA2_5EED),
             picker: None,
         })
     }
@@ -254,8 +253,12 @@ impl AzureReplay {
     fn pick(&mut self, segment: u64) -> Option<usize> {
         if self.picker.as_ref().is_none_or(|(s, _)| *s != segment) {
             let minute = self.trace_minute(segment);
-            let w = WeightedIndex::new(self.minutes[minute].iter().map(|&(_, c)| c)).ok();
-            self.picker = Some((segment, w));
+            let counts: Vec<f64> = self.minutes[minute]
+                .iter()
+                .map(|&(_, c)| c as f64)
+                .collect();
+            // A minute without invocations has no table (and no arrivals to pick for).
+            self.picker = Some((segment, AliasTable::new(&counts).ok()));
         }
         let (_, w) = self.picker.as_ref()?;
         let k = w.as_ref()?.sample(&mut self.rng);

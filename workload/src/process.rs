@@ -3,7 +3,7 @@
 //! overshoots the segment, the clock moves to the segment's end and draws again, which
 //! is exact because the exponential distribution is memoryless.
 
-use super::rng::{exp1, WorkloadRng};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
 
 /// Nanoseconds per second, as a float.
@@ -34,7 +34,7 @@ impl PoissonClock {
     /// ever), or `None` when the process has ended.
     pub(crate) fn next(
         &mut self,
-        rng: &mut WorkloadRng,
+        rng: &mut Rng,
         mut rate_at: impl FnMut(Nanos) -> Option<(f64, Nanos)>,
     ) -> Option<f64> {
         loop {
@@ -45,7 +45,7 @@ impl PoissonClock {
                 seg_end.get() as f64
             };
             if rate > 0.0 {
-                let candidate = self.t + exp1(rng) * NS_PER_SEC / rate;
+                let candidate = self.t + rng.exp(1.0) * NS_PER_SEC / rate;
                 if candidate < end {
                     self.t = candidate;
                     return Some(candidate);
@@ -62,11 +62,10 @@ impl PoissonClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::rng::stream_rng;
 
     #[test]
     fn constant_rate_gives_the_expected_count() {
-        let mut rng = stream_rng(7, 0);
+        let mut rng = Rng::derive(7, 0);
         let mut clock = PoissonClock::new(Nanos::ZERO);
         let horizon = 100.0 * NS_PER_SEC;
         let mut n = 0u32;
@@ -82,7 +81,7 @@ mod tests {
 
     #[test]
     fn zero_rate_segments_are_skipped_and_the_end_stops_it() {
-        let mut rng = stream_rng(7, 1);
+        let mut rng = Rng::derive(7, 1);
         let mut clock = PoissonClock::new(Nanos::ZERO);
         let rate = |t: Nanos| {
             if t < Nanos::from_secs(5) {

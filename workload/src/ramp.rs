@@ -8,8 +8,8 @@
 use super::arrival::{Arrival, ArrivalSource};
 use super::error::{positive, SpecError};
 use super::process::{to_nanos, PoissonClock};
-use super::rng::{stream_rng, WorkloadRng};
 use super::slo::{BuiltSlo, SloPlan};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
 use rand::RngExt;
 
@@ -75,8 +75,8 @@ impl RampSpec {
 pub struct Ramp {
     spec: RampSpec,
     slo: BuiltSlo,
-    major_rng: WorkloadRng,
-    minor_rng: WorkloadRng,
+    major_rng: Rng,
+    minor_rng: Rng,
     major: PoissonClock,
     minor: PoissonClock,
     next_major: Option<f64>,
@@ -96,8 +96,8 @@ impl Ramp {
         let mut this = Self {
             spec: *spec,
             slo: spec.slo.build()?,
-            major_rng: stream_rng(seed, 0x4A_0001),
-            minor_rng: stream_rng(seed, 0x4A_0002),
+            major_rng: Rng::derive(seed, 0x4A_0001),
+            minor_rng: Rng::derive(seed, 0x4A_0002),
             major: PoissonClock::new(Nanos::ZERO),
             minor: PoissonClock::new(Nanos::ZERO),
             next_major: None,

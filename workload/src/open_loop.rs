@@ -2,16 +2,15 @@
 //! explicit weights, with Poisson (exponential gaps) or fixed-rate arrivals. The rate
 //! may be stepped every period (the original's `scalability-exp-1`).
 
+use super::alias::AliasTable;
 use super::arrival::{Arrival, ArrivalSource};
 use super::error::{positive, SpecError};
 use super::process::{to_nanos, PoissonClock, NS_PER_SEC};
-use super::rng::{stream_rng, WorkloadRng};
 use super::slo::{BuiltSlo, SloPlan};
 use super::step::{BuiltLevel, Level};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
-use rand::distr::weighted::WeightedIndex;
 use rand::RngExt;
-use rand_distr::Distribution;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -122,7 +121,7 @@ impl OpenLoopSpec {
 enum Mode {
     Poisson {
         clock: PoissonClock,
-        pick: Option<WeightedIndex<f64>>,
+        pick: Option<AliasTable>,
     },
     Fixed {
         heap: BinaryHeap<Reverse<(u64, usize)>>,
@@ -137,7 +136,7 @@ pub struct OpenLoop {
     rate: BuiltLevel,
     slo: BuiltSlo,
     end: Nanos,
-    rng: WorkloadRng,
+    rng: Rng,
     mode: Mode,
 }
 
@@ -156,12 +155,7 @@ impl OpenLoop {
             Interarrival::Poisson => Mode::Poisson {
                 clock: PoissonClock::new(Nanos::ZERO),
                 pick: if uneven {
-                    Some(WeightedIndex::new(shares.iter().copied()).map_err(|_| {
-                        SpecError::NotPositive {
-                            what: "sum of open-loop weights",
-                            value: 0.0,
-                        }
-                    })?)
+                    Some(AliasTable::new(&shares)?)
                 } else {
                     None
                 },
@@ -187,7 +181,7 @@ impl OpenLoop {
             rate,
             slo,
             end,
-            rng: stream_rng(seed, 0x09E7),
+            rng: Rng::derive(seed, 0x09E7),
             mode,
         })
     }
@@ -211,7 +205,7 @@ impl ArrivalSource for OpenLoop {
                     rate.at(now).map(|(r, change)| (r, change.min(end)))
                 })?;
                 let model = match pick {
-                    Some(w) => w.sample(&mut self.rng),
+                    Some(table) => table.sample(&mut self.rng),
                     None => self.rng.random_range(0..self.models),
                 };
                 (t, model)

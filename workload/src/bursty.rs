@@ -7,8 +7,8 @@
 use super::arrival::{Arrival, ArrivalSource};
 use super::error::{positive, SpecError};
 use super::process::{to_nanos, NS_PER_SEC};
-use super::rng::{exp1, stream_rng, unit, WorkloadRng};
 use super::slo::{BuiltSlo, SloPlan};
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -39,7 +39,7 @@ impl BurstySpec {
 
 #[derive(Debug)]
 struct Cycle {
-    rng: WorkloadRng,
+    rng: Rng,
     /// Time of the last arrival, or the start of the current ON period.
     t: f64,
     /// End of the current ON period.
@@ -78,14 +78,14 @@ impl Bursty {
         };
         let p_on = mean_on / (mean_on + mean_off);
         for m in 0..spec.models {
-            let mut rng = stream_rng(seed, 0xB0_0000 + m as u64);
+            let mut rng = Rng::derive(seed, 0xB0_0000 + m as u64);
             // Exponential periods are memoryless: the residual of the period the model
             // starts in has the same distribution as a whole one.
-            let (t, on_end) = if unit(&mut rng) < p_on {
-                (0.0, exp1(&mut rng) * mean_on)
+            let (t, on_end) = if rng.f64() < p_on {
+                (0.0, rng.exp(1.0) * mean_on)
             } else {
-                let start = exp1(&mut rng) * mean_off;
-                (start, start + exp1(&mut rng) * mean_on)
+                let start = rng.exp(1.0) * mean_off;
+                (start, start + rng.exp(1.0) * mean_on)
             };
             this.cycles.push(Cycle { rng, t, on_end });
             if let Some(t) = this.advance(m) {
@@ -99,14 +99,14 @@ impl Bursty {
     fn advance(&mut self, m: usize) -> Option<f64> {
         let c = self.cycles.get_mut(m)?;
         loop {
-            let candidate = c.t + exp1(&mut c.rng) * self.gap;
+            let candidate = c.t + c.rng.exp(1.0) * self.gap;
             if candidate < c.on_end {
                 c.t = candidate;
                 return Some(candidate);
             }
-            let start = c.on_end + exp1(&mut c.rng) * self.mean_off;
+            let start = c.on_end + c.rng.exp(1.0) * self.mean_off;
             c.t = start;
-            c.on_end = start + exp1(&mut c.rng) * self.mean_on;
+            c.on_end = start + c.rng.exp(1.0) * self.mean_on;
             if !c.t.is_finite() {
                 return None;
             }

@@ -20,8 +20,8 @@ use super::closed_loop::ClosedLoop;
 use super::error::WorkloadError;
 use super::open_loop::OpenLoop;
 use super::ramp::Ramp;
-use super::rng::sub_seed;
 use super::spec::WorkloadSpec;
+use clockwork_core::rng::Rng;
 use clockwork_core::time::Nanos;
 
 /// One generator of a [`Workload`].
@@ -202,7 +202,7 @@ fn build(
     parts: &mut Vec<Part>,
     traces: &mut Vec<TraceSource>,
 ) -> Result<(), WorkloadError> {
-    let part_seed = sub_seed(seed, *counter);
+    let part_seed = Rng::derive(seed, *counter).next_u64();
     *counter += 1;
     let part = match spec {
         WorkloadSpec::ClosedLoop(s) => Part::Closed(ClosedLoop::new(s)?),

@@ -2,18 +2,18 @@
 //! back through the real reader), reader errors, the rank-to-instance mapping, and the
 //! replay's arrival counts.
 
-use clockwork_bench::workload::azure::reader::{parse, read_day, TraceError};
-use clockwork_bench::workload::azure::replay::{assignment, instance_of, scale_for_rate};
-use clockwork_bench::workload::azure::stats::{interarrival_cv, CDF_TARGETS, TOP_TARGETS};
-use clockwork_bench::workload::azure::trace::file_name;
-use clockwork_bench::workload::azure::{
+use clockwork_core::time::Nanos;
+use clockwork_workload::azure::reader::{parse, read_day, TraceError};
+use clockwork_workload::azure::replay::{assignment, instance_of, scale_for_rate};
+use clockwork_workload::azure::stats::{interarrival_cv, CDF_TARGETS, TOP_TARGETS};
+use clockwork_workload::azure::trace::file_name;
+use clockwork_workload::azure::{
     AzureReplay, AzureTrace, FunctionTrace, Mapping, MinuteCounts, ReplayConfig, SyntheticConfig,
     SyntheticTrace, TraceSource, TraceStats, Trigger, MINUTES_PER_DAY,
 };
-use clockwork_bench::workload::{
+use clockwork_workload::{
     collect_until, AzureSpec, Level, Step, StepSchedule, Workload, WorkloadSpec,
 };
-use clockwork_core::time::Nanos;
 use std::io::Cursor;
 
 /// Functions in the calibration test's traces: small enough for a debug build, large
@@ -475,7 +475,7 @@ fn cv_of_periodic_and_clustered_counts() {
 }
 
 /// The full-size calibration table of `docs/workloads.md`:
-/// `cargo test --release -p clockwork-bench --test workload_azure -- --ignored --nocapture`.
+/// `cargo test --release -p clockwork-workload --test azure -- --ignored --nocapture`.
 #[test]
 #[ignore = "full-size calibration report; run in release"]
 fn calibration_report_full_size() {

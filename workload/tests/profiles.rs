@@ -1,10 +1,10 @@
 //! Model profiles from JSON, and instances spread over profiles.
 
-use clockwork_bench::workload::profiles::{
-    load_profiles, models_spread, parse_profiles, profiles_to_json, registration_runs, Spread,
-};
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::time::Nanos;
+use clockwork_workload::profiles::{
+    load_profiles, models_spread, parse_profiles, profiles_to_json, registration_runs, Spread,
+};
 
 const ONE: &str = r#"{ "profiles": [ {
     "name": "tiny", "weights_bytes": 1000, "input_bytes": 16, "output_bytes": 4,
