@@ -71,6 +71,9 @@ fn instant_model() -> ModelProfile {
             batch_size: 1,
             exec_time: Nanos(1),
         }],
+        source: clockwork_core::ModelSource::Emulated,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 

@@ -70,6 +70,9 @@ fn profile(args: &HttpArgs) -> ModelProfile {
                 exec_time: Nanos(exec.get() * u64::from(b + 1) / 2),
             })
             .collect(),
+        source: clockwork_core::ModelSource::Emulated,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 

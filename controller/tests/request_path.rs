@@ -45,6 +45,9 @@ fn tiny() -> ModelProfile {
                 exec_time: Nanos::from_micros(us),
             })
             .collect(),
+        source: clockwork_core::ModelSource::Emulated,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 
@@ -156,6 +159,7 @@ async fn run(a: &Action, models: &mut HashMap<ModelId, ModelProfile>) -> (Worker
                 Outcome::Registered {
                     model: *model,
                     pages,
+                    measured: None,
                 },
             )
         }

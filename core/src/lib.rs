@@ -24,6 +24,7 @@ pub mod action;
 #[allow(missing_docs)]
 pub mod client;
 pub mod ids;
+#[allow(missing_docs)]
 pub mod model;
 #[allow(missing_docs)]
 pub mod result;
@@ -37,7 +38,10 @@ pub mod wire;
 pub use action::{Action, ActionKind, Window};
 pub use client::{ClientRequest, ClientResponse, InferRequest, InferResponse, ModelInfo, Slo};
 pub use ids::{ActionId, GpuId, ModelId, RequestId, WorkerId};
-pub use model::{BatchProfile, ModelProfile, ProfileError, DEFAULT_PAGE_SIZE};
+pub use model::{
+    BatchProfile, MeasuredTimes, ModelProfile, ModelSource, ProfileError, TensorSpec,
+    DEFAULT_PAGE_SIZE,
+};
 pub use result::{ActionResult, GpuState, Inferred, Outcome, RegisteredModel, Timing, WorkerState};
 pub use status::{ClientStatus, StatusGroup, WorkerStatus};
 pub use time::{Clock, MonotonicClock, Nanos};

@@ -1,6 +1,9 @@
-//! Model profiles: what the controller and the emulated device know about a network
-//! without running it. Weights size and page count, per-batch execution time, LOAD time.
-//! The built-in profiles are the V100 measurements of the original model zoo.
+//! Model profiles: what the controller and the devices know about a network. Weights
+//! size and page count, per-batch execution time, LOAD time, where the executable model
+//! comes from ([`ModelSource`]) and, for a real model, its tensor signature
+//! ([`TensorSpec`]). The built-in profiles are the V100 measurements of the original
+//! model zoo, for emulated devices only; a real model's times are measured by the worker
+//! that registers it ([`MeasuredTimes`]).
 
 use crate::time::Nanos;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -22,7 +25,53 @@ pub struct BatchProfile {
     pub exec_time: Nanos,
 }
 
+/// Where a model's executable form comes from.
+#[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+#[rkyv(derive(Debug))]
+pub enum ModelSource {
+    /// A timing table only: emulated devices run it, no real compute; its outputs are
+    /// zeros of `output_bytes`.
+    #[default]
+    Emulated,
+    /// An ONNX file that every worker reads at this path (a shared or copied model
+    /// repository: `docs/adr/0003-model-files-by-path.md`).
+    Onnx {
+        /// Absolute path of `model.onnx` on the worker's host.
+        path: String,
+    },
+}
+
+/// One named input or output tensor of a real model, as the Open Inference Protocol
+/// describes it. A request carries one item along the batch axis.
+#[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[rkyv(derive(Debug))]
+pub struct TensorSpec {
+    /// The tensor's name in the model.
+    pub name: String,
+    /// OIP datatype (`FP32`, `FP16`, `INT64`, `UINT8`, ...).
+    pub datatype: String,
+    /// Shape with `-1` for the batch axis (always the first).
+    pub shape: Vec<i64>,
+    /// Bytes of one request's item (the shape without its batch axis).
+    pub item_bytes: u32,
+}
+
+/// Times a worker measured for a model on its own device when it registered it.
+#[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[rkyv(derive(Debug))]
+pub struct MeasuredTimes {
+    /// LOAD on this device (for a CPU device: plans built and weights in memory).
+    pub load_time: Nanos,
+    /// Execution time of every supported batch size, ascending.
+    pub batches: Vec<BatchProfile>,
+}
+
 /// The profile of one model (network). Copies of a model share a profile.
+///
+/// A request's input is the concatenation of one item of every input in
+/// [`ModelProfile::inputs`] order (`input_bytes` in all); its output likewise of
+/// [`ModelProfile::outputs`]. An emulated profile declares no tensors: its input and
+/// output are opaque bytes.
 #[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 #[rkyv(derive(Debug))]
 pub struct ModelProfile {
@@ -38,6 +87,12 @@ pub struct ModelProfile {
     pub load_time: Nanos,
     /// Supported batch sizes with their execution times, strictly ascending by size.
     pub batches: Vec<BatchProfile>,
+    /// Where the executable model comes from.
+    pub source: ModelSource,
+    /// The input tensors of a real model, in order (empty for an emulated one).
+    pub inputs: Vec<TensorSpec>,
+    /// The output tensors of a real model, in order (empty for an emulated one).
+    pub outputs: Vec<TensorSpec>,
 }
 
 /// Why a profile is unusable.
@@ -56,6 +111,9 @@ pub enum ProfileError {
     /// Empty name.
     #[error("profile name is empty")]
     EmptyName,
+    /// The tensors' item sizes do not add up to the per-request byte counts.
+    #[error("profile `{0}`: its {1} tensors' item bytes do not add up to {1}_bytes")]
+    TensorBytes(String, &'static str),
 }
 
 impl ModelProfile {
@@ -80,7 +138,28 @@ impl ModelProfile {
         if self.load_time == Nanos::ZERO {
             return Err(ProfileError::ZeroTime(self.name.clone()));
         }
+        let sum = |t: &[TensorSpec]| t.iter().map(|t| u64::from(t.item_bytes)).sum::<u64>();
+        if !self.inputs.is_empty() && sum(&self.inputs) != u64::from(self.input_bytes) {
+            return Err(ProfileError::TensorBytes(self.name.clone(), "input"));
+        }
+        if !self.outputs.is_empty() && sum(&self.outputs) != u64::from(self.output_bytes) {
+            return Err(ProfileError::TensorBytes(self.name.clone(), "output"));
+        }
         Ok(())
+    }
+
+    /// Whether devices run this model for real (it is not a timing table).
+    pub fn is_real(&self) -> bool {
+        !matches!(self.source, ModelSource::Emulated)
+    }
+
+    /// This profile with the times a worker measured.
+    pub fn with_measured(&self, m: &MeasuredTimes) -> Self {
+        Self {
+            load_time: m.load_time,
+            batches: m.batches.clone(),
+            ..self.clone()
+        }
     }
 
     /// Pages of `page_size` bytes that the weights occupy (at least one).
@@ -133,6 +212,9 @@ fn zoo_profile(name: &str, weights_bytes: u64, load_us: u64, exec_us: [u64; 5]) 
                 exec_time: Nanos::from_micros(us),
             })
             .collect(),
+        source: ModelSource::Emulated,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 
@@ -174,6 +256,60 @@ pub fn builtin_profiles() -> Vec<ModelProfile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tensor(name: &str, item_bytes: u32) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            datatype: "FP32".into(),
+            shape: vec![-1, i64::from(item_bytes / 4)],
+            item_bytes,
+        }
+    }
+
+    #[test]
+    fn tensors_must_add_up_to_the_request_bytes() {
+        let mut p = ModelProfile {
+            source: ModelSource::Onnx {
+                path: "/m/1/model.onnx".into(),
+            },
+            input_bytes: 24,
+            output_bytes: 8,
+            inputs: vec![tensor("a", 16), tensor("b", 8)],
+            outputs: vec![tensor("y", 8)],
+            ..resnet50()
+        };
+        assert!(p.is_real());
+        assert_eq!(p.validate(), Ok(()));
+        p.input_bytes = 20;
+        assert_eq!(
+            p.validate(),
+            Err(ProfileError::TensorBytes(p.name.clone(), "input"))
+        );
+        p.input_bytes = 24;
+        p.outputs[0].item_bytes = 4;
+        assert_eq!(
+            p.validate(),
+            Err(ProfileError::TensorBytes(p.name.clone(), "output"))
+        );
+        assert!(!resnet50().is_real());
+        assert_eq!(resnet50().validate(), Ok(()));
+    }
+
+    #[test]
+    fn measured_times_replace_only_the_times() {
+        let m = MeasuredTimes {
+            load_time: Nanos::from_micros(1_900),
+            batches: vec![BatchProfile {
+                batch_size: 1,
+                exec_time: Nanos::from_micros(904),
+            }],
+        };
+        let p = resnet50().with_measured(&m);
+        assert_eq!(p.load_time, m.load_time);
+        assert_eq!(p.batches, m.batches);
+        assert_eq!(p.weights_bytes, resnet50().weights_bytes);
+        assert_eq!(p.name, resnet50().name);
+    }
 
     #[test]
     fn zoo_pages_match_the_reference() {

@@ -3,7 +3,7 @@
 //! clock by the worker).
 
 use crate::ids::{ActionId, GpuId, ModelId};
-use crate::model::ModelProfile;
+use crate::model::{MeasuredTimes, ModelProfile};
 use crate::status::WorkerStatus;
 use crate::time::Nanos;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -52,6 +52,9 @@ pub enum Outcome {
         model: ModelId,
         /// Pages its weights take at this worker's page size.
         pages: u32,
+        /// For a real model: the times this worker measured on its own device (the
+        /// controller plans with them). `None` for emulated models.
+        measured: Option<MeasuredTimes>,
     },
     /// Weights were copied in.
     Loaded {

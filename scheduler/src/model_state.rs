@@ -5,7 +5,7 @@ use crate::arena::Key;
 use crate::config::Config;
 use crate::error::RegisterError;
 use crate::estimator::Estimator;
-use clockwork_core::{ModelProfile, Nanos};
+use clockwork_core::{MeasuredTimes, ModelProfile, Nanos};
 use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -133,6 +133,28 @@ impl ModelState {
             demand_checked: None,
             expiry_armed: None,
             rescue_armed: None,
+        }
+    }
+
+    /// Seeds the estimators again from times a worker measured for this model on its
+    /// own device when it registered it (real models: the profile's times were only a
+    /// placeholder). Telemetry goes on refining them from there.
+    pub(crate) fn reseed(&mut self, m: &MeasuredTimes, cfg: &Config) {
+        let exec = |b: u32| {
+            m.batches
+                .iter()
+                .find(|x| x.batch_size >= b)
+                .map(|x| x.exec_time)
+        };
+        let Some(b1) = exec(1) else {
+            return;
+        };
+        self.b1 = Estimator::new(b1, cfg.estimator_window);
+        self.estimators[0] = Estimator::new(m.load_time, cfg.estimator_window);
+        for (k, &b) in self.shape.sizes.iter().enumerate().skip(1) {
+            if let (Some(e), Some(t)) = (self.estimators.get_mut(k), exec(b)) {
+                *e = Estimator::new(t, cfg.estimator_window);
+            }
         }
     }
 

@@ -414,6 +414,7 @@ impl Harness {
                 Outcome::Registered {
                     model,
                     pages: profile.pages(DEFAULT_PAGE_SIZE),
+                    measured: None,
                 },
             ),
             ActionKind::LoadWeights {

@@ -104,7 +104,11 @@ impl H {
                 w,
                 id,
                 WorkerStatus::Success,
-                Outcome::Registered { model, pages: 7 },
+                Outcome::Registered {
+                    model,
+                    pages: 7,
+                    measured: None,
+                },
             );
         }
     }
@@ -1110,4 +1114,77 @@ fn a_wrong_input_size_is_refused_in_words_and_every_answer_returns_its_input() {
     h.infer_ok(t + ms(5), w, &a, t + ms(1), ms(3));
     assert_eq!(h.answer_of(ok).unwrap().status, ClientStatus::Success);
     assert_eq!(h.answered_inputs[&ok], stored(2));
+}
+
+/// A real model's profile times are placeholders until a worker measures them at
+/// registration: the scheduler then plans with the measured times.
+#[test]
+fn measured_times_at_registration_replace_the_placeholder_profile() {
+    let mut slow = resnet50();
+    slow.name = "real".into();
+    for b in &mut slow.batches {
+        b.exec_time = ms(40);
+    }
+    slow.load_time = ms(200);
+    let measured = clockwork_core::MeasuredTimes {
+        load_time: ms(2),
+        batches: slow
+            .batches
+            .iter()
+            .map(|b| clockwork_core::BatchProfile {
+                batch_size: b.batch_size,
+                exec_time: us(500 * u64::from(b.batch_size)),
+            })
+            .collect(),
+    };
+    for (measured, admitted) in [(None, false), (Some(measured), true)] {
+        let mut h = H::new();
+        let m =
+            h.s.register_models(Nanos::ZERO, slow.clone(), 1)
+                .unwrap()
+                .first;
+        h.pump();
+        // A worker that has never seen the model: the scheduler registers it there.
+        let st = WorkerState {
+            page_size: DEFAULT_PAGE_SIZE,
+            gpus: vec![GpuState {
+                id: GpuId(0),
+                name: "test".into(),
+                emulated: false,
+                total_pages: 1376,
+                free_pages: 1376,
+                loaded: Vec::new(),
+            }],
+            models: Vec::new(),
+        };
+        h.s.worker_joined(Nanos::ZERO, W0, &st);
+        h.pump();
+        let regs: Vec<(WorkerId, ActionId)> = h
+            .take_sent()
+            .into_iter()
+            .filter(|(_, a)| matches!(a.kind, ActionKind::RegisterModel { .. }))
+            .map(|(w, a)| (w, a.id))
+            .collect();
+        assert_eq!(regs.len(), 1);
+        for (w, id) in regs {
+            h.result(
+                Nanos::ZERO,
+                w,
+                id,
+                WorkerStatus::Success,
+                Outcome::Registered {
+                    model: m,
+                    pages: 7,
+                    measured: measured.clone(),
+                },
+            );
+        }
+        // A cold model, 20 ms: impossible through the placeholder's 200 ms LOAD and
+        // 40 ms execution, easy through the measured 2 ms and 0.5 ms.
+        let r = h.request(ms(10), m, Slo::Absolute(ms(20)));
+        let refused = h
+            .answer_of(r)
+            .is_some_and(|a| a.status == ClientStatus::Rejected);
+        assert_eq!(!refused, admitted, "measured: {}", measured.is_some());
+    }
 }

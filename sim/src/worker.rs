@@ -253,6 +253,7 @@ impl SimWorker {
                         Outcome::Registered {
                             model: *model,
                             pages,
+                            measured: None,
                         },
                     );
                     ctx.send(wi, self.epoch, r);

@@ -46,14 +46,16 @@ fn register_and_get_state_account_pages() {
             rs[0].outcome,
             Outcome::Registered {
                 model: ModelId(1),
-                pages: 3
+                pages: 3,
+                measured: None,
             }
         );
         assert_eq!(
             rs[1].outcome,
             Outcome::Registered {
                 model: ModelId(2),
-                pages: 15
+                pages: 15,
+                measured: None,
             }
         );
         // Re-registering the same profile is fine.

@@ -153,6 +153,9 @@ pub fn parse_profiles(text: &str, origin: &str) -> Result<Vec<ModelProfile>, Pro
             output_bytes: p.output_bytes,
             load_time,
             batches,
+            source: clockwork_core::ModelSource::Emulated,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
         };
         profile
             .validate()

@@ -7,6 +7,32 @@ use clockwork_core::client::{
     ClientRequest, ClientResponse, InferRequest, InferResponse, ModelInfo, Slo,
 };
 use clockwork_core::model::resnet50;
+use clockwork_core::{BatchProfile, MeasuredTimes, ModelProfile, ModelSource, TensorSpec};
+
+/// A real model's profile: an ONNX source and a tensor signature.
+fn real_model() -> ModelProfile {
+    ModelProfile {
+        name: "small_cnn".into(),
+        source: ModelSource::Onnx {
+            path: "/models/small_cnn/1/model.onnx".into(),
+        },
+        input_bytes: 12_288,
+        output_bytes: 40,
+        inputs: vec![TensorSpec {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![-1, 3, 32, 32],
+            item_bytes: 12_288,
+        }],
+        outputs: vec![TensorSpec {
+            name: "logits".into(),
+            datatype: "FP32".into(),
+            shape: vec![-1, 10],
+            item_bytes: 40,
+        }],
+        ..resnet50()
+    }
+}
 use clockwork_core::result::{GpuState, Inferred, Outcome, RegisteredModel, Timing, WorkerState};
 use clockwork_core::wire::{
     FromWorker, Hello, HelloReply, MessageKind, PeerRole, ToWorker, PROTOCOL_VERSION,
@@ -44,7 +70,7 @@ pub fn all_actions() -> Vec<Action> {
             window: Window::ANY,
             kind: ActionKind::RegisterModel {
                 model: ModelId(7),
-                profile: resnet50(),
+                profile: real_model(),
             },
         },
         Action {
@@ -112,6 +138,13 @@ pub fn all_results() -> Vec<ActionResult> {
             Outcome::Registered {
                 model: ModelId(7),
                 pages: 7,
+                measured: Some(MeasuredTimes {
+                    load_time: Nanos::from_micros(1_900),
+                    batches: vec![BatchProfile {
+                        batch_size: 1,
+                        exec_time: Nanos::from_micros(904),
+                    }],
+                }),
             },
         ),
         r(

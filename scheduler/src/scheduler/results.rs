@@ -133,6 +133,14 @@ impl Scheduler {
             }
             InFlightKind::Register { model } => {
                 if ok {
+                    if let Outcome::Registered {
+                        measured: Some(m), ..
+                    } = &result.outcome
+                    {
+                        if let Some(state) = self.models.get_mut(model.0 as usize) {
+                            state.reseed(m, &self.cfg);
+                        }
+                    }
                     self.workers[wk as usize].registered.insert(model.0);
                     self.loads_dirty = true;
                 }

@@ -235,7 +235,11 @@ impl<D: Devices> WorkerCore<D> {
             Ok(pages) => self.answer(
                 reply,
                 WorkerStatus::Success,
-                Outcome::Registered { model, pages },
+                Outcome::Registered {
+                    model,
+                    pages,
+                    measured: None,
+                },
             ),
             Err(e) => {
                 let status = match &e {

@@ -100,6 +100,9 @@ fn small() -> ModelProfile {
                 exec_time: Nanos(1_000),
             })
             .collect(),
+        source: clockwork_core::ModelSource::Emulated,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 
@@ -303,7 +306,8 @@ fn disconnect_drops_results_and_state_survives_a_reconnect() {
         rs[0].0.outcome,
         Outcome::Registered {
             model: ModelId(1),
-            pages: 3
+            pages: 3,
+            measured: None,
         }
     );
 }

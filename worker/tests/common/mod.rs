@@ -56,6 +56,9 @@ pub fn profile(name: &str, bytes: u64, load_us: u64, batches: &[(u32, u64)]) -> 
                 exec_time: Nanos::from_micros(us),
             })
             .collect(),
+        source: clockwork_core::ModelSource::Emulated,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     }
 }
 

@@ -462,6 +462,9 @@ fn profile_from_json(v: Value) -> Result<ModelProfile, String> {
                 exec_time: Nanos::from_micros(b.exec_time_us),
             })
             .collect(),
+        source: clockwork_core::ModelSource::Emulated,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
     };
     Ok(profile)
 }
