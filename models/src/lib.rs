@@ -21,16 +21,20 @@
 pub mod config;
 pub mod datatype;
 pub mod error;
+pub mod generate;
 mod import;
 pub mod metadata;
 mod onnx_graph;
+pub mod profile;
 pub mod repository;
 mod runner;
 
 pub use config::{ModelConfig, Precision};
 pub use datatype::DataType;
 pub use error::{ImportError, RunError};
+pub use generate::{make_model, write_entry, ModelKind};
 pub use import::{ImportLimits, ImportedModel, DEFAULT_MAX_WEIGHT_BYTES, FILE_OVERHEAD_ALLOWANCE};
 pub use metadata::{ModelMetadata, TensorSpec};
+pub use profile::{profile_plans, BatchTiming, MeasuredProfile, ProfileError, ProfileOptions};
 pub use repository::{EntryError, Repository, RepositoryEntry};
 pub use runner::ModelRunner;
