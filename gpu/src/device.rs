@@ -204,6 +204,17 @@ impl<B: DeviceBackend> Device<B> {
         due
     }
 
+    /// Whether `model`'s weights are resident here, being copied in, or wait for the
+    /// link in a queued LOAD.
+    pub(crate) fn holds_or_loads(&self, model: ModelId) -> bool {
+        let loads = |a: &DeviceAction| matches!(a.op, DeviceOp::Load { model: m } if m == model);
+        self.models
+            .get(&model)
+            .is_some_and(|s| s.resident.is_some())
+            || self.pcie.as_ref().is_some_and(|r| loads(&r.action))
+            || self.pcie_q.by_start.values().any(loads)
+    }
+
     /// Shutdown: abandon running operations and cancel everything queued.
     pub(crate) fn cancel_all(&mut self, now: Nanos, out: &mut Vec<Completion>) {
         for timeline in [Timeline::Exec, Timeline::Pcie] {
