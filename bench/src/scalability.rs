@@ -26,7 +26,7 @@ use clockwork_core::model::resnet50;
 use clockwork_core::{Nanos, Slo};
 use clockwork_scheduler::Config;
 use clockwork_sim::workload::{Arrival, AzureLike, AzureLikeConfig, Workload};
-use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
 use plotters::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -215,8 +215,7 @@ fn run_one(gpus: u32, step: Nanos, lfs: &[f64]) -> anyhow::Result<RunOut> {
     let sim_cfg = SimConfig {
         workers: gpus,
         gpus_per_worker: 1,
-        noise: NOISE,
-        noise_shape: NoiseShape::Uniform,
+        noise: NoiseModel::Uniform { rel: NOISE },
         seed: SEED,
         time_scheduler: true,
         ..SimConfig::default()

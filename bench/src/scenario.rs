@@ -10,7 +10,7 @@ use crate::workload::{models_spread, Level, Ramp, RampSpec, SimArrivals, SloPlan
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
 use clockwork_scheduler::{Config, RegisterError};
-use clockwork_sim::{NoiseShape, SimConfig, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, Simulation};
 
 /// Why a scenario could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +67,7 @@ fn cluster(
     let cfg = SimConfig {
         workers,
         gpus_per_worker,
-        noise,
-        noise_shape: NoiseShape::Normal,
+        noise: NoiseModel::Normal { rel_sigma: noise },
         measure_from,
         seed,
         ..SimConfig::default()

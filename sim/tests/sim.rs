@@ -10,7 +10,12 @@ use clockwork_core::rng::Rng;
 use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
 use clockwork_scheduler::{Config, ModelRange};
 use clockwork_sim::workload::{Arrival, AzureLike, AzureLikeConfig, Poisson, Scripted};
-use clockwork_sim::{SimConfig, SimReport, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
+
+/// Uniform timing noise of half-width `rel`, as the simulator's tests always used.
+fn uniform(rel: f64) -> NoiseModel {
+    NoiseModel::Uniform { rel }
+}
 
 fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation {
     Simulation::new(
@@ -18,7 +23,7 @@ fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation
             workers,
             gpus_per_worker: gpus,
             total_pages: pages,
-            noise,
+            noise: uniform(noise),
             seed,
             ..SimConfig::default()
         },
@@ -222,7 +227,7 @@ fn tight_slos_are_rejected_up_front_or_met() {
 fn tight_slo_on_a_cold_model(cfg: Config) -> SimReport {
     let mut s = Simulation::new(
         SimConfig {
-            noise: 0.02,
+            noise: uniform(0.02),
             seed: 9,
             ..SimConfig::default()
         },
@@ -283,7 +288,7 @@ fn randomized_runs_keep_every_invariant() {
                 workers,
                 gpus_per_worker: gpus,
                 total_pages: pages,
-                noise,
+                noise: uniform(noise),
                 seed,
                 net_latency: Nanos::from_micros(20 + rng.below(500)),
                 ..SimConfig::default()
