@@ -70,6 +70,7 @@ mod emulated;
 mod engine;
 mod error;
 mod handoff;
+mod id_hash;
 mod noise;
 mod page_cache;
 mod registry;

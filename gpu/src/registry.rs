@@ -7,16 +7,68 @@
 //! share a profile share one allocation ([`ModelRegistry::register`] interns them), so
 //! 100,000 instances of three networks take three profiles.
 
-use crate::device::Registry;
 use crate::error::GpuError;
+use crate::id_hash::BuildIdHasher;
 use clockwork_core::{ModelId, ModelProfile};
-use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Ids below this are kept in a plain vector indexed by id (controllers number models
+/// densely from 0); larger ones in a hash map, so a stray id cannot allocate gigabytes.
+const DENSE_IDS: usize = 1 << 20;
+
+/// Profiles by model id: what the device logic reads on every action. A vector indexed
+/// by id for the dense ids controllers hand out (8 bytes per id, no hashing), a map for
+/// the rest.
+#[derive(Debug, Default)]
+pub(crate) struct ProfileTable {
+    dense: Vec<Option<Arc<ModelProfile>>>,
+    sparse: HashMap<ModelId, Arc<ModelProfile>, BuildIdHasher>,
+    len: usize,
+}
+
+impl ProfileTable {
+    /// The profile of `model`, if known.
+    pub(crate) fn get(&self, model: &ModelId) -> Option<&Arc<ModelProfile>> {
+        let i = model.0 as usize;
+        if i < DENSE_IDS {
+            self.dense.get(i)?.as_ref()
+        } else {
+            self.sparse.get(model)
+        }
+    }
+
+    /// Set the profile of `model`; the one it replaces, if any.
+    pub(crate) fn insert(
+        &mut self,
+        model: ModelId,
+        profile: Arc<ModelProfile>,
+    ) -> Option<Arc<ModelProfile>> {
+        let i = model.0 as usize;
+        let old = if i < DENSE_IDS {
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, None);
+            }
+            self.dense[i].replace(profile)
+        } else {
+            self.sparse.insert(model, profile)
+        };
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Models known.
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
+}
 
 /// Registered model profiles by model id.
 #[derive(Debug, Default)]
 pub struct ModelRegistry {
-    by_model: Registry,
+    by_model: ProfileTable,
     /// The distinct profiles, most recently added last (registrations come in runs of
     /// one profile, so the search from the end is short).
     distinct: Vec<Arc<ModelProfile>>,
@@ -37,16 +89,22 @@ impl ModelRegistry {
         model: ModelId,
         profile: &ModelProfile,
     ) -> Result<&ModelProfile, GpuError> {
-        match self.by_model.entry(model) {
-            Entry::Occupied(known) if **known.get() == *profile => Ok(&**known.into_mut()),
-            Entry::Occupied(_) => Err(GpuError::ModelConflict(model)),
-            Entry::Vacant(slot) => {
-                profile
-                    .validate()
-                    .map_err(|source| GpuError::InvalidProfile { model, source })?;
-                Ok(&**slot.insert(intern(&mut self.distinct, profile)))
+        if let Some(known) = self.by_model.get(&model) {
+            if **known != *profile {
+                return Err(GpuError::ModelConflict(model));
             }
+        } else {
+            profile
+                .validate()
+                .map_err(|source| GpuError::InvalidProfile { model, source })?;
+            let shared = intern(&mut self.distinct, profile);
+            self.by_model.insert(model, shared);
         }
+        // Just checked or inserted.
+        self.by_model
+            .get(&model)
+            .map(|p| &**p)
+            .ok_or(GpuError::ModelConflict(model))
     }
 
     /// The profile of `model`, if registered.
@@ -55,13 +113,13 @@ impl ModelRegistry {
     }
 
     /// Registered models.
-    pub fn len(&self) -> usize {
+    pub const fn len(&self) -> usize {
         self.by_model.len()
     }
 
     /// True when no model is registered.
-    pub fn is_empty(&self) -> bool {
-        self.by_model.is_empty()
+    pub const fn is_empty(&self) -> bool {
+        self.by_model.len() == 0
     }
 
     /// Profile allocations held (copies of a model share one).
@@ -69,8 +127,8 @@ impl ModelRegistry {
         self.distinct.len()
     }
 
-    /// The map the device logic reads.
-    pub(crate) const fn profiles(&self) -> &Registry {
+    /// The table the device logic reads.
+    pub(crate) const fn profiles(&self) -> &ProfileTable {
         &self.by_model
     }
 }
@@ -104,8 +162,14 @@ mod tests {
         }
         assert_eq!(r.len(), 100);
         assert_eq!(r.distinct_profiles(), 2);
+        assert!(!r.is_empty());
         assert_eq!(r.get(ModelId(2)), Some(&resnet50()));
         assert!(r.get(ModelId(100)).is_none());
+        // Ids far beyond the dense range work too.
+        let far = ModelId(u32::MAX - 1);
+        r.register(far, &resnet18()).expect("valid profile");
+        assert_eq!(r.get(far), Some(&resnet18()));
+        assert_eq!(r.len(), 101);
         // Same profile again: fine; another profile under a known id: refused.
         assert!(r.register(ModelId(2), &resnet50()).is_ok());
         assert!(matches!(

@@ -108,6 +108,37 @@ struct LoadTarget {
     earliest: Nanos,
 }
 
+/// Device actions in flight: a slab whose slot index is the device action's tag, so a
+/// completion finds its action without hashing.
+#[derive(Debug, Default)]
+struct InFlight {
+    slots: Vec<Option<Pending>>,
+    free: Vec<u64>,
+}
+
+impl InFlight {
+    /// Store `p`; its tag.
+    fn insert(&mut self, p: Pending) -> u64 {
+        if let Some(tag) = self.free.pop() {
+            self.slots[tag as usize] = Some(p);
+            tag
+        } else {
+            self.slots.push(Some(p));
+            self.slots.len() as u64 - 1
+        }
+    }
+
+    fn remove(&mut self, tag: u64) -> Option<Pending> {
+        let p = self.slots.get_mut(usize::try_from(tag).ok()?)?.take()?;
+        self.free.push(tag);
+        Some(p)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Pending> {
+        self.slots.iter_mut().flatten()
+    }
+}
+
 /// A CLEAR CACHE waiting for its unloads and for the LOADs they supersede.
 #[derive(Debug)]
 struct ClearGroup {
@@ -172,9 +203,9 @@ pub(crate) struct SimWorker {
     pub(crate) gpus: Vec<SimGpu>,
     layout: DeviceLayout,
     registered: ModelSet,
-    pending: HashMap<u64, Pending>,
+    pending: InFlight,
     clears: HashMap<u64, ClearGroup>,
-    next_tag: u64,
+    next_group: u64,
 }
 
 impl SimWorker {
@@ -186,9 +217,9 @@ impl SimWorker {
             gpus: Vec::new(),
             layout,
             registered: ModelSet::default(),
-            pending: HashMap::new(),
+            pending: InFlight::default(),
             clears: HashMap::new(),
-            next_tag: 1,
+            next_group: 1,
         };
         w.gpus = w.fresh_gpus();
         w
@@ -218,7 +249,7 @@ impl SimWorker {
         self.epoch += 1;
         self.gpus = self.fresh_gpus();
         self.registered = ModelSet::default();
-        self.pending.clear();
+        self.pending = InFlight::default();
         self.clears.clear();
     }
 
@@ -241,10 +272,10 @@ impl SimWorker {
         }
     }
 
-    fn tag(&mut self) -> u64 {
-        let t = self.next_tag;
-        self.next_tag += 1;
-        t
+    fn group(&mut self) -> u64 {
+        let g = self.next_group;
+        self.next_group += 1;
+        g
     }
 
     /// Actions arrive.
@@ -300,22 +331,18 @@ impl SimWorker {
                 ctx.send(wi, self.epoch, error(a.id, status, received));
                 continue;
             }
-            let tag = self.tag();
             let load = matches!(op, DeviceOp::Load { .. }).then_some(LoadTarget {
                 gpu: gpu.0,
                 model: op.model(),
                 earliest: a.window.earliest,
             });
-            self.pending.insert(
-                tag,
-                Pending {
-                    action: a.id,
-                    received,
-                    load,
-                    clear_group: None,
-                    awaited_by: Vec::new(),
-                },
-            );
+            let tag = self.pending.insert(Pending {
+                action: a.id,
+                received,
+                load,
+                clear_group: None,
+                awaited_by: Vec::new(),
+            });
             let gi = gpu.0 as usize;
             let action = DeviceAction {
                 action: ActionId(tag),
@@ -363,7 +390,9 @@ impl SimWorker {
         }
     }
 
-    /// What a worker checks before an action reaches a device.
+    /// What a worker checks before an action reaches a device, with the real worker's
+    /// statuses and precedence. A bad batch size with consistent inputs is left to the
+    /// device, which refuses it at once with the same status.
     fn check(
         &self,
         models: &ModelRegistry,
@@ -375,19 +404,22 @@ impl SimWorker {
             return Err(WorkerStatus::InvalidGpu);
         }
         let model = op.model();
-        let profile = models
-            .get(model)
-            .filter(|_| self.registered.contains(model))
-            .ok_or_else(|| op.kind().unknown_model())?;
-        if let DeviceOp::Infer { batch_size, .. } = op {
-            if batch_size == 0 || profile.padded_batch(batch_size).is_none() {
-                return Err(WorkerStatus::InvalidBatchSize);
-            }
-            if !inputs_ok {
-                return Err(WorkerStatus::InvalidInput);
-            }
+        if !self.registered.contains(model) {
+            return Err(op.kind().unknown_model());
         }
-        Ok(())
+        match op {
+            DeviceOp::Infer { batch_size, .. } if !inputs_ok => {
+                let bad_batch = models
+                    .get(model)
+                    .is_none_or(|p| batch_size == 0 || p.padded_batch(batch_size).is_none());
+                Err(if bad_batch {
+                    WorkerStatus::InvalidBatchSize
+                } else {
+                    WorkerStatus::InvalidInput
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The wake-up of GPU `gi` set for `at` fired.
@@ -436,7 +468,7 @@ impl SimWorker {
 
     /// A device completion: answer its action (or count it towards its CLEAR CACHE).
     fn complete(&mut self, wi: u32, ctx: &mut Ctx<'_>, c: &Completion) {
-        let Some(p) = self.pending.remove(&c.action.0) else {
+        let Some(p) = self.pending.remove(c.action.0) else {
             return;
         };
         if let Some(group) = p.clear_group {
@@ -494,7 +526,7 @@ impl SimWorker {
     /// flight will bring in (that unload gets the LOAD's `earliest`, so it supersedes it
     /// once started: 54); answered when those LOADs have ended and freed their pages.
     fn clear_cache(&mut self, wi: u32, ctx: &mut Ctx<'_>, id: ActionId, received: Nanos) {
-        let group = self.tag();
+        let group = self.group();
         let mut targets: BTreeMap<(u32, ModelId), Nanos> = BTreeMap::new();
         let mut awaited = 0;
         for p in self.pending.values_mut() {
@@ -533,17 +565,13 @@ impl SimWorker {
         );
         let mut touched = Vec::new();
         for ((gpu, model), earliest) in targets {
-            let tag = self.tag();
-            self.pending.insert(
-                tag,
-                Pending {
-                    action: id,
-                    received,
-                    load: None,
-                    clear_group: Some(group),
-                    awaited_by: Vec::new(),
-                },
-            );
+            let tag = self.pending.insert(Pending {
+                action: id,
+                received,
+                load: None,
+                clear_group: Some(group),
+                awaited_by: Vec::new(),
+            });
             let action = DeviceAction {
                 action: ActionId(tag),
                 gpu: GpuId(gpu),
