@@ -2,8 +2,9 @@
 //!
 //! Deterministic for a seed. One event queue orders request arrivals (pulled from a
 //! [`workload::Workload`]), action deliveries to workers and results back to the
-//! controller (each after a configurable one-way network latency), INFER and LOAD
-//! completions on simulated GPUs, and the scheduler's own timers
+//! controller (each after a configurable one-way network latency), the wake-ups of
+//! simulated GPUs (one live per GPU: its next completion or window), and the
+//! scheduler's own timers
 //! ([`Scheduler::next_deadline`]). The simulated GPUs are `clockwork_gpu`'s own device
 //! logic on its emulated backend ([`clockwork_gpu::VirtualDevice`]): the timing model,
 //! windows, page cache, weights versioning and seeded noise ([`NoiseModel`]) that a real

@@ -74,6 +74,41 @@ fn light_load_on_one_gpu_all_succeed() {
     assert!(r.latency_max < Nanos::from_millis(20));
 }
 
+/// The devices' noise is the emulated GPUs' [`NoiseModel`], drawn per device from the
+/// run's seed: a run is reproducible from its seed, another seed differs, and normal
+/// noise reaches the scheduler's estimates.
+#[test]
+fn normal_noise_is_seeded_and_reproducible() {
+    let run = |seed: u64| {
+        let s = Simulation::new(
+            SimConfig {
+                workers: 1,
+                gpus_per_worker: 2,
+                noise: NoiseModel::Normal { rel_sigma: 0.05 },
+                seed,
+                ..SimConfig::default()
+            },
+            Config {
+                seed: 1,
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        resnet50_poisson(s, 6, 400.0, 2, 1)
+    };
+    let (a, b, c) = (run(7), run(7), run(8));
+    assert_clean(&a);
+    assert_clean(&c);
+    assert!(
+        a.stats.exec_error.sum_abs > 0,
+        "noise reaches the estimates"
+    );
+    assert_eq!(a.stats.exec_error.sum_abs, b.stats.exec_error.sum_abs);
+    assert_eq!(a.latency_p99, b.latency_p99);
+    assert_eq!(a.events, b.events);
+    assert_ne!(a.stats.exec_error.sum_abs, c.stats.exec_error.sum_abs);
+}
+
 #[test]
 fn overload_answers_everything_and_never_late() {
     let r = resnet50_poisson(sim(1, 1, 1376, 0.05, 2), 5, 2000.0, 2, 2);
