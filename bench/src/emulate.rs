@@ -25,12 +25,13 @@ use crate::handoff::{loadavg, sched_policy};
 use crate::stats::{histogram, Summary};
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_core::model::{resnet18, resnet50};
+use clockwork_core::rng::Rng;
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::{
     Action, ActionId, ActionKind, GpuId, ModelId, ModelProfile, MonotonicClock, Nanos, Outcome,
     Window, WorkerStatus,
 };
-use clockwork_gpu::{Backend, DeviceConfig, NoiseModel, SplitMix64};
+use clockwork_gpu::{Backend, DeviceConfig, NoiseModel};
 use clockwork_net::runtime::{self, ExecutorConfig};
 use clockwork_net::{connect, FrameReader, LinkConfig};
 use clockwork_worker::{Worker, WorkerConfig};
@@ -302,7 +303,7 @@ async fn controller(addr: SocketAddr, args: EmulateArgs) -> anyhow::Result<Repor
         })
     };
 
-    let mut rng = SplitMix64::new(args.seed);
+    let mut rng = Rng::new(args.seed);
     let start = MonotonicClock::read();
     let measure_from = start + Nanos::from_secs(args.warmup_s);
     let end = measure_from + Nanos::from_secs(args.seconds);
@@ -310,7 +311,7 @@ async fn controller(addr: SocketAddr, args: EmulateArgs) -> anyhow::Result<Repor
     let slack = Nanos::from_millis(args.slack_ms);
     let idle_factor = (1.0 / args.util.clamp(0.01, 1.0)) - 1.0;
     let mut next_start: Vec<Nanos> = (0..args.devices)
-        .map(|_| start + Nanos::from_millis(20) + Nanos((rng.next_f64() * 10e6) as u64))
+        .map(|_| start + Nanos::from_millis(20) + Nanos((rng.f64() * 10e6) as u64))
         .collect();
     let mut sent = 0u64;
     let mut cpu_at_measure = None;
@@ -356,7 +357,7 @@ async fn controller(addr: SocketAddr, args: EmulateArgs) -> anyhow::Result<Repor
                     },
                 );
                 batch.push(a);
-                let gap = exec.get() as f64 * idle_factor * (0.5 + rng.next_f64());
+                let gap = exec.get() as f64 * idle_factor * (0.5 + rng.f64());
                 next_start[g as usize] = earliest + exec + Nanos(gap as u64);
             }
         }

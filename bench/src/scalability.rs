@@ -25,7 +25,7 @@ use anyhow::{bail, Context as _};
 use clockwork_core::model::resnet50;
 use clockwork_core::{Nanos, Slo};
 use clockwork_scheduler::Config;
-use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
 use clockwork_workload::{Arrival, ArrivalSource, AzureLike, AzureLikeConfig};
 use plotters::prelude::*;
 use std::path::Path;
@@ -221,8 +221,7 @@ fn run_one(gpus: u32, step: Nanos, lfs: &[f64]) -> anyhow::Result<RunOut> {
     let sim_cfg = SimConfig {
         workers: gpus,
         gpus_per_worker: 1,
-        noise: NOISE,
-        noise_shape: NoiseShape::Uniform,
+        noise: NoiseModel::Uniform { rel: NOISE },
         seed: SEED,
         time_scheduler: true,
         ..SimConfig::default()

@@ -6,7 +6,7 @@
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelId, ModelProfile, Nanos, Slo};
 use clockwork_scheduler::{Config, ModelRange, RegisterError};
-use clockwork_sim::{NoiseShape, SimConfig, Simulation, WorkloadRangeError};
+use clockwork_sim::{NoiseModel, SimConfig, Simulation, WorkloadRangeError};
 use clockwork_workload::azure::replay::scale_for_rate;
 use clockwork_workload::azure::{AzureReplay, ReplayConfig, TraceSource};
 use clockwork_workload::profiles::registration_runs;
@@ -70,8 +70,7 @@ fn cluster(
     let cfg = SimConfig {
         workers,
         gpus_per_worker,
-        noise,
-        noise_shape: NoiseShape::Normal,
+        noise: NoiseModel::Normal { rel_sigma: noise },
         measure_from,
         seed,
         ..SimConfig::default()

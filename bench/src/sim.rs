@@ -10,7 +10,7 @@ use clockwork_bench::scenario::{azure_replay, register_spread};
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelProfile, Nanos, Slo};
 use clockwork_scheduler::Config;
-use clockwork_sim::{NoiseShape, SimConfig, SimReport, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
 use clockwork_workload::azure::{AzureReplay, TraceSource};
 use clockwork_workload::{
     ArrivalSource, AzureLike, AzureLikeConfig, OpenLoop, OpenLoopSpec, RateSplit,
@@ -136,6 +136,9 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         .sum::<f64>()
         / profiles.len() as f64;
     let capacity_b1 = f64::from(gpus) / mean_b1_s;
+    if !(a.noise.is_finite() && a.noise >= 0.0) {
+        bail!("--noise must be finite and non-negative");
+    }
     let rate = a.rate.unwrap_or(a.load * capacity_b1);
     let slo = ms(a.slo_ms);
     let warmup = a.warmup.unwrap_or(Nanos::ZERO);
@@ -152,10 +155,9 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         gpus_per_worker: a.gpus_per_worker,
         total_pages: a.pages,
         net_latency: Nanos::from_micros(a.net_us),
-        noise: a.noise,
-        noise_shape: match a.noise_shape {
-            NoiseKind::Uniform => NoiseShape::Uniform,
-            NoiseKind::Normal => NoiseShape::Normal,
+        noise: match a.noise_shape {
+            NoiseKind::Uniform => NoiseModel::Uniform { rel: a.noise },
+            NoiseKind::Normal => NoiseModel::Normal { rel_sigma: a.noise },
         },
         measure_from: warmup,
         seed: a.seed,
@@ -165,7 +167,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     println!(
         "sim: {gpus} simulated GPUs ({workers} workers x {}), {} models ({:?}), {:?} workload, \
          {rate:.0} r/s ({:.2} x batch-1 capacity {capacity_b1:.0} r/s), SLO {} ms, {} simulated, \
-         noise {}, net {} us, seed {}",
+         noise {} ({:?}) on emulated GPUs, net {} us, seed {}",
         a.gpus_per_worker,
         a.models,
         a.mix,
@@ -174,6 +176,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         a.slo_ms,
         a.duration,
         a.noise,
+        a.noise_shape,
         a.net_us,
         a.seed
     );

@@ -20,6 +20,7 @@
 
 use crate::action::{Completion, DeviceAction, DeviceOp, OpKind};
 use crate::backend::{DeviceBackend, Timeline};
+use crate::id_hash::BuildIdHasher;
 use crate::page_cache::{PageAllocation, PageCache};
 use crate::snapshot::Snapshot;
 use clockwork_core::{GpuId, ModelId, ModelProfile, Nanos, Timing, WorkerStatus};
@@ -28,7 +29,7 @@ use std::sync::Arc;
 
 /// The models known to an engine thread. Registration travels through the same command
 /// ring as actions, so an action never overtakes the registration of its model.
-pub(crate) type Registry = HashMap<ModelId, Arc<ModelProfile>>;
+pub(crate) type Registry = crate::registry::ProfileTable;
 
 /// A device: page cache, per-model weights state, two queues, two timelines.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ pub(crate) struct Device<B> {
     backend: B,
     emulated: bool,
     cache: PageCache,
-    models: HashMap<ModelId, Slot>,
+    models: HashMap<ModelId, Slot, BuildIdHasher>,
     exec_q: Queue,
     pcie_q: Queue,
     exec: Option<Running>,
@@ -75,7 +76,7 @@ impl<B: DeviceBackend> Device<B> {
             backend,
             emulated,
             cache: PageCache::with_pages(total_pages, page_size),
-            models: HashMap::new(),
+            models: HashMap::default(),
             exec_q: Queue::default(),
             pcie_q: Queue::default(),
             exec: None,
@@ -199,6 +200,17 @@ impl<B: DeviceBackend> Device<B> {
             }
         }
         due
+    }
+
+    /// Whether `model`'s weights are resident here, being copied in, or wait for the
+    /// link in a queued LOAD.
+    pub(crate) fn holds_or_loads(&self, model: ModelId) -> bool {
+        let loads = |a: &DeviceAction| matches!(a.op, DeviceOp::Load { model: m } if m == model);
+        self.models
+            .get(&model)
+            .is_some_and(|s| s.resident.is_some())
+            || self.pcie.as_ref().is_some_and(|r| loads(&r.action))
+            || self.pcie_q.by_start.values().any(loads)
     }
 
     /// Shutdown: abandon running operations and cancel everything queued.
@@ -519,7 +531,7 @@ mod tests {
 
     impl Rig {
         fn new(pages: u32) -> Self {
-            let mut reg = Registry::new();
+            let mut reg = Registry::default();
             reg.insert(M50, Arc::new(resnet50()));
             reg.insert(M152, Arc::new(resnet152()));
             let backend = EmulatedDevice::new(0, NoiseModel::None, 0);

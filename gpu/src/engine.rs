@@ -121,7 +121,7 @@ impl<B: DeviceBackend> Engine<B> {
             devices,
             armed: vec![None; n],
             timers: BinaryHeap::with_capacity(n * 2),
-            registry: Registry::new(),
+            registry: Registry::default(),
             inbox: parts.inbox,
             outbox: parts.outbox,
             signal: parts.signal,

@@ -8,6 +8,10 @@
 //! original's timing model (plus optional seeded noise), and CUDA through cudarc, loaded
 //! dynamically and compiled in only with the `cuda` feature.
 //!
+//! The same device logic runs in virtual time for simulators: [`VirtualDevice`] is one
+//! emulated device driven on the caller's clock, reading profiles from a shared
+//! [`ModelRegistry`] (see `virtual_device.rs`).
+//!
 //! It does not own networking, clock translation or scheduling: the worker feeds it
 //! actions whose windows are already in the local `CLOCK_MONOTONIC` domain, forwards its
 //! completions, and converts their timestamps back. It depends on no async runtime:
@@ -76,18 +80,23 @@ mod emulated;
 mod engine;
 mod error;
 mod handoff;
+mod id_hash;
 mod noise;
 mod page_cache;
+mod registry;
 mod set;
 mod snapshot;
+mod virtual_device;
 
 pub use action::{Completion, DeviceAction, DeviceOp, OpKind};
 pub use config::{Backend, DeviceConfig, DEFAULT_CACHE_BYTES, DEFAULT_RING_CAPACITY, DEFAULT_SPIN};
 pub use error::{GpuError, RecvTimeoutError, SubmitError, TryRecvError};
 pub use handoff::Completions;
-pub use noise::{Jitter, NoiseModel, SplitMix64};
+pub use noise::{Jitter, NoiseModel};
 pub use page_cache::{PageAllocation, PageCache};
+pub use registry::ModelRegistry;
 pub use set::DeviceSet;
+pub use virtual_device::VirtualDevice;
 
 /// Whether real CUDA devices can be used here: the number of devices, or why not
 /// ([`GpuError::NotCompiledWithCuda`], [`GpuError::DriverUnavailable`],

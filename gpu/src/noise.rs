@@ -1,8 +1,12 @@
 //! Seeded timing noise for emulated devices, so that the controller's estimators see
 //! something to estimate. The original emulator had none (prediction error was exactly
-//! zero); [`NoiseModel::None`] reproduces that. A small SplitMix64 generator keeps runs
-//! reproducible from one seed without a dependency.
+//! zero); [`NoiseModel::None`] reproduces that. Draws come from the project's one seeded
+//! generator, [`clockwork_core::rng::Rng`], one stream per device, so runs are
+//! reproducible from one seed. The clamp of the factor lives here and nowhere else: the
+//! emulated devices of a worker and the simulator's devices (which are the same code,
+//! [`crate::VirtualDevice`]) jitter alike.
 
+use clockwork_core::rng::Rng;
 use clockwork_core::Nanos;
 
 /// How emulated durations deviate from the profile.
@@ -27,57 +31,20 @@ pub enum NoiseModel {
 const MIN_FACTOR: f64 = 0.1;
 const MAX_FACTOR: f64 = 10.0;
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, good enough for timing jitter.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        // 53 random mantissa bits.
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal (Box–Muller, one of the pair).
-    pub fn next_normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.next_f64(); // (0, 1]: ln is finite
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
-
 /// A noise model with its own generator: one per emulated device.
 #[derive(Debug, Clone)]
 pub struct Jitter {
     model: NoiseModel,
-    rng: SplitMix64,
+    rng: Rng,
 }
 
 impl Jitter {
     /// Jitter for device `device` of a run seeded with `seed` (each device gets its own
     /// stream, independent of how devices are spread over engine threads).
     pub fn new(model: NoiseModel, seed: u64, device: u32) -> Self {
-        let mut mix = SplitMix64::new(seed ^ (u64::from(device) << 32 | u64::from(device)));
-        let stream = mix.next_u64();
         Self {
             model,
-            rng: SplitMix64::new(stream),
+            rng: Rng::derive(seed, u64::from(device)),
         }
     }
 
@@ -85,8 +52,8 @@ impl Jitter {
     pub fn apply(&mut self, base: Nanos) -> Nanos {
         let factor = match self.model {
             NoiseModel::None => return base,
-            NoiseModel::Normal { rel_sigma } => 1.0 + rel_sigma * self.rng.next_normal(),
-            NoiseModel::Uniform { rel } => 1.0 + rel * (2.0 * self.rng.next_f64() - 1.0),
+            NoiseModel::Normal { rel_sigma } => 1.0 + rel_sigma * self.rng.normal(),
+            NoiseModel::Uniform { rel } => self.rng.noise_factor(rel),
         };
         let factor = if factor.is_finite() {
             factor.clamp(MIN_FACTOR, MAX_FACTOR)

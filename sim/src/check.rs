@@ -26,6 +26,9 @@ pub struct Violations {
     pub insufficient_cache: u64,
     /// INFERs that reached a device without their weights.
     pub weights_missing: u64,
+    /// INFERs whose weights were unloaded while they ran (84) and LOADs superseded by an
+    /// UNLOAD of their model (54): the plan changed weights that were in use.
+    pub weights_changed_in_use: u64,
 }
 
 impl Violations {
@@ -40,6 +43,7 @@ impl Violations {
             + self.infer_not_resident_at_emission
             + self.insufficient_cache
             + self.weights_missing
+            + self.weights_changed_in_use
     }
 }
 

@@ -22,12 +22,15 @@ pub(crate) enum Event {
         epoch: u32,
         result: ActionResult,
     },
-    /// The INFER running on a GPU finishes.
-    ExecDone { worker: u32, epoch: u32, gpu: u32 },
-    /// The LOAD running on a GPU finishes.
-    LoadDone { worker: u32, epoch: u32, gpu: u32 },
-    /// A GPU's EXEC executor holds an action that may not start before now.
-    ExecWake { worker: u32, epoch: u32, gpu: u32 },
+    /// Something is due on a simulated GPU (an operation ends, a queued action's window
+    /// opens or closes): the wake-up armed for `at`. One is live per GPU; a wake-up
+    /// superseded by an earlier one is ignored when it fires.
+    DeviceDue {
+        worker: u32,
+        epoch: u32,
+        gpu: u32,
+        at: Nanos,
+    },
 }
 
 /// Time-ordered events.

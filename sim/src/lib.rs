@@ -2,18 +2,22 @@
 //!
 //! Deterministic for a seed. One event queue orders request arrivals (pulled from a
 //! `clockwork_workload` [`ArrivalSource`]), action deliveries to workers and results
-//! back to the controller (each after a configurable one-way network latency), INFER
-//! and LOAD completions on simulated GPUs, and the scheduler's own timers
-//! ([`Scheduler::next_deadline`]). Simulated workers emulate timing like the
-//! original's `worker_dummy` (see `sim/worker.rs`), with optional seeded noise.
+//! back to the controller (each after a configurable one-way network latency), the
+//! wake-ups of simulated GPUs (one live per GPU: its next completion or window), and the
+//! scheduler's own timers ([`Scheduler::next_deadline`]). The simulated GPUs are
+//! `clockwork_gpu`'s own device logic on its emulated backend
+//! ([`clockwork_gpu::VirtualDevice`]): the timing model, windows, page cache, weights
+//! versioning and seeded noise ([`NoiseModel`]) that a real worker's emulated GPUs run,
+//! on the virtual clock. A simulated worker (`sim/worker.rs`) only does what a worker
+//! does around its devices.
 //!
 //! The simulation observes the scheduler from outside and counts broken invariants
 //! ([`Violations`]): double or missing answers, successes after the deadline, actions
-//! emitted with their window already closed, INFERs for models not on that GPU, and
-//! LOADs that find too few free pages on the device.
+//! emitted with their window already closed, INFERs for models not on that GPU, LOADs
+//! that find too few free pages on the device, and weights changed while in use.
 //!
-//! It owns no I/O and no threads; it does not own scheduling (`clockwork-scheduler`)
-//! or workload generation (`clockwork-workload`).
+//! It owns no I/O and no threads; it does not own scheduling (`clockwork-scheduler`),
+//! workload generation (`clockwork-workload`) nor the device model (`clockwork-gpu`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -27,21 +31,12 @@ mod worker;
 pub use arrivals::WorkloadRangeError;
 pub use check::Violations;
 
-/// The distribution of the simulated devices' timing noise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NoiseShape {
-    /// Durations scaled by a factor uniform in `[1 - noise, 1 + noise]`.
-    #[default]
-    Uniform,
-    /// Durations scaled by `1 + N(0, noise²)` (clamped to `[0.1, 10]`), as the
-    /// emulated GPUs of `clockwork-gpu` do: unbounded tails, unlike `Uniform`.
-    Normal,
-}
+pub use clockwork_gpu::NoiseModel;
 
 use arrivals::Arrivals;
 use check::Checker;
-use clockwork_core::rng::Rng;
 use clockwork_core::{Action, ActionKind, ModelId, ModelProfile, Nanos, RequestId, Slo, WorkerId};
+use clockwork_gpu::{Completion, ModelRegistry};
 use clockwork_scheduler::Config;
 use clockwork_scheduler::Stats;
 use clockwork_scheduler::{ClientKey, InputRef, Output};
@@ -49,7 +44,7 @@ use clockwork_scheduler::{ConfigError, RegisterError};
 use clockwork_scheduler::{ModelRange, Scheduler};
 use clockwork_workload::ArrivalSource;
 use events::{Event, EventQueue};
-use worker::{Catalogue, Ctx, SimWorker};
+use worker::{Ctx, DeviceLayout, SimWorker};
 
 /// Simulated cluster and network.
 #[derive(Debug, Clone)]
@@ -64,11 +59,8 @@ pub struct SimConfig {
     pub page_size: u64,
     /// One-way controller↔worker latency.
     pub net_latency: Nanos,
-    /// Multiplicative timing noise: the half-width (uniform) or sigma (normal) of the
-    /// factor durations are scaled by; its distribution is [`SimConfig::noise_shape`].
-    pub noise: f64,
-    /// Distribution of the noise.
-    pub noise_shape: NoiseShape,
+    /// Timing noise of the simulated (emulated) GPUs, as on a worker's emulated GPUs.
+    pub noise: NoiseModel,
     /// Requests arriving before this virtual time are served but left out of the
     /// report's measurements (offered, successes, latency, statuses): a warm-up, as the
     /// paper excluded its lead-in. Invariants are checked on every request.
@@ -88,8 +80,7 @@ impl Default for SimConfig {
             total_pages: 1376,
             page_size: clockwork_core::DEFAULT_PAGE_SIZE,
             net_latency: Nanos::from_micros(50),
-            noise: 0.0,
-            noise_shape: NoiseShape::Uniform,
+            noise: NoiseModel::None,
             measure_from: Nanos::ZERO,
             seed: 0,
             time_scheduler: false,
@@ -144,8 +135,10 @@ pub struct Simulation {
     sched: Scheduler,
     events: EventQueue,
     workers: Vec<SimWorker>,
-    catalogue: Catalogue,
-    rng: Rng,
+    /// Profiles of the registered models, shared by every simulated GPU.
+    models: ModelRegistry,
+    /// Scratch for device completions.
+    done: Vec<Completion>,
     arrivals: Option<Arrivals>,
     next_request: u64,
     arrivals_until: Nanos,
@@ -160,17 +153,24 @@ impl Simulation {
     pub fn new(cfg: SimConfig, sched: Config) -> Result<Self, ConfigError> {
         let default_slo = sched.default_slo;
         let sched = Scheduler::new(sched)?;
+        let layout = DeviceLayout {
+            gpus: cfg.gpus_per_worker,
+            total_pages: cfg.total_pages,
+            page_size: cfg.page_size,
+            noise: cfg.noise,
+            seed: cfg.seed,
+        };
         let workers = (0..cfg.workers)
-            .map(|i| SimWorker::new(WorkerId(i), cfg.gpus_per_worker, cfg.total_pages))
+            .map(|i| SimWorker::new(WorkerId(i), layout))
             .collect();
         Ok(Self {
-            rng: Rng::derive(cfg.seed, 3),
             cfg,
             now: Nanos::ZERO,
             sched,
             events: EventQueue::default(),
             workers,
-            catalogue: Catalogue::default(),
+            models: ModelRegistry::new(),
+            done: Vec::new(),
             arrivals: None,
             next_request: 0,
             arrivals_until: Nanos::ZERO,
@@ -208,7 +208,7 @@ impl Simulation {
     pub fn start(&mut self) {
         self.started = false;
         for wi in 0..self.workers.len() {
-            let st = self.workers[wi].state(self.cfg.page_size, &self.catalogue);
+            let st = self.workers[wi].state(&self.models);
             let id = self.workers[wi].id;
             self.sched.worker_joined(self.now, id, &st);
             self.pump();
@@ -296,7 +296,7 @@ impl Simulation {
         };
         w.reset();
         w.alive = true;
-        let st = w.state(self.cfg.page_size, &self.catalogue);
+        let st = w.state(&self.models);
         let id = w.id;
         self.sched.worker_joined(self.now, id, &st);
         self.pump();
@@ -377,21 +377,14 @@ impl Simulation {
             } => self.with_worker(worker, epoch, None, |w, wi, ctx| {
                 w.deliver(wi, ctx, actions);
             }),
-            Event::ExecDone { worker, epoch, gpu } => {
-                self.with_worker(worker, epoch, None, |w, wi, ctx| {
-                    w.exec_done(wi, ctx, gpu as usize);
-                });
-            }
-            Event::ExecWake { worker, epoch, gpu } => {
-                self.with_worker(worker, epoch, None, |w, wi, ctx| {
-                    w.exec_wake(wi, ctx, gpu as usize);
-                });
-            }
-            Event::LoadDone { worker, epoch, gpu } => {
-                self.with_worker(worker, epoch, None, |w, wi, ctx| {
-                    w.load_done(wi, ctx, gpu as usize);
-                });
-            }
+            Event::DeviceDue {
+                worker,
+                epoch,
+                gpu,
+                at,
+            } => self.with_worker(worker, epoch, None, |w, wi, ctx| {
+                w.wake(wi, ctx, gpu as usize, at);
+            }),
         }
     }
 
@@ -411,13 +404,10 @@ impl Simulation {
         let mut ctx = Ctx {
             now: self.now,
             net: self.cfg.net_latency,
-            noise: self.cfg.noise,
-            noise_shape: self.cfg.noise_shape,
-            page_size: self.cfg.page_size,
             events: &mut self.events,
-            rng: &mut self.rng,
-            catalogue: &mut self.catalogue,
+            models: &mut self.models,
             violations: &mut self.checker.violations,
+            done: &mut self.done,
             immediate,
         };
         f(w, wi, &mut ctx);

@@ -1,78 +1,53 @@
-//! A simulated worker, emulated like the original's `worker_dummy` (reference 4):
-//! per GPU one EXEC executor and one PCIe executor, each running one action at a time
-//! in arrival order, and a page-accurate weights cache.
+//! A simulated worker: what a worker does around its devices, on the simulation's clock.
 //!
-//! - Windows are enforced at start: never before `earliest` (the action waits), and
-//!   an action that cannot start by `latest` is dropped with `ExecTooLate` /
-//!   `LoadTooLate` and never run.
-//! - INFER takes the profile's time for the padded batch, LOAD the profile's load
-//!   time, each times a seeded noise factor (uniform `1 ± noise`, or normal with
-//!   sigma `noise`: [`super::NoiseShape`]).
-//! - LOAD takes its pages at start and fails with `LoadInsufficientCache` when they
-//!   are not free; the worker never evicts on its own. UNLOAD frees them at once.
-//! - INFER of a model whose weights are not resident fails with `ExecWeightsMissing`.
+//! Its GPUs are `clockwork_gpu`'s own device logic ([`VirtualDevice`]: the emulated
+//! backend of the code a real worker's engine threads run), so every timing, window,
+//! page and weights-versioning decision (EXEC and PCIe queues ordered by `earliest`,
+//! *TooLate drops, `LoadInsufficientCache`, 82/84/54, noise) is the device's. This file
+//! only does the worker's part, with the semantics of `worker/src/service.rs`:
+//!
+//! - RegisterModel (checked as the real worker checks it), GET STATE from the devices'
+//!   published state, CLEAR CACHE by unloading everything resident and superseding
+//!   LOADs in flight, answered once the cache is empty;
+//! - the checks a worker makes before a device sees an action (inverted window, no
+//!   such GPU, model not registered with this worker, bad batch size, inconsistent
+//!   inputs), answered at once;
+//! - core [`Action`]s to [`DeviceAction`]s (tagged, so completions find their action),
+//!   device [`Completion`]s to [`ActionResult`]s with the statuses the real worker
+//!   sends.
+//!
+//! Each device has at most one live wake-up in the simulation's event queue: the time
+//! [`VirtualDevice::next_event`] asks for, re-armed after every submit or advance.
 
 use super::check::Violations;
 use super::events::{Event, EventQueue};
-use super::NoiseShape;
-type BitSet = std::collections::BTreeSet<u32>;
 use clockwork_core::rng::Rng;
 use clockwork_core::{
-    Action, ActionId, ActionKind, ActionResult, GpuId, GpuState, Inferred, ModelId, ModelProfile,
-    Nanos, Outcome, RegisteredModel, Timing, WorkerId, WorkerState, WorkerStatus,
+    Action, ActionId, ActionKind, ActionResult, GpuId, Inferred, ModelId, Nanos, Outcome,
+    RegisteredModel, Timing, Window, WorkerId, WorkerState, WorkerStatus,
 };
-use std::collections::VecDeque;
-
-/// Model profiles as registered with the simulated workers, interned: copies of a
-/// model share one entry (100,000 instances of three networks take three).
-#[derive(Debug, Default)]
-pub(crate) struct Catalogue {
-    profiles: Vec<ModelProfile>,
-    of_model: Vec<u32>,
-}
-
-const NO_PROFILE: u32 = u32::MAX;
-
-impl Catalogue {
-    pub(crate) fn insert(&mut self, model: ModelId, profile: &ModelProfile) {
-        let i = match self.profiles.iter().rposition(|p| p == profile) {
-            Some(i) => i,
-            None => {
-                self.profiles.push(profile.clone());
-                self.profiles.len() - 1
-            }
-        };
-        let slot = model.0 as usize;
-        if self.of_model.len() <= slot {
-            self.of_model.resize(slot + 1, NO_PROFILE);
-        }
-        // A handful of distinct profiles.
-        self.of_model[slot] = i as u32;
-    }
-
-    pub(crate) fn get(&self, model: ModelId) -> Option<&ModelProfile> {
-        let i = *self.of_model.get(model.0 as usize)?;
-        self.profiles.get(i as usize)
-    }
-}
+use clockwork_gpu::{
+    Completion, DeviceAction, DeviceOp, GpuError, ModelRegistry, NoiseModel, OpKind, VirtualDevice,
+};
+use std::collections::{BTreeMap, HashMap};
 
 /// What a worker needs from the simulation while handling an event.
 pub(crate) struct Ctx<'a> {
     pub(crate) now: Nanos,
     pub(crate) net: Nanos,
-    pub(crate) noise: f64,
-    pub(crate) noise_shape: NoiseShape,
-    pub(crate) page_size: u64,
     pub(crate) events: &'a mut EventQueue,
-    pub(crate) rng: &'a mut Rng,
-    pub(crate) catalogue: &'a mut Catalogue,
+    /// Profiles of every registered model, shared by all simulated devices.
+    pub(crate) models: &'a mut ModelRegistry,
     pub(crate) violations: &'a mut Violations,
+    /// Scratch for the devices' completions (kept to reuse its allocation).
+    pub(crate) done: &'a mut Vec<Completion>,
     /// Set during set-up: results are collected here instead of travelling.
     pub(crate) immediate: Option<&'a mut Vec<ActionResult>>,
 }
 
 impl Ctx<'_> {
-    fn send(&mut self, worker: u32, epoch: u32, result: ActionResult) {
+    fn send(&mut self, worker: u32, epoch: u32, mut result: ActionResult) {
+        result.sent = self.now;
         match self.immediate.as_deref_mut() {
             Some(v) => v.push(result),
             None => self.events.push(
@@ -87,49 +62,135 @@ impl Ctx<'_> {
     }
 }
 
-#[derive(Debug)]
-struct Running {
-    id: ActionId,
-    model: ModelId,
-    padded: u32,
-    received: Nanos,
-    begin: Nanos,
-    end: Nanos,
+/// How a worker's devices are built (again, after a restart).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceLayout {
+    pub(crate) gpus: u32,
+    pub(crate) total_pages: u32,
+    pub(crate) page_size: u64,
+    pub(crate) noise: NoiseModel,
+    pub(crate) seed: u64,
 }
 
+/// One simulated GPU: the device and its live wake-up, if any.
 #[derive(Debug)]
 pub(crate) struct SimGpu {
-    total_pages: u32,
-    free_pages: u32,
-    resident: BitSet,
-    exec_q: VecDeque<(Nanos, Action)>,
-    exec_running: Option<Running>,
-    exec_wake_armed: bool,
-    pcie_q: VecDeque<(Nanos, Action)>,
-    pcie_running: Option<Running>,
+    device: VirtualDevice,
+    armed: Option<Nanos>,
 }
 
 impl SimGpu {
-    fn new(total_pages: u32) -> Self {
-        Self {
-            total_pages,
-            free_pages: total_pages,
-            resident: BitSet::default(),
-            exec_q: VecDeque::new(),
-            exec_running: None,
-            exec_wake_armed: false,
-            pcie_q: VecDeque::new(),
-            pcie_running: None,
+    /// The model is resident, loading, or has a LOAD queued here.
+    pub(crate) fn holds_or_loads(&self, model: ModelId) -> bool {
+        self.device.holds_or_loads(model)
+    }
+}
+
+/// A device action in flight, by its tag.
+#[derive(Debug)]
+struct Pending {
+    /// The controller's action.
+    action: ActionId,
+    /// When it reached the worker.
+    received: Nanos,
+    /// A LOAD: where, and its `earliest` (CLEAR CACHE supersedes it after it starts).
+    load: Option<LoadTarget>,
+    /// An UNLOAD that is part of this CLEAR CACHE rather than an action of its own.
+    clear_group: Option<u64>,
+    /// CLEAR CACHE groups waiting for this LOAD to end (its pages are freed only then).
+    awaited_by: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LoadTarget {
+    gpu: u32,
+    model: ModelId,
+    earliest: Nanos,
+}
+
+/// Device actions in flight: a slab whose slot index is the device action's tag, so a
+/// completion finds its action without hashing.
+#[derive(Debug, Default)]
+struct InFlight {
+    slots: Vec<Option<Pending>>,
+    free: Vec<u64>,
+}
+
+impl InFlight {
+    /// Store `p`; its tag.
+    fn insert(&mut self, p: Pending) -> u64 {
+        if let Some(tag) = self.free.pop() {
+            self.slots[tag as usize] = Some(p);
+            tag
+        } else {
+            self.slots.push(Some(p));
+            self.slots.len() as u64 - 1
         }
     }
 
-    /// The model is resident, loading, or has a LOAD queued here.
-    pub(crate) fn holds_or_loads(&self, model: ModelId) -> bool {
-        self.resident.contains(&model.0)
-            || self.pcie_running.as_ref().is_some_and(|r| r.model == model)
-            || self.pcie_q.iter().any(
-                |(_, a)| matches!(a.kind, ActionKind::LoadWeights { model: m, .. } if m == model),
-            )
+    fn remove(&mut self, tag: u64) -> Option<Pending> {
+        let p = self.slots.get_mut(usize::try_from(tag).ok()?)?.take()?;
+        self.free.push(tag);
+        Some(p)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Pending> {
+        self.slots.iter_mut().flatten()
+    }
+}
+
+/// A CLEAR CACHE waiting for its unloads and for the LOADs they supersede.
+#[derive(Debug)]
+struct ClearGroup {
+    action: ActionId,
+    received: Nanos,
+    remaining: usize,
+    failures: Vec<String>,
+}
+
+/// Registered model ids of one worker: a bitset, 12.5 KB for 100,000 models.
+#[derive(Debug, Default)]
+struct ModelSet {
+    words: Vec<u64>,
+    ids: Vec<ModelId>,
+}
+
+impl ModelSet {
+    fn contains(&self, m: ModelId) -> bool {
+        let i = m.0 as usize;
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn insert(&mut self, m: ModelId) {
+        let i = m.0 as usize;
+        if self.words.len() <= i / 64 {
+            self.words.resize(i / 64 + 1, 0);
+        }
+        let bit = 1 << (i % 64);
+        if self.words[i / 64] & bit == 0 {
+            self.words[i / 64] |= bit;
+            self.ids.push(m);
+        }
+    }
+}
+
+/// The INFER operation of a batch (the one place the simulator builds it). Simulated
+/// workers move no input or output bytes: the device gets no buffers.
+fn infer_op(model: ModelId, batch_size: u32) -> DeviceOp {
+    DeviceOp::infer(model, batch_size)
+}
+
+fn error(id: ActionId, status: WorkerStatus, received: Nanos) -> ActionResult {
+    ActionResult {
+        action_id: id,
+        status,
+        received,
+        sent: received,
+        outcome: Outcome::Error {
+            message: String::new(),
+        },
     }
 }
 
@@ -141,89 +202,70 @@ pub(crate) struct SimWorker {
     /// Bumped on loss and rejoin; events of an older epoch are dropped.
     pub(crate) epoch: u32,
     pub(crate) gpus: Vec<SimGpu>,
-    registered: BitSet,
-    registered_ids: Vec<ModelId>,
-}
-
-fn result(
-    id: ActionId,
-    status: WorkerStatus,
-    received: Nanos,
-    now: Nanos,
-    outcome: Outcome,
-) -> ActionResult {
-    ActionResult {
-        action_id: id,
-        status,
-        received,
-        sent: now,
-        outcome,
-    }
-}
-
-fn error(id: ActionId, status: WorkerStatus, received: Nanos, now: Nanos) -> ActionResult {
-    result(
-        id,
-        status,
-        received,
-        now,
-        Outcome::Error {
-            message: String::new(),
-        },
-    )
+    layout: DeviceLayout,
+    registered: ModelSet,
+    pending: InFlight,
+    clears: HashMap<u64, ClearGroup>,
+    next_group: u64,
 }
 
 impl SimWorker {
-    pub(crate) fn new(id: WorkerId, gpus: u32, total_pages: u32) -> Self {
-        Self {
+    pub(crate) fn new(id: WorkerId, layout: DeviceLayout) -> Self {
+        let mut w = Self {
             id,
             alive: true,
             epoch: 0,
-            gpus: (0..gpus).map(|_| SimGpu::new(total_pages)).collect(),
-            registered: BitSet::default(),
-            registered_ids: Vec::new(),
-        }
+            gpus: Vec::new(),
+            layout,
+            registered: ModelSet::default(),
+            pending: InFlight::default(),
+            clears: HashMap::new(),
+            next_group: 1,
+        };
+        w.gpus = w.fresh_gpus();
+        w
+    }
+
+    /// Empty devices; their noise streams depend on the seed, the worker and the epoch.
+    fn fresh_gpus(&self) -> Vec<SimGpu> {
+        let l = self.layout;
+        let stream = (u64::from(self.id.0) << 32) | u64::from(self.epoch);
+        let seed = Rng::derive(l.seed, stream).next_u64();
+        (0..l.gpus)
+            .map(|g| SimGpu {
+                device: VirtualDevice::emulated(
+                    GpuId(g),
+                    l.total_pages,
+                    l.page_size,
+                    l.noise,
+                    seed,
+                ),
+                armed: None,
+            })
+            .collect()
     }
 
     /// Forgets everything, as a restarted process would.
     pub(crate) fn reset(&mut self) {
-        let (n, pages) = (
-            self.gpus.len(),
-            self.gpus.first().map_or(0, |g| g.total_pages),
-        );
-        self.gpus = (0..n).map(|_| SimGpu::new(pages)).collect();
-        self.registered = BitSet::default();
-        self.registered_ids.clear();
         self.epoch += 1;
+        self.gpus = self.fresh_gpus();
+        self.registered = ModelSet::default();
+        self.pending = InFlight::default();
+        self.clears.clear();
     }
 
-    /// GET STATE.
-    pub(crate) fn state(&self, page_size: u64, catalogue: &Catalogue) -> WorkerState {
+    /// GET STATE: the devices' published state and the registered models by id.
+    pub(crate) fn state(&self, models: &ModelRegistry) -> WorkerState {
+        let mut ids = self.registered.ids.clone();
+        ids.sort_unstable();
         WorkerState {
-            page_size,
-            gpus: self
-                .gpus
-                .iter()
-                .enumerate()
-                .map(|(i, g)| {
-                    let loaded: Vec<ModelId> = g.resident.iter().copied().map(ModelId).collect();
-                    GpuState {
-                        // A simulated worker has a handful of GPUs.
-                        id: GpuId(i as u32),
-                        name: "simulated".to_owned(),
-                        emulated: true,
-                        total_pages: g.total_pages,
-                        free_pages: g.free_pages,
-                        loaded,
-                    }
-                })
-                .collect(),
-            models: self
-                .registered_ids
-                .iter()
-                .filter_map(|&m| {
-                    catalogue.get(m).map(|p| RegisteredModel {
-                        id: m,
+            page_size: self.layout.page_size,
+            gpus: self.gpus.iter().map(|g| g.device.state()).collect(),
+            models: ids
+                .into_iter()
+                .filter_map(|id| {
+                    models.get(id).map(|p| RegisteredModel {
+                        id,
                         profile: p.clone(),
                     })
                 })
@@ -231,329 +273,634 @@ impl SimWorker {
         }
     }
 
+    fn group(&mut self) -> u64 {
+        let g = self.next_group;
+        self.next_group += 1;
+        g
+    }
+
     /// Actions arrive.
     pub(crate) fn deliver(&mut self, wi: u32, ctx: &mut Ctx<'_>, actions: Vec<Action>) {
-        let now = ctx.now;
+        let received = ctx.now;
         for a in actions {
-            match &a.kind {
+            if !a.window.is_valid() {
+                ctx.send(
+                    wi,
+                    self.epoch,
+                    error(a.id, WorkerStatus::InvalidAction, received),
+                );
+                continue;
+            }
+            let (gpu, op, inputs_ok) = match a.kind {
                 ActionKind::RegisterModel { model, profile } => {
-                    if ctx.catalogue.get(*model).is_none() {
-                        ctx.catalogue.insert(*model, profile);
-                    }
-                    if !self.registered.contains(&model.0) {
-                        self.registered.insert(model.0);
-                        self.registered_ids.push(*model);
-                    }
-                    let pages = profile.pages(ctx.page_size);
-                    let r = result(
-                        a.id,
-                        WorkerStatus::Success,
-                        now,
-                        now,
-                        Outcome::Registered {
-                            model: *model,
-                            pages,
-                            measured: None,
-                        },
-                    );
+                    let r = self.register(a.id, model, &profile, received, ctx);
                     ctx.send(wi, self.epoch, r);
+                    continue;
                 }
                 ActionKind::GetState => {
-                    let st = self.state(ctx.page_size, ctx.catalogue);
-                    let r = result(a.id, WorkerStatus::Success, now, now, Outcome::State(st));
-                    ctx.send(wi, self.epoch, r);
-                }
-                ActionKind::ClearCache => {
-                    for g in &mut self.gpus {
-                        g.resident = BitSet::default();
-                        g.free_pages = g.total_pages;
-                    }
-                    let r = result(a.id, WorkerStatus::Success, now, now, Outcome::CacheCleared);
-                    ctx.send(wi, self.epoch, r);
-                }
-                ActionKind::Unload { model, gpu } => {
-                    let gi = gpu.0 as usize;
-                    let removed = self.gpus.get_mut(gi).map(|g| g.resident.remove(&model.0));
-                    let r = match (self.gpus.get_mut(gi), removed) {
-                        (Some(g), Some(true)) => {
-                            let pages = ctx
-                                .catalogue
-                                .get(*model)
-                                .map_or(0, |p| p.pages(ctx.page_size));
-                            g.free_pages = (g.free_pages + pages).min(g.total_pages);
-                            let t = Timing {
-                                begin: now,
-                                end: now,
-                                duration: Nanos::ZERO,
-                            };
-                            result(
-                                a.id,
-                                WorkerStatus::Success,
-                                now,
-                                now,
-                                Outcome::Unloaded { timing: t },
-                            )
-                        }
-                        (Some(_), _) => error(a.id, WorkerStatus::UnloadNotInCache, now, now),
-                        (None, _) => error(a.id, WorkerStatus::InvalidGpu, now, now),
+                    let st = self.state(ctx.models);
+                    let r = ActionResult {
+                        action_id: a.id,
+                        status: WorkerStatus::Success,
+                        received,
+                        sent: received,
+                        outcome: Outcome::State(st),
                     };
                     ctx.send(wi, self.epoch, r);
+                    continue;
                 }
-                ActionKind::LoadWeights { gpu, .. } => {
-                    let gi = gpu.0 as usize;
-                    if let Some(g) = self.gpus.get_mut(gi) {
-                        g.pcie_q.push_back((now, a));
-                        self.start_load(wi, ctx, gi);
-                    } else {
-                        ctx.send(
-                            wi,
-                            self.epoch,
-                            error(a.id, WorkerStatus::InvalidGpu, now, now),
-                        );
-                    }
+                ActionKind::ClearCache => {
+                    self.clear_cache(wi, ctx, a.id, received);
+                    continue;
                 }
-                ActionKind::Infer { gpu, .. } => {
-                    let gi = gpu.0 as usize;
-                    if let Some(g) = self.gpus.get_mut(gi) {
-                        g.exec_q.push_back((now, a));
-                        self.start_exec(wi, ctx, gi);
-                    } else {
-                        ctx.send(
-                            wi,
-                            self.epoch,
-                            error(a.id, WorkerStatus::InvalidGpu, now, now),
-                        );
-                    }
+                ActionKind::LoadWeights { model, gpu, .. } => (gpu, DeviceOp::Load { model }, true),
+                ActionKind::Unload { model, gpu } => (gpu, DeviceOp::Unload { model }, true),
+                ActionKind::Infer {
+                    model,
+                    gpu,
+                    batch_size,
+                    input_sizes,
+                    inputs,
+                    ..
+                } => (
+                    gpu,
+                    infer_op(model, batch_size),
+                    inputs_consistent(batch_size, &input_sizes, inputs.len()),
+                ),
+            };
+            if let Err(status) = self.check(ctx.models, gpu, &op, inputs_ok) {
+                ctx.send(wi, self.epoch, error(a.id, status, received));
+                continue;
+            }
+            let load = matches!(op, DeviceOp::Load { .. }).then_some(LoadTarget {
+                gpu: gpu.0,
+                model: op.model(),
+                earliest: a.window.earliest,
+            });
+            let tag = self.pending.insert(Pending {
+                action: a.id,
+                received,
+                load,
+                clear_group: None,
+                awaited_by: Vec::new(),
+            });
+            let gi = gpu.0 as usize;
+            let action = DeviceAction {
+                action: ActionId(tag),
+                gpu,
+                window: a.window,
+                op,
+            };
+            self.gpus[gi]
+                .device
+                .submit(action, ctx.now, ctx.models, ctx.done);
+            self.complete_all(wi, ctx);
+            self.rearm(wi, gi, ctx);
+        }
+    }
+
+    /// RegisterModel, checked as `DeviceSet::register_model` checks it.
+    fn register(
+        &mut self,
+        id: ActionId,
+        model: ModelId,
+        profile: &clockwork_core::ModelProfile,
+        received: Nanos,
+        ctx: &mut Ctx<'_>,
+    ) -> ActionResult {
+        match ctx.models.register(model, profile) {
+            Ok(p) => {
+                let pages = p.pages(self.layout.page_size);
+                self.registered.insert(model);
+                ActionResult {
+                    action_id: id,
+                    status: WorkerStatus::Success,
+                    received,
+                    sent: received,
+                    outcome: Outcome::Registered {
+                        model,
+                        pages,
+                        measured: None,
+                    },
                 }
+            }
+            Err(e) => {
+                let status = match e {
+                    GpuError::ModelConflict(_) => WorkerStatus::InvalidModelId,
+                    GpuError::InvalidProfile { .. } => WorkerStatus::InvalidAction,
+                    _ => WorkerStatus::RuntimeError,
+                };
+                error(id, status, received)
             }
         }
     }
 
-    /// Starts queued INFERs on GPU `gi` while its EXEC executor is idle.
-    pub(crate) fn start_exec(&mut self, wi: u32, ctx: &mut Ctx<'_>, gi: usize) {
-        let now = ctx.now;
-        let epoch = self.epoch;
+    /// What a worker checks before an action reaches a device, with the real worker's
+    /// statuses and precedence. A bad batch size with consistent inputs is left to the
+    /// device, which refuses it at once with the same status.
+    fn check(
+        &self,
+        models: &ModelRegistry,
+        gpu: GpuId,
+        op: &DeviceOp,
+        inputs_ok: bool,
+    ) -> Result<(), WorkerStatus> {
+        if gpu.0 as usize >= self.gpus.len() {
+            return Err(WorkerStatus::InvalidGpu);
+        }
+        let model = op.model();
+        if !self.registered.contains(model) {
+            return Err(op.kind().unknown_model());
+        }
+        match op {
+            &DeviceOp::Infer { batch_size, .. } if !inputs_ok => {
+                let bad_batch = models
+                    .get(model)
+                    .is_none_or(|p| batch_size == 0 || p.padded_batch(batch_size).is_none());
+                Err(if bad_batch {
+                    WorkerStatus::InvalidBatchSize
+                } else {
+                    WorkerStatus::InvalidInput
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The wake-up of GPU `gi` set for `at` fired.
+    pub(crate) fn wake(&mut self, wi: u32, ctx: &mut Ctx<'_>, gi: usize, at: Nanos) {
+        let Some(g) = self.gpus.get_mut(gi) else {
+            return;
+        };
+        if g.armed != Some(at) {
+            return; // Superseded by an earlier wake-up.
+        }
+        g.armed = None;
+        g.device.advance(ctx.now, ctx.models, ctx.done);
+        self.complete_all(wi, ctx);
+        self.rearm(wi, gi, ctx);
+    }
+
+    /// Keep one wake-up in the queue for GPU `gi`'s next event.
+    fn rearm(&mut self, wi: u32, gi: usize, ctx: &mut Ctx<'_>) {
         let g = &mut self.gpus[gi];
-        while g.exec_running.is_none() {
-            let Some((received, a)) = g.exec_q.pop_front() else {
-                return;
-            };
-            if now < a.window.earliest {
-                let earliest = a.window.earliest;
-                g.exec_q.push_front((received, a));
-                if !g.exec_wake_armed {
-                    g.exec_wake_armed = true;
-                    ctx.events.push(
-                        earliest,
-                        Event::ExecWake {
-                            worker: wi,
-                            epoch,
-                            gpu: gi as u32,
-                        },
-                    );
-                }
-                return;
-            }
-            let ActionKind::Infer {
-                model, batch_size, ..
-            } = a.kind
-            else {
-                continue;
-            };
-            if now > a.window.latest {
-                ctx.send(
-                    wi,
-                    epoch,
-                    error(a.id, WorkerStatus::ExecTooLate, received, now),
-                );
-                continue;
-            }
-            if !g.resident.contains(&model.0) {
-                ctx.violations.weights_missing += 1;
-                ctx.send(
-                    wi,
-                    epoch,
-                    error(a.id, WorkerStatus::ExecWeightsMissing, received, now),
-                );
-                continue;
-            }
-            let Some((padded, exec)) = ctx
-                .catalogue
-                .get(model)
-                .and_then(|p| Some((p.padded_batch(batch_size)?, p.exec_time(batch_size)?)))
-            else {
-                ctx.send(
-                    wi,
-                    epoch,
-                    error(a.id, WorkerStatus::InvalidBatchSize, received, now),
-                );
-                continue;
-            };
-            let dur = noisy(exec, ctx.noise, ctx.noise_shape, ctx.rng);
-            g.exec_running = Some(Running {
-                id: a.id,
-                model,
-                padded,
-                received,
-                begin: now,
-                end: now + dur,
-            });
+        let Some(t) = g.device.next_event(ctx.now) else {
+            return;
+        };
+        if g.armed.is_none_or(|a| t < a) {
+            g.armed = Some(t);
             ctx.events.push(
-                now + dur,
-                Event::ExecDone {
+                t,
+                Event::DeviceDue {
                     worker: wi,
-                    epoch,
+                    epoch: self.epoch,
+                    // A simulated worker has a handful of GPUs.
                     gpu: gi as u32,
+                    at: t,
                 },
             );
         }
     }
 
-    /// The EXEC wake-up fired.
-    pub(crate) fn exec_wake(&mut self, wi: u32, ctx: &mut Ctx<'_>, gi: usize) {
-        if let Some(g) = self.gpus.get_mut(gi) {
-            g.exec_wake_armed = false;
-            self.start_exec(wi, ctx, gi);
+    /// Answer the completions the devices produced.
+    fn complete_all(&mut self, wi: u32, ctx: &mut Ctx<'_>) {
+        let mut done = std::mem::take(ctx.done);
+        for c in done.drain(..) {
+            self.complete(wi, ctx, &c);
         }
+        *ctx.done = done;
     }
 
-    /// The running INFER on GPU `gi` finished.
-    pub(crate) fn exec_done(&mut self, wi: u32, ctx: &mut Ctx<'_>, gi: usize) {
-        let Some(r) = self.gpus.get_mut(gi).and_then(|g| g.exec_running.take()) else {
+    /// A device completion: answer its action (or count it towards its CLEAR CACHE).
+    fn complete(&mut self, wi: u32, ctx: &mut Ctx<'_>, c: &Completion) {
+        let Some(p) = self.pending.remove(c.action.0) else {
             return;
         };
-        let now = ctx.now;
-        let t = |b: Nanos, e: Nanos| Timing {
-            begin: b,
-            end: e,
-            duration: e - b,
-        };
-        let out = result(
-            r.id,
-            WorkerStatus::Success,
-            r.received,
-            now,
-            Outcome::Inferred(Inferred {
-                // A simulated worker has a handful of GPUs.
-                gpu: GpuId(gi as u32),
-                padded_batch: r.padded,
-                copy_input: t(r.begin, r.begin),
-                exec: t(r.begin, r.end),
-                copy_output: t(r.end, r.end),
+        if let Some(group) = p.clear_group {
+            // Not in cache: already gone, or the unload superseded a LOAD (which then
+            // fails with 54 and frees its pages). Both leave it cleared.
+            let failure = (!matches!(
+                c.status,
+                WorkerStatus::Success | WorkerStatus::UnloadNotInCache
+            ))
+            .then(|| format!("unload {} on {}: {}", c.model, c.gpu, c.status));
+            self.clear_part_done(wi, ctx, group, failure);
+            return;
+        }
+        for &group in &p.awaited_by {
+            self.clear_part_done(wi, ctx, group, None);
+        }
+        match c.status {
+            WorkerStatus::ExecWeightsMissing => ctx.violations.weights_missing += 1,
+            WorkerStatus::LoadInsufficientCache => ctx.violations.insufficient_cache += 1,
+            WorkerStatus::ExecConcurrentWeightsModification
+            | WorkerStatus::LoadConcurrentModification => {
+                ctx.violations.weights_changed_in_use += 1;
+            }
+            _ => {}
+        }
+        let timing = c.timing;
+        let outcome = match (c.status, c.kind) {
+            (WorkerStatus::Success, OpKind::Load) => Outcome::Loaded { timing },
+            (WorkerStatus::Success, OpKind::Unload) => Outcome::Unloaded { timing },
+            (WorkerStatus::Success, OpKind::Infer) => Outcome::Inferred(Inferred {
+                gpu: c.gpu,
+                padded_batch: c.padded_batch,
+                copy_input: instant(timing.begin),
+                exec: timing,
+                copy_output: instant(timing.end),
                 gpu_clock_before_mhz: 0,
                 gpu_clock_mhz: 0,
                 outputs: Vec::new(),
             }),
-        );
-        let _ = r.model;
-        ctx.send(wi, self.epoch, out);
-        self.start_exec(wi, ctx, gi);
+            _ => Outcome::Error {
+                message: String::new(),
+            },
+        };
+        let r = ActionResult {
+            action_id: p.action,
+            status: c.status,
+            received: p.received,
+            sent: ctx.now,
+            outcome,
+        };
+        ctx.send(wi, self.epoch, r);
     }
 
-    /// Starts queued LOADs on GPU `gi` while its PCIe executor is idle.
-    pub(crate) fn start_load(&mut self, wi: u32, ctx: &mut Ctx<'_>, gi: usize) {
-        let now = ctx.now;
-        let epoch = self.epoch;
-        let g = &mut self.gpus[gi];
-        while g.pcie_running.is_none() {
-            let Some((received, a)) = g.pcie_q.pop_front() else {
-                return;
-            };
-            let ActionKind::LoadWeights { model, .. } = a.kind else {
-                continue;
-            };
-            // LOAD windows open at the controller's `now`, which is always past here.
-            if now > a.window.latest {
-                ctx.send(
-                    wi,
-                    epoch,
-                    error(a.id, WorkerStatus::LoadTooLate, received, now),
-                );
-                continue;
+    /// CLEAR CACHE: unload everything resident on every GPU and everything a LOAD in
+    /// flight will bring in (that unload gets the LOAD's `earliest`, so it supersedes it
+    /// once started: 54); answered when those LOADs have ended and freed their pages.
+    fn clear_cache(&mut self, wi: u32, ctx: &mut Ctx<'_>, id: ActionId, received: Nanos) {
+        let group = self.group();
+        let mut targets: BTreeMap<(u32, ModelId), Nanos> = BTreeMap::new();
+        let mut awaited = 0;
+        for p in self.pending.values_mut() {
+            if let Some(t) = p.load {
+                let e = targets.entry((t.gpu, t.model)).or_insert(Nanos::ZERO);
+                *e = (*e).max(t.earliest);
+                p.awaited_by.push(group);
+                awaited += 1;
             }
-            let Some((pages, load_time)) = ctx
-                .catalogue
-                .get(model)
-                .map(|p| (p.pages(ctx.page_size), p.load_time))
-            else {
-                ctx.send(
-                    wi,
-                    epoch,
-                    error(a.id, WorkerStatus::LoadUnknownModel, received, now),
-                );
-                continue;
-            };
-            if g.resident.contains(&model.0) {
-                ctx.send(
-                    wi,
-                    epoch,
-                    error(a.id, WorkerStatus::WeightsAlreadyLoaded, received, now),
-                );
-                continue;
+        }
+        for (gi, g) in self.gpus.iter().enumerate() {
+            for m in g.device.state().loaded {
+                // A simulated worker has a handful of GPUs.
+                targets.entry((gi as u32, m)).or_insert(Nanos::ZERO);
             }
-            if g.free_pages < pages {
-                ctx.violations.insufficient_cache += 1;
-                ctx.send(
-                    wi,
-                    epoch,
-                    error(a.id, WorkerStatus::LoadInsufficientCache, received, now),
-                );
-                continue;
-            }
-            g.free_pages -= pages;
-            let dur = noisy(load_time, ctx.noise, ctx.noise_shape, ctx.rng);
-            g.pcie_running = Some(Running {
-                id: a.id,
-                model,
-                padded: 0,
+        }
+        if targets.is_empty() {
+            let r = ActionResult {
+                action_id: id,
+                status: WorkerStatus::Success,
                 received,
-                begin: now,
-                end: now + dur,
+                sent: received,
+                outcome: Outcome::CacheCleared,
+            };
+            ctx.send(wi, self.epoch, r);
+            return;
+        }
+        self.clears.insert(
+            group,
+            ClearGroup {
+                action: id,
+                received,
+                remaining: awaited + targets.len(),
+                failures: Vec::new(),
+            },
+        );
+        let mut touched = Vec::new();
+        for ((gpu, model), earliest) in targets {
+            let tag = self.pending.insert(Pending {
+                action: id,
+                received,
+                load: None,
+                clear_group: Some(group),
+                awaited_by: Vec::new(),
             });
-            ctx.events.push(
-                now + dur,
-                Event::LoadDone {
-                    worker: wi,
-                    epoch,
-                    gpu: gi as u32,
-                },
-            );
+            let action = DeviceAction {
+                action: ActionId(tag),
+                gpu: GpuId(gpu),
+                window: Window::new(earliest, Nanos::MAX),
+                op: DeviceOp::Unload { model },
+            };
+            let gi = gpu as usize;
+            self.gpus[gi]
+                .device
+                .submit(action, ctx.now, ctx.models, ctx.done);
+            touched.push(gi);
+        }
+        self.complete_all(wi, ctx);
+        touched.dedup();
+        for gi in touched {
+            self.rearm(wi, gi, ctx);
         }
     }
 
-    /// The running LOAD on GPU `gi` finished.
-    pub(crate) fn load_done(&mut self, wi: u32, ctx: &mut Ctx<'_>, gi: usize) {
-        let Some(g) = self.gpus.get_mut(gi) else {
+    fn clear_part_done(&mut self, wi: u32, ctx: &mut Ctx<'_>, group: u64, failure: Option<String>) {
+        let Some(g) = self.clears.get_mut(&group) else {
             return;
         };
-        let Some(r) = g.pcie_running.take() else {
+        g.failures.extend(failure);
+        g.remaining = g.remaining.saturating_sub(1);
+        if g.remaining > 0 {
+            return;
+        }
+        let Some(g) = self.clears.remove(&group) else {
             return;
         };
-        g.resident.insert(r.model.0);
-        let timing = Timing {
-            begin: r.begin,
-            end: r.end,
-            duration: r.end - r.begin,
+        let (status, outcome) = if g.failures.is_empty() {
+            (WorkerStatus::Success, Outcome::CacheCleared)
+        } else {
+            (
+                WorkerStatus::RuntimeError,
+                Outcome::Error {
+                    message: format!("clear cache incomplete: {}", g.failures.join("; ")),
+                },
+            )
         };
-        let out = result(
-            r.id,
-            WorkerStatus::Success,
-            r.received,
-            ctx.now,
-            Outcome::Loaded { timing },
-        );
-        ctx.send(wi, self.epoch, out);
-        self.start_load(wi, ctx, gi);
+        let r = ActionResult {
+            action_id: g.action,
+            status,
+            received: g.received,
+            sent: ctx.now,
+            outcome,
+        };
+        ctx.send(wi, self.epoch, r);
     }
 }
 
-fn noisy(d: Nanos, noise: f64, shape: NoiseShape, rng: &mut Rng) -> Nanos {
-    if noise <= 0.0 {
-        return d;
+/// Whether an INFER's inputs are consistent, as the real worker checks them: no bytes
+/// without sizes, one size per request when sizes are given, sizes summing to the bytes.
+fn inputs_consistent(batch_size: u32, input_sizes: &[u32], input_bytes: usize) -> bool {
+    let total: u64 = input_sizes.iter().map(|s| u64::from(*s)).sum();
+    if input_sizes.is_empty() && input_bytes != 0 {
+        return false;
     }
-    let factor = match shape {
-        NoiseShape::Uniform => rng.noise_factor(noise),
-        NoiseShape::Normal => (1.0 + noise * rng.normal()).clamp(0.1, 10.0),
-    };
-    Nanos((d.get() as f64 * factor).round().max(1.0) as u64)
+    if !input_sizes.is_empty() && input_sizes.len() as u64 != u64::from(batch_size) {
+        return false;
+    }
+    total == input_bytes as u64
+}
+
+fn instant(t: Nanos) -> Timing {
+    Timing {
+        begin: t,
+        end: t,
+        duration: Nanos::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clockwork_core::model::resnet50;
+    use clockwork_core::{ModelProfile, DEFAULT_PAGE_SIZE};
+
+    const M: ModelId = ModelId(0);
+
+    /// One simulated worker with one GPU, its own event queue, and the results it sent.
+    struct Rig {
+        worker: SimWorker,
+        events: EventQueue,
+        models: ModelRegistry,
+        violations: Violations,
+        done: Vec<Completion>,
+        now: Nanos,
+        results: Vec<ActionResult>,
+        next_id: u64,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let layout = DeviceLayout {
+                gpus: 1,
+                total_pages: 100,
+                page_size: DEFAULT_PAGE_SIZE,
+                noise: NoiseModel::None,
+                seed: 1,
+            };
+            Self {
+                worker: SimWorker::new(WorkerId(0), layout),
+                events: EventQueue::default(),
+                models: ModelRegistry::new(),
+                violations: Violations::default(),
+                done: Vec::new(),
+                now: Nanos::ZERO,
+                results: Vec::new(),
+                next_id: 0,
+            }
+        }
+
+        fn with_ctx(&mut self, f: impl FnOnce(&mut SimWorker, &mut Ctx<'_>)) {
+            let mut ctx = Ctx {
+                now: self.now,
+                net: Nanos::ZERO,
+                events: &mut self.events,
+                models: &mut self.models,
+                violations: &mut self.violations,
+                done: &mut self.done,
+                immediate: None,
+            };
+            f(&mut self.worker, &mut ctx);
+        }
+
+        /// Deliver `kinds` (with their windows) now, as one message; their action ids.
+        fn deliver(&mut self, kinds: Vec<(Window, ActionKind)>) -> Vec<ActionId> {
+            let actions: Vec<Action> = kinds
+                .into_iter()
+                .map(|(window, kind)| {
+                    self.next_id += 1;
+                    Action {
+                        id: ActionId(self.next_id),
+                        window,
+                        kind,
+                    }
+                })
+                .collect();
+            let ids = actions.iter().map(|a| a.id).collect();
+            self.with_ctx(|w, ctx| w.deliver(0, ctx, actions));
+            ids
+        }
+
+        /// Run the events up to `until`: device wake-ups and results sent.
+        fn run_until(&mut self, until: Nanos) {
+            while self.events.next_time().is_some_and(|t| t <= until) {
+                let Some((t, ev)) = self.events.pop() else {
+                    break;
+                };
+                self.now = self.now.max(t);
+                match ev {
+                    Event::DeviceDue { gpu, at, .. } => {
+                        self.with_ctx(|w, ctx| w.wake(0, ctx, gpu as usize, at));
+                    }
+                    Event::ToController { result, .. } => self.results.push(result),
+                    Event::ToWorker { .. } => unreachable!("no controller here"),
+                }
+            }
+            self.now = self.now.max(until);
+        }
+
+        fn result(&self, id: ActionId) -> &ActionResult {
+            let found: Vec<_> = self.results.iter().filter(|r| r.action_id == id).collect();
+            assert_eq!(found.len(), 1, "one result for {id}: {:?}", self.results);
+            found[0]
+        }
+    }
+
+    fn register(profile: ModelProfile) -> ActionKind {
+        ActionKind::RegisterModel { model: M, profile }
+    }
+
+    fn load() -> ActionKind {
+        ActionKind::LoadWeights {
+            model: M,
+            gpu: GpuId(0),
+            expected_duration: Nanos::ZERO,
+        }
+    }
+
+    fn infer(batch_size: u32) -> ActionKind {
+        ActionKind::Infer {
+            model: M,
+            gpu: GpuId(0),
+            batch_size,
+            expected_duration: Nanos::ZERO,
+            input_sizes: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+
+    fn ms(x: u64) -> Nanos {
+        Nanos::from_millis(x)
+    }
+
+    fn window(earliest: Nanos, latest: Nanos) -> Window {
+        Window::new(earliest, latest)
+    }
+
+    /// A worker with `M` registered and loaded, at 20 ms.
+    fn loaded() -> Rig {
+        let mut r = Rig::new();
+        let ids = r.deliver(vec![
+            (Window::ANY, register(resnet50())),
+            (Window::ANY, load()),
+        ]);
+        r.run_until(ms(20));
+        assert_eq!(r.result(ids[0]).status, WorkerStatus::Success);
+        assert_eq!(r.result(ids[1]).status, WorkerStatus::Success);
+        r
+    }
+
+    #[test]
+    fn infers_delivered_out_of_earliest_order_run_in_earliest_order() {
+        let mut r = loaded();
+        // The simulator used to run these in arrival order: the later window first.
+        let ids = r.deliver(vec![
+            (window(ms(40), ms(100)), infer(1)),
+            (window(ms(30), ms(100)), infer(1)),
+        ]);
+        r.run_until(ms(100));
+        let begin = |id| match &r.result(id).outcome {
+            Outcome::Inferred(i) => i.exec.begin,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(begin(ids[1]), ms(30));
+        assert_eq!(begin(ids[0]), ms(40));
+        assert_eq!(r.violations.total(), 0);
+    }
+
+    #[test]
+    fn infer_during_an_unload_of_its_model_fails_84() {
+        let mut r = loaded();
+        // Batch 16 runs 21.73 ms; the UNLOAD arrives 1 ms into it.
+        let infer_id = r.deliver(vec![(Window::ANY, infer(16))])[0];
+        r.run_until(ms(21));
+        let unload = ActionKind::Unload {
+            model: M,
+            gpu: GpuId(0),
+        };
+        let unload_id = r.deliver(vec![(Window::ANY, unload)])[0];
+        r.run_until(ms(100));
+        assert_eq!(r.result(unload_id).status, WorkerStatus::Success);
+        assert_eq!(
+            r.result(infer_id).status,
+            WorkerStatus::ExecConcurrentWeightsModification
+        );
+        assert_eq!(r.violations.weights_changed_in_use, 1);
+        // And afterwards the weights are gone: 82.
+        let again = r.deliver(vec![(Window::ANY, infer(1))])[0];
+        r.run_until(ms(200));
+        assert_eq!(r.result(again).status, WorkerStatus::ExecWeightsMissing);
+        assert_eq!(r.violations.weights_missing, 1);
+    }
+
+    #[test]
+    fn refusals_match_the_real_worker() {
+        let mut r = Rig::new();
+        let mut bad = resnet50();
+        bad.batches.clear();
+        let other_gpu = ActionKind::LoadWeights {
+            model: M,
+            gpu: GpuId(5),
+            expected_duration: Nanos::ZERO,
+        };
+        let ids = r.deliver(vec![
+            (Window::ANY, load()),               // not registered here
+            (Window::ANY, register(bad)),        // invalid profile
+            (Window::ANY, register(resnet50())), // fine
+            (Window::ANY, register(clockwork_core::model::resnet18())), // conflict
+            (Window::ANY, other_gpu),            // no such GPU
+            (window(ms(5), ms(1)), infer(1)),    // inverted window
+            (Window::ANY, infer(17)),            // batch too large
+            (Window::ANY, infer(1)),             // no weights: 82
+        ]);
+        r.run_until(ms(10));
+        let statuses: Vec<_> = ids.iter().map(|id| r.result(*id).status).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                WorkerStatus::LoadUnknownModel,
+                WorkerStatus::InvalidAction,
+                WorkerStatus::Success,
+                WorkerStatus::InvalidModelId,
+                WorkerStatus::InvalidGpu,
+                WorkerStatus::InvalidAction,
+                WorkerStatus::InvalidBatchSize,
+                WorkerStatus::ExecWeightsMissing,
+            ]
+        );
+    }
+
+    #[test]
+    fn clear_cache_supersedes_a_load_in_flight_and_answers_when_empty() {
+        let mut r = loaded();
+        let other = ModelId(1);
+        let reg = ActionKind::RegisterModel {
+            model: other,
+            profile: clockwork_core::model::resnet152(),
+        };
+        let load_other = ActionKind::LoadWeights {
+            model: other,
+            gpu: GpuId(0),
+            expected_duration: Nanos::ZERO,
+        };
+        let ids = r.deliver(vec![
+            (Window::ANY, reg),
+            (Window::ANY, load_other),
+            (Window::ANY, ActionKind::ClearCache),
+        ]);
+        r.run_until(ms(100));
+        assert_eq!(
+            r.result(ids[1]).status,
+            WorkerStatus::LoadConcurrentModification
+        );
+        let clear = r.result(ids[2]);
+        assert_eq!(clear.status, WorkerStatus::Success);
+        assert_eq!(clear.outcome, Outcome::CacheCleared);
+        let st = r.worker.state(&r.models);
+        assert!(st.gpus[0].loaded.is_empty());
+        assert_eq!(st.gpus[0].free_pages, 100);
+        assert_eq!(st.models.len(), 2);
+        assert!(st.gpus[0].emulated);
+    }
 }

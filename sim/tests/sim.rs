@@ -9,10 +9,15 @@ use clockwork_core::model::{resnet152, resnet18, resnet50};
 use clockwork_core::rng::Rng;
 use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
 use clockwork_scheduler::{Config, ModelRange};
-use clockwork_sim::{SimConfig, SimReport, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
 use clockwork_workload::{
     Arrival, AzureLike, AzureLikeConfig, OpenLoop, OpenLoopSpec, RateSplit, Scripted, SloPlan,
 };
+
+/// Uniform timing noise of half-width `rel`, as the simulator's tests always used.
+fn uniform(rel: f64) -> NoiseModel {
+    NoiseModel::Uniform { rel }
+}
 
 fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation {
     Simulation::new(
@@ -20,7 +25,7 @@ fn sim(workers: u32, gpus: u32, pages: u32, noise: f64, seed: u64) -> Simulation
             workers,
             gpus_per_worker: gpus,
             total_pages: pages,
-            noise,
+            noise: uniform(noise),
             seed,
             ..SimConfig::default()
         },
@@ -80,6 +85,41 @@ fn light_load_on_one_gpu_all_succeed() {
     // Without noise the estimates are exact.
     assert_eq!(r.stats.exec_error.sum_abs, 0);
     assert!(r.latency_max < Nanos::from_millis(20));
+}
+
+/// The devices' noise is the emulated GPUs' [`NoiseModel`], drawn per device from the
+/// run's seed: a run is reproducible from its seed, another seed differs, and normal
+/// noise reaches the scheduler's estimates.
+#[test]
+fn normal_noise_is_seeded_and_reproducible() {
+    let run = |seed: u64| {
+        let s = Simulation::new(
+            SimConfig {
+                workers: 1,
+                gpus_per_worker: 2,
+                noise: NoiseModel::Normal { rel_sigma: 0.05 },
+                seed,
+                ..SimConfig::default()
+            },
+            Config {
+                seed: 1,
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        resnet50_poisson(s, 6, 400.0, 2, 1)
+    };
+    let (a, b, c) = (run(7), run(7), run(8));
+    assert_clean(&a);
+    assert_clean(&c);
+    assert!(
+        a.stats.exec_error.sum_abs > 0,
+        "noise reaches the estimates"
+    );
+    assert_eq!(a.stats.exec_error.sum_abs, b.stats.exec_error.sum_abs);
+    assert_eq!(a.latency_p99, b.latency_p99);
+    assert_eq!(a.events, b.events);
+    assert_ne!(a.stats.exec_error.sum_abs, c.stats.exec_error.sum_abs);
 }
 
 #[test]
@@ -268,7 +308,7 @@ fn a_workload_wider_than_its_model_range_is_refused() {
 fn tight_slo_on_a_cold_model(cfg: Config) -> SimReport {
     let mut s = Simulation::new(
         SimConfig {
-            noise: 0.02,
+            noise: uniform(0.02),
             seed: 9,
             ..SimConfig::default()
         },
@@ -330,7 +370,7 @@ fn randomized_runs_keep_every_invariant() {
                 workers,
                 gpus_per_worker: gpus,
                 total_pages: pages,
-                noise,
+                noise: uniform(noise),
                 seed,
                 net_latency: Nanos::from_micros(20 + rng.below(500)),
                 ..SimConfig::default()
