@@ -9,6 +9,7 @@ mod experiment;
 mod handoff;
 mod http;
 mod local;
+mod make_model;
 mod net;
 mod scalability;
 mod sched;
@@ -50,6 +51,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// The paper's experiments (6.1, 6.2, 6.3, 6.5, 6.6) on emulated GPUs, scaled in time.
     Experiment(experiment::ExperimentArgs),
+    /// Write a generated ONNX model (seeded weights, nothing downloaded) into a model
+    /// repository: identity, small_cnn, resnet18, resnet50.
+    MakeModel(make_model::MakeModelArgs),
     /// (internal) A worker process of the local cluster: `clockwork-worker`'s flags.
     #[command(name = "_worker", hide = true)]
     Worker(clockwork_worker::cli::WorkerArgs),
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(&args),
         Command::Local(args) => local::run(&args),
         Command::Experiment(args) => experiment::run(&args),
+        Command::MakeModel(args) => make_model::run(&args),
         Command::Worker(args) => cluster::exit_on_error(cluster::run_worker(&args)),
         Command::Controller(args) => cluster::exit_on_error(cluster::run_controller(&args)),
     }
