@@ -52,7 +52,7 @@ fn main() -> ExitCode {
                 );
                 for b in &profile.batches {
                     println!(
-                        "  b{}: p50 {:.2} ms, p99 {:.2} ms ({} runs)",
+                        "  b{}: p50 {:.3} ms, p99 {:.3} ms ({} runs)",
                         b.batch_size,
                         b.p50.as_millis_f64(),
                         b.p99.as_millis_f64(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 use crate::error::RunError;
-use crate::metadata::ModelMetadata;
+use crate::metadata::{ModelMetadata, TensorSpec};
 
 /// One batch size's plan, its reusable state and input tensors.
 #[derive(Debug)]
@@ -117,18 +117,15 @@ impl ModelRunner {
                 max: self.max_batch_size(),
             });
         };
+        let meta = &self.metadata;
+        let input_lengths: TVec<usize> = inputs.iter().map(|b| b.len()).collect();
+        check_buffers(&meta.name, &meta.inputs, requests, &input_lengths, "input")?;
+        let output_lengths: TVec<usize> = outputs.iter().map(|b| b.len()).collect();
         check_buffers(
-            &self.metadata,
+            &meta.name,
+            &meta.outputs,
             requests,
-            inputs.iter().map(|b| b.len()),
-            inputs.len(),
-            "input",
-        )?;
-        check_buffers(
-            &self.metadata,
-            requests,
-            outputs.iter().map(|b| b.len()),
-            outputs.len(),
+            &output_lengths,
             "output",
         )?;
         let plan = &mut self.plans[plan_ix];
@@ -180,32 +177,27 @@ impl ModelRunner {
     }
 }
 
-/// One buffer per tensor, each `requests * bytes_per_request` long.
+/// One buffer per tensor of `specs`, each `requests * bytes_per_request` long.
 fn check_buffers(
-    metadata: &ModelMetadata,
+    model: &str,
+    specs: &[TensorSpec],
     requests: usize,
-    lengths: impl Iterator<Item = usize>,
-    given: usize,
+    lengths: &[usize],
     what: &'static str,
 ) -> Result<(), RunError> {
-    let specs = if what == "input" {
-        &metadata.inputs
-    } else {
-        &metadata.outputs
-    };
-    if given != specs.len() {
+    if lengths.len() != specs.len() {
         return Err(RunError::BufferCount {
-            model: metadata.name.clone(),
+            model: model.into(),
             what,
-            given,
+            given: lengths.len(),
             expected: specs.len(),
         });
     }
-    for (spec, len) in specs.iter().zip(lengths) {
+    for (spec, &len) in specs.iter().zip(lengths) {
         let expected = requests * spec.bytes_per_request();
         if len != expected {
             return Err(RunError::BufferSize {
-                model: metadata.name.clone(),
+                model: model.into(),
                 what,
                 tensor: spec.name.clone(),
                 requests,

@@ -219,3 +219,22 @@ fn make_model_writes_a_repository_entry() {
         entry.config.max_batch_size as usize
     );
 }
+
+#[test]
+fn a_runner_runs_on_another_thread() {
+    // The worker builds runners and hands each to its pinned thread.
+    let model = import(ModelKind::Identity);
+    let runner = model.plan(&[2]).unwrap();
+    let shared = std::sync::Arc::new(model);
+    let input = to_bytes(&input_values(23, 32));
+    let expected = input.clone();
+    let handle = std::thread::spawn(move || {
+        let mut runner = runner;
+        let mut out = vec![0u8; 128];
+        runner.run(2, &[&input], &mut [&mut out]).unwrap();
+        (out, shared.metadata().name.clone())
+    });
+    let (out, name) = handle.join().unwrap();
+    assert_eq!(out, expected);
+    assert_eq!(name, "identity");
+}
