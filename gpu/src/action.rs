@@ -8,7 +8,9 @@
 //! the INFER path. The output buffer comes back in the [`Completion`]. Their `Debug`
 //! output shows only their lengths.
 
-use clockwork_core::{ActionId, GpuId, ModelId, Nanos, Timing, Window, WorkerStatus};
+use clockwork_core::{
+    ActionId, GpuId, Inferred, ModelId, Nanos, Outcome, Timing, Window, WorkerStatus,
+};
 use std::fmt;
 
 /// One timed operation for one device.
@@ -126,6 +128,15 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// The kind's name in messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Unload => "unload",
+            Self::Infer => "infer",
+        }
+    }
+
     /// The status for an action of this kind that could not start by `latest`.
     pub fn too_late(self) -> WorkerStatus {
         match self {
@@ -190,6 +201,42 @@ impl fmt::Debug for Completion {
 }
 
 impl Completion {
+    /// The status and payload of the result a worker reports for this completion: the
+    /// one mapping the worker and the simulator share. `to_controller` translates a
+    /// local timing into the controller's clock (the identity in virtual time).
+    pub fn into_outcome(self, to_controller: impl Fn(Timing) -> Timing) -> (WorkerStatus, Outcome) {
+        let timing = to_controller(self.timing);
+        let instant = |t: Nanos| Timing {
+            begin: t,
+            end: t,
+            duration: Nanos::ZERO,
+        };
+        let outcome = match (self.status, self.kind) {
+            (WorkerStatus::Success, OpKind::Load) => Outcome::Loaded { timing },
+            (WorkerStatus::Success, OpKind::Unload) => Outcome::Unloaded { timing },
+            // Inputs and outputs are not copied as separate stages yet: zero-length.
+            (WorkerStatus::Success, OpKind::Infer) => Outcome::Inferred(Inferred {
+                gpu: self.gpu,
+                padded_batch: self.padded_batch,
+                copy_input: instant(timing.begin),
+                exec: timing,
+                copy_output: instant(timing.end),
+                gpu_clock_before_mhz: 0,
+                gpu_clock_mhz: 0,
+                outputs: self.output,
+            }),
+            (status, kind) => Outcome::Error {
+                message: format!(
+                    "{} of {} on {} failed: {status}",
+                    kind.name(),
+                    self.model,
+                    self.gpu
+                ),
+            },
+        };
+        (self.status, outcome)
+    }
+
     /// A completion for an action that did not run: refused, dropped or cancelled at `now`.
     pub(crate) fn refused(
         action: &DeviceAction,

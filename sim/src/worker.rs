@@ -23,11 +23,11 @@ use super::check::Violations;
 use super::events::{Event, EventQueue};
 use clockwork_core::rng::Rng;
 use clockwork_core::{
-    Action, ActionId, ActionKind, ActionResult, GpuId, Inferred, ModelId, Nanos, Outcome,
-    RegisteredModel, Timing, Window, WorkerId, WorkerState, WorkerStatus,
+    Action, ActionId, ActionKind, ActionResult, GpuId, ModelId, Nanos, Outcome, RegisteredModel,
+    Window, WorkerId, WorkerState, WorkerStatus,
 };
 use clockwork_gpu::{
-    Completion, DeviceAction, DeviceOp, GpuError, ModelRegistry, NoiseModel, OpKind, VirtualDevice,
+    Completion, DeviceAction, DeviceOp, GpuError, ModelRegistry, NoiseModel, VirtualDevice,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -466,13 +466,13 @@ impl SimWorker {
     fn complete_all(&mut self, wi: u32, ctx: &mut Ctx<'_>) {
         let mut done = std::mem::take(ctx.done);
         for c in done.drain(..) {
-            self.complete(wi, ctx, &c);
+            self.complete(wi, ctx, c);
         }
         *ctx.done = done;
     }
 
     /// A device completion: answer its action (or count it towards its CLEAR CACHE).
-    fn complete(&mut self, wi: u32, ctx: &mut Ctx<'_>, c: &Completion) {
+    fn complete(&mut self, wi: u32, ctx: &mut Ctx<'_>, c: Completion) {
         let Some(p) = self.pending.remove(c.action.0) else {
             return;
         };
@@ -499,27 +499,10 @@ impl SimWorker {
             }
             _ => {}
         }
-        let timing = c.timing;
-        let outcome = match (c.status, c.kind) {
-            (WorkerStatus::Success, OpKind::Load) => Outcome::Loaded { timing },
-            (WorkerStatus::Success, OpKind::Unload) => Outcome::Unloaded { timing },
-            (WorkerStatus::Success, OpKind::Infer) => Outcome::Inferred(Inferred {
-                gpu: c.gpu,
-                padded_batch: c.padded_batch,
-                copy_input: instant(timing.begin),
-                exec: timing,
-                copy_output: instant(timing.end),
-                gpu_clock_before_mhz: 0,
-                gpu_clock_mhz: 0,
-                outputs: Vec::new(),
-            }),
-            _ => Outcome::Error {
-                message: String::new(),
-            },
-        };
+        let (status, outcome) = c.into_outcome(|t| t);
         let r = ActionResult {
             action_id: p.action,
-            status: c.status,
+            status,
             received: p.received,
             sent: ctx.now,
             outcome,
@@ -640,14 +623,6 @@ fn inputs_consistent(batch_size: u32, input_sizes: &[u32], input_bytes: usize) -
         return false;
     }
     total == input_bytes as u64
-}
-
-fn instant(t: Nanos) -> Timing {
-    Timing {
-        begin: t,
-        end: t,
-        duration: Nanos::ZERO,
-    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,8 @@
 //! count towards that CLEAR CACHE instead.
 
 use super::{Devices, WorkerCore};
-use crate::clock::ClockMap;
-use clockwork_core::{Inferred, Nanos, Outcome, Timing, WorkerStatus};
-use clockwork_gpu::{Completion, OpKind};
+use clockwork_core::WorkerStatus;
+use clockwork_gpu::Completion;
 
 impl<D: Devices> WorkerCore<D> {
     /// A device completion arrived: answer its action, or count it towards its CLEAR
@@ -29,58 +28,13 @@ impl<D: Devices> WorkerCore<D> {
                 (!cleared).then(|| format!("unload {} on {}: {}", c.model, c.gpu, c.status));
             return self.clear_part_done(group, failure);
         }
-        let (status, outcome) = outcome_of(c, p.reply.clock);
+        let clock = p.reply.clock;
+        let (status, outcome) = c.into_outcome(|t| clock.timing_to_controller(t));
         self.answer(p.reply, status, outcome);
         for &group in &p.awaited_by {
             // The LOAD has ended (superseded, or failed on its own): its pages are free.
             // Its own result goes first, then any CLEAR CACHE it completes.
             self.clear_part_done(group, None);
         }
-    }
-}
-
-/// The status and payload of a completed device action.
-pub(crate) fn outcome_of(c: Completion, clock: ClockMap) -> (WorkerStatus, Outcome) {
-    let timing = clock.timing_to_controller(c.timing);
-    let outcome = match (c.status, c.kind) {
-        (WorkerStatus::Success, OpKind::Load) => Outcome::Loaded { timing },
-        (WorkerStatus::Success, OpKind::Unload) => Outcome::Unloaded { timing },
-        (WorkerStatus::Success, OpKind::Infer) => Outcome::Inferred(Inferred {
-            gpu: c.gpu,
-            padded_batch: c.padded_batch,
-            copy_input: instant(timing.begin),
-            exec: timing,
-            copy_output: instant(timing.end),
-            gpu_clock_before_mhz: 0,
-            gpu_clock_mhz: 0,
-            outputs: c.output,
-        }),
-        (status, kind) => Outcome::Error {
-            message: format!(
-                "{} of {} on {} failed: {status}",
-                kind_name(kind),
-                c.model,
-                c.gpu
-            ),
-        },
-    };
-    (c.status, outcome)
-}
-
-/// A zero-length stage at `t` (inputs and outputs are not copied separately yet).
-fn instant(t: Nanos) -> Timing {
-    Timing {
-        begin: t,
-        end: t,
-        duration: Nanos::ZERO,
-    }
-}
-
-/// The kind's name in messages.
-pub(crate) fn kind_name(kind: OpKind) -> &'static str {
-    match kind {
-        OpKind::Load => "load",
-        OpKind::Unload => "unload",
-        OpKind::Infer => "infer",
     }
 }

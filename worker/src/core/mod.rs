@@ -328,7 +328,7 @@ impl<D: Devices> WorkerCore<D> {
             Err(e) => self.fail(
                 reply,
                 e.status(),
-                format!("{} of {model} on {gpu}: {e}", answer::kind_name(kind)),
+                format!("{} of {model} on {gpu}: {e}", kind.name()),
             ),
         }
     }
