@@ -522,7 +522,7 @@ fn an_unreadable_repository_is_a_start_up_error_naming_it() {
         .path()
         .join("no-such-repository");
     let mut cfg = ServiceConfig::new(vec![free_port()], free_port(), TOKEN);
-    cfg.model_repository = Some(missing.clone());
+    cfg.model_repository = Some(missing);
     let handle = runtime::spawn(ExecutorConfig::named("repo-test-bad"), move || async move {
         serve(cfg, std::future::pending::<()>())
             .await
