@@ -29,6 +29,12 @@ pub struct ControllerArgs {
     /// Prometheus `/metrics`), e.g. 127.0.0.1:8000; none when omitted.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// A model repository in Triton's layout (`DIR/<name>/<version>/model.onnx`, with
+    /// an optional `DIR/<name>/config.json`): every good entry is served as `<name>`
+    /// (each copy also as `<name>-<id>`); bad entries are logged and skipped. Workers
+    /// read the model files from the same paths (docs/adr/0003-model-files-by-path.md).
+    #[arg(long)]
+    pub model_repository: Option<PathBuf>,
     /// Cluster token shared with workers and clients.
     #[arg(long, default_value = "clockwork-dev")]
     pub token: String,
@@ -128,6 +134,7 @@ impl ControllerArgs {
         cfg.reconnect_interval = Duration::from(ms(self.reconnect_ms, "reconnect-ms")?);
         cfg.log_dir.clone_from(&self.log_dir);
         cfg.http = self.http;
+        cfg.model_repository.clone_from(&self.model_repository);
         Ok(cfg)
     }
 
@@ -188,8 +195,14 @@ mod tests {
             "50",
             "--log-dir",
             "/tmp/x",
+            "--model-repository",
+            "/srv/models",
         ])
         .unwrap();
+        assert_eq!(
+            c.model_repository.as_deref(),
+            Some(std::path::Path::new("/srv/models"))
+        );
         assert_eq!(c.workers.len(), 2);
         assert_eq!(c.scheduler.default_slo, Nanos::from_millis(50));
         assert_eq!(c.scheduler.buffer, c.scheduler.min_buffer);
@@ -199,6 +212,7 @@ mod tests {
         assert!(c.http.is_none());
         let d = config(&[]).unwrap();
         assert!(!d.scheduler.telemetry);
+        assert!(d.model_repository.is_none());
         assert_eq!(d.reconnect_interval, Duration::from_millis(200));
     }
 

@@ -19,6 +19,7 @@
 #![deny(unused_must_use)]
 
 pub mod config;
+pub mod core_profile;
 pub mod datatype;
 pub mod error;
 pub mod generate;
@@ -30,6 +31,7 @@ pub mod repository;
 mod runner;
 
 pub use config::{ModelConfig, Precision};
+pub use core_profile::{core_profile, CoreProfileError};
 pub use datatype::DataType;
 pub use error::{ImportError, RunError};
 pub use generate::{make_model, write_entry, ModelKind};

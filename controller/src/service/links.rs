@@ -59,6 +59,15 @@ pub async fn serve(
         })
         .transpose()?;
     let shared: SharedRef = Rc::new(RefCell::new(Shared::new(sched, logs)));
+    if let Some(dir) = &cfg.model_repository {
+        shared
+            .borrow_mut()
+            .open_repository(dir)
+            .map_err(|source| ServiceError::Repository {
+                dir: dir.clone(),
+                source,
+            })?;
+    }
     let (kick_tx, kick_rx) = local_channel::new_unbounded::<()>();
     shared.borrow_mut().timer_kick = Some(kick_tx);
     let timer = glommio::spawn_local(timer_task(shared.clone(), kick_rx));

@@ -19,6 +19,9 @@
 //! sent; the scheduler's `Send` lists each INFER's members, so the service never
 //! calls back into it.
 //!
+//! Optionally a model repository (`repository`) is registered at start and served
+//! through the HTTP front end's repository endpoints.
+//!
 //! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
 //! Prometheus metrics) runs on the same executor and feeds the same scheduler.
 
@@ -27,6 +30,7 @@ mod links;
 mod logs;
 mod path;
 mod pending;
+mod repository;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
 use clockwork_core::wire::ToWorker;
@@ -74,6 +78,10 @@ pub struct ServiceConfig {
     pub http: Option<SocketAddr>,
     /// Limits of the HTTP front end.
     pub http_limits: HttpLimits,
+    /// A model repository (`DIR/<name>/<version>/model.onnx`): every good entry is
+    /// registered at start and can be loaded and unloaded while serving; `None`
+    /// serves the built-in (emulated) profiles only.
+    pub model_repository: Option<PathBuf>,
 }
 
 impl ServiceConfig {
@@ -94,6 +102,7 @@ impl ServiceConfig {
             worker_busy_poll: Duration::ZERO,
             http: None,
             http_limits: HttpLimits::default(),
+            model_repository: None,
         }
     }
 }
@@ -118,6 +127,14 @@ pub enum ServiceError {
     HttpListen {
         /// The address.
         addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The model repository could not be listed.
+    #[error("cannot read the model repository {dir}: {source}")]
+    Repository {
+        /// The directory.
+        dir: PathBuf,
         /// Why.
         source: std::io::Error,
     },
@@ -153,6 +170,8 @@ struct Shared {
     answered: u64,
     /// Prometheus metrics (fed whether or not the HTTP front end runs).
     metrics: Metrics,
+    /// The model repository, when one is served.
+    repository: Option<repository::ModelRepository>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -185,6 +204,7 @@ impl Shared {
             armed: None,
             answered: 0,
             metrics: Metrics::default(),
+            repository: None,
         }
     }
 

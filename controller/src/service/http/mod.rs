@@ -9,13 +9,18 @@
 //! so a connection has at most one inference outstanding and the answer is matched by
 //! request id. See `docs/http.md` for the endpoints.
 
+mod fp16;
 pub(crate) mod metrics;
 mod oip;
+mod tensors;
 mod wire;
 
 use super::path::{Answered, Route};
+use super::repository::RepositoryLoadError;
 use super::{now, Shared, SharedRef};
-use clockwork_core::{ClientStatus, InferRequest, InferResponse, ModelId, Nanos, RequestId, Slo};
+use clockwork_core::{
+    ClientStatus, InferRequest, InferResponse, ModelId, Nanos, RequestId, Slo, TensorSpec,
+};
 use clockwork_scheduler::ClientKey;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::{TcpListener, TcpStream};
@@ -308,6 +313,12 @@ struct Resolved {
 
 fn resolve(s: &Shared, name: &str) -> Result<Resolved, Response> {
     let unknown = || Response::error(404, format!("unknown model {name}"));
+    if let Some(id) = s.repository.as_ref().and_then(|r| r.route(name, &s.sched)) {
+        return Ok(Resolved {
+            id,
+            name: name.to_owned(),
+        });
+    }
     let (net, id) = oip::parse_instance(name).ok_or_else(unknown)?;
     let model = ModelId(id);
     let p = s.sched.model_profile(model).ok_or_else(unknown)?;
@@ -334,14 +345,23 @@ fn model_metadata(s: &Shared, name: &str) -> Response {
         .into_iter()
         .map(|(w, g, ready)| json!({ "worker": w.0, "gpu": g.0, "ready": ready }))
         .collect();
+    // A real model has its tensors; an emulated one opaque bytes in and out.
+    let (inputs, outputs) = if p.inputs.is_empty() {
+        (
+            json!([{ "name": oip::INPUT_NAME, "datatype": "UINT8", "shape": [p.input_bytes] }]),
+            json!([{ "name": oip::OUTPUT_NAME, "datatype": "UINT8", "shape": [p.output_bytes] }]),
+        )
+    } else {
+        (tensors::metadata(&p.inputs), tensors::metadata(&p.outputs))
+    };
     Response::json(
         200,
         &json!({
             "name": m.name,
             "versions": ["1"],
             "platform": "clockwork",
-            "inputs": [{ "name": oip::INPUT_NAME, "datatype": "UINT8", "shape": [p.input_bytes] }],
-            "outputs": [{ "name": oip::OUTPUT_NAME, "datatype": "UINT8", "shape": [p.output_bytes] }],
+            "inputs": inputs,
+            "outputs": outputs,
             "clockwork": {
                 "id": m.id.0,
                 "network": p.name,
@@ -395,9 +415,48 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
         Ok(m) => m,
         Err(r) => return r,
     };
-    let body = match oip::parse_infer(&req.body, req.inference_header_len) {
-        Ok(b) => b,
-        Err(e) => return Response::error(400, e),
+    // A real model's request is checked against its tensors here, before it is
+    // queued; an emulated model's input is opaque bytes (the scheduler checks its size).
+    let (signature, model_slo) = {
+        let s = shared.borrow();
+        let p = s.sched.model_profile(model.id);
+        let signature = p
+            .filter(|p| !p.inputs.is_empty())
+            .map(|p| (p.inputs.clone(), p.outputs.clone()));
+        let model_slo = p.and_then(|p| s.repository.as_ref()?.default_slo(&p.name));
+        (signature, model_slo)
+    };
+    let (client_id, slo, input, render) = match signature {
+        None => match oip::parse_infer(&req.body, req.inference_header_len) {
+            Ok(b) => (
+                b.id,
+                b.slo,
+                b.input,
+                Render::Opaque {
+                    binary: b.binary_output,
+                },
+            ),
+            Err(e) => return Response::error(400, e),
+        },
+        Some((inputs, outputs)) => {
+            match tensors::parse_typed(&req.body, req.inference_header_len, &inputs, &outputs) {
+                Ok(b) => (
+                    b.id,
+                    b.slo,
+                    b.input,
+                    Render::Typed {
+                        outputs,
+                        choices: b.outputs,
+                    },
+                ),
+                Err(e) => return Response::error(400, e),
+            }
+        }
+    };
+    // A repository model's config sets its default SLO.
+    let slo = match (slo, model_slo) {
+        (Slo::Default, Some(n)) => Slo::Absolute(n),
+        (slo, _) => slo,
     };
     conn.next_id += 1;
     let id = RequestId(conn.next_id);
@@ -406,11 +465,11 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
         let request = InferRequest {
             id,
             model: model.id,
-            slo: body.slo,
-            input: body.input,
+            slo,
+            input,
         };
         s.submit(conn.key, request);
-        answer_limit(&s, model.id, body.slo)
+        answer_limit(&s, model.id, slo)
     };
     let answer = futures_lite::future::or(
         async {
@@ -429,7 +488,7 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
     )
     .await;
     match answer {
-        Some(a) => infer_answer(&model.name, body.id.as_deref(), body.binary_output, &a),
+        Some(a) => infer_answer(&model.name, client_id.as_deref(), &render, &a),
         None => Response::error(504, "internal: no answer from the scheduler in time"),
     }
 }
@@ -440,7 +499,21 @@ fn http_status(s: ClientStatus) -> (u16, bool, &'static str) {
     (s.http_status(), s.retry_after(), s.reason())
 }
 
-fn infer_answer(model_name: &str, id: Option<&str>, binary: bool, a: &Answered) -> Response {
+/// How a successful answer's outputs are rendered.
+enum Render {
+    /// One opaque `UINT8` output (a model without a tensor signature).
+    Opaque {
+        /// Through the binary tensor extension.
+        binary: bool,
+    },
+    /// The model's outputs, as asked.
+    Typed {
+        outputs: Vec<TensorSpec>,
+        choices: Vec<tensors::OutputChoice>,
+    },
+}
+
+fn infer_answer(model_name: &str, id: Option<&str>, render: &Render, a: &Answered) -> Response {
     let r: &InferResponse = &a.response;
     let (code, retry, message) = http_status(r.status);
     if code != 200 {
@@ -464,16 +537,31 @@ fn infer_answer(model_name: &str, id: Option<&str>, binary: bool, a: &Answered) 
             resp
         };
     }
-    let (v, tail) = oip::InferAnswer {
+    let answer = oip::InferAnswer {
         model_name,
         id,
         batch_size: r.batch_size,
         controller_latency: r.controller_latency,
         output: &r.output,
         emulated: a.emulated,
-        binary,
-    }
-    .encode();
+        binary: matches!(render, Render::Opaque { binary: true }),
+    };
+    let (v, tail, binary) = match render {
+        Render::Opaque { binary } => {
+            let (v, tail) = answer.encode();
+            (v, tail, *binary)
+        }
+        Render::Typed { outputs, choices } => {
+            match tensors::render_outputs(outputs, choices, &r.output) {
+                Ok((entries, tail)) => (
+                    answer.envelope(entries),
+                    tail,
+                    choices.iter().any(|c| c.binary),
+                ),
+                Err(e) => return Response::error(500, format!("internal: {e}")),
+            }
+        }
+    };
     if binary {
         let mut body = serde_json::to_vec(&v).unwrap_or_default();
         let json_len = body.len();
@@ -518,8 +606,13 @@ fn repository_index(s: &Shared, body: &[u8]) -> Response {
         }
         let replicas = s.sched.replicas(m);
         let resident = replicas.iter().filter(|r| r.2).count();
+        let name = s
+            .repository
+            .as_ref()
+            .and_then(|r| r.bare_name(m))
+            .map_or_else(|| oip::instance_name(&p.name, m), str::to_owned);
         out.push(json!({
-            "name": oip::instance_name(&p.name, m),
+            "name": name,
             "version": "1",
             "state": state,
             "reason": reason,
@@ -531,6 +624,17 @@ fn repository_index(s: &Shared, body: &[u8]) -> Response {
                 "queued": s.sched.queued(m),
             },
         }));
+    }
+    // Repository entries that are not registered, with why.
+    if let Some(r) = s.repository.as_ref().filter(|_| !only_ready) {
+        for u in r.unavailable() {
+            out.push(json!({
+                "name": u.name,
+                "version": "1",
+                "state": "UNAVAILABLE",
+                "reason": u.reason,
+            }));
+        }
     }
     Response::json(200, &Value::Array(out))
 }
@@ -553,6 +657,31 @@ fn repository_load(s: &mut Shared, name: &str, body: &[u8]) -> Response {
         s.timed(Call::Registry, |sc| sc.reinstate_model(model));
         s.drain();
         return Response::json(200, &json!({ "models": [full] }));
+    }
+    // A model in the repository is (re)loaded from its directory (parameters ignored).
+    match s.load_from_repository(name) {
+        Ok(ids) => {
+            let names: Vec<String> = if ids.len() == 1 {
+                vec![name.to_owned()]
+            } else {
+                ids.iter().map(|&m| oip::instance_name(name, m)).collect()
+            };
+            return Response::json(200, &json!({ "models": names }));
+        }
+        Err(RepositoryLoadError::Bad(reason)) => return Response::error(400, reason),
+        Err(RepositoryLoadError::NotInRepository) => {
+            let builtin = clockwork_core::model::builtin_profiles()
+                .iter()
+                .any(|p| p.name == name);
+            if s.repository.is_some() && req.profile.is_none() && !builtin {
+                return Response::error(
+                    404,
+                    format!(
+                        "model {name} is not in the model repository and has no built-in profile"
+                    ),
+                );
+            }
+        }
     }
     if !oip::valid_network(name) {
         return Response::error(

@@ -25,33 +25,78 @@ pub(super) struct InferBody {
     pub(super) binary_output: bool,
 }
 
+/// An inference request's JSON part, as sent.
 #[derive(Deserialize)]
-struct RawInfer {
+pub(super) struct RawInfer {
     #[serde(default)]
     id: Option<Value>,
     #[serde(default)]
-    parameters: Map<String, Value>,
-    inputs: Vec<RawInput>,
+    pub(super) parameters: Map<String, Value>,
+    pub(super) inputs: Vec<RawInput>,
     #[serde(default)]
-    outputs: Vec<RawOutput>,
+    pub(super) outputs: Vec<RawOutput>,
 }
 
+/// One input of a request, as sent.
 #[derive(Deserialize)]
-struct RawInput {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
+pub(super) struct RawInput {
+    pub(super) name: String,
+    pub(super) shape: Vec<i64>,
+    pub(super) datatype: String,
     #[serde(default)]
-    parameters: Map<String, Value>,
+    pub(super) parameters: Map<String, Value>,
     #[serde(default)]
-    data: Option<Value>,
+    pub(super) data: Option<Value>,
 }
 
+/// One requested output, as sent.
 #[derive(Deserialize)]
-struct RawOutput {
-    name: String,
+pub(super) struct RawOutput {
+    pub(super) name: String,
     #[serde(default)]
-    parameters: Map<String, Value>,
+    pub(super) parameters: Map<String, Value>,
+}
+
+/// An inference request's JSON part decoded, with its id, its SLO, and the binary
+/// bytes after the JSON header (empty without the binary tensor extension).
+pub(super) struct RequestHead<'a> {
+    pub(super) raw: RawInfer,
+    pub(super) id: Option<String>,
+    pub(super) slo: Slo,
+    pub(super) binary: &'a [u8],
+}
+
+/// Splits a body at `header_len` (the `Inference-Header-Content-Length`) and decodes
+/// the JSON part, its id and its SLO parameters.
+pub(super) fn parse_head(
+    body: &[u8],
+    header_len: Option<usize>,
+) -> Result<RequestHead<'_>, String> {
+    let (json_part, binary) = match header_len {
+        Some(n) if n <= body.len() => body.split_at(n),
+        Some(n) => {
+            return Err(format!(
+                "Inference-Header-Content-Length {n} exceeds the body length {}",
+                body.len()
+            ))
+        }
+        None => (body, &[][..]),
+    };
+    let raw: RawInfer =
+        serde_json::from_slice(json_part).map_err(|e| format!("malformed JSON: {e}"))?;
+    let id = match &raw.id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => return Err(format!("id must be a string, got {other}")),
+    };
+    let slo = slo_from(&raw.parameters)?;
+    Ok(RequestHead {
+        raw,
+        id,
+        slo,
+        binary,
+    })
 }
 
 /// Bytes per element, `None` for `BYTES` (variable).
@@ -66,14 +111,16 @@ fn elem_size(datatype: &str) -> Result<Option<usize>, String> {
     }))
 }
 
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+/// The leaves of a (nested) JSON array, in row-major order.
+pub(super) fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
         Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
         x => out.push(x),
     }
 }
 
-fn encode_elem(datatype: &str, v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+/// Appends `v` as one little-endian element of `datatype`.
+pub(super) fn encode_elem(datatype: &str, v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     let bad = || format!("value {v} is not a valid {datatype}");
     macro_rules! int {
         ($t:ty, $get:ident) => {{
@@ -106,6 +153,10 @@ fn encode_elem(datatype: &str, v: &Value, out: &mut Vec<u8>) -> Result<(), Strin
         }
         "FP64" => {
             let x = v.as_f64().ok_or_else(bad)?;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        "FP16" => {
+            let x = super::fp16::from_f32(v.as_f64().ok_or_else(bad)? as f32);
             out.extend_from_slice(&x.to_le_bytes());
         }
         "BYTES" => {
@@ -170,7 +221,8 @@ pub(super) fn slo_from(params: &Map<String, Value>) -> Result<Slo, String> {
     }
 }
 
-fn truthy(v: Option<&Value>) -> bool {
+/// Whether a parameter is `true`.
+pub(super) fn truthy(v: Option<&Value>) -> bool {
     matches!(v, Some(Value::Bool(true)))
 }
 
@@ -179,25 +231,12 @@ fn truthy(v: Option<&Value>) -> bool {
 /// size suits the model is checked where native requests are checked too: by the
 /// scheduler, on the service's one request path.
 pub(super) fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<InferBody, String> {
-    let (json_part, mut binary) = match header_len {
-        Some(n) if n <= body.len() => body.split_at(n),
-        Some(n) => {
-            return Err(format!(
-                "Inference-Header-Content-Length {n} exceeds the body length {}",
-                body.len()
-            ))
-        }
-        None => (body, &[][..]),
-    };
-    let raw: RawInfer =
-        serde_json::from_slice(json_part).map_err(|e| format!("malformed JSON: {e}"))?;
-    let id = match raw.id {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(other) => return Err(format!("id must be a string, got {other}")),
-    };
-    let slo = slo_from(&raw.parameters)?;
+    let RequestHead {
+        raw,
+        id,
+        slo,
+        mut binary,
+    } = parse_head(body, header_len)?;
     let mut input = Vec::new();
     for inp in &raw.inputs {
         let elems = inp.shape.iter().try_fold(1usize, |acc, &d| {
@@ -296,8 +335,9 @@ pub(super) struct InferAnswer<'a> {
 }
 
 impl InferAnswer<'_> {
-    /// The JSON body and the binary tail.
-    pub(super) fn encode(&self) -> (Value, Vec<u8>) {
+    /// The JSON body around `outputs`: model name and version, the request's id, and
+    /// Clockwork's parameters (batch size, controller latency, emulated).
+    pub(super) fn envelope(&self, outputs: Vec<Value>) -> Value {
         let mut params = json!({
             "clockwork_batch_size": self.batch_size,
             "clockwork_controller_latency_us": self.controller_latency.get() / 1_000,
@@ -305,6 +345,21 @@ impl InferAnswer<'_> {
         if self.emulated {
             params["clockwork_emulated"] = json!(true);
         }
+        let mut v = json!({
+            "model_name": self.model_name,
+            "model_version": "1",
+            "parameters": params,
+            "outputs": outputs,
+        });
+        if let Some(id) = self.id {
+            v["id"] = json!(id);
+        }
+        v
+    }
+
+    /// The JSON body and the binary tail of a model without a tensor signature: one
+    /// opaque `UINT8` output.
+    pub(super) fn encode(&self) -> (Value, Vec<u8>) {
         let mut out = json!({
             "name": OUTPUT_NAME,
             "datatype": "UINT8",
@@ -317,16 +372,7 @@ impl InferAnswer<'_> {
             out["data"] = Value::Array(self.output.iter().map(|&b| json!(b)).collect());
             Vec::new()
         };
-        let mut v = json!({
-            "model_name": self.model_name,
-            "model_version": "1",
-            "parameters": params,
-            "outputs": [out],
-        });
-        if let Some(id) = self.id {
-            v["id"] = json!(id);
-        }
-        (v, tail)
+        (self.envelope(vec![out]), tail)
     }
 }
 

@@ -1,0 +1,113 @@
+"""The unmodified Triton HTTP client (`tritonclient[http]`) against Clockwork-RS.
+
+Checks, against a running controller with an HTTP port and a model repository: server
+live and ready, model metadata and readiness, and FP32 inference of the generated small
+CNN (`small_cnn`) with JSON and with binary tensor data, compared with onnxruntime's
+output for the same `model.onnx` (rtol 1e-4).
+
+Environment:
+    CLOCKWORK_HTTP   the controller's HTTP address, e.g. 127.0.0.1:8000
+    CLOCKWORK_REPO   the repository directory the controller serves (--model-repository)
+    CLOCKWORK_MODEL  the model to infer (default small_cnn)
+
+Without CLOCKWORK_HTTP and CLOCKWORK_REPO every test is skipped. Packages (pinned):
+`pip install -r tests/python/requirements.txt`. Against emulated workers the value
+comparisons fail (emulated GPUs answer zeros); everything else passes.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+HTTP = os.environ.get("CLOCKWORK_HTTP")
+REPO = os.environ.get("CLOCKWORK_REPO")
+MODEL = os.environ.get("CLOCKWORK_MODEL", "small_cnn")
+
+pytestmark = pytest.mark.skipif(
+    not (HTTP and REPO),
+    reason="set CLOCKWORK_HTTP and CLOCKWORK_REPO to run against a live controller",
+)
+
+RTOL = 1e-4
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def client():
+    import tritonclient.http as httpclient
+
+    c = httpclient.InferenceServerClient(url=HTTP, network_timeout=60.0)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def model_file():
+    versions = [
+        p for p in (Path(REPO) / MODEL).iterdir() if p.is_dir() and p.name.isdigit()
+    ]
+    assert versions, f"{MODEL} has no version directory in {REPO}"
+    path = max(versions, key=lambda p: int(p.name)) / "model.onnx"
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="module")
+def image():
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def reference(model_file, image):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: image})[0]
+
+
+def test_server_live_and_ready(client):
+    assert client.is_server_live()
+    assert client.is_server_ready()
+
+
+def test_model_metadata_and_ready(client):
+    assert client.is_model_ready(MODEL)
+    meta = client.get_model_metadata(MODEL)
+    assert meta["name"] == MODEL
+    assert meta["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": [-1, 3, 64, 64]}
+    ]
+    assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 10]}]
+
+
+def infer(client, image, binary):
+    import tritonclient.http as httpclient
+
+    inp = httpclient.InferInput("input", list(image.shape), "FP32")
+    inp.set_data_from_numpy(image, binary_data=binary)
+    out = httpclient.InferRequestedOutput("output", binary_data=binary)
+    result = client.infer(MODEL, [inp], outputs=[out])
+    got = result.as_numpy("output")
+    assert got is not None
+    assert got.dtype.name == "float32"
+    assert got.shape == (1, 10)
+    return got
+
+
+def test_json_inference_matches_onnxruntime(client, image, reference):
+    import numpy as np
+
+    got = infer(client, image, binary=False)
+    np.testing.assert_allclose(got, reference, rtol=RTOL, atol=ATOL)
+
+
+def test_binary_inference_matches_onnxruntime(client, image, reference):
+    import numpy as np
+
+    got = infer(client, image, binary=True)
+    np.testing.assert_allclose(got, reference, rtol=RTOL, atol=ATOL)
