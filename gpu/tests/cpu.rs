@@ -1,6 +1,6 @@
 //! CPU devices through `DeviceSet`: a generated small CNN is loaded, run at batch sizes
 //! 1..=4 with real input bytes, and its outputs are compared bit for bit with a direct
-//! `ModelRunner::run` of the same inputs; UNLOAD frees pages; a model whose file is gone
+//! `ModelRunner::run` of the same inputs and, to float rounding, with single runs; UNLOAD frees pages; a model whose file is gone
 //! fails its LOAD cleanly; an emulated model is refused.
 
 use clockwork_core::model::{BatchProfile, ModelSource, TensorSpec};
@@ -117,7 +117,6 @@ fn cpu_device_computes_the_model_bit_for_bit() {
 
     let (in_bytes, out_bytes) = (profile.input_bytes as usize, profile.output_bytes as usize);
     let mut rng = Rng::new(3);
-    let mut singles = Vec::new();
     for k in 1..=4_usize {
         let input = random_input(&mut rng, k * in_bytes / 4);
         let c = rig.run(DeviceOp::Infer {
@@ -138,7 +137,7 @@ fn cpu_device_computes_the_model_bit_for_bit() {
             "real outputs are not zeros"
         );
 
-        // A batch of k equals k single runs.
+        // A batch of k equals k single runs (to float rounding).
         let mut one_by_one = Vec::new();
         for r in 0..k {
             let single = rig.run(DeviceOp::Infer {
@@ -150,11 +149,19 @@ fn cpu_device_computes_the_model_bit_for_bit() {
             assert_eq!(single.status, WorkerStatus::Success);
             one_by_one.extend_from_slice(&single.output);
         }
-        assert_eq!(
-            c.output, one_by_one,
-            "batch {k} differs from {k} single runs"
-        );
-        singles.push(one_by_one);
+        // Different batch sizes are different tract plans (other kernel tilings), so
+        // they agree to float rounding, not bit for bit.
+        let floats = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        for (a, b) in floats(&c.output).iter().zip(floats(&one_by_one)) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "batch {k} differs from {k} single runs: {a} vs {b}"
+            );
+        }
     }
 
     let unload = rig.run(DeviceOp::Unload { model: ModelId(1) });
