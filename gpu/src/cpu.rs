@@ -333,7 +333,7 @@ impl DeviceBackend for CpuDevice {
         let per_request = profile.input_bytes as usize;
         let requests = if input.is_empty() {
             padded
-        } else if per_request == 0 || input.len() % per_request != 0 {
+        } else if per_request == 0 || !input.len().is_multiple_of(per_request) {
             return Err(GpuError::Model(format!(
                 "{} input bytes are not whole requests of {per_request}",
                 input.len()
