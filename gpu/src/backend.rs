@@ -1,5 +1,5 @@
 //! The seam between the backend-agnostic device logic ([`crate::device`]) and what runs
-//! the work: the emulated timing model or CUDA. A backend runs at most one operation per
+//! the work: the emulated timing model, CUDA, or a CPU that really computes. A backend runs at most one operation per
 //! timeline at a time and is driven entirely from its engine thread.
 
 use crate::error::GpuError;
@@ -75,4 +75,8 @@ pub(crate) trait DeviceBackend {
     /// Abandon the operation on `timeline` (shutdown): when this returns, the device no
     /// longer touches its memory; the timeline is idle.
     fn abort(&mut self, timeline: Timeline);
+
+    /// `model`'s weights left the device (UNLOAD, or a LOAD that did not succeed): drop
+    /// whatever the backend holds for it beyond the pages (a CPU device's runner).
+    fn release(&mut self, _model: ModelId) {}
 }

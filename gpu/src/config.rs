@@ -1,4 +1,4 @@
-//! How to start a [`crate::DeviceSet`]: which backend, how many devices, cache geometry,
+//! How to start a [`crate::DeviceSet`]: which backend (emulated, CUDA or CPU), how many devices, cache geometry,
 //! pinning and the engine threads' wait policy.
 
 use crate::error::GpuError;
@@ -35,6 +35,13 @@ pub enum Backend {
     Cuda {
         /// CUDA device ordinals.
         ordinals: Vec<usize>,
+    },
+    /// CPU devices that really compute (not emulated): device `i` is one engine thread
+    /// pinned to core `cores[i]`, running the models' ONNX plans one INFER at a time
+    /// (see `cpu.rs`). [`DeviceConfig::cpus`] does not apply.
+    Cpu {
+        /// The core of each device.
+        cores: Vec<usize>,
     },
 }
 
@@ -76,6 +83,14 @@ impl DeviceConfig {
     pub fn cuda(ordinals: Vec<usize>) -> Self {
         Self {
             backend: Backend::Cuda { ordinals },
+            ..Self::with_backend_defaults()
+        }
+    }
+
+    /// CPU devices pinned to these cores, default cache.
+    pub fn cpu(cores: Vec<usize>) -> Self {
+        Self {
+            backend: Backend::Cpu { cores },
             ..Self::with_backend_defaults()
         }
     }
@@ -146,6 +161,17 @@ impl DeviceConfig {
                     return bad("duplicate CUDA ordinals");
                 }
             }
+            Backend::Cpu { cores } => {
+                if cores.is_empty() {
+                    return bad("no CPU devices");
+                }
+                let mut sorted = cores.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                if sorted.len() != cores.len() {
+                    return bad("two CPU devices on one core");
+                }
+            }
         }
         Ok(())
     }
@@ -171,6 +197,9 @@ mod tests {
         assert!(c.validate().is_err());
         assert!(DeviceConfig::cuda(vec![]).validate().is_err());
         assert!(DeviceConfig::cuda(vec![0, 0]).validate().is_err());
+        assert!(DeviceConfig::cpu(vec![]).validate().is_err());
+        assert!(DeviceConfig::cpu(vec![1, 1]).validate().is_err());
+        assert!(DeviceConfig::cpu(vec![0, 1]).validate().is_ok());
         let mut c = DeviceConfig::emulated(1);
         c.backend = Backend::Emulated {
             devices: 1,

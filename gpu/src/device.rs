@@ -302,6 +302,7 @@ impl<B: DeviceBackend> Device<B> {
                 slot.resident = Some(pages);
             } else {
                 self.cache.free(pages);
+                self.backend.release(model);
             }
         }
         out.push(Completion {
@@ -334,6 +335,7 @@ impl<B: DeviceBackend> Device<B> {
         let status = match slot.resident.take() {
             Some(pages) => {
                 self.cache.free(pages);
+                self.backend.release(model);
                 WorkerStatus::Success
             }
             None => WorkerStatus::UnloadNotInCache,

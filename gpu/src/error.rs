@@ -51,6 +51,13 @@ pub enum GpuError {
     /// An engine thread is gone (it panicked or was shut down).
     #[error("device engine stopped")]
     Stopped,
+    /// A model whose source is a timing table was registered on CPU devices, which
+    /// compute for real and do not emulate.
+    #[error("model {0} is emulated (a timing table, no model file): CPU devices compute, they do not emulate")]
+    EmulatedModelOnCpu(ModelId),
+    /// A real model could not be imported, planned or run on a CPU device.
+    #[error("model execution: {0}")]
+    Model(String),
     /// An engine thread could not be spawned.
     #[error("could not spawn a device engine thread: {0}")]
     Spawn(#[from] std::io::Error),

@@ -5,8 +5,10 @@
 //! rings that carry actions in and completions (with host timestamps and device-measured
 //! durations) out, the per-device weights page cache with its weights versioning, the
 //! `[earliest, latest]` window rule, and the two backends: an emulated device with the
-//! original's timing model (plus optional seeded noise), and CUDA through cudarc, loaded
-//! dynamically and compiled in only with the `cuda` feature.
+//! original's timing model (plus optional seeded noise), CUDA through cudarc, loaded
+//! dynamically and compiled in only with the `cuda` feature, and CPU devices that run
+//! real ONNX models through `clockwork-models` (one pinned engine thread per device; see
+//! `cpu.rs`).
 //!
 //! The same device logic runs in virtual time for simulators: [`VirtualDevice`] is one
 //! emulated device driven on the caller's clock, reading profiles from a shared
@@ -73,6 +75,7 @@
 mod action;
 mod backend;
 mod config;
+mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod device;

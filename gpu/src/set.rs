@@ -4,6 +4,7 @@
 
 use crate::action::DeviceAction;
 use crate::config::{Backend, DeviceConfig};
+use crate::cpu::CpuDevice;
 use crate::device::Device;
 use crate::emulated::EmulatedDevice;
 use crate::engine::{engine_main, Command, EngineParts};
@@ -26,6 +27,8 @@ pub struct DeviceSet {
     models: HashMap<ModelId, Arc<ModelProfile>>,
     page_size: u64,
     total_pages: u32,
+    /// CPU devices: they run real models and refuse emulated ones.
+    computes: bool,
 }
 
 struct EngineHandle {
@@ -78,6 +81,30 @@ impl DeviceSet {
                 Self::spawn(&config, routes, makers.collect())
             }
             Backend::Cuda { ordinals } => Self::start_cuda(&config, ordinals),
+            Backend::Cpu { cores } => {
+                let routes = (0..cores.len()).map(|e| (e, 0)).collect();
+                let makers = cores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &core)| {
+                        move || {
+                            let index = u32::try_from(i).unwrap_or(u32::MAX);
+                            let backend = CpuDevice::new(index, core)?;
+                            Ok(vec![Device::new(
+                                GpuId(index),
+                                backend,
+                                total_pages,
+                                page_size,
+                            )])
+                        }
+                    })
+                    .collect();
+                let mut config = config.clone();
+                config.cpus.clone_from(cores);
+                let (mut set, completions) = Self::spawn(&config, routes, makers)?;
+                set.computes = true;
+                Ok((set, completions))
+            }
         }
     }
 
@@ -126,6 +153,7 @@ impl DeviceSet {
             models: HashMap::new(),
             page_size: config.page_size,
             total_pages: config.total_pages(),
+            computes: false,
         };
         let mut consumers = Vec::with_capacity(makers.len());
         let mut readies = Vec::with_capacity(makers.len());
@@ -172,7 +200,9 @@ impl DeviceSet {
 
     /// Register (or re-register identically) a model on every device. Returns the pages
     /// its weights take. Registration is ordered with actions: any action submitted
-    /// after this call sees the model.
+    /// after this call sees the model. CPU devices refuse an emulated model
+    /// ([`GpuError::EmulatedModelOnCpu`]); they import a real one's file in the
+    /// background (a file that cannot be imported fails its LOADs).
     pub fn register_model(
         &mut self,
         model: ModelId,
@@ -181,6 +211,9 @@ impl DeviceSet {
         profile
             .validate()
             .map_err(|source| GpuError::InvalidProfile { model, source })?;
+        if self.computes && !profile.is_real() {
+            return Err(GpuError::EmulatedModelOnCpu(model));
+        }
         let pages = profile.pages(self.page_size);
         if let Some(known) = self.models.get(&model) {
             return if **known == profile {
@@ -238,6 +271,12 @@ impl DeviceSet {
     /// Every device's cache state, as of the last action its engine processed.
     pub fn state(&self) -> Vec<GpuState> {
         self.snapshots.iter().map(|s| s.read()).collect()
+    }
+
+    /// Whether the devices really compute (CPU devices): real models only, measured at
+    /// registration by the worker.
+    pub fn computes(&self) -> bool {
+        self.computes
     }
 
     /// Number of devices (GPU ids are `0..gpu_count()`).

@@ -13,10 +13,10 @@ use clockwork_net::runtime::ExecutorConfig;
 use clockwork_net::LinkConfig;
 use std::net::SocketAddr;
 
-/// The worker's flags. Exactly one backend: `--emulate N`, or `--cuda` /
+/// The worker's flags. Exactly one backend: `--emulate N`, `--cpu N`, or `--cuda` /
 /// `--cuda-devices`.
 #[derive(clap::Args, Debug, Clone)]
-#[command(group(ArgGroup::new("backend").required(true).multiple(true).args(["emulate", "cuda", "cuda_devices"])))]
+#[command(group(ArgGroup::new("backend").required(true).multiple(true).args(["emulate", "cpu", "cuda", "cuda_devices"])))]
 pub struct WorkerArgs {
     /// Address to listen on for the controller.
     #[arg(long, default_value = DEFAULT_LISTEN)]
@@ -24,8 +24,16 @@ pub struct WorkerArgs {
 
     /// Emulate N GPUs (no GPU needed; timing from the model profiles).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          conflicts_with_all = ["cuda", "cuda_devices"])]
+          conflicts_with_all = ["cpu", "cuda", "cuda_devices"])]
     pub emulate: Option<u32>,
+
+    /// Run N CPU devices that really compute (not emulated): ONNX models through
+    /// tract, one INFER at a time per device, each device pinned to its own core (the
+    /// last N cores, leaving core 0 to the network executor when there are more cores
+    /// than devices; `--engine-cpus` chooses them). On a 2-core machine use `--cpu 1`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          conflicts_with_all = ["cuda", "cuda_devices"])]
+    pub cpu: Option<u32>,
 
     /// Use every real CUDA GPU of this machine (needs a build with `--features cuda`).
     #[arg(long)]
@@ -63,13 +71,14 @@ pub struct WorkerArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub engine_threads: Option<u32>,
 
-    /// Pin engine thread i to the i-th of these CPUs, e.g. `2,3`.
+    /// Pin engine thread i to the i-th of these CPUs, e.g. `2,3` (with --cpu N: the
+    /// N devices' cores).
     #[arg(long, value_name = "CPUS", value_delimiter = ',')]
     pub engine_cpus: Vec<usize>,
 
     /// Pin the network executor to this CPU.
-    #[arg(long)]
-    pub cpu: Option<usize>,
+    #[arg(long, value_name = "CPU")]
+    pub net_cpu: Option<usize>,
 
     /// Let the network executor spin this many microseconds before it sleeps: results
     /// leave sooner after a completion (a foreign wake-up costs tens of µs on a VM), at
@@ -102,23 +111,36 @@ impl WorkerArgs {
         if cache / self.page_size > u64::from(u32::MAX) {
             return Err("--cache-size / --page-size is over 2^32 pages".into());
         }
-        let backend = match self.emulate {
-            Some(devices) => Backend::Emulated {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let backend = match (self.emulate, self.cpu) {
+            (Some(devices), _) => Backend::Emulated {
                 devices,
                 engine_threads: self.engine_threads.map_or(1, |n| n as usize),
                 noise: self.noise.unwrap_or_default(),
                 seed: self.seed.unwrap_or(0),
             },
-            None => {
-                for (given, flag) in [
-                    (self.noise.is_some(), "--noise"),
-                    (self.seed.is_some(), "--seed"),
-                    (self.engine_threads.is_some(), "--engine-threads"),
-                ] {
-                    if given {
-                        return Err(format!("{flag} applies only to --emulate"));
+            (None, Some(n)) => {
+                self.only_emulated_flags_absent()?;
+                let n = n as usize;
+                let cores = if self.engine_cpus.is_empty() {
+                    if n > cpus {
+                        return Err(format!(
+                            "--cpu {n}: this machine has {cpus} cores, one per CPU device at most"
+                        ));
                     }
-                }
+                    (cpus - n..cpus).collect()
+                } else if self.engine_cpus.len() == n {
+                    self.engine_cpus.clone()
+                } else {
+                    return Err(format!(
+                        "--cpu {n} needs {n} --engine-cpus, {} given",
+                        self.engine_cpus.len()
+                    ));
+                };
+                Backend::Cpu { cores }
+            }
+            (None, None) => {
+                self.only_emulated_flags_absent()?;
                 let ordinals = match &self.cuda_devices {
                     Some(o) if o.is_empty() => {
                         return Err("--cuda-devices needs at least one ordinal".into())
@@ -140,8 +162,7 @@ impl WorkerArgs {
         devices
             .validate()
             .map_err(|e| format!("device configuration: {e}"))?;
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        for &cpu in self.cpu.iter().chain(&self.engine_cpus) {
+        for &cpu in self.net_cpu.iter().chain(&self.engine_cpus) {
             if cpu >= cpus {
                 return Err(format!(
                     "CPU {cpu} does not exist (this machine has {cpus})"
@@ -149,7 +170,7 @@ impl WorkerArgs {
             }
         }
         let mut executor = ExecutorConfig::named("cw-worker");
-        executor.cpu = self.cpu;
+        executor.cpu = self.net_cpu;
         if self.spin_us > 0 {
             executor.spin_before_park = Some(std::time::Duration::from_micros(self.spin_us));
         }
@@ -159,6 +180,22 @@ impl WorkerArgs {
             devices,
             executor,
         })
+    }
+}
+
+impl WorkerArgs {
+    /// Refuse the emulation-only flags without `--emulate`.
+    fn only_emulated_flags_absent(&self) -> Result<(), String> {
+        for (given, flag) in [
+            (self.noise.is_some(), "--noise"),
+            (self.seed.is_some(), "--seed"),
+            (self.engine_threads.is_some(), "--engine-threads"),
+        ] {
+            if given {
+                return Err(format!("{flag} applies only to --emulate"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -182,13 +219,19 @@ pub fn describe(args: &WorkerArgs, config: &WorkerConfig) -> Vec<String> {
             "devices: {} CUDA GPU(s), ordinals {ordinals:?}",
             ordinals.len()
         )),
+        Backend::Cpu { cores } => lines.push(format!(
+            "devices: {} CPU device(s) -- REAL compute, not emulated: ONNX models run through \
+             tract, one INFER at a time per device; device i pinned to core {cores:?}[i]; \
+             models are measured at registration",
+            cores.len()
+        )),
     }
     lines.push(format!(
         "weights cache per GPU: {pages} pages x {} = {}",
         human(d.page_size),
         human(u64::from(pages) * d.page_size)
     ));
-    if let Some(cpu) = args.cpu {
+    if let Some(cpu) = args.net_cpu {
         lines.push(format!("network executor pinned to CPU {cpu}"));
     }
     if args.spin_us > 0 {
@@ -368,5 +411,26 @@ mod tests {
         assert!(bad(&["--emulate", "0"]).contains("0"));
         assert!(bad(&[]).contains("required"));
         assert!(bad(&["--emulate", "1", "--cuda"]).contains("cannot be used"));
+        assert!(bad(&["--emulate", "1", "--cpu", "1"]).contains("cannot be used"));
+        assert!(bad(&["--cpu", "1", "--cuda"]).contains("cannot be used"));
+        assert!(bad(&["--cpu", "0"]).contains("0"));
+        assert!(bad(&["--cpu", "100000"]).contains("one per CPU device"));
+        assert!(bad(&["--cpu", "2", "--engine-cpus", "0"]).contains("needs 2 --engine-cpus"));
+        assert!(bad(&["--cpu", "1", "--seed", "1"]).contains("only to --emulate"));
+    }
+
+    #[test]
+    fn cpu_devices_take_the_last_cores() {
+        let cli = Cli::try_parse_from(["clockwork-worker", "--cpu", "1"]).unwrap();
+        let c = cli.args.config().unwrap();
+        let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(c.devices.backend, Backend::Cpu { cores: vec![n - 1] });
+        let banner = describe(&cli.args, &c).join("\n");
+        assert!(banner.contains("REAL compute, not emulated"), "{banner}");
+
+        let cli =
+            Cli::try_parse_from(["clockwork-worker", "--cpu", "1", "--engine-cpus", "0"]).unwrap();
+        let c = cli.args.config().unwrap();
+        assert_eq!(c.devices.backend, Backend::Cpu { cores: vec![0] });
     }
 }

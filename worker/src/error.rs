@@ -23,6 +23,9 @@ pub enum WorkerError {
     /// The configuration cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The registration thread (which measures real models) could not be spawned.
+    #[error("registration thread: {0}")]
+    RegistrationThread(#[source] std::io::Error),
     /// The executor stopped before it reported that it was serving.
     #[error("the worker executor stopped during start-up")]
     StartupFailed,

@@ -66,6 +66,13 @@
 //!   52 or 62 by kind) and the batch size (31). Every refused action gets exactly one
 //!   result with its status and changes nothing else. The windows of REGISTER, GET
 //!   STATE and CLEAR CACHE are validated but not waited for: those run at once.
+//! * **CPU devices** (`--cpu N`, `Backend::Cpu`) compute for real (not emulated): a
+//!   REGISTER of a real model (an ONNX path) is measured first on the worker's
+//!   registration thread (`measure.rs`: import, plans for the profile's batch sizes, a
+//!   warm-up and a few timed runs each) and answered when that finishes, with
+//!   `measured: Some(times)`; a file that cannot be read is refused with 41
+//!   (InvalidModelPath), an invalid or unsupported model with 12, an emulated model with
+//!   12. The worker serves everything else meanwhile. See `docs/cpu-backend.md`.
 //! * **CLEAR CACHE** unloads, on every GPU, every resident model, and also every model
 //!   a LOAD already handed to a device will bring in: that unload is queued with the
 //!   LOAD's `earliest`, so it runs as soon as the LOAD starts and supersedes it (the
@@ -95,6 +102,7 @@ pub mod cli;
 mod clock;
 mod core;
 mod error;
+mod measure;
 mod shell;
 
 pub use clock::ClockMap;
@@ -102,7 +110,7 @@ pub use error::WorkerError;
 
 use atomic_waker::AtomicWaker;
 use clockwork_core::GpuState;
-use clockwork_gpu::{DeviceConfig, DeviceSet};
+use clockwork_gpu::{Backend, DeviceConfig, DeviceSet};
 use clockwork_net::runtime::{self, ExecutorConfig, ExecutorHandle};
 use clockwork_net::LinkConfig;
 use std::fmt;
@@ -137,6 +145,13 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// `cores.len()` CPU devices (real compute, not emulated), device `i` pinned to
+    /// core `cores[i]`, default cache, listening on [`DEFAULT_LISTEN`] with
+    /// [`DEFAULT_TOKEN`].
+    pub fn cpu(cores: Vec<usize>) -> Self {
+        Self::with_devices(DeviceConfig::cpu(cores))
+    }
+
     /// `devices` emulated devices with the default cache, listening on
     /// [`DEFAULT_LISTEN`] with [`DEFAULT_TOKEN`].
     pub fn emulated(devices: u32) -> Self {
@@ -174,12 +189,19 @@ impl Worker {
         runtime::preflight()?;
         let (devices, completions) = DeviceSet::start(config.devices.clone())?;
         let gpus = devices.state();
+        let registrations = if devices.computes() {
+            let cpu = registration_cpu(&config.devices);
+            Some(measure::Registrations::start(cpu).map_err(WorkerError::RegistrationThread)?)
+        } else {
+            None
+        };
         let stop = Arc::new(StopSignal::default());
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let service = shell::ServiceConfig {
             listen: config.listen,
             link: config.link.clone(),
             stop: Arc::clone(&stop),
+            registrations,
         };
         let executor = runtime::spawn(config.executor, move || {
             shell::run(service, devices, completions, ready_tx)
@@ -203,6 +225,16 @@ impl Worker {
             },
         }
     }
+}
+
+/// The core the registration thread is pinned to: the first one no CPU device uses, so
+/// that measuring does not take an INFER core's time (none when every core has one).
+fn registration_cpu(devices: &DeviceConfig) -> Option<usize> {
+    let Backend::Cpu { cores } = &devices.backend else {
+        return None;
+    };
+    let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (0..n).find(|c| !cores.contains(c))
 }
 
 /// A running worker. Dropping it stops the worker and waits for it.

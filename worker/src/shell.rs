@@ -5,15 +5,18 @@
 //! connection), per controller connection a **reader** (frames → [`WorkerCore::message`])
 //! and a **writer** (results from a local channel → the socket, `sent` stamped just
 //! before each send), and one **completions** task for the whole worker (device
-//! completions → [`WorkerCore::completion`]). After every event the shell drains the
+//! completions → [`WorkerCore::completion`]); with devices that compute, one
+//! **registrations** task (measurements from the registration thread →
+//! [`WorkerCore::measured`]). After every event the shell drains the
 //! core's outputs ([`Shell::flush`]). No `RefCell` borrow is held across an `.await`.
 
 use crate::clock::ClockMap;
 use crate::core::{Output, SessionId, WorkerCore};
 use crate::error::WorkerError;
+use crate::measure::{MeasureError, Registrations};
 use crate::StopSignal;
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
-use clockwork_core::{ActionResult, MonotonicClock};
+use clockwork_core::{ActionResult, MonotonicClock, WorkerStatus};
 use clockwork_gpu::{Completions, DeviceSet};
 use clockwork_net::{FrameReader, FrameWriter, LinkConfig, Listener, PeerInfo, TcpConnection};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -32,6 +35,8 @@ pub(crate) struct ServiceConfig {
     pub(crate) listen: SocketAddr,
     pub(crate) link: LinkConfig,
     pub(crate) stop: Arc<StopSignal>,
+    /// The registration thread, for devices that compute.
+    pub(crate) registrations: Option<Registrations>,
 }
 
 /// The executor's root future: serve until stopped.
@@ -55,8 +60,10 @@ pub(crate) async fn run(
     let shell = Rc::new(Shell {
         core: RefCell::new(WorkerCore::new(devices, max_frame)),
         links: RefCell::new(HashMap::new()),
+        registrations: cfg.registrations,
     });
     let completions_task = spawn_local(completions_loop(Rc::clone(&shell), completions));
+    let registrations_task = spawn_local(registrations_loop(Rc::clone(&shell)));
     if ready.send(Ok(addr)).is_err() {
         return Ok(());
     }
@@ -95,6 +102,8 @@ pub(crate) async fn run(
     }
     tracing::info!("worker stopping");
     shell.shutdown();
+    // Measurements still running answer nothing: the session is closed.
+    drop(registrations_task);
     // The engines have stopped; the completions task drains what they cancelled.
     completions_task.await;
     Ok(())
@@ -104,6 +113,8 @@ pub(crate) async fn run(
 struct Shell {
     core: RefCell<WorkerCore<DeviceSet>>,
     links: RefCell<HashMap<SessionId, LinkIo>>,
+    /// The registration thread (devices that compute only).
+    registrations: Option<Registrations>,
 }
 
 /// One controller connection's I/O.
@@ -187,6 +198,16 @@ impl Shell {
                     let io = self.links.borrow_mut().remove(&session);
                     drop(io);
                 }
+                Some(Output::Measure { tag, profile }) => match &self.registrations {
+                    Some(r) => r.submit(tag, profile),
+                    None => self.core.borrow_mut().measured(
+                        tag,
+                        Err(MeasureError {
+                            status: WorkerStatus::RuntimeError,
+                            message: "this worker has no registration thread".into(),
+                        }),
+                    ),
+                },
             }
         }
     }
@@ -233,6 +254,18 @@ async fn writer_loop(
             tracing::debug!(controller = %peer, error = %e, "result not sent; connection lost");
             return;
         }
+    }
+}
+
+/// Turn finished measurements into REGISTER results (forever; cancelled at shutdown).
+async fn registrations_loop(shell: Rc<Shell>) {
+    let Some(registrations) = &shell.registrations else {
+        return;
+    };
+    loop {
+        let (tag, result) = registrations.next().await;
+        shell.core.borrow_mut().measured(tag, result);
+        shell.flush();
     }
 }
 

@@ -49,7 +49,7 @@ fn bad_flags_exit_with_a_clear_message() {
     );
     fails(&["--emulate", "1", "--listen", "nowhere"], 2, "--listen");
     fails(
-        &["--emulate", "1", "--cpu", "4096"],
+        &["--emulate", "1", "--net-cpu", "4096"],
         2,
         "CPU 4096 does not exist",
     );

@@ -27,6 +27,12 @@ pub(crate) trait Devices {
 
     /// Weights-cache page size in bytes.
     fn page_size(&self) -> u64;
+
+    /// Whether the devices really compute (CPU devices): then real models are measured
+    /// at registration.
+    fn computes(&self) -> bool {
+        false
+    }
 }
 
 impl Devices for DeviceSet {
@@ -60,5 +66,9 @@ impl Devices for DeviceSet {
 
     fn page_size(&self) -> u64 {
         Self::page_size(self)
+    }
+
+    fn computes(&self) -> bool {
+        Self::computes(self)
     }
 }

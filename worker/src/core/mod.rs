@@ -43,8 +43,10 @@ pub(crate) mod session;
 mod tests;
 
 use crate::clock::ClockMap;
+use crate::measure::MeasureError;
 use clear::ClearGroups;
 use clockwork_core::action::ArchivedAction;
+use clockwork_core::model::MeasuredTimes;
 use clockwork_core::wire::ArchivedToWorker;
 use clockwork_core::{
     ActionId, ActionResult, GpuId, ModelId, ModelProfile, Nanos, Outcome, Window, WorkerState,
@@ -75,6 +77,14 @@ pub(crate) enum Output {
     Close {
         /// The controller connection.
         session: SessionId,
+    },
+    /// Measure this real model (on the registration thread) and hand the result to
+    /// [`WorkerCore::measured`] with `tag`.
+    Measure {
+        /// Which REGISTER waits for it.
+        tag: u64,
+        /// The model's profile as registered.
+        profile: ModelProfile,
     },
 }
 
@@ -127,6 +137,10 @@ pub(crate) struct WorkerCore<D> {
     clears: ClearGroups,
     next_tag: u64,
     outputs: VecDeque<Output>,
+    /// REGISTERs of real models waiting for their measurement, by tag.
+    measuring: HashMap<u64, (Reply, ModelId, ModelProfile)>,
+    /// What registration measured, per model (answered again on re-registration).
+    measured: HashMap<ModelId, MeasuredTimes>,
 }
 
 impl<D: Devices> WorkerCore<D> {
@@ -141,6 +155,8 @@ impl<D: Devices> WorkerCore<D> {
             clears: ClearGroups::default(),
             next_tag: 1,
             outputs: VecDeque::new(),
+            measuring: HashMap::new(),
+            measured: HashMap::new(),
         }
     }
 
@@ -227,24 +243,81 @@ impl<D: Devices> WorkerCore<D> {
         }
     }
 
+    /// REGISTER. On devices that compute, a real model not yet registered is measured
+    /// first (off this thread, see `measure.rs`) and answered in [`Self::measured`].
     fn register(&mut self, reply: Reply, model: ModelId, profile: ModelProfile) {
         let Some(devices) = self.devices.as_mut() else {
             return;
         };
-        match devices.register_model(model, profile) {
-            Ok(pages) => self.answer(
+        if devices.computes() && profile.is_real() && devices.profile(model).is_none() {
+            if let Err(e) = profile.validate() {
+                return self.fail(
+                    reply,
+                    WorkerStatus::InvalidAction,
+                    format!("register {model}: invalid profile: {e}"),
+                );
+            }
+            let tag = self.tag();
+            self.measuring.insert(tag, (reply, model, profile.clone()));
+            self.outputs.push_back(Output::Measure { tag, profile });
+            return;
+        }
+        let measured = self.measured.get(&model).cloned();
+        self.register_on_devices(reply, model, profile, measured);
+    }
+
+    /// The registration thread measured the model of REGISTER `tag`.
+    pub(crate) fn measured(&mut self, tag: u64, result: Result<MeasuredTimes, MeasureError>) {
+        let Some((reply, model, profile)) = self.measuring.remove(&tag) else {
+            tracing::debug!(tag, "measurement of an unknown registration ignored");
+            return;
+        };
+        if self.devices.is_none() {
+            return self.fail(
                 reply,
-                WorkerStatus::Success,
-                Outcome::Registered {
-                    model,
-                    pages,
-                    measured: None,
-                },
-            ),
+                WorkerStatus::ShuttingDown,
+                "worker is shutting down".into(),
+            );
+        }
+        match result {
+            Ok(times) => self.register_on_devices(reply, model, profile, Some(times)),
+            Err(MeasureError { status, message }) => {
+                self.fail(reply, status, format!("register {model}: {message}"));
+            }
+        }
+    }
+
+    fn register_on_devices(
+        &mut self,
+        reply: Reply,
+        model: ModelId,
+        profile: ModelProfile,
+        measured: Option<MeasuredTimes>,
+    ) {
+        let Some(devices) = self.devices.as_mut() else {
+            return;
+        };
+        match devices.register_model(model, profile) {
+            Ok(pages) => {
+                if let Some(times) = &measured {
+                    self.measured.insert(model, times.clone());
+                }
+                self.answer(
+                    reply,
+                    WorkerStatus::Success,
+                    Outcome::Registered {
+                        model,
+                        pages,
+                        measured,
+                    },
+                );
+            }
             Err(e) => {
                 let status = match &e {
                     GpuError::ModelConflict(_) => WorkerStatus::InvalidModelId,
-                    GpuError::InvalidProfile { .. } => WorkerStatus::InvalidAction,
+                    GpuError::InvalidProfile { .. } | GpuError::EmulatedModelOnCpu(_) => {
+                        WorkerStatus::InvalidAction
+                    }
                     GpuError::Stopped => WorkerStatus::ShuttingDown,
                     _ => WorkerStatus::RuntimeError,
                 };

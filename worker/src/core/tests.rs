@@ -3,6 +3,7 @@
 
 use super::{Devices, Output, SessionId, WorkerCore};
 use crate::clock::ClockMap;
+use clockwork_core::model::MeasuredTimes;
 use clockwork_core::wire::{ArchivedToWorker, ToWorker};
 use clockwork_core::{
     Action, ActionId, ActionKind, ActionResult, BatchProfile, GpuId, GpuState, ModelId,
@@ -25,6 +26,8 @@ struct FakeDevices {
     submitted: Vec<DeviceAction>,
     /// Refuse submissions as a full ring would.
     full: bool,
+    /// Devices that compute (CPU devices): real models are measured first.
+    computes: bool,
 }
 
 impl Devices for FakeDevices {
@@ -82,6 +85,10 @@ impl Devices for FakeDevices {
 
     fn page_size(&self) -> u64 {
         PAGE
+    }
+
+    fn computes(&self) -> bool {
+        self.computes
     }
 }
 
@@ -717,4 +724,113 @@ fn completion_of_no_pending_action_is_ignored() {
         output: Vec::new(),
     });
     assert!(r.outputs().is_empty());
+}
+
+/// `small()` as a real model (an ONNX path), for devices that compute.
+fn real() -> ModelProfile {
+    ModelProfile {
+        source: clockwork_core::ModelSource::Onnx {
+            path: "/models/small/1/model.onnx".into(),
+        },
+        ..small()
+    }
+}
+
+#[test]
+fn real_models_on_computing_devices_are_answered_once_measured() {
+    let mut r = Rig::new(1);
+    r.devices().computes = true;
+    let s = r.core.connect("ctl");
+    let reg = |model| ActionKind::RegisterModel {
+        model: ModelId(model),
+        profile: real(),
+    };
+    r.send(
+        s,
+        0,
+        None,
+        vec![(1, Window::ANY, reg(1)), (2, Window::ANY, reg(2))],
+    );
+    let jobs: Vec<(u64, ModelProfile)> = r
+        .outputs()
+        .into_iter()
+        .map(|o| match o {
+            Output::Measure { tag, profile } => (tag, profile),
+            other => panic!("expected a measurement, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(jobs.len(), 2, "nothing answered before the measurement");
+    assert!(jobs.iter().all(|(_, p)| *p == real()));
+    assert!(
+        r.devices().models.is_empty(),
+        "registered only once measured"
+    );
+
+    let times = MeasuredTimes {
+        load_time: Nanos(5_000),
+        batches: vec![BatchProfile {
+            batch_size: 1,
+            exec_time: Nanos(700),
+        }],
+    };
+    // The second fails (bad path), the first succeeds; each is answered exactly once.
+    r.core.measured(
+        jobs[1].0,
+        Err(crate::measure::MeasureError {
+            status: WorkerStatus::InvalidModelPath,
+            message: "cannot read".into(),
+        }),
+    );
+    let failed = r.result(s);
+    assert_eq!(
+        (failed.action_id, failed.status),
+        (ActionId(2), WorkerStatus::InvalidModelPath)
+    );
+    r.core.measured(jobs[0].0, Ok(times.clone()));
+    let ok = r.result(s);
+    assert_eq!(ok.action_id, ActionId(1));
+    assert_eq!(
+        ok.outcome,
+        Outcome::Registered {
+            model: ModelId(1),
+            pages: 3,
+            measured: Some(times.clone()),
+        }
+    );
+    assert_eq!(
+        r.devices().models.keys().copied().collect::<Vec<_>>(),
+        vec![ModelId(1)]
+    );
+    // A stale tag is ignored.
+    r.core.measured(jobs[0].0, Ok(times.clone()));
+    assert!(r.outputs().is_empty());
+
+    // Re-registering the same model answers the first measurement at once.
+    r.send(s, 10, None, vec![(3, Window::ANY, reg(1))]);
+    let again = r.result(s);
+    assert_eq!(
+        again.outcome,
+        Outcome::Registered {
+            model: ModelId(1),
+            pages: 3,
+            measured: Some(times),
+        }
+    );
+    // An invalid real profile is refused without measuring.
+    let mut bad = real();
+    bad.batches.clear();
+    r.send(
+        s,
+        20,
+        None,
+        vec![(
+            4,
+            Window::ANY,
+            ActionKind::RegisterModel {
+                model: ModelId(4),
+                profile: bad,
+            },
+        )],
+    );
+    assert_eq!(r.result(s).status, WorkerStatus::InvalidAction);
 }
