@@ -166,7 +166,7 @@ fn trace_files_are_replayed_send_by_send() {
 fn bad_flags_are_refused_in_words() {
     for (args, words) in [
         (&["--url", "https://127.0.0.1:1"][..], "only http://"),
-        (&["--rate", "-5"][..], "--rate"),
+        (&["--rate=-5"][..], "--rate"),
         (&["--slo-ms", "0"][..], "--slo-ms"),
         (&["--body", "[1]"][..], "JSON object"),
         (&["--arrivals", "trace"][..], "--trace FILE"),
