@@ -91,6 +91,8 @@ pub(crate) struct Ctx<C> {
     pub(crate) tally: RefCell<Tally>,
     /// Jobs taken from the schedule.
     pub(crate) claimed: Cell<u64>,
+    /// When the latest request started (its first exchange), on `clock`.
+    pub(crate) last_send: Cell<Nanos>,
 }
 
 impl<C: Clock> Ctx<C> {
@@ -141,6 +143,8 @@ impl<C: Clock> Ctx<C> {
     /// Serve one request scheduled at `at` and record it.
     async fn serve_and_record<E: Exchange>(&self, conn: &mut E, model: u32, class: u8, at: Nanos) {
         self.tally.borrow_mut().started(class);
+        self.last_send
+            .set(self.last_send.get().max(self.clock.now()));
         let (outcome, attempts) = self.serve(conn, model, class, at).await;
         let latency = self.clock.now().saturating_sub(at);
         self.tally
@@ -273,6 +277,7 @@ mod tests {
             )),
             tally: RefCell::new(Tally::new(&[slo])),
             claimed: Cell::new(0),
+            last_send: Cell::new(Nanos::ZERO),
         }
     }
 
@@ -319,6 +324,8 @@ mod tests {
         let t = c.tally.borrow();
         assert_eq!((t.classes[0].ok, t.classes[0].within_slo), (3, 2));
         assert_eq!(c.claimed.get(), 3);
+        // The last request went out at 10 ms, when the connection was free again.
+        assert_eq!(c.last_send.get() - c.start, Nanos::from_millis(10));
     }
 
     #[test]

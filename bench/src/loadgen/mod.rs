@@ -222,7 +222,8 @@ impl LoadSpec {
 #[derive(Debug)]
 pub(crate) struct LoadResult {
     pub(crate) tally: Tally,
-    /// The sending period, seconds (rates are per second of it).
+    /// The sending period in seconds: the duration, or until the last request went
+    /// out if the generator fell behind (rates are per second of it).
     pub(crate) secs: f64,
     /// Scheduled requests never sent: the generator was still behind when the drain
     /// ended.
@@ -402,6 +403,7 @@ pub(crate) fn run_load(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
                     .collect::<Vec<_>>(),
             )),
             claimed: Cell::new(0),
+            last_send: Cell::new(start),
         });
         let running = Rc::new(Cell::new(0usize));
         let mut tasks = Vec::with_capacity(n_conns);
@@ -455,9 +457,12 @@ pub(crate) fn run_load(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         }
         let mut tally = std::mem::replace(&mut *ctx.tally.borrow_mut(), Tally::new(&[]));
         tally.close();
+        // Rates are per second of sending: the duration, or longer if the generator
+        // fell behind and was still sending after it.
+        let sending = duration.max(ctx.last_send.get().saturating_sub(start));
         anyhow::Ok(LoadResult {
             tally,
-            secs: duration.get() as f64 / 1e9,
+            secs: sending.get() as f64 / 1e9,
             not_sent,
             started_at: start,
         })
