@@ -9,7 +9,7 @@ use clockwork_bench::report::{
     print_report, write_outputs, ClientSample, Progress, RunData, RunLogs, RunMeta, RunReport,
 };
 use clockwork_client::{Client, ClientReceiver, ClientSender};
-use clockwork_core::model::builtin_profiles;
+use clockwork_core::model::{builtin_profiles, named_profiles};
 use clockwork_core::{
     ClientResponse, ClientStatus, ModelId, ModelProfile, MonotonicClock, Nanos, RequestId, Slo,
 };
@@ -64,7 +64,8 @@ pub(crate) struct LocalArgs {
     /// A JSON file of extra model profiles to use instead of the built-in ones.
     #[arg(long)]
     pub(crate) profiles: Option<PathBuf>,
-    /// Use only the profile of this name (e.g. resnet50_v2) for every instance.
+    /// Use only the profile of this name for every instance (e.g. resnet50_v2, or
+    /// resnet50_fp16_h200, a built-in profile outside the default mix).
     #[arg(long)]
     pub(crate) only: Option<String>,
     /// Schedule-ahead of the controller, in milliseconds.
@@ -320,9 +321,11 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         PathBuf::from(format!("out/local-{t}"))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let profiles: Vec<ModelProfile> = match &args.profiles {
-        Some(p) => clockwork_workload::load_profiles(p).map_err(|e| anyhow!("{e}"))?,
-        None => builtin_profiles(),
+    let profiles: Vec<ModelProfile> = match (&args.profiles, &args.only) {
+        (Some(p), _) => clockwork_workload::load_profiles(p).map_err(|e| anyhow!("{e}"))?,
+        // --only may name a built-in profile outside the default mix (the H200 one).
+        (None, Some(_)) => named_profiles(),
+        (None, None) => builtin_profiles(),
     };
     let profiles: Vec<ModelProfile> = match &args.only {
         Some(name) => {

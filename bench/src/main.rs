@@ -8,6 +8,7 @@ mod emulate;
 mod experiment;
 mod handoff;
 mod http;
+mod loadgen;
 mod local;
 mod make_model;
 mod net;
@@ -15,6 +16,7 @@ mod scalability;
 mod sched;
 mod sim;
 mod stats;
+mod tight_slo;
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +53,13 @@ enum Command {
     Sim(sim::SimArgs),
     /// The paper's experiments (6.1, 6.2, 6.3, 6.5, 6.6) on emulated GPUs, scaled in time.
     Experiment(experiment::ExperimentArgs),
+    /// Open- and closed-loop load generator for any Open Inference Protocol REST
+    /// endpoint: per-SLO goodput, attainment, 429s and latency from each request's
+    /// scheduled send time; `--self-test` checks its own speed against a sink.
+    Loadgen(loadgen::LoadgenArgs),
+    /// The tight-SLO issue's rows on one emulated GPU (H200 ResNet-50 fp16 at 10, 5 and
+    /// 2.5 ms; V100 ResNet-50 at 10 and 25 ms), loaded over HTTP by `loadgen`.
+    TightSlo(tight_slo::TightSloArgs),
     /// Write a generated ONNX model (seeded weights, nothing downloaded) into a model
     /// repository: identity, small_cnn, resnet18, resnet50.
     MakeModel(make_model::MakeModelArgs),
@@ -86,6 +95,8 @@ fn main() -> anyhow::Result<()> {
         Command::Local(args) => local::run(&args),
         Command::Experiment(args) => experiment::run(&args),
         Command::MakeModel(args) => make_model::run(&args),
+        Command::Loadgen(args) => loadgen::run(&args),
+        Command::TightSlo(args) => tight_slo::run(&args),
         Command::Worker(args) => cluster::exit_on_error(cluster::run_worker(&args)),
         Command::Controller(args) => cluster::exit_on_error(cluster::run_controller(&args)),
     }

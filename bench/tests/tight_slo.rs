@@ -1,0 +1,67 @@
+//! `clockwork-bench tight-slo` runs a row end to end (a controller and an emulated
+//! worker as processes, load over HTTP) and prints its JSON figures. It asserts that
+//! the figures are there and consistent, not how good they are (that is the
+//! benchmark's job, on a quiet machine).
+
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn one_short_row_runs_and_reports_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clockwork-bench"))
+        .args([
+            "tight-slo",
+            "--rows",
+            "v100-25ms",
+            "--duration",
+            "2s",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("EMULATED"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    assert_eq!(v["bench"], "tight-slo");
+    assert_eq!(v["emulated"], true);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r["row"], "v100-25ms");
+    assert_eq!(r["models"], 15);
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("no {k}: {r}"));
+    // 211 r/s for 2 s.
+    assert!(n("sent") > 300, "{r}");
+    assert_eq!(n("sent"), n("ok") + n("refused") + n("errors"), "{r}");
+    assert!(n("within_slo") <= n("ok"));
+    // The controller logged every request the load generator sent, and no other.
+    assert_eq!(n("controller_requests"), n("sent") - n("errors"), "{r}");
+    for k in ["loadgen_attainment", "controller_attainment"] {
+        let a = r[k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a), "{k}: {r}");
+    }
+    assert!(r["pass"].is_boolean());
+    assert!(dir
+        .path()
+        .join("v100-25ms/clockwork_request_log.tsv")
+        .exists());
+}
+
+#[test]
+fn unknown_rows_are_refused_by_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_clockwork-bench"))
+        .args(["tight-slo", "--rows", "h100-1ms"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no row h100-1ms") && stderr.contains("v100-25ms"),
+        "{stderr}"
+    );
+}
