@@ -258,7 +258,7 @@ fn systemd_units_verify() {
     for b in ["clockwork-controller", "clockwork-worker"] {
         let p = r.join("usr/local/bin").join(b);
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
-        std::process::Command::new("chmod")
+        Command::new("chmod")
             .arg("+x")
             .arg(&p)
             .status()
