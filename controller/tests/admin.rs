@@ -483,6 +483,15 @@ fn a_slowloris_connection_is_closed_at_the_request_deadline() {
     load(&a, &c, "tiny", json!({ "profile": tiny_profile(1_000) }));
     infer_until_ok(&a, &c, "tiny-0");
 
+    // A connection that sends nothing at all is closed at the request timeout too,
+    // not after the (60 s) keep-alive idle timeout.
+    let mut silent = TcpStream::connect(c.http).unwrap();
+    let (text, closed) = read_until_close(&mut silent, Duration::from_secs(10));
+    assert!(
+        closed && text.is_empty(),
+        "silent connection: {closed} {text}"
+    );
+
     let mut slow = TcpStream::connect(c.http).unwrap();
     let head = b"POST /v2/models/tiny-0/infer HTTP/1.1\r\nHost: x\r\nX-Padding: ";
     slow.write_all(head).unwrap();

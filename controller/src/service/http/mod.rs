@@ -155,11 +155,12 @@ async fn connection(shared: SharedRef, mut stream: TcpStream, ctx: Rc<Ctx>) {
         answering: None,
     };
     let mut buf = Vec::new();
+    let mut served = 0u64;
     loop {
         if buf.capacity() > KEPT_BUFFER && buf.len() <= KEPT_BUFFER {
             buf.shrink_to(KEPT_BUFFER);
         }
-        let req = match wire::read_request(&mut stream, &mut buf, limits).await {
+        let req = match wire::read_request(&mut stream, &mut buf, limits, served == 0).await {
             Ok(r) => r,
             Err(e) => {
                 let answer = match e {
@@ -211,6 +212,7 @@ async fn connection(shared: SharedRef, mut stream: TcpStream, ctx: Rc<Ctx>) {
             }
             s.metrics.http(endpoint, status, sent - t0);
         }
+        served += 1;
         if written.is_err() || !keep {
             break;
         }

@@ -208,14 +208,22 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<Head>, ReadError
 }
 
 /// Reads one request. `buf` holds bytes already received (pipelined requests) and
-/// keeps whatever follows this request.
+/// keeps whatever follows this request. A connection's `first` request must start
+/// within the request timeout (a connection that never sends holds its slot no
+/// longer than one that sends slowly); later ones within the idle timeout.
 pub(super) async fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     limits: &HttpLimits,
+    first: bool,
 ) -> Result<Request, ReadError> {
     if buf.is_empty() {
-        match read_some(stream, buf, Instant::now() + limits.idle_timeout).await {
+        let wait = if first {
+            limits.request_timeout.min(limits.idle_timeout)
+        } else {
+            limits.idle_timeout
+        };
+        match read_some(stream, buf, Instant::now() + wait).await {
             Ok(Some(0)) => return Err(ReadError::Closed),
             Ok(Some(_)) => {}
             Ok(None) => return Err(ReadError::Idle),
