@@ -133,6 +133,11 @@ impl ChildProc {
         })
     }
 
+    /// The process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// CPU time (user + system) the process has used so far, from /proc.
     pub(crate) fn cpu_seconds(&self) -> Option<f64> {
         let pid = self.child.as_ref()?.id();

@@ -422,6 +422,11 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
     if http {
         ctl_args.push("--http".into());
         ctl_args.push(args.http.to_string());
+        // The README's curl examples register and unload models while it runs: on
+        // loopback the admin endpoints are open (docs/http.md, "Admin surface").
+        if args.http.ip().is_loopback() {
+            ctl_args.push("--admin-open".into());
+        }
     } else if !args.no_http {
         eprintln!("warning: {} is in use; running without the HTTP front end (choose another with --http ADDR)", args.http);
     }

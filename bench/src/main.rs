@@ -15,6 +15,7 @@ mod net;
 mod scalability;
 mod sched;
 mod sim;
+mod soak;
 mod stats;
 mod tight_slo;
 
@@ -51,6 +52,10 @@ enum Command {
     /// The scheduler driven by simulated workers in virtual time: goodput, SLO
     /// attainment, latency, cold starts, real-time factor.
     Sim(sim::SimArgs),
+    /// A local cluster (emulated GPUs) under steady load at ~60 % of capacity for N
+    /// minutes: RSS, open descriptors, p99 and refusal rate per interval as JSON lines,
+    /// and whether memory stayed flat.
+    Soak(soak::SoakArgs),
     /// The paper's experiments (6.1, 6.2, 6.3, 6.5, 6.6) on emulated GPUs, scaled in time.
     Experiment(experiment::ExperimentArgs),
     /// Open- and closed-loop load generator for any Open Inference Protocol REST
@@ -93,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sched(args) => sched::run(&args),
         Command::Sim(args) => sim::run(&args),
         Command::Local(args) => local::run(&args),
+        Command::Soak(args) => soak::run(&args),
         Command::Experiment(args) => experiment::run(&args),
         Command::MakeModel(args) => make_model::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),

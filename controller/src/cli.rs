@@ -6,7 +6,7 @@
 //! (`clockwork-bench local`, which flattens these flags into a hidden subcommand) both
 //! start this way, so they accept the same flags and refuse the same bad values.
 
-use crate::service::{serve, ServiceConfig, ServiceError};
+use crate::service::{serve, AdminAccess, ServiceConfig, ServiceError};
 use clockwork_core::Nanos;
 use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError};
 use std::future::Future;
@@ -75,6 +75,38 @@ pub struct ControllerArgs {
     /// Log filter level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log: tracing::Level,
+
+    // The HTTP admin surface and its bounds (docs/http.md, "Admin surface").
+    /// Token that guards the HTTP admin endpoints (register, load, unload), sent as
+    /// `Authorization: Bearer TOKEN`. Without one of --admin-token, --admin-token-file
+    /// or --admin-open they answer 403. Prefer the file: a flag shows in `ps`.
+    #[arg(long, conflicts_with_all = ["admin_token_file", "admin_open"])]
+    pub admin_token: Option<String>,
+    /// File holding the admin token (surrounding whitespace is ignored).
+    #[arg(long, conflicts_with = "admin_open")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the HTTP admin endpoints without a token: local development only,
+    /// allowed only when --http is a loopback address.
+    #[arg(long)]
+    pub admin_open: bool,
+    /// Directory where models registered over HTTP are kept, so that they come back
+    /// after a restart (`registrations.json`); none when omitted.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Longest SLO an HTTP inference request may ask for, in milliseconds (longer: 400).
+    #[arg(long, default_value_t = 60_000.0)]
+    pub max_slo_ms: f64,
+    /// Most open HTTP connections; further ones get 503 and are closed.
+    #[arg(long, default_value_t = 1024)]
+    pub http_max_connections: usize,
+    /// A request must arrive completely within this many milliseconds of its first
+    /// byte (else 408 and the connection is closed: slow senders cannot hold it).
+    #[arg(long, default_value_t = 10_000.0)]
+    pub http_request_timeout_ms: f64,
+    /// A keep-alive HTTP connection with no new request for this many milliseconds is
+    /// closed.
+    #[arg(long, default_value_t = 60_000.0)]
+    pub http_idle_timeout_ms: f64,
 }
 
 /// A flag value the controller cannot use; the message names the flag.
@@ -135,7 +167,44 @@ impl ControllerArgs {
         cfg.log_dir.clone_from(&self.log_dir);
         cfg.http = self.http;
         cfg.model_repository.clone_from(&self.model_repository);
+        self.admin_config(&mut cfg)?;
         Ok(cfg)
+    }
+
+    /// The admin surface's flags into `cfg`: who may use the admin endpoints, the
+    /// state directory, the SLO bound and the HTTP connection limits.
+    fn admin_config(&self, cfg: &mut ServiceConfig) -> Result<(), ArgsError> {
+        cfg.http_admin = if let Some(t) = &self.admin_token {
+            AdminAccess::token(t).map_err(|e| ArgsError(format!("--admin-token: {e}")))?
+        } else if let Some(path) = &self.admin_token_file {
+            AdminAccess::token_file(path)
+                .map_err(|e| ArgsError(format!("--admin-token-file: {e}")))?
+        } else if self.admin_open {
+            if !self.http.is_some_and(|a| a.ip().is_loopback()) {
+                return Err(ArgsError(
+                    "--admin-open serves the admin endpoints without a token and is allowed \
+                     only with a loopback --http address (127.0.0.1 or ::1); use \
+                     --admin-token-file otherwise"
+                        .into(),
+                ));
+            }
+            AdminAccess::Open
+        } else {
+            AdminAccess::Closed
+        };
+        cfg.state_dir.clone_from(&self.state_dir);
+        cfg.http_limits.max_slo = Duration::from(ms(self.max_slo_ms, "max-slo-ms")?);
+        if self.http_max_connections == 0 {
+            return Err(ArgsError(
+                "--http-max-connections must be at least 1".into(),
+            ));
+        }
+        cfg.http_limits.max_connections = self.http_max_connections;
+        cfg.http_limits.request_timeout =
+            Duration::from(ms(self.http_request_timeout_ms, "http-request-timeout-ms")?);
+        cfg.http_limits.idle_timeout =
+            Duration::from(ms(self.http_idle_timeout_ms, "http-idle-timeout-ms")?);
+        Ok(())
     }
 
     /// The executor the service runs on (`--cpu`, `--spin-us`).
@@ -235,5 +304,26 @@ mod tests {
         }
         let e = Cli::try_parse_from(["controller"]).unwrap_err().to_string();
         assert!(e.contains("--workers"), "{e}");
+    }
+
+    #[test]
+    fn admin_flags() {
+        assert_eq!(config(&[]).unwrap().http_admin, AdminAccess::Closed);
+        let c = config(&["--admin-token", "t0ken", "--max-slo-ms", "5000"]).unwrap();
+        assert_eq!(c.http_admin, AdminAccess::Token("t0ken".into()));
+        assert_eq!(c.http_limits.max_slo, Duration::from_secs(5));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let c = config(&["--admin-token-file", file.to_str().unwrap()]).unwrap();
+        assert_eq!(c.http_admin, AdminAccess::Token("from-file".into()));
+        let c = config(&["--http", "127.0.0.1:8000", "--admin-open"]).unwrap();
+        assert_eq!(c.http_admin, AdminAccess::Open);
+        let e = config(&["--http", "0.0.0.0:8000", "--admin-open"]).unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+        assert!(config(&["--admin-token", "a b"]).is_err());
+        assert!(config(&["--admin-token", "x", "--admin-open"]).is_err());
+        let e = config(&["--http-max-connections", "0"]).unwrap_err();
+        assert!(e.contains("--http-max-connections"), "{e}");
     }
 }

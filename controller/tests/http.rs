@@ -2,7 +2,7 @@
 //! test threads) against a controller with emulated workers on loopback.
 
 use clockwork_client::Client;
-use clockwork_controller::service::{serve, HttpLimits, ServiceConfig, ServiceError};
+use clockwork_controller::service::{serve, AdminAccess, HttpLimits, ServiceConfig, ServiceError};
 use clockwork_core::{ClientStatus, ModelId, Slo};
 use clockwork_net::runtime::{self, ExecutorConfig};
 use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "http-test";
+/// The admin token the controller is started with (admin endpoints need it).
+const ADMIN_TOKEN: &str = "admin-test-token";
 
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -45,6 +47,7 @@ impl Controller {
         cfg.reconnect_interval = Duration::from_millis(50);
         cfg.http = Some(http);
         cfg.http_limits = limits;
+        cfg.http_admin = AdminAccess::token(ADMIN_TOKEN).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = runtime::spawn(ExecutorConfig::named("http-test-ctl"), move || async move {
@@ -128,12 +131,13 @@ fn get(a: &ureq::Agent, url: &str) -> Answer {
     answer(a.get(url).call())
 }
 
+/// POSTs JSON; the repository's admin endpoints get the admin token.
 fn post(a: &ureq::Agent, url: &str, body: &Value) -> Answer {
-    answer(
-        a.post(url)
-            .header("Content-Type", "application/json")
-            .send(serde_json::to_vec(body).unwrap()),
-    )
+    let mut req = a.post(url).header("Content-Type", "application/json");
+    if url.contains("/v2/repository/models/") {
+        req = req.header("Authorization", format!("Bearer {ADMIN_TOKEN}"));
+    }
+    answer(req.send(serde_json::to_vec(body).unwrap()))
 }
 
 fn post_raw(a: &ureq::Agent, url: &str, body: &[u8], header_len: Option<usize>) -> Answer {

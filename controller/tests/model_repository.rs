@@ -4,7 +4,7 @@
 //! listed, the tensor signatures, the checks on request tensors, and the answers'
 //! names, datatypes and shapes.
 
-use clockwork_controller::service::{serve, ServiceConfig};
+use clockwork_controller::service::{serve, AdminAccess, ServiceConfig};
 use clockwork_models::{make_model, write_entry, ModelConfig, ModelKind};
 use clockwork_net::runtime::{self, ExecutorConfig};
 use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "repo-test";
+/// The admin token the controller is started with (admin endpoints need it).
+const ADMIN_TOKEN: &str = "admin-test-token";
 
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -79,6 +81,7 @@ impl Controller {
         cfg.reconnect_interval = Duration::from_millis(50);
         cfg.http = Some(http);
         cfg.model_repository = Some(repo.to_owned());
+        cfg.http_admin = AdminAccess::token(ADMIN_TOKEN).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = runtime::spawn(ExecutorConfig::named("repo-test-ctl"), move || async move {
@@ -166,12 +169,13 @@ fn get(a: &ureq::Agent, url: &str) -> Answer {
     answer(a.get(url).call())
 }
 
+/// POSTs JSON; the repository's admin endpoints get the admin token.
 fn post(a: &ureq::Agent, url: &str, body: &Value) -> Answer {
-    answer(
-        a.post(url)
-            .header("Content-Type", "application/json")
-            .send(serde_json::to_vec(body).unwrap()),
-    )
+    let mut req = a.post(url).header("Content-Type", "application/json");
+    if url.contains("/v2/repository/models/") {
+        req = req.header("Authorization", format!("Bearer {ADMIN_TOKEN}"));
+    }
+    answer(req.send(serde_json::to_vec(body).unwrap()))
 }
 
 fn post_binary(a: &ureq::Agent, url: &str, head: &Value, tail: &[u8]) -> Answer {

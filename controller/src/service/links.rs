@@ -68,6 +68,13 @@ pub async fn serve(
                 source,
             })?;
     }
+    if let Some(dir) = &cfg.state_dir {
+        let restored = shared.borrow_mut().restore_registrations(dir);
+        restored.map_err(|source| ServiceError::State {
+            dir: dir.clone(),
+            source,
+        })?;
+    }
     let (kick_tx, kick_rx) = local_channel::new_unbounded::<()>();
     shared.borrow_mut().timer_kick = Some(kick_tx);
     let timer = glommio::spawn_local(timer_task(shared.clone(), kick_rx));
@@ -89,6 +96,7 @@ pub async fn serve(
             shared.clone(),
             l,
             cfg.http_limits.clone(),
+            cfg.http_admin.clone(),
         ))
     });
     tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, workers = cfg.workers.len(), "controller serving");

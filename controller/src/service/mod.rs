@@ -33,6 +33,7 @@ mod pending;
 mod repository;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
+use clockwork_core::telemetry::RequestLog;
 use clockwork_core::wire::ToWorker;
 use clockwork_core::{GpuId, MonotonicClock, Nanos, WorkerId};
 use clockwork_net::{Encode, FrameWriter};
@@ -49,7 +50,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use http::HttpLimits;
+pub use http::{AdminAccess, AdminTokenError, HttpLimits, DEFAULT_MAX_SLO, STATE_FILE};
 pub use links::serve;
 pub use logs::LogFiles;
 
@@ -82,6 +83,11 @@ pub struct ServiceConfig {
     /// registered at start and can be loaded and unloaded while serving; `None`
     /// serves the built-in (emulated) profiles only.
     pub model_repository: Option<PathBuf>,
+    /// Who may register, load and unload models over HTTP (default: nobody).
+    pub http_admin: AdminAccess,
+    /// Where registrations made over HTTP are kept across restarts; `None` keeps
+    /// them in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ServiceConfig {
@@ -103,6 +109,8 @@ impl ServiceConfig {
             http: None,
             http_limits: HttpLimits::default(),
             model_repository: None,
+            http_admin: AdminAccess::Closed,
+            state_dir: None,
         }
     }
 }
@@ -133,6 +141,14 @@ pub enum ServiceError {
     /// The model repository could not be listed.
     #[error("cannot read the model repository {dir}: {source}")]
     Repository {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state directory could not be read or written.
+    #[error("cannot restore the registrations in {dir}: {source}")]
+    State {
         /// The directory.
         dir: PathBuf,
         /// Why.
@@ -172,6 +188,11 @@ struct Shared {
     metrics: Metrics,
     /// The model repository, when one is served.
     repository: Option<repository::ModelRepository>,
+    /// Registrations made over HTTP, kept in `--state-dir`.
+    registrations: Option<http::state::SavedRegistrations>,
+    /// Request-log rows of answers on their way to HTTP clients: written once the
+    /// answer is sent, with the send time (see `path`).
+    http_rows: HashMap<ClientKey, Vec<RequestLog>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -205,6 +226,8 @@ impl Shared {
             answered: 0,
             metrics: Metrics::default(),
             repository: None,
+            registrations: None,
+            http_rows: HashMap::new(),
         }
     }
 
@@ -215,7 +238,7 @@ impl Shared {
         }
         if let Some(logs) = &mut self.logs {
             while let Some(rec) = self.sched.poll_log() {
-                logs.write(&rec);
+                path::write_log(logs, &self.routes, &mut self.http_rows, rec);
             }
         } else {
             while self.sched.poll_log().is_some() {}

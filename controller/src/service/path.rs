@@ -6,12 +6,14 @@
 //! request's own slice of its batch's outputs (split by the scheduler).
 
 use super::http::metrics::Call;
-use super::{now, Shared};
+use super::{now, LogFiles, Shared};
 use clockwork_core::client::ClientResponse;
+use clockwork_core::telemetry::{LogRecord, RequestLog};
 use clockwork_core::wire::ToWorker;
-use clockwork_core::{Action, ActionKind, InferRequest, InferResponse, WorkerId};
+use clockwork_core::{Action, ActionKind, InferRequest, InferResponse, Nanos, RequestId, WorkerId};
 use clockwork_scheduler::{infer_batches, BatchMember, ClientKey, InputRef, Output};
 use glommio::channels::local_channel::LocalSender;
+use std::collections::HashMap;
 
 /// An inference answer for the HTTP front end.
 #[derive(Debug)]
@@ -40,9 +42,50 @@ impl Shared {
         key
     }
 
-    /// The client is gone: answers still due to it are dropped.
+    /// The client is gone: answers still due to it are dropped. Log rows of HTTP
+    /// answers that were never sent are written as the scheduler made them.
     pub(super) fn close_route(&mut self, key: ClientKey) {
         self.routes.remove(&key);
+        if let Some(rows) = self.http_rows.remove(&key) {
+            if let Some(logs) = &mut self.logs {
+                for r in rows {
+                    logs.write(&LogRecord::Request(r));
+                }
+            }
+        }
+    }
+
+    /// The HTTP answer to request `id` of `client` finished writing at `sent`. An
+    /// answer's send time counts against its SLO: a success written after its
+    /// `deadline` is counted late (`clockwork_http_late_answers_total`), and its
+    /// request-log row, held back since the scheduler answered, is written with the
+    /// send time (`t`, `latency`) and `deadline_met` false. The row's deadline is the
+    /// scheduler's; `deadline` (the front end's own) counts only when telemetry is off.
+    pub(super) fn http_answer_sent(
+        &mut self,
+        client: ClientKey,
+        id: RequestId,
+        success: bool,
+        deadline: Nanos,
+        sent: Nanos,
+    ) {
+        let mut late = success && sent > deadline;
+        let rows = self.http_rows.remove(&client).unwrap_or_default();
+        for mut r in rows {
+            if r.request_id == id.0 {
+                let arrival = r.arrival();
+                r.t = r.t.max(sent);
+                r.latency = r.t.saturating_sub(arrival);
+                r.deadline_met = r.deadline_met && sent <= r.deadline;
+                late = success && sent > r.deadline;
+            }
+            if let Some(logs) = &mut self.logs {
+                logs.write(&LogRecord::Request(r));
+            }
+        }
+        if late {
+            self.metrics.http_late_answers += 1;
+        }
     }
 
     /// The one way an inference request enters the service, from either front end:
@@ -124,4 +167,23 @@ impl Shared {
             None => {}
         }
     }
+}
+
+/// Writes one telemetry record, except the request row of an HTTP client's answer:
+/// that one waits in `http_rows` until the answer is sent
+/// ([`Shared::http_answer_sent`]), so that the log counts the send time.
+pub(super) fn write_log(
+    logs: &mut LogFiles,
+    routes: &HashMap<ClientKey, Route>,
+    http_rows: &mut HashMap<ClientKey, Vec<RequestLog>>,
+    rec: LogRecord,
+) {
+    if let LogRecord::Request(r) = &rec {
+        let key = ClientKey(r.user_id);
+        if matches!(routes.get(&key), Some(Route::Http(_))) {
+            http_rows.entry(key).or_default().push(*r);
+            return;
+        }
+    }
+    logs.write(&rec);
 }

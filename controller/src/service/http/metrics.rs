@@ -190,6 +190,8 @@ pub(crate) struct Metrics {
     pub(crate) http_open: u64,
     pub(crate) http_accepted: u64,
     pub(crate) http_refused: u64,
+    /// Successful inferences whose HTTP answer finished writing after the deadline.
+    pub(crate) http_late_answers: u64,
 }
 
 impl Default for Metrics {
@@ -215,6 +217,7 @@ impl Default for Metrics {
             http_open: 0,
             http_accepted: 0,
             http_refused: 0,
+            http_late_answers: 0,
         }
     }
 }
@@ -671,7 +674,7 @@ impl Metrics {
                 );
             }
         }
-        let http: [(&str, &str, &str, u64); 3] = [
+        let http: [(&str, &str, &str, u64); 4] = [
             (
                 "clockwork_http_connections",
                 "gauge",
@@ -689,6 +692,12 @@ impl Metrics {
                 "counter",
                 "HTTP connections refused at the connection limit.",
                 self.http_refused,
+            ),
+            (
+                "clockwork_http_late_answers_total",
+                "counter",
+                "Successful inferences whose HTTP answer finished writing after the request's deadline (counted late in the request log too).",
+                self.http_late_answers,
             ),
         ];
         for (name, kind, help, v) in http {

@@ -8,12 +8,23 @@
 //! admission, input checks, accounting and logs are shared. HTTP/1.1 answers in order,
 //! so a connection has at most one inference outstanding and the answer is matched by
 //! request id. See `docs/http.md` for the endpoints.
+//!
+//! The admin endpoints (load, unload) are guarded (`admin`); what callers may ask
+//! for is bounded (`bounds`); registrations made here can outlive a restart
+//! (`state`).
 
+mod admin;
+mod bounds;
 mod fp16;
 pub(crate) mod metrics;
 mod oip;
+pub(crate) mod state;
 mod tensors;
 mod wire;
+
+pub use admin::{AdminAccess, AdminTokenError};
+pub use bounds::DEFAULT_MAX_SLO;
+pub use state::STATE_FILE;
 
 use super::path::{Answered, Route};
 use super::repository::RepositoryLoadError;
@@ -45,6 +56,8 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// A response must be written within this (else the connection is closed).
     pub write_timeout: Duration,
+    /// The longest SLO an inference request may ask for (else 400).
+    pub max_slo: Duration,
 }
 
 impl Default for HttpLimits {
@@ -56,6 +69,7 @@ impl Default for HttpLimits {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            max_slo: DEFAULT_MAX_SLO,
         }
     }
 }
@@ -66,9 +80,25 @@ const RETRY_AFTER: &str = "1";
 /// scheduler's answer (which always comes by the deadline) and answers 504.
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
+/// What every connection needs to know: its limits and who may use the admin
+/// endpoints.
+struct Ctx {
+    limits: HttpLimits,
+    admin: AdminAccess,
+}
+
+/// Keep-alive connections keep their read buffer between requests; one that grew
+/// past this (a large body) is given back down to it.
+const KEPT_BUFFER: usize = 64 * 1024;
+
 /// Accepts HTTP connections until the task is dropped.
-pub(super) async fn accept_task(shared: SharedRef, listener: TcpListener, limits: HttpLimits) {
-    let limits = Rc::new(limits);
+pub(super) async fn accept_task(
+    shared: SharedRef,
+    listener: TcpListener,
+    limits: HttpLimits,
+    admin: AdminAccess,
+) {
+    let ctx = Rc::new(Ctx { limits, admin });
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -80,7 +110,7 @@ pub(super) async fn accept_task(shared: SharedRef, listener: TcpListener, limits
         };
         let full = {
             let mut s = shared.borrow_mut();
-            let full = s.metrics.http_open >= limits.max_connections as u64;
+            let full = s.metrics.http_open >= ctx.limits.max_connections as u64;
             if full {
                 s.metrics.http_refused += 1;
             } else {
@@ -92,7 +122,7 @@ pub(super) async fn accept_task(shared: SharedRef, listener: TcpListener, limits
         if full {
             glommio::spawn_local(refuse(stream)).detach();
         } else {
-            glommio::spawn_local(connection(shared.clone(), stream, limits.clone())).detach();
+            glommio::spawn_local(connection(shared.clone(), stream, ctx.clone())).detach();
         }
     }
 }
@@ -108,9 +138,13 @@ struct Conn {
     key: ClientKey,
     answers: LocalReceiver<Answered>,
     next_id: u64,
+    /// The inference whose answer is being written: its id, whether it succeeded,
+    /// and its deadline (arrival + SLO, as the front end resolved it).
+    answering: Option<(RequestId, bool, Nanos)>,
 }
 
-async fn connection(shared: SharedRef, mut stream: TcpStream, limits: Rc<HttpLimits>) {
+async fn connection(shared: SharedRef, mut stream: TcpStream, ctx: Rc<Ctx>) {
+    let limits = &ctx.limits;
     let _ = stream.set_nodelay(true);
     let (tx, answers) = local_channel::new_unbounded::<Answered>();
     let key = shared.borrow_mut().open_route(Route::Http(tx));
@@ -118,10 +152,15 @@ async fn connection(shared: SharedRef, mut stream: TcpStream, limits: Rc<HttpLim
         key,
         answers,
         next_id: 0,
+        answering: None,
     };
     let mut buf = Vec::new();
+    let mut served = 0u64;
     loop {
-        let req = match wire::read_request(&mut stream, &mut buf, &limits).await {
+        if buf.capacity() > KEPT_BUFFER && buf.len() <= KEPT_BUFFER {
+            buf.shrink_to(KEPT_BUFFER);
+        }
+        let req = match wire::read_request(&mut stream, &mut buf, limits, served == 0).await {
             Ok(r) => r,
             Err(e) => {
                 let answer = match e {
@@ -156,14 +195,24 @@ async fn connection(shared: SharedRef, mut stream: TcpStream, limits: Rc<HttpLim
             }
         };
         let t0 = now();
-        let (endpoint, resp) = route(&shared, &mut conn, &req).await;
+        let (endpoint, resp) = route(&shared, &ctx, &mut conn, &req).await;
         let keep = req.keep_alive;
         let bytes = resp.encode(keep, req.method == "HEAD");
+        let status = resp.status;
+        drop(resp);
         let written = wire::write_response(&mut stream, &bytes, limits.write_timeout).await;
-        shared
-            .borrow_mut()
-            .metrics
-            .http(endpoint, resp.status, now() - t0);
+        drop(bytes);
+        {
+            let sent = now();
+            let mut s = shared.borrow_mut();
+            if let Some((id, success, deadline)) = conn.answering.take() {
+                // Written or not, the answer is over: its log row goes out now.
+                let success = success && written.is_ok();
+                s.http_answer_sent(key, id, success, deadline, sent);
+            }
+            s.metrics.http(endpoint, status, sent - t0);
+        }
+        served += 1;
         if written.is_err() || !keep {
             break;
         }
@@ -181,7 +230,12 @@ fn method_not_allowed(allow: &'static str) -> Response {
 }
 
 /// Dispatches one request: returns the endpoint label (for metrics) and the answer.
-async fn route(shared: &SharedRef, conn: &mut Conn, req: &Request) -> (&'static str, Response) {
+async fn route(
+    shared: &SharedRef,
+    ctx: &Ctx,
+    conn: &mut Conn,
+    req: &Request,
+) -> (&'static str, Response) {
     let path = req.path.trim_matches('/');
     let segs: Vec<&str> = path.split('/').collect();
     let get = req.method == "GET" || req.method == "HEAD";
@@ -238,7 +292,7 @@ async fn route(shared: &SharedRef, conn: &mut Conn, req: &Request) -> (&'static 
         ["v2", "models", m, "infer"] | ["v2", "models", m, "versions", "1", "infer"] => (
             "infer",
             if post {
-                infer(shared, conn, m, req).await
+                infer(shared, ctx, conn, m, req).await
             } else {
                 method_not_allowed("POST")
             },
@@ -253,25 +307,29 @@ async fn route(shared: &SharedRef, conn: &mut Conn, req: &Request) -> (&'static 
         ["v2", "repository", "index"] => (
             "repository_index",
             if post {
-                repository_index(&shared.borrow(), &req.body)
+                repository_index(&shared.borrow(), &req.query, &req.body)
             } else {
                 method_not_allowed("POST")
             },
         ),
         ["v2", "repository", "models", m, "load"] => (
             "repository_load",
-            if post {
-                repository_load(&mut shared.borrow_mut(), m, &req.body)
-            } else {
+            if !post {
                 method_not_allowed("POST")
+            } else if let Err(refusal) = ctx.admin.check(req) {
+                refusal
+            } else {
+                repository_load(&mut shared.borrow_mut(), m, &req.body)
             },
         ),
         ["v2", "repository", "models", m, "unload"] => (
             "repository_unload",
-            if post {
-                repository_unload(&mut shared.borrow_mut(), m, &req.body)
-            } else {
+            if !post {
                 method_not_allowed("POST")
+            } else if let Err(refusal) = ctx.admin.check(req) {
+                refusal
+            } else {
+                repository_unload(&mut shared.borrow_mut(), m, &req.body)
             },
         ),
         ["metrics"] => (
@@ -410,21 +468,28 @@ fn answer_limit(s: &Shared, model: ModelId, slo: Slo) -> Duration {
 
 /// Decodes an inference request, submits it on the service's one request path and
 /// waits for its answer.
-async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -> Response {
+async fn infer(
+    shared: &SharedRef,
+    ctx: &Ctx,
+    conn: &mut Conn,
+    name: &str,
+    req: &Request,
+) -> Response {
     let model = match resolve(&shared.borrow(), name) {
         Ok(m) => m,
         Err(r) => return r,
     };
     // A real model's request is checked against its tensors here, before it is
     // queued; an emulated model's input is opaque bytes (the scheduler checks its size).
-    let (signature, model_slo) = {
+    let (signature, model_slo, b1, default_slo) = {
         let s = shared.borrow();
         let p = s.sched.model_profile(model.id);
         let signature = p
             .filter(|p| !p.inputs.is_empty())
             .map(|p| (p.inputs.clone(), p.outputs.clone()));
         let model_slo = p.and_then(|p| s.repository.as_ref()?.default_slo(&p.name));
-        (signature, model_slo)
+        let b1 = p.and_then(|p| p.exec_time(1)).unwrap_or(Nanos::ZERO);
+        (signature, model_slo, b1, s.sched.config().default_slo)
     };
     let (client_id, slo, input, render) = match signature {
         None => match oip::parse_infer(&req.body, req.inference_header_len) {
@@ -458,9 +523,13 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
         (Slo::Default, Some(n)) => Slo::Absolute(n),
         (slo, _) => slo,
     };
+    let resolved = match bounds::check_slo(slo, default_slo, b1, ctx.limits.max_slo) {
+        Ok(n) => n,
+        Err(e) => return Response::error(400, e),
+    };
     conn.next_id += 1;
     let id = RequestId(conn.next_id);
-    let limit = {
+    let (limit, deadline) = {
         let mut s = shared.borrow_mut();
         let request = InferRequest {
             id,
@@ -468,8 +537,9 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
             slo,
             input,
         };
+        let arrival = now();
         s.submit(conn.key, request);
-        answer_limit(&s, model.id, slo)
+        (answer_limit(&s, model.id, slo), arrival + resolved)
     };
     let answer = futures_lite::future::or(
         async {
@@ -488,7 +558,11 @@ async fn infer(shared: &SharedRef, conn: &mut Conn, name: &str, req: &Request) -
     )
     .await;
     match answer {
-        Some(a) => infer_answer(&model.name, client_id.as_deref(), &render, &a),
+        Some(a) => {
+            let success = a.response.status == ClientStatus::Success;
+            conn.answering = Some((id, success, deadline));
+            infer_answer(&model.name, client_id.as_deref(), &render, &a)
+        }
         None => Response::error(504, "internal: no answer from the scheduler in time"),
     }
 }
@@ -577,7 +651,46 @@ fn infer_answer(model_name: &str, id: Option<&str>, render: &Render, a: &Answere
     }
 }
 
-fn repository_index(s: &Shared, body: &[u8]) -> Response {
+/// Instances listed per page of the repository index when the caller gives no
+/// `limit`, and the most a caller may ask for: a page is built and sent on the
+/// scheduler's thread, so it must stay small (about 1,000 entries: a few ms).
+const INDEX_PAGE: usize = 1_000;
+
+/// `offset` and `limit` from a query string (`offset=2000&limit=500`).
+fn page_of(query: &str) -> Result<(usize, usize), String> {
+    let (mut offset, mut limit) = (0, INDEX_PAGE);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let n = || {
+            v.parse::<usize>().map_err(|_| {
+                format!("query parameter {k} must be a non-negative integer, got {v:?}")
+            })
+        };
+        match k {
+            "offset" => offset = n()?,
+            "limit" => {
+                limit = n()?;
+                if !(1..=INDEX_PAGE).contains(&limit) {
+                    return Err(format!(
+                        "query parameter limit must be in 1..={INDEX_PAGE} (the page bound), got {limit}"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((offset, limit))
+}
+
+/// One page of the repository index: the instances (in id order), then the
+/// repository entries that are not registered. `X-Clockwork-Total` says how many
+/// entries there are in all; `X-Clockwork-Next-Offset` where the next page starts
+/// (absent on the last page).
+fn repository_index(s: &Shared, query: &str, body: &[u8]) -> Response {
+    let (offset, limit) = match page_of(query) {
+        Ok(p) => p,
+        Err(e) => return Response::error(400, e),
+    };
     let only_ready = if body.iter().all(u8::is_ascii_whitespace) {
         false
     } else {
@@ -587,9 +700,20 @@ fn repository_index(s: &Shared, body: &[u8]) -> Response {
         }
     };
     let gpus = s.sched.live_gpus() > 0;
+    // Which instances are listed: cheap to decide, so counting them all is too.
+    let listed = |m: &ModelId| {
+        s.sched.model_profile(*m).is_some() && (!only_ready || (gpus && !s.sched.is_retired(*m)))
+    };
+    let instances = (0..s.sched.model_count()).map(ModelId).filter(listed);
+    let instance_count = if only_ready {
+        instances.clone().count()
+    } else {
+        (0..s.sched.model_count())
+            .filter(|&i| s.sched.model_profile(ModelId(i)).is_some())
+            .count()
+    };
     let mut out = Vec::new();
-    for i in 0..s.sched.model_count() {
-        let m = ModelId(i);
+    for m in instances.skip(offset).take(limit) {
         let Some(p) = s.sched.model_profile(m) else {
             continue;
         };
@@ -601,9 +725,6 @@ fn repository_index(s: &Shared, body: &[u8]) -> Response {
         } else {
             ("READY", "")
         };
-        if only_ready && state != "READY" {
-            continue;
-        }
         let replicas = s.sched.replicas(m);
         let resident = replicas.iter().filter(|r| r.2).count();
         let name = s
@@ -617,7 +738,7 @@ fn repository_index(s: &Shared, body: &[u8]) -> Response {
             "state": state,
             "reason": reason,
             "clockwork": {
-                "id": i,
+                "id": m.0,
                 "network": p.name,
                 "gpus_resident": resident,
                 "gpus_loading": replicas.len() - resident,
@@ -625,9 +746,16 @@ fn repository_index(s: &Shared, body: &[u8]) -> Response {
             },
         }));
     }
-    // Repository entries that are not registered, with why.
-    if let Some(r) = s.repository.as_ref().filter(|_| !only_ready) {
-        for u in r.unavailable() {
+    // Repository entries that are not registered, with why, after the instances.
+    let unavailable = match s.repository.as_ref().filter(|_| !only_ready) {
+        Some(r) => r.unavailable(),
+        None => Vec::new(),
+    };
+    let total = instance_count + unavailable.len();
+    let first = offset.saturating_sub(instance_count);
+    let room = limit - out.len();
+    if offset + out.len() >= instance_count {
+        for u in unavailable.into_iter().skip(first).take(room) {
             out.push(json!({
                 "name": u.name,
                 "version": "1",
@@ -636,7 +764,13 @@ fn repository_index(s: &Shared, body: &[u8]) -> Response {
             }));
         }
     }
-    Response::json(200, &Value::Array(out))
+    let next = offset.saturating_add(out.len());
+    let resp = Response::json(200, &Value::Array(out)).with("X-Clockwork-Total", total.to_string());
+    if next < total && offset < total {
+        resp.with("X-Clockwork-Next-Offset", next.to_string())
+    } else {
+        resp
+    }
 }
 
 fn repository_load(s: &mut Shared, name: &str, body: &[u8]) -> Response {
@@ -656,7 +790,8 @@ fn repository_load(s: &mut Shared, name: &str, body: &[u8]) -> Response {
         let full = oip::instance_name(&p.name, model);
         s.timed(Call::Registry, |sc| sc.reinstate_model(model));
         s.drain();
-        return Response::json(200, &json!({ "models": [full] }));
+        let saved = save(s, |r| r.set_unloaded(&[model], false));
+        return with_warning(json!({ "models": [full] }), saved);
     }
     // A model in the repository is (re)loaded from its directory (parameters ignored).
     match s.load_from_repository(name) {
@@ -714,14 +849,20 @@ fn repository_load(s: &mut Shared, name: &str, body: &[u8]) -> Response {
             }
         },
     };
+    if let Err(e) = bounds::check_profile(&profile) {
+        return Response::error(400, e);
+    }
     let t = now();
     let copies = req.copies;
-    let r = s.timed(Call::Registry, |sc| sc.register_models(t, profile, copies));
+    let r = s.timed(Call::Registry, |sc| {
+        sc.register_models(t, profile.clone(), copies)
+    });
     s.drain();
     match r {
         Ok(range) => {
             let names: Vec<String> = range.iter().map(|m| oip::instance_name(name, m)).collect();
-            Response::json(200, &json!({ "models": names }))
+            let saved = save(s, |r| r.registered(&profile, range.first, copies));
+            with_warning(json!({ "models": names }), saved)
         }
         Err(e) => Response::error(400, e.to_string()),
     }
@@ -754,15 +895,44 @@ fn repository_unload(s: &mut Shared, name: &str, body: &[u8]) -> Response {
     };
     let t = now();
     let mut names = Vec::new();
+    let mut unloaded = Vec::new();
     for m in targets {
         if s.sched.is_retired(m) {
             continue;
         }
         s.timed(Call::Registry, |sc| sc.retire_model(t, m));
+        unloaded.push(m);
         if let Some(p) = s.sched.model_profile(m) {
             names.push(oip::instance_name(&p.name, m));
         }
     }
     s.drain();
-    Response::json(200, &json!({ "models": names }))
+    let saved = save(s, |r| r.set_unloaded(&unloaded, true));
+    with_warning(json!({ "models": names }), saved)
+}
+
+/// Records a change in the state directory, when there is one. A failure is
+/// logged and returned as a warning: the change itself took effect.
+fn save(
+    s: &mut Shared,
+    f: impl FnOnce(&mut state::SavedRegistrations) -> std::io::Result<()>,
+) -> Option<String> {
+    let r = s.registrations.as_mut()?;
+    match f(r) {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write the state directory; the change is served but will not survive a restart");
+            Some(format!(
+                "done, but not saved in the state directory ({e}): it will not survive a restart"
+            ))
+        }
+    }
+}
+
+/// A 200 answer, with `"warning"` when there is one.
+fn with_warning(mut body: Value, warning: Option<String>) -> Response {
+    if let Some(w) = warning {
+        body["warning"] = json!(w);
+    }
+    Response::json(200, &body)
 }

@@ -2,6 +2,7 @@
 //! binary tensor extension), SLO parameters, inference responses, model names, and
 //! model profiles given as JSON.
 
+use super::bounds::MAX_COPIES;
 use clockwork_core::{BatchProfile, ModelId, ModelProfile, Nanos, Slo};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -10,8 +11,6 @@ use serde_json::{json, Map, Value};
 pub(super) const INPUT_NAME: &str = "input";
 /// See [`INPUT_NAME`].
 pub(super) const OUTPUT_NAME: &str = "output";
-/// Most copies one repository load may register.
-pub(super) const MAX_COPIES: u64 = 100_000;
 
 /// An inference request, decoded.
 #[derive(Debug)]

@@ -16,6 +16,10 @@ pub(super) struct Request {
     pub(super) method: String,
     /// The path without the query string.
     pub(super) path: String,
+    /// The query string (after `?`, without it; empty when none).
+    pub(super) query: String,
+    /// The `Authorization` header, if any.
+    pub(super) authorization: Option<String>,
     /// Whether the connection stays open after the answer.
     pub(super) keep_alive: bool,
     /// `Inference-Header-Content-Length` (binary tensor extension).
@@ -83,6 +87,8 @@ struct Head {
     len: usize,
     method: String,
     path: String,
+    query: String,
+    authorization: Option<String>,
     keep_alive: bool,
     expect_continue: bool,
     inference_header_len: Option<usize>,
@@ -111,11 +117,12 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<Head>, ReadError
     let http11 = req.version == Some(1);
     let method = req.method.unwrap_or_default().to_owned();
     let target = req.path.unwrap_or_default();
-    let path = target
-        .split(['?', '#'])
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let without_fragment = target.split('#').next().unwrap_or_default();
+    let (path, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
+    let mut authorization = None;
     let mut keep_alive = http11;
     let mut expect_continue = false;
     let mut length: Option<usize> = None;
@@ -139,6 +146,11 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<Head>, ReadError
                 return Err(bad(501, format!("unsupported Transfer-Encoding {value}")));
             }
             chunked = true;
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            if authorization.is_some() {
+                return Err(bad(400, "more than one Authorization header"));
+            }
+            authorization = Some(value.to_owned());
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
@@ -186,6 +198,8 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<Head>, ReadError
         len,
         method,
         path,
+        query,
+        authorization,
         keep_alive,
         expect_continue,
         inference_header_len,
@@ -194,14 +208,22 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<Head>, ReadError
 }
 
 /// Reads one request. `buf` holds bytes already received (pipelined requests) and
-/// keeps whatever follows this request.
+/// keeps whatever follows this request. A connection's `first` request must start
+/// within the request timeout (a connection that never sends holds its slot no
+/// longer than one that sends slowly); later ones within the idle timeout.
 pub(super) async fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     limits: &HttpLimits,
+    first: bool,
 ) -> Result<Request, ReadError> {
     if buf.is_empty() {
-        match read_some(stream, buf, Instant::now() + limits.idle_timeout).await {
+        let wait = if first {
+            limits.request_timeout.min(limits.idle_timeout)
+        } else {
+            limits.idle_timeout
+        };
+        match read_some(stream, buf, Instant::now() + wait).await {
             Ok(Some(0)) => return Err(ReadError::Closed),
             Ok(Some(_)) => {}
             Ok(None) => return Err(ReadError::Idle),
@@ -288,6 +310,8 @@ pub(super) async fn read_request(
     Ok(Request {
         method: head.method,
         path: head.path,
+        query: head.query,
+        authorization: head.authorization,
         keep_alive: head.keep_alive,
         inference_header_len: head.inference_header_len,
         body,
@@ -396,6 +420,8 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
