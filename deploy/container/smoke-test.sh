@@ -58,7 +58,7 @@ for w in cw-worker-1 cw-worker-2; do
 done
 run --name cw-controller --hostname cw-controller clockwork-controller:local \
   --workers cw-worker-1:12345,cw-worker-2:12345 --listen 0.0.0.0:12346 --http 0.0.0.0:8000 \
-  --token "$token" --reconnect-ms 200
+  --token "$token" --admin-token "$admin" --reconnect-ms 200
 wait_for '"live":true' http://cw-controller:8000/v2/health/live || fail "controller not live"
 wait_for '' -o /dev/null -w '%{http_code}' http://cw-controller:8000/v2/health/ready || true
 ok "io_uring works under deploy/seccomp/clockwork.json: controller live, workers started"
