@@ -438,12 +438,15 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
             let b1 = model.b1();
             let devices = f64::from(args.workers * args.gpus_per_worker);
             if args.rate == 0.0 {
-                args.rate =
+                let rate =
                     (args.cpu.load * devices / (b1.get() as f64 / 1e9)).min(cpu::MAX_AUTO_RATE);
+                // Rounded to 0.1 r/s, readable in the labels.
+                args.rate = ((rate * 10.0).round() / 10.0).max(0.1);
             }
             if args.slo_ms == 0.0 {
                 let slo = Nanos((b1.get() as f64 * args.cpu.slo_factor) as u64);
-                args.slo_ms = slo.max(cpu::MIN_AUTO_SLO).get() as f64 / 1e6;
+                // Rounded up to 0.1 ms.
+                args.slo_ms = (slo.max(cpu::MIN_AUTO_SLO).get() as f64 / 1e5).ceil() / 10.0;
             }
             args.models = 1;
             args.active = 1;

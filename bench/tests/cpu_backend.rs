@@ -78,9 +78,9 @@ fn cpu_infer_reports_equal_outputs_on_the_identity_model() {
     let made = bench()
         .args(["make-model", "identity", "--out"])
         .arg(dir.path())
-        .status()
+        .output()
         .unwrap();
-    assert!(made.success());
+    assert!(made.status.success());
     let out = bench()
         .args([
             "cpu-infer",
