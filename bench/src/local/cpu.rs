@@ -116,8 +116,8 @@ impl std::fmt::Debug for CpuModel {
     }
 }
 
-/// The measured batch-1 time (median of the timed runs).
 impl CpuModel {
+    /// The measured batch-1 time (median of the timed runs).
     pub(crate) fn b1(&self) -> Nanos {
         self.measured.batches.first().map_or(Nanos(1), |b| b.p50)
     }
