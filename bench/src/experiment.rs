@@ -49,6 +49,7 @@ fn base(out: PathBuf, secs: f64) -> LocalArgs {
     LocalArgs {
         workers: 1,
         gpus_per_worker: 1,
+        cpu: crate::local::CpuArgs::default(),
         models: 15,
         profiles: None,
         only: Some("resnet50_v2".into()),

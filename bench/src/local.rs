@@ -2,11 +2,21 @@
 //! separate processes on loopback, registers the models, replays a workload (by
 //! default the synthetic Azure Functions trace at a load the cluster can carry),
 //! shows progress, and ends with a report, logs and plots in an output folder.
+//!
+//! With `--backend cpu` the workers' devices really compute (tract on pinned cores):
+//! the run serves a generated model from a model repository in its output folder, its
+//! requests carry seeded random inputs, and the report checks a sample of answers
+//! against a direct run (`local/cpu.rs`).
+
+pub(crate) mod cpu;
+
+pub(crate) use cpu::{BackendKind, CpuArgs};
 
 use crate::cluster::ChildProc;
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::report::{
-    print_report, write_outputs, ClientSample, Progress, RunData, RunLogs, RunMeta, RunReport,
+    print_report, write_outputs, ClientSample, OutputCheck, Progress, RunData, RunLogs, RunMeta,
+    RunReport,
 };
 use clockwork_client::{Client, ClientReceiver, ClientSender};
 use clockwork_core::model::{builtin_profiles, named_profiles};
@@ -19,6 +29,7 @@ use clockwork_workload::azure::{ReplayConfig, TraceSource};
 use clockwork_workload::profiles::registration_runs;
 use clockwork_workload::AzureSpec;
 use clockwork_workload::{models_spread, Arrival, Level, SloPlan, Spread, Workload, WorkloadSpec};
+use cpu::CpuModel;
 use glommio::channels::local_channel::{self, LocalSender};
 use std::cell::Cell;
 use std::cell::RefCell;
@@ -52,13 +63,17 @@ pub(crate) enum WorkloadKind {
 /// Arguments of `local`.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct LocalArgs {
-    /// Worker processes.
-    #[arg(long, default_value_t = 2)]
+    /// Worker processes (--backend cpu: default 1).
+    #[arg(long, default_value_t = 2, default_value_if("backend", "cpu", "1"))]
     pub(crate) workers: u32,
-    /// Emulated GPUs per worker.
-    #[arg(long, default_value_t = 2)]
+    /// Emulated GPUs per worker (--backend cpu: CPU devices per worker, default 1).
+    #[arg(long, default_value_t = 2, default_value_if("backend", "cpu", "1"))]
     pub(crate) gpus_per_worker: u32,
-    /// Model instances (spread over the built-in ResNet18/50/152 profiles, or --profiles).
+    /// The backend and its settings.
+    #[command(flatten)]
+    pub(crate) cpu: CpuArgs,
+    /// Model instances (spread over the built-in ResNet18/50/152 profiles, or --profiles;
+    /// --backend cpu serves the one generated model).
     #[arg(long, default_value_t = 3000)]
     pub(crate) models: usize,
     /// A JSON file of extra model profiles to use instead of the built-in ones.
@@ -74,15 +89,17 @@ pub(crate) struct LocalArgs {
     /// How long to replay, e.g. 60s, 2m, 90.
     #[arg(long, default_value = "60s", value_parser = crate::duration::parse_duration)]
     pub(crate) duration: Duration,
-    /// Default SLO in milliseconds.
-    #[arg(long, default_value_t = 100.0)]
+    /// Default SLO in milliseconds (--backend cpu: default from --slo-factor; 0 means
+    /// that).
+    #[arg(long, default_value_t = 100.0, default_value_if("backend", "cpu", "0"))]
     pub(crate) slo_ms: f64,
-    /// The workload.
-    #[arg(long, value_enum, default_value_t = WorkloadKind::Azure)]
+    /// The workload (--backend cpu: default poisson).
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Azure,
+          default_value_if("backend", "cpu", "poisson"))]
     pub(crate) workload: WorkloadKind,
     /// Offered load in requests/s for the open-loop workloads (Azure: the trace is
-    /// scaled to this mean rate).
-    #[arg(long, default_value_t = 600.0)]
+    /// scaled to this mean rate; --backend cpu: default from --load; 0 means that).
+    #[arg(long, default_value_t = 600.0, default_value_if("backend", "cpu", "0"))]
     pub(crate) rate: f64,
     /// Closed loop: outstanding requests per active model.
     #[arg(long, default_value_t = 4)]
@@ -136,12 +153,19 @@ impl LocalArgs {
         if self.models == 0 || self.models > 1_000_000 {
             bail!("--models must be 1..=1000000");
         }
-        if !(self.slo_ms.is_finite() && self.slo_ms > 0.0 && self.slo_ms <= 3_600_000.0) {
+        // 0: derived from the measured model (--backend cpu only).
+        let auto = |v: f64| v == 0.0 && self.cpu.backend == BackendKind::Cpu;
+        if !(self.slo_ms.is_finite() && self.slo_ms > 0.0 && self.slo_ms <= 3_600_000.0
+            || auto(self.slo_ms))
+        {
             bail!("--slo-ms must be a positive number of milliseconds");
         }
-        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1_000_000.0) {
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1_000_000.0
+            || auto(self.rate))
+        {
             bail!("--rate must be in (0, 1000000] requests/s");
         }
+        self.cpu.validate()?;
         if !(0.0..1.0).contains(&self.noise) {
             bail!("--noise must be in [0, 1)");
         }
@@ -309,6 +333,81 @@ pub(crate) struct RunOutcome {
     pub(crate) label: String,
     pub(crate) trace_source: String,
     pub(crate) duration: Duration,
+    /// What executed the requests, in words.
+    pub(crate) devices: String,
+    /// Answers compared with a direct run (real devices only).
+    pub(crate) output_check: Option<OutputCheck>,
+    /// Settings resolved during the run (e.g. the measured model, the derived rate),
+    /// added to the report's configuration.
+    pub(crate) resolved: serde_json::Value,
+}
+
+/// The report's name for emulated devices.
+const EMULATED_DEVICES: &str = "EMULATED GPUs";
+/// The report's name for CPU devices.
+const CPU_DEVICES: &str = "real (CPU, tract)";
+
+/// Which models a run serves and what its requests carry.
+enum Served {
+    /// Emulated: register instances of these profiles (contiguous runs of one profile
+    /// each); requests carry no input.
+    Registered {
+        profiles: Vec<ModelProfile>,
+        runs: Vec<(usize, u32)>,
+    },
+    /// The controller's repository model `name`; requests carry inputs from the pool
+    /// (request `n` input `n % len`); up to `check` answers are kept for the check.
+    Repository {
+        name: String,
+        inputs: Rc<Vec<Vec<u8>>>,
+        check: usize,
+    },
+}
+
+/// An answer kept to compare with a direct run.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    input: usize,
+    batch: u32,
+    output: Vec<u8>,
+}
+
+/// The cores of a CPU run: each device's (worker by worker) and the one the network
+/// executors, the controller and the driver share.
+struct CpuCores {
+    devices: Vec<Vec<usize>>,
+    shared: Option<usize>,
+}
+
+impl CpuCores {
+    /// Devices on the last cores, core 0 left to everything else (on a 1-core machine
+    /// everything shares core 0).
+    fn plan(workers: u32, per_worker: u32) -> anyhow::Result<Self> {
+        let cores = cpu::cores();
+        let total = (workers * per_worker) as usize;
+        let spare = cores.saturating_sub(1).max(1);
+        if total > spare {
+            bail!(
+                "--backend cpu: {workers} worker(s) x {per_worker} device(s) need {total} cores besides core 0; this machine has {cores}"
+            );
+        }
+        let mut next = cores - 1;
+        let devices = (0..workers)
+            .map(|_| {
+                (0..per_worker)
+                    .map(|_| {
+                        let c = next;
+                        next = next.saturating_sub(1);
+                        c
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Self {
+            devices,
+            shared: (cores > 1).then_some(0),
+        })
+    }
 }
 
 /// Start the cluster, replay, stop the cluster.
@@ -321,22 +420,46 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         PathBuf::from(format!("out/local-{t}"))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let profiles: Vec<ModelProfile> = match (&args.profiles, &args.only) {
-        (Some(p), _) => clockwork_workload::load_profiles(p).map_err(|e| anyhow!("{e}"))?,
-        // --only may name a built-in profile outside the default mix (the H200 one).
-        (None, Some(_)) => named_profiles(),
-        (None, None) => builtin_profiles(),
-    };
-    let profiles: Vec<ModelProfile> = match &args.only {
-        Some(name) => {
-            let p: Vec<ModelProfile> = profiles.into_iter().filter(|p| &p.name == name).collect();
-            if p.is_empty() {
-                bail!("--only {name}: no such profile");
-            }
-            p
+    let mut args = args.clone();
+    let (served, b1, mut cpu_run) = match args.cpu.backend {
+        BackendKind::Emulated => {
+            let (profiles, runs, b1) = emulated_models(&args)?;
+            (Served::Registered { profiles, runs }, b1, None)
         }
-        None => profiles,
+        BackendKind::Cpu => {
+            let cores = CpuCores::plan(args.workers, args.gpus_per_worker)?;
+            if !quiet {
+                eprintln!(
+                    "generating and measuring {} (in this process, on core {})...",
+                    args.cpu.model_kind, cores.devices[0][0]
+                );
+            }
+            let model =
+                CpuModel::prepare(&out, args.cpu.model_kind, args.seed, cores.devices[0][0])?;
+            let b1 = model.b1();
+            let devices = f64::from(args.workers * args.gpus_per_worker);
+            if args.rate == 0.0 {
+                let rate =
+                    (args.cpu.load * devices / (b1.get() as f64 / 1e9)).min(cpu::MAX_AUTO_RATE);
+                // Rounded to 0.1 r/s, readable in the labels.
+                args.rate = ((rate * 10.0).round() / 10.0).max(0.1);
+            }
+            if args.slo_ms == 0.0 {
+                let slo = Nanos((b1.get() as f64 * args.cpu.slo_factor) as u64);
+                // Rounded up to 0.1 ms.
+                args.slo_ms = (slo.max(cpu::MIN_AUTO_SLO).get() as f64 / 1e5).ceil() / 10.0;
+            }
+            args.models = 1;
+            args.active = 1;
+            let served = Served::Repository {
+                name: model.name.clone(),
+                inputs: Rc::new(model.inputs.clone()),
+                check: args.cpu.check_outputs,
+            };
+            (served, vec![b1], Some((model, cores)))
+        }
     };
+    let args = &args;
     let (spec, label, trace_source) = workload_spec(args)?;
     let spec_models = spec.models();
     if spec_models > args.models {
@@ -345,41 +468,82 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         );
     }
     let token = format!("local-{}", std::process::id());
+    let devices = match &cpu_run {
+        None => EMULATED_DEVICES.to_owned(),
+        Some(_) => CPU_DEVICES.to_owned(),
+    };
     if !quiet {
-        eprintln!(
-            "local cluster: {} worker process(es) x {} EMULATED GPU(s), {} models, workload {label}, {:?}; output in {}",
-            args.workers,
-            args.gpus_per_worker,
-            args.models,
-            args.duration,
-            out.display()
-        );
+        match &cpu_run {
+            None => eprintln!(
+                "local cluster: {} worker process(es) x {} EMULATED GPU(s), {} models, workload {label}, {:?}; output in {}",
+                args.workers,
+                args.gpus_per_worker,
+                args.models,
+                args.duration,
+                out.display()
+            ),
+            Some((model, cores)) => eprintln!(
+                "local cluster: {} worker process(es) x {} CPU device(s), real compute (tract), cores {:?}; model {} (batch 1 measured {:.3} ms, p99 {:.3} ms), {:.1} r/s, SLO {} ms, workload {label}, {:?}; output in {}",
+                args.workers,
+                args.gpus_per_worker,
+                cores.devices,
+                model.name,
+                b1[0].get() as f64 / 1e6,
+                model.measured.batches.first().map_or(0.0, |b| b.p99.get() as f64 / 1e6),
+                args.rate,
+                args.slo_ms,
+                args.duration,
+                out.display()
+            ),
+        }
     }
     let mut workers = Vec::new();
     for i in 0..args.workers {
         // `clockwork-worker`'s flags (see `cluster`).
-        let noise = if args.noise > 0.0 {
-            format!("normal:{}", args.noise)
-        } else {
-            "none".to_owned()
-        };
-        let a = vec![
-            "_worker".to_owned(),
-            "--emulate".into(),
-            args.gpus_per_worker.to_string(),
+        let mut a = vec!["_worker".to_owned()];
+        match &cpu_run {
+            None => {
+                let noise = if args.noise > 0.0 {
+                    format!("normal:{}", args.noise)
+                } else {
+                    "none".to_owned()
+                };
+                a.extend([
+                    "--emulate".into(),
+                    args.gpus_per_worker.to_string(),
+                    "--noise".into(),
+                    noise,
+                    "--seed".into(),
+                    (args.seed + u64::from(i)).to_string(),
+                ]);
+            }
+            Some((_, cores)) => {
+                let engine = &cores.devices[i as usize];
+                a.extend([
+                    "--cpu".into(),
+                    args.gpus_per_worker.to_string(),
+                    "--engine-cpus".into(),
+                    engine
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ]);
+                if let Some(c) = cores.shared {
+                    a.extend(["--net-cpu".into(), c.to_string()]);
+                }
+            }
+        }
+        a.extend([
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--token".into(),
             token.clone(),
-            "--noise".into(),
-            noise,
-            "--seed".into(),
-            (args.seed + u64::from(i)).to_string(),
             "--name".into(),
             format!("local-worker-{i}"),
             "--log".into(),
             "warn".into(),
-        ];
+        ]);
         workers.push(ChildProc::start(
             &format!("worker {i}"),
             &a,
@@ -397,7 +561,7 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         .join(",");
     // `clockwork-controller`'s flags (see `cluster`); workers are retried every 50 ms
     // while they start.
-    let ctl_args = vec![
+    let mut ctl_args = vec![
         "_controller".to_owned(),
         "--listen".into(),
         client_addr.to_string(),
@@ -416,7 +580,15 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         "--log".into(),
         "warn".into(),
     ];
-    let mut ctl_args = ctl_args;
+    let mut client_cpu = None;
+    if let Some((model, cores)) = &cpu_run {
+        ctl_args.push("--model-repository".into());
+        ctl_args.push(model.repository.display().to_string());
+        if let Some(c) = cores.shared {
+            ctl_args.extend(["--cpu".into(), c.to_string()]);
+            client_cpu = Some(c);
+        }
+    }
     // The HTTP port is a convenience of the main job: if it is taken, say so and go on.
     let http = !args.no_http && std::net::TcpListener::bind(args.http).is_ok();
     if http {
@@ -434,25 +606,21 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
     if http && !quiet {
         eprintln!("  HTTP (Open Inference Protocol, /metrics) on http://{} while it runs; see docs/http.md", args.http);
     }
-    let spread = models_spread(args.models, &profiles, Spread::Shuffled { seed: args.seed });
-    let runs = registration_runs(&spread);
-    // Batch-1 time of each instance, to turn SLO factors into milliseconds.
-    let b1: Vec<Nanos> = runs
-        .iter()
-        .flat_map(|&(p, n)| std::iter::repeat_n(profiles[p].batches[0].exec_time, n as usize))
-        .collect();
     let workload = Workload::new(&spec, args.seed)
         .map_err(|e| anyhow!("{e}"))?
         .with_end(Nanos::from(args.duration));
     let duration = args.duration;
     let slo_default = Nanos((args.slo_ms * 1e6) as u64);
     let cpu_before = controller.cpu_seconds();
-    let result = run_here(ExecutorConfig::named("local-client"), async move {
+    let mut executor = ExecutorConfig::named("local-client");
+    if let Some(c) = client_cpu {
+        executor = executor.with_cpu(c);
+    }
+    let result = run_here(executor, async move {
         drive(
             client_addr,
             &token,
-            &profiles,
-            &runs,
+            served,
             b1,
             workload,
             duration,
@@ -467,17 +635,84 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
     for w in &mut workers {
         w.stop(Duration::from_secs(10))?;
     }
-    let (samples, offered, unanswered) = result?;
+    let driven = result?;
+    let (output_check, resolved) = match &mut cpu_run {
+        None => (None, serde_json::Value::Null),
+        Some((model, cores)) => {
+            let mut mismatches = 0;
+            for k in &driven.kept {
+                if !model.matches(k.input, k.batch, &k.output)? {
+                    mismatches += 1;
+                }
+            }
+            let check = OutputCheck {
+                checked: driven.kept.len() as u64,
+                mismatches,
+                against: format!(
+                    "tract run in the driver, same input in row 0 of the same planned batch size of {}",
+                    model.name
+                ),
+            };
+            let resolved = serde_json::json!({
+                "backend": "cpu",
+                "model": model.name,
+                "device_cores": cores.devices,
+                "measured_b1_p50_ms": model.b1().get() as f64 / 1e6,
+                "measured": model.measured.batches.iter().map(|b| serde_json::json!({
+                    "batch_size": b.batch_size,
+                    "p50_ms": b.p50.get() as f64 / 1e6,
+                    "p99_ms": b.p99.get() as f64 / 1e6,
+                })).collect::<Vec<_>>(),
+                "rate": args.rate,
+                "slo_ms": args.slo_ms,
+            });
+            (Some(check), resolved)
+        }
+    };
     Ok(RunOutcome {
-        samples,
-        offered,
-        unanswered,
+        samples: driven.samples,
+        offered: driven.sent,
+        unanswered: driven.unanswered,
         controller_cpu_s: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
         out,
         label,
         trace_source,
         duration,
+        devices,
+        output_check,
+        resolved,
     })
+}
+
+/// The emulated run's profiles, their registration runs, and each instance's batch-1
+/// time (to turn SLO factors into milliseconds).
+#[allow(clippy::type_complexity)]
+fn emulated_models(
+    args: &LocalArgs,
+) -> anyhow::Result<(Vec<ModelProfile>, Vec<(usize, u32)>, Vec<Nanos>)> {
+    let profiles: Vec<ModelProfile> = match (&args.profiles, &args.only) {
+        (Some(p), _) => clockwork_workload::load_profiles(p).map_err(|e| anyhow!("{e}"))?,
+        // --only may name a built-in profile outside the default mix (the H200 one).
+        (None, Some(_)) => named_profiles(),
+        (None, None) => builtin_profiles(),
+    };
+    let profiles: Vec<ModelProfile> = match &args.only {
+        Some(name) => {
+            let p: Vec<ModelProfile> = profiles.into_iter().filter(|p| &p.name == name).collect();
+            if p.is_empty() {
+                bail!("--only {name}: no such profile");
+            }
+            p
+        }
+        None => profiles,
+    };
+    let spread = models_spread(args.models, &profiles, Spread::Shuffled { seed: args.seed });
+    let runs = registration_runs(&spread);
+    let b1: Vec<Nanos> = runs
+        .iter()
+        .flat_map(|&(p, n)| std::iter::repeat_n(profiles[p].batches[0].exec_time, n as usize))
+        .collect();
+    Ok((profiles, runs, b1))
 }
 
 async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Client> {
@@ -496,22 +731,25 @@ struct InFlight {
     sent_at: Nanos,
     model: u32,
     slo: Nanos,
+    /// The input pool entry the request carried (repository models).
+    input: Option<usize>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    addr: SocketAddr,
-    token: &str,
+/// What the replay produced.
+struct Driven {
+    samples: Vec<Sample>,
+    sent: u64,
+    unanswered: Vec<(Nanos, u32, Nanos)>,
+    kept: Vec<Kept>,
+}
+
+/// Register the emulated models; returns the first model id (0).
+async fn register(
+    client: &mut Client,
     profiles: &[ModelProfile],
     runs: &[(usize, u32)],
-    b1: Vec<Nanos>,
-    workload: Workload,
-    duration: Duration,
-    slo_default: Nanos,
-    quiet: bool,
-) -> anyhow::Result<(Vec<Sample>, u64, Vec<(Nanos, u32, Nanos)>)> {
-    let mut client = connect(addr, token).await?;
-    // Register the models: contiguous runs of one profile each; ids follow in order.
+) -> anyhow::Result<u32> {
+    // Contiguous runs of one profile each; ids follow in order.
     let mut next = 0u32;
     for &(profile, count) in runs {
         let (first, n) = client.register(profiles[profile].clone(), count).await?;
@@ -521,22 +759,70 @@ async fn drive(
         next += count;
     }
     // Wait until the workers have joined: a probe is no longer answered Unavailable.
-    let mut ready = false;
     for _ in 0..500 {
         let r = client.infer(ModelId(0), Slo::Default, Vec::new()).await?;
         if r.status != ClientStatus::Unavailable {
-            ready = true;
-            break;
+            return Ok(0);
         }
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
-    if !ready {
-        bail!("the controller reports no GPUs after 10 s: workers did not join");
+    bail!("the controller reports no GPUs after 10 s: workers did not join")
+}
+
+/// Find the repository model `name` and wait until it has answered once with success
+/// (the workers have joined and measured it, and a device has loaded it); returns its id.
+async fn await_served(client: &mut Client, name: &str, slo: Nanos) -> anyhow::Result<u32> {
+    let models = client.list_models().await?;
+    let id = models
+        .iter()
+        .find(|m| m.name == name)
+        .or_else(|| models.first().filter(|_| models.len() == 1))
+        .map(|m| m.id)
+        .ok_or_else(|| anyhow!("the controller does not serve `{name}` (it lists {models:?})"))?;
+    let t0 = MonotonicClock::read();
+    let mut last = None;
+    while MonotonicClock::read() - t0 < Nanos::from_secs(60) {
+        let r = client.infer(id, Slo::Absolute(slo), Vec::new()).await?;
+        if r.status == ClientStatus::Success {
+            return Ok(id.0);
+        }
+        last = Some(r.status);
+        glommio::timer::sleep(Duration::from_millis(50)).await;
     }
+    bail!("`{name}` was not served within 60 s (last answer: {last:?}); see the worker and controller logs")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    addr: SocketAddr,
+    token: &str,
+    served: Served,
+    b1: Vec<Nanos>,
+    workload: Workload,
+    duration: Duration,
+    slo_default: Nanos,
+    quiet: bool,
+) -> anyhow::Result<Driven> {
+    let mut client = connect(addr, token).await?;
+    let (first_id, inputs, check) = match served {
+        Served::Registered { profiles, runs } => {
+            (register(&mut client, &profiles, &runs).await?, None, 0)
+        }
+        Served::Repository {
+            name,
+            inputs,
+            check,
+        } => (
+            await_served(&mut client, &name, slo_default).await?,
+            Some(inputs),
+            check,
+        ),
+    };
     let (tx, rx, _) = client.into_split();
     let workload = Rc::new(RefCell::new(workload));
     let inflight: Rc<RefCell<HashMap<RequestId, InFlight>>> = Rc::new(RefCell::new(HashMap::new()));
     let samples: Rc<RefCell<Vec<Sample>>> = Rc::new(RefCell::new(Vec::new()));
+    let kept: Rc<RefCell<Vec<Kept>>> = Rc::new(RefCell::new(Vec::new()));
     let sent = Rc::new(Cell::new(0u64));
     let stopped = Rc::new(Cell::new(false));
     let start = MonotonicClock::read();
@@ -557,7 +843,16 @@ async fn drive(
                     }
                     Slo::Default => slo_default,
                 };
-                if let Err(e) = send_one(&mut tx, &inflight, a, start, slo).await {
+                let input = inputs.as_ref().map(|pool| {
+                    let ix = (sent.get() % pool.len().max(1) as u64) as usize;
+                    (ix, pool[ix].clone())
+                });
+                let target = Target {
+                    model_base: first_id,
+                    start,
+                    slo,
+                };
+                if let Err(e) = send_one(&mut tx, &inflight, a, &target, input).await {
                     tracing::error!(error = %e, "sending to the controller failed");
                     break;
                 }
@@ -577,6 +872,9 @@ async fn drive(
             stopped: stopped.clone(),
             progress: progress.clone(),
             start,
+            kept: kept.clone(),
+            keep: check,
+            successes: Cell::new(0),
         },
     ));
     // Pacer: open-loop arrivals at their times, plus the closed loop's first requests.
@@ -625,33 +923,58 @@ async fn drive(
     drop(receiver);
     drop(sender);
     let samples = std::mem::take(&mut *samples.borrow_mut());
-    Ok((samples, sent.get(), unanswered))
+    let kept = std::mem::take(&mut *kept.borrow_mut());
+    Ok(Driven {
+        samples,
+        sent: sent.get(),
+        unanswered,
+        kept,
+    })
+}
+
+/// Where a request goes: model ids start at `model_base`; times are from `start`.
+struct Target {
+    model_base: u32,
+    start: Nanos,
+    slo: Nanos,
 }
 
 async fn send_one(
     tx: &mut ClientSender,
     inflight: &Rc<RefCell<HashMap<RequestId, InFlight>>>,
     a: Arrival,
-    start: Nanos,
-    slo: Nanos,
+    target: &Target,
+    input: Option<(usize, Vec<u8>)>,
 ) -> anyhow::Result<()> {
     let model = u32::try_from(a.model).unwrap_or(u32::MAX);
-    let sent_at = MonotonicClock::read() - start;
+    let sent_at = MonotonicClock::read() - target.start;
     let id = tx.next_id();
+    let (input_ix, bytes) = match input {
+        Some((ix, bytes)) => (Some(ix), bytes),
+        None => (None, Vec::new()),
+    };
     inflight.borrow_mut().insert(
         id,
         InFlight {
             sent_at,
             model,
-            slo,
+            slo: target.slo,
+            input: input_ix,
         },
     );
+    // A repository model's own default SLO would apply to `Slo::Default`: requests that
+    // carry inputs say theirs.
+    let slo = if input_ix.is_some() {
+        Slo::Absolute(target.slo)
+    } else {
+        a.slo
+    };
     tx.send(&clockwork_core::ClientRequest::Infer(
         clockwork_core::InferRequest {
             id,
-            model: ModelId(model),
-            slo: a.slo,
-            input: Vec::new(),
+            model: ModelId(target.model_base.saturating_add(model)),
+            slo,
+            input: bytes,
         },
     ))
     .await?;
@@ -667,53 +990,68 @@ struct ReceiverState {
     stopped: Rc<Cell<bool>>,
     progress: Rc<RefCell<Progress>>,
     start: Nanos,
+    /// Answers kept for the output check, at most `keep`: the first half of them, then
+    /// every 16th success.
+    kept: Rc<RefCell<Vec<Kept>>>,
+    keep: usize,
+    successes: Cell<u64>,
+}
+
+impl ReceiverState {
+    fn maybe_keep(&self, input: Option<usize>, batch: u32, output: &[u8]) {
+        let Some(input) = input else { return };
+        let n = self.successes.get();
+        self.successes.set(n + 1);
+        let mut kept = self.kept.borrow_mut();
+        if kept.len() < self.keep && (kept.len() < self.keep / 2 || n.is_multiple_of(16)) {
+            kept.push(Kept {
+                input,
+                batch,
+                output: output.to_vec(),
+            });
+        }
+    }
 }
 
 async fn receive(mut rx: ClientReceiver, st: ReceiverState) {
-    let ReceiverState {
-        inflight,
-        samples,
-        workload,
-        queue,
-        stopped,
-        progress,
-        start,
-    } = st;
     while let Ok(resp) = rx.recv().await {
         let ClientResponse::Inferred(r) = resp else {
             continue;
         };
-        let now = MonotonicClock::read() - start;
-        let Some(f) = inflight.borrow_mut().remove(&r.id) else {
+        let now = MonotonicClock::read() - st.start;
+        let Some(f) = st.inflight.borrow_mut().remove(&r.id) else {
             continue;
         };
         let latency = now - f.sent_at;
-        progress.borrow_mut().answered(
+        st.progress.borrow_mut().answered(
             latency.get(),
             r.status.is_success(),
             r.status.is_success() && latency <= f.slo,
         );
-        samples.borrow_mut().push(Sample {
+        st.samples.borrow_mut().push(Sample {
             sent_at: f.sent_at,
             latency,
             status: r.status,
             model: f.model,
             slo: f.slo,
         });
-        if stopped.get() {
+        if r.status.is_success() {
+            st.maybe_keep(f.input, r.batch_size, &r.output);
+        }
+        if st.stopped.get() {
             continue;
         }
         let next = if r.status.is_success() {
-            workload.borrow_mut().on_response(f.model as usize, now)
+            st.workload.borrow_mut().on_response(f.model as usize, now)
         } else {
-            workload
+            st.workload
                 .borrow_mut()
                 .on_refused(f.model as usize, now, f.sent_at + f.slo)
         };
         match next {
             Some(next) if next.at > now => {
                 // A refused client waits until its request's deadline.
-                let queue = queue.clone();
+                let queue = st.queue.clone();
                 let wait = Duration::from(next.at - now);
                 glommio::spawn_local(async move {
                     glommio::timer::sleep(wait).await;
@@ -722,7 +1060,7 @@ async fn receive(mut rx: ClientReceiver, st: ReceiverState) {
                 .detach();
             }
             Some(next) => {
-                let _ = queue.try_send(next);
+                let _ = st.queue.try_send(next);
             }
             None => {}
         }
@@ -762,12 +1100,19 @@ pub(crate) fn report(
         }
     };
     let requests = o.samples.len().max(1) as f64;
+    let mut config = args_json;
+    if let (Some(c), Some(resolved)) = (config.as_object_mut(), o.resolved.as_object()) {
+        c.insert(
+            "resolved".into(),
+            serde_json::Value::Object(resolved.clone()),
+        );
+    }
     let meta = RunMeta {
         workload: o.label.clone(),
         trace_source: o.trace_source.clone(),
-        emulated: true,
+        emulated: o.devices == EMULATED_DEVICES,
         duration_s: Some(o.duration.as_secs_f64()),
-        config: args_json,
+        config,
         controller_cpu_s_per_request: o.controller_cpu_s.map(|c| c / requests),
         log_origin_ns: None,
     };
@@ -775,7 +1120,10 @@ pub(crate) fn report(
         client: Some(client),
         logs,
     };
-    Ok((RunReport::compute(&meta, &data), data))
+    let mut report = RunReport::compute(&meta, &data);
+    report.devices.clone_from(&o.devices);
+    report.output_check.clone_from(&o.output_check);
+    Ok((report, data))
 }
 
 /// Run the main job and print its report.
@@ -818,5 +1166,9 @@ pub(crate) fn args_json(a: &LocalArgs) -> serde_json::Value {
         "start_minute": a.start_minute,
         "noise": a.noise,
         "seed": a.seed,
+        "backend": format!("{:?}", a.cpu.backend).to_lowercase(),
+        "model_kind": (a.cpu.backend == BackendKind::Cpu).then(|| a.cpu.model_kind.name()),
+        "load": a.cpu.load,
+        "slo_factor": a.cpu.slo_factor,
     })
 }

@@ -3,6 +3,7 @@
 //! a human-readable table, and ends with one JSON line.
 
 mod cluster;
+mod cpu_infer;
 mod duration;
 mod emulate;
 mod experiment;
@@ -68,6 +69,10 @@ enum Command {
     /// Write a generated ONNX model (seeded weights, nothing downloaded) into a model
     /// repository: identity, small_cnn, resnet18, resnet50.
     MakeModel(make_model::MakeModelArgs),
+    /// A real model on one pinned core: the CPU device's execution against a direct
+    /// tract run of the same plans (p50/p99, spread, bitwise-equal outputs), and the
+    /// serving overhead over HTTP of a controller and a `--cpu 1` worker.
+    CpuInfer(cpu_infer::CpuInferArgs),
     /// (internal) A worker process of the local cluster: `clockwork-worker`'s flags.
     #[command(name = "_worker", hide = true)]
     Worker(clockwork_worker::cli::WorkerArgs),
@@ -103,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         Command::MakeModel(args) => make_model::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),
         Command::TightSlo(args) => tight_slo::run(&args),
+        Command::CpuInfer(args) => cpu_infer::run(&args),
         Command::Worker(args) => cluster::exit_on_error(cluster::run_worker(&args)),
         Command::Controller(args) => cluster::exit_on_error(cluster::run_controller(&args)),
     }

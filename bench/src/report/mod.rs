@@ -6,7 +6,7 @@
 //! - [`ClientSample`]: what the driver records per request, so a report needs no logs.
 //! - [`RunReport::compute`]: the summary (counts, goodput, SLO attainment, late
 //!   successes, latency percentiles, statuses, cold starts, actions, prediction
-//!   errors, a per-second timeline).
+//!   errors (overall and per batch size), a per-second timeline).
 //! - [`write_report_json`], [`print_report`], [`write_plots`] (SVG figures), and
 //!   [`write_outputs`] for all of them.
 //! - [`Progress`]: the once-a-second progress line.
@@ -44,8 +44,8 @@ pub use print::{format_report, print_report};
 pub use progress::Progress;
 pub use status::{status_name, UNANSWERED};
 pub use summary::{
-    ClientSample, ErrorStats, LatencyStats, RunData, RunMeta, RunReport, SecondStats,
-    MAX_LISTED_SLOS, MAX_TIMELINE_SECONDS,
+    ClientSample, ErrorStats, LatencyStats, OutputCheck, PredictionStats, RunData, RunMeta,
+    RunReport, SecondStats, MAX_LISTED_SLOS, MAX_TIMELINE_SECONDS,
 };
 
 use std::io;

@@ -115,7 +115,8 @@ fn render(draw: &dyn Fn(&Area<'_>) -> DrawResult) -> Result<String, String> {
     Ok(svg)
 }
 
-/// The figure title: `what: workload`, with "(emulated GPUs)" when so.
+/// The figure title: `what: workload`, with "(emulated GPUs)" when so, or the devices
+/// the driver named (e.g. "(real (CPU, tract))").
 pub fn figure_title(what: &str, report: &RunReport) -> String {
     let mut t = what.to_owned();
     if !report.workload.is_empty() {
@@ -124,6 +125,8 @@ pub fn figure_title(what: &str, report: &RunReport) -> String {
     }
     if report.emulated {
         t.push_str(" (emulated GPUs)");
+    } else if !report.devices.is_empty() && report.devices != "real GPUs" {
+        t.push_str(&format!(" ({})", report.devices));
     }
     t
 }

@@ -1,6 +1,6 @@
 //! The human-readable end-of-run report.
 
-use super::summary::{ErrorStats, LatencyStats, RunReport};
+use super::summary::{ErrorStats, LatencyStats, PredictionStats, RunReport};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 pub fn format_report(r: &RunReport) -> String {
     let mut s = String::new();
     // Writing to a String cannot fail; the results are ignored throughout.
-    let gpus = if r.emulated {
-        "EMULATED GPUs"
-    } else {
-        "real GPUs"
+    let gpus = match (r.emulated, r.devices.as_str()) {
+        (true, _) => "EMULATED GPUs",
+        (false, "") => "real GPUs",
+        (false, named) => named,
     };
     let _ = writeln!(
         s,
@@ -125,6 +125,12 @@ pub fn format_report(r: &RunReport) -> String {
         "prediction error INFER",
         error(r.infer_prediction_error_us.as_ref()),
     );
+    if let Some(p) = &r.infer_prediction {
+        row(&mut s, "INFER |actual-pred|", prediction(p));
+        for (b, p) in &r.infer_prediction_by_batch {
+            row(&mut s, &format!("  batch {b}"), prediction(p));
+        }
+    }
     row(
         &mut s,
         "prediction error LOAD",
@@ -148,6 +154,17 @@ pub fn format_report(r: &RunReport) -> String {
             None => "not measured".to_owned(),
         },
     );
+    if let Some(c) = &r.output_check {
+        let flag = if c.mismatches == 0 { "" } else { "  <-- !" };
+        row(
+            &mut s,
+            "outputs checked",
+            format!(
+                "{} answers, {} mismatches{flag} (bitwise, against {})",
+                c.checked, c.mismatches, c.against
+            ),
+        );
+    }
     if r.emulated {
         let _ = writeln!(
             s,
@@ -217,6 +234,13 @@ fn slos(v: &[f64]) -> String {
             many[many.len() - 1]
         ),
     }
+}
+
+fn prediction(p: &PredictionStats) -> String {
+    format!(
+        "p50 {:.1}  p99 {:.1} us;  actual/predicted p50 {:.3}  p99 {:.3}  (n {})",
+        p.abs_p50_us, p.abs_p99_us, p.ratio_p50, p.ratio_p99, p.count
+    )
 }
 
 fn error(e: Option<&ErrorStats>) -> String {

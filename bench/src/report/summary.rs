@@ -176,6 +176,67 @@ impl ErrorStats {
     }
 }
 
+/// How far actual INFER durations were from the controller's predictions, as sizes
+/// (|actual − predicted|, µs) and as ratios (actual / predicted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PredictionStats {
+    /// Actions counted.
+    pub count: u64,
+    /// Median of |actual − predicted|.
+    pub abs_p50_us: f64,
+    /// 99th percentile of |actual − predicted|.
+    pub abs_p99_us: f64,
+    /// Median of actual / predicted.
+    pub ratio_p50: f64,
+    /// 99th percentile of actual / predicted.
+    pub ratio_p99: f64,
+}
+
+impl PredictionStats {
+    /// The statistics of `(predicted, actual)` pairs in ns; `None` when empty. Pairs
+    /// with a zero prediction count in the absolute error only (their ratio is
+    /// undefined).
+    pub fn of(pairs: &[(u64, u64)]) -> Option<Self> {
+        if pairs.is_empty() {
+            return None;
+        }
+        let mut abs: Vec<u64> = pairs.iter().map(|&(p, a)| p.abs_diff(a)).collect();
+        abs.sort_unstable();
+        let mut ratios: Vec<f64> = pairs
+            .iter()
+            .filter(|&&(p, _)| p > 0)
+            .map(|&(p, a)| a as f64 / p as f64)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let q = |v: &[f64], q: f64| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v[rank(v.len(), q)]
+            }
+        };
+        Some(Self {
+            count: pairs.len() as u64,
+            abs_p50_us: abs[rank(abs.len(), 0.5)] as f64 / 1e3,
+            abs_p99_us: abs[rank(abs.len(), 0.99)] as f64 / 1e3,
+            ratio_p50: q(&ratios, 0.5),
+            ratio_p99: q(&ratios, 0.99),
+        })
+    }
+}
+
+/// Answers whose outputs the driver compared bit for bit with a direct run of the same
+/// input (real devices only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputCheck {
+    /// Answers compared.
+    pub checked: u64,
+    /// Of them, answers whose bytes differ from the direct run's.
+    pub mismatches: u64,
+    /// What they were compared with, in words.
+    pub against: String,
+}
+
 /// One second of the run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecondStats {
@@ -218,6 +279,10 @@ pub struct RunReport {
     pub trace_source: String,
     /// The GPUs were emulated.
     pub emulated: bool,
+    /// What executed the requests, in words: `EMULATED GPUs`, `real GPUs`, or what the
+    /// driver set (e.g. `real (CPU, tract)`).
+    #[serde(default)]
+    pub devices: String,
     /// Run length the rates are over.
     pub duration_s: f64,
     /// Where request counts came from: `client`, `request_log`, or `none`.
@@ -290,6 +355,12 @@ pub struct RunReport {
     pub mean_batch: Option<f64>,
     /// Successful INFERs: `worker_exec_duration − expected_exec_duration`.
     pub infer_prediction_error_us: Option<ErrorStats>,
+    /// Successful INFERs: |actual − predicted| and actual / predicted duration.
+    #[serde(default)]
+    pub infer_prediction: Option<PredictionStats>,
+    /// The same per batch size (as logged: the requests in the batch).
+    #[serde(default)]
+    pub infer_prediction_by_batch: BTreeMap<u32, PredictionStats>,
     /// Successful LOADs: `worker_exec_duration − expected_exec_duration`.
     pub load_prediction_error_us: Option<ErrorStats>,
     /// Successful INFERs: `worker_exec_complete − expected_exec_complete`.
@@ -298,6 +369,9 @@ pub struct RunReport {
     pub load_completion_error_us: Option<ErrorStats>,
     /// Controller CPU seconds per request (measured by the driver).
     pub controller_cpu_s_per_request: Option<f64>,
+    /// Outputs compared with a direct run (set by the driver; real devices only).
+    #[serde(default)]
+    pub output_check: Option<OutputCheck>,
     /// The driver's configuration, free-form.
     pub config: serde_json::Value,
     /// Per-second series from the start of the run.
@@ -455,6 +529,12 @@ impl RunReport {
             workload: meta.workload.clone(),
             trace_source: meta.trace_source.clone(),
             emulated: meta.emulated,
+            devices: if meta.emulated {
+                "EMULATED GPUs"
+            } else {
+                "real GPUs"
+            }
+            .to_owned(),
             request_source: request_source(data).to_owned(),
             controller_cpu_s_per_request: meta.controller_cpu_s_per_request,
             config: meta.config.clone(),
@@ -573,6 +653,8 @@ impl RunReport {
         let (mut infer_pred, mut load_pred, mut infer_done, mut load_done) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut batch_by_second: Vec<u64> = Vec::new();
+        let mut infer_pairs: Vec<(u64, u64)> = Vec::new();
+        let mut infer_pairs_by_batch: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
         for a in &logs.actions {
             last = last.max(a.t.get().saturating_sub(origin));
             let t = second(a.t.get()).and_then(|s| slot(timeline, s));
@@ -598,6 +680,12 @@ impl RunReport {
                     infer_pred.extend(a.prediction_error_ns());
                     infer_done.extend(a.completion_error_ns());
                     if a.succeeded() {
+                        let pair = (a.expected_exec_duration.get(), a.worker_exec_duration.get());
+                        infer_pairs.push(pair);
+                        infer_pairs_by_batch
+                            .entry(a.batch_size)
+                            .or_default()
+                            .push(pair);
                         batch_sum += u64::from(a.batch_size);
                         batch_n += 1;
                         if let Some(t) = t {
@@ -624,6 +712,11 @@ impl RunReport {
         self.mean_batch = Some(ratio(batch_sum as f64, batch_n as f64));
         self.infer_prediction_error_us = ErrorStats::of(&mut infer_pred);
         self.load_prediction_error_us = ErrorStats::of(&mut load_pred);
+        self.infer_prediction = PredictionStats::of(&infer_pairs);
+        self.infer_prediction_by_batch = infer_pairs_by_batch
+            .iter()
+            .filter_map(|(&b, pairs)| PredictionStats::of(pairs).map(|s| (b, s)))
+            .collect();
         self.completion_error_us = ErrorStats::of(&mut infer_done);
         self.load_completion_error_us = ErrorStats::of(&mut load_done);
         last
