@@ -25,7 +25,9 @@
 
 mod arrivals;
 mod check;
+pub mod edf_baseline;
 mod events;
+pub mod presets;
 mod worker;
 
 pub use arrivals::WorkloadRangeError;
@@ -114,6 +116,10 @@ pub struct SimReport {
     pub latency_p999: Nanos,
     /// Max.
     pub latency_max: Nanos,
+    /// Latency (arrival to answer) of the answers that are not successes: p50.
+    pub failure_latency_p50: Nanos,
+    /// p99.
+    pub failure_latency_p99: Nanos,
     /// Answers by status.
     pub by_status: Vec<(clockwork_core::ClientStatus, u64)>,
     /// Events processed (arrivals included).
@@ -324,6 +330,8 @@ impl Simulation {
             latency_p99: q(0.99),
             latency_p999: q(0.999),
             latency_max: Nanos(c.latency.max()),
+            failure_latency_p50: Nanos(c.failure_latency.value_at_quantile(0.5)),
+            failure_latency_p99: Nanos(c.failure_latency.value_at_quantile(0.99)),
             by_status,
             events: self.events_done,
             scheduler_wall: self.sched_wall,
