@@ -311,13 +311,23 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
     );
     println!(
         "{:>20} {:>8} {:>8} {:>10} {:>12} {:>10} {:>10} {:>12} {:>14}",
-        "case", "rate", "SLO ms", "offered", "attainment", "EDF base", "late succ", "refused@adm", "fail p50/SLO"
+        "case",
+        "rate",
+        "SLO ms",
+        "offered",
+        "attainment",
+        "EDF base",
+        "late succ",
+        "refused@adm",
+        "fail p50/SLO"
     );
     let mut rows = Vec::new();
     let mut violations = 0;
     for c in &cases {
-        let r = c.run(c.scheduler_config()).map_err(|e| anyhow!("{}: {e}", c.name))?;
-        let base = (p == Preset::TightSlo).then(|| c.run_baseline());
+        let r = c
+            .run(c.scheduler_config())
+            .map_err(|e| anyhow!("{}: {e}", c.name))?;
+        let base = Some(c.run_baseline());
         let slo_ms = c.slo.as_millis_f64();
         let fail_p50 = r.failure_latency_p50.as_millis_f64() / slo_ms;
         let rejected = r
@@ -349,6 +359,7 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
             "failure_latency_p50_over_slo": fail_p50,
             "failure_latency_p99_ms": r.failure_latency_p99.as_millis_f64(),
             "mean_batch": r.stats.mean_batch(),
+            "by_status": r.by_status.iter().map(|(s, n)| format!("{s:?} {n}")).collect::<Vec<_>>(),
             "violations": r.violations.total(),
         }));
     }

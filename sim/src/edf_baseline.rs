@@ -66,7 +66,15 @@ pub fn run_edf_baseline(
     loop {
         // Admit every arrival up to the moment the GPU is free.
         while let Some(a) = next.filter(|a| a.at <= free_at) {
-            admit(&mut queues, &mut report, a.model, a.at, a.slo, default_slo, b1);
+            admit(
+                &mut queues,
+                &mut report,
+                a.model,
+                a.at,
+                a.slo,
+                default_slo,
+                b1,
+            );
             next = source.next_arrival().filter(|a| a.at < until);
         }
         let now = free_at;

@@ -216,6 +216,9 @@ impl Simulation {
         for wi in 0..self.workers.len() {
             let st = self.workers[wi].state(&self.models);
             let id = self.workers[wi].id;
+            // As the controller does after a worker's handshake.
+            self.sched
+                .link_measured(id, self.cfg.net_latency + self.cfg.net_latency);
             self.sched.worker_joined(self.now, id, &st);
             self.pump();
         }
@@ -304,6 +307,8 @@ impl Simulation {
         w.alive = true;
         let st = w.state(&self.models);
         let id = w.id;
+        self.sched
+            .link_measured(id, self.cfg.net_latency + self.cfg.net_latency);
         self.sched.worker_joined(self.now, id, &st);
         self.pump();
     }
