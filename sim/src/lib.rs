@@ -16,6 +16,10 @@
 //! emitted with their window already closed, INFERs for models not on that GPU, LOADs
 //! that find too few free pages on the device, and weights changed while in use.
 //!
+//! Ready-made cases live in [`presets`] (issue 13's tight-SLO rows, issue 14's
+//! overload row), with a simple EDF policy as their baseline ([`edf_baseline`], not
+//! Clockwork's scheduler).
+//!
 //! It owns no I/O and no threads; it does not own scheduling (`clockwork-scheduler`),
 //! workload generation (`clockwork-workload`) nor the device model (`clockwork-gpu`).
 
