@@ -47,7 +47,7 @@ fn a_cold_scheduler_serves_a_5ms_slo_from_its_first_request() {
     }
     for i in 0..200u32 {
         s.inject(ModelId(models.first.0 + i % 4), slo);
-        let t = s.now() + Nanos::from_micros(700);
+        let t = s.now() + Nanos::from_millis(2);
         s.run_until(t);
     }
     s.drain(Nanos::from_secs(1));
