@@ -343,7 +343,7 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
             slo_ms,
             r.offered,
             100.0 * r.slo_attainment,
-            base.map_or("-".into(), |b| format!("{:.3}%", 100.0 * b.attainment())),
+            base.map_or_else(|| "-".into(), |b| format!("{:.3}%", 100.0 * b.attainment())),
             r.stats.late_successes,
             rejected,
             fail_p50
