@@ -10,6 +10,7 @@ use clockwork_bench::scenario::{azure_replay, register_spread};
 use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelProfile, Nanos, Slo};
 use clockwork_scheduler::Config;
+use clockwork_sim::presets::Case;
 use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
 use clockwork_workload::azure::{AzureReplay, TraceSource};
 use clockwork_workload::{
@@ -48,6 +49,16 @@ pub(crate) enum Mix {
     Zoo,
 }
 
+/// Ready-made cases (`clockwork_sim::presets`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Preset {
+    /// H200 ResNet-50 fp16 (10 models, 1,500 r/s; SLO 10/5/2.5 ms) and V100 ResNet-50
+    /// (15 models, 211 r/s; SLO 10/25 ms), each against the simple EDF baseline.
+    TightSlo,
+    /// V100 ResNet-50, 15 models on one GPU, 100 ms SLO, 1.5x its best throughput.
+    Overload,
+}
+
 /// Arguments of `sim`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct SimArgs {
@@ -60,9 +71,10 @@ pub(crate) struct SimArgs {
     /// Model instances.
     #[arg(long, default_value_t = 1000)]
     models: u32,
-    /// Simulated time with arrivals (e.g. 60s, 500ms, 2m).
-    #[arg(long, default_value = "60s", value_parser = crate::duration::parse_nanos)]
-    duration: Nanos,
+    /// Simulated time with arrivals (e.g. 60s, 500ms, 2m). Default 60 s (20 s for a
+    /// preset).
+    #[arg(long, value_parser = crate::duration::parse_nanos)]
+    duration: Option<Nanos>,
     /// Arrival process.
     #[arg(long, value_enum, default_value_t = WorkloadKind::AzureLike)]
     workload: WorkloadKind,
@@ -105,9 +117,14 @@ pub(crate) struct SimArgs {
     /// azure-trace: trace minute the replay starts at (default 10:00, as the main job).
     #[arg(long, default_value_t = 600)]
     start_minute: usize,
-    /// One-way network latency, µs.
-    #[arg(long, default_value_t = 50)]
-    net_us: u64,
+    /// One-way network latency, µs. Default 50 (150 for a preset).
+    #[arg(long)]
+    net_us: Option<u64>,
+    /// Run a preset instead: `tight-slo` (issue 13's rows against the simple EDF
+    /// baseline) or `overload` (issue 14: 1.5x overload, the latency of refusals). Only
+    /// --duration, --net-us and --seed apply.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
     /// Scheduler schedule-ahead, ms.
     #[arg(long, default_value_t = 10.0)]
     schedule_ahead_ms: f64,
@@ -121,6 +138,11 @@ fn ms(v: f64) -> Nanos {
 }
 
 pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
+    if let Some(p) = a.preset {
+        return run_preset(a, p);
+    }
+    let duration = a.duration.unwrap_or(Nanos::from_secs(60));
+    let net_us = a.net_us.unwrap_or(50);
     if a.gpus == 0 || a.gpus_per_worker == 0 || a.models == 0 {
         bail!("--gpus, --gpus-per-worker and --models must be positive");
     }
@@ -154,7 +176,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         workers,
         gpus_per_worker: a.gpus_per_worker,
         total_pages: a.pages,
-        net_latency: Nanos::from_micros(a.net_us),
+        net_latency: Nanos::from_micros(net_us),
         noise: match a.noise_shape {
             NoiseKind::Uniform => NoiseModel::Uniform { rel: a.noise },
             NoiseKind::Normal => NoiseModel::Normal { rel_sigma: a.noise },
@@ -174,10 +196,10 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         a.workload,
         rate / capacity_b1,
         a.slo_ms,
-        a.duration,
+        duration,
         a.noise,
         a.noise_shape,
-        a.net_us,
+        net_us,
         a.seed
     );
 
@@ -191,7 +213,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         count: a.models,
     };
     sim.start();
-    let end = warmup + a.duration;
+    let end = warmup + duration;
     let models = a.models as usize;
     let workload: Box<dyn ArrivalSource> = match a.workload {
         WorkloadKind::AzureLike => Box::new(
@@ -268,6 +290,86 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     println!("{json}");
     if r.violations.total() != 0 {
         bail!("invariant violations: {:?}", r.violations);
+    }
+    Ok(())
+}
+
+/// Runs a preset: each case against the real scheduler (and, for `tight-slo`, the
+/// simple EDF baseline on the same arrivals); a table, then one JSON line.
+fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
+    let duration = a.duration.unwrap_or(Nanos::from_secs(20));
+    let net = Nanos::from_micros(a.net_us.unwrap_or(150));
+    let cases = match p {
+        Preset::TightSlo => Case::tight_slo_rows(duration, net, a.seed),
+        Preset::Overload => vec![Case::overload_row(duration, net, a.seed)],
+    };
+    println!(
+        "sim preset {p:?}: one simulated (emulated) GPU per case, Poisson arrivals, 2% normal \
+         noise, one-way network {} us, {duration} simulated, seed {}",
+        net.get() / 1000,
+        a.seed
+    );
+    println!(
+        "{:>20} {:>8} {:>8} {:>10} {:>12} {:>10} {:>10} {:>12} {:>14}",
+        "case",
+        "rate",
+        "SLO ms",
+        "offered",
+        "attainment",
+        "EDF base",
+        "late succ",
+        "refused@adm",
+        "fail p50/SLO"
+    );
+    let mut rows = Vec::new();
+    let mut violations = 0;
+    for c in &cases {
+        let r = c
+            .run(c.scheduler_config())
+            .map_err(|e| anyhow!("{}: {e}", c.name))?;
+        let base = Some(c.run_baseline());
+        let slo_ms = c.slo.as_millis_f64();
+        let fail_p50 = r.failure_latency_p50.as_millis_f64() / slo_ms;
+        let rejected = r
+            .by_status
+            .iter()
+            .filter(|(s, _)| *s == clockwork_core::ClientStatus::Rejected)
+            .map(|(_, n)| *n)
+            .sum::<u64>();
+        println!(
+            "{:>20} {:>8.0} {:>8} {:>10} {:>11.3}% {:>10} {:>10} {:>12} {:>14.3}",
+            c.name,
+            c.rate,
+            slo_ms,
+            r.offered,
+            100.0 * r.slo_attainment,
+            base.map_or_else(|| "-".into(), |b| format!("{:.3}%", 100.0 * b.attainment())),
+            r.stats.late_successes,
+            rejected,
+            fail_p50
+        );
+        violations += r.violations.total();
+        rows.push(serde_json::json!({
+            "case": c.name, "rate_rps": c.rate, "slo_ms": slo_ms, "offered": r.offered,
+            "slo_attainment": r.slo_attainment,
+            "edf_baseline_attainment": base.map(|b| b.attainment()),
+            "late_successes": r.stats.late_successes,
+            "rejected_at_admission": rejected,
+            "failure_latency_p50_ms": r.failure_latency_p50.as_millis_f64(),
+            "failure_latency_p50_over_slo": fail_p50,
+            "failure_latency_p99_ms": r.failure_latency_p99.as_millis_f64(),
+            "mean_batch": r.stats.mean_batch(),
+            "by_status": r.by_status.iter().map(|(s, n)| format!("{s:?} {n}")).collect::<Vec<_>>(),
+            "violations": r.violations.total(),
+        }));
+    }
+    println!(
+        "{}",
+        serde_json::json!({"bench": "sim", "preset": format!("{p:?}"), "net_us": net.get() / 1000,
+            "duration_s": duration.get() as f64 / 1e9, "seed": a.seed, "rows": rows})
+    );
+    if violations != 0 {
+        bail!("invariant violations: {violations}");
     }
     Ok(())
 }

@@ -41,7 +41,8 @@ pub struct ControllerArgs {
     /// Default SLO in milliseconds.
     #[arg(long, default_value_t = 100.0)]
     pub slo_ms: f64,
-    /// How far ahead each GPU's timeline is filled, in milliseconds.
+    /// How far ahead each GPU's timeline is filled, in milliseconds (the most: the EXEC
+    /// timeline's follows the tightest recent SLO).
     #[arg(long, default_value_t = 10.0)]
     pub schedule_ahead_ms: f64,
     /// Largest completion buffer in milliseconds: batches are planned to complete this
@@ -49,9 +50,9 @@ pub struct ControllerArgs {
     /// measures that trip and uses less when it allows (down to --min-buffer-ms).
     #[arg(long, default_value_t = 5.0)]
     pub buffer_ms: f64,
-    /// Smallest completion buffer in milliseconds; equal to --buffer-ms for a constant
-    /// buffer (the original Clockwork's 5 ms).
-    #[arg(long, default_value_t = 1.0)]
+    /// Smallest (and initial) completion buffer in milliseconds; equal to --buffer-ms
+    /// for a constant buffer (the original Clockwork's 5 ms).
+    #[arg(long, default_value_t = 0.2)]
     pub min_buffer_ms: f64,
     /// Largest batch size.
     #[arg(long, default_value_t = 16)]

@@ -10,23 +10,29 @@ pub const MAX_ESTIMATOR_WINDOW: usize = 12;
 /// Tunables of the scheduler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// How far ahead of `now` each GPU's EXEC (and PCIe) timeline is filled. Work is
-    /// handed to a GPU only while its predicted free time is before `now + schedule_ahead`;
-    /// it also widens windows (reference 2.4). Default 10 ms (5 ms in the paper's
-    /// §6.3/6.4/6.6 runs).
+    /// How far ahead of `now` each GPU's PCIe timeline is filled, and the most its EXEC
+    /// timeline is (the EXEC one follows the tightest recent SLO: [`crate::ahead`]).
+    /// Work is handed to a GPU only while its predicted free time is before
+    /// `now + schedule_ahead`; it also widens windows (reference 2.4). Default 10 ms
+    /// (5 ms in the paper's §6.3/6.4/6.6 runs).
     pub schedule_ahead: Nanos,
     /// SLO of requests that ask for [`clockwork_core::Slo::Default`]. Default 100 ms.
     pub default_slo: Nanos,
     /// Completion target = response deadline − buffer: the time left for the result to
-    /// travel back and the answer to leave. This is the largest (and initial) buffer;
-    /// the scheduler measures results' return delays and uses less when they allow
-    /// ([`crate::buffer`]). Default 5 ms (the original's constant `buffer`).
+    /// travel back and the answer to leave. This is the largest buffer; the scheduler
+    /// measures results' return delays and uses what they need ([`crate::margins`]).
+    /// Default 5 ms (the original's constant `buffer`).
     pub buffer: Nanos,
-    /// Smallest buffer the measurement may shrink it to; equal to `buffer` for the
-    /// original's constant buffer. Default 1 ms.
+    /// Smallest (and initial, before any link or result is measured) buffer; equal to
+    /// `buffer` for the original's constant buffer. Default 200 µs.
     pub min_buffer: Nanos,
-    /// Minimum lead time: nothing is predicted to start before `now + future`. Default 1 ms.
+    /// Largest lead time: nothing is predicted to start before `now + lead`, where the
+    /// lead is measured from actions' send delays ([`crate::margins`]). Default 1 ms
+    /// (the original's constant `future`).
     pub future: Nanos,
+    /// Smallest (and initial) lead time; equal to `future` for the original's constant.
+    /// Default 100 µs.
+    pub min_future: Nanos,
     /// A timeline forgets an overdue head action after this. Default 10 ms.
     pub lag: Nanos,
     /// Outstanding LOADs per GPU. Default 2.
@@ -60,8 +66,9 @@ impl Default for Config {
             schedule_ahead: Nanos::from_millis(10),
             default_slo: Nanos::from_millis(100),
             buffer: Nanos::from_millis(5),
-            min_buffer: Nanos::from_millis(1),
+            min_buffer: Nanos::from_micros(200),
             future: Nanos::from_millis(1),
+            min_future: Nanos::from_micros(100),
             lag: Nanos::from_millis(10),
             max_loads_in_flight: 2,
             max_batch: 16,
@@ -87,6 +94,9 @@ impl Config {
         }
         if self.min_buffer > self.buffer {
             return Err(ConfigError::Invalid("min_buffer must not exceed buffer"));
+        }
+        if self.min_future > self.future {
+            return Err(ConfigError::Invalid("min_future must not exceed future"));
         }
         if self.max_loads_in_flight == 0 {
             return Err(ConfigError::Invalid(

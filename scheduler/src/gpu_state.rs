@@ -55,6 +55,10 @@ pub(crate) struct GpuSlot {
     pub(crate) deadline_wake: Option<Nanos>,
     /// Queued work of resident models credited to this GPU (load tracker).
     pub(crate) credit: u64,
+    /// GPU time per request of the batches sent here lately, as a fraction of their
+    /// model's batch-1 estimate (moving average over about 16 batches; 1 at first):
+    /// how much batching currently saves here (early refusal's cost per request).
+    pub(crate) cost_ratio: f64,
     /// INFER actions sent here and not yet answered (ids), for the deadline check.
     /// Kept apart from the timeline, which may retire actions it infers are done.
     pub(crate) infers: Vec<u64>,

@@ -14,7 +14,7 @@
 //! [`InputRef`] the driver gave for its input), so the driver never calls back; an
 //! [`Output::Respond`] carries the request's own slice of its batch's outputs. Where
 //! it departs from the original's INFER4 scheduler (the batching lookahead, the
-//! measured completion buffer, rescue replicas, cold models warmed by refusals, no
+//! measured margins, rescue replicas, cold models warmed by refusals, no
 //! `exec_slo` floor): `docs/adr/0002-scheduler-departures.md`.
 //!
 //! It reads no clock, owns no socket, spawns no thread and installs no logger: its
@@ -25,8 +25,8 @@
 //! or writing telemetry files (it buffers [`telemetry`] records; the driver writes
 //! them).
 //!
-//! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`buffer`]
-//! (the measured completion buffer), [`estimator`], [`timeline`], [`batching`],
+//! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`margins`]
+//! (the completion buffer and lead time, measured), [`ahead`] (the EXEC schedule-ahead), [`estimator`], [`timeline`], [`batching`],
 //! [`load_tracker`], [`eviction`], [`stats`], [`telemetry`], [`output`]; the state
 //! machine in `scheduler` (split by concern).
 
@@ -35,15 +35,16 @@
 #![deny(unused_must_use)]
 
 pub mod admission;
+pub mod ahead;
 mod arena;
 pub mod batching;
-pub mod buffer;
 pub mod config;
 pub mod error;
 pub mod estimator;
 pub mod eviction;
 mod gpu_state;
 pub mod load_tracker;
+pub mod margins;
 mod model_state;
 pub mod output;
 mod scheduler;

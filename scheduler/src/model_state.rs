@@ -252,6 +252,27 @@ impl ModelState {
         }
     }
 
+    /// The least GPU time one request can take: the smallest estimate per request over
+    /// the usable batch sizes (a lower bound of a backlog's drain time per request).
+    pub(crate) fn best_per_request(&self) -> Nanos {
+        self.sizes()
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| Nanos(self.est(k).get() / u64::from(b.max(1))))
+            .min()
+            .unwrap_or(Nanos::ZERO)
+    }
+
+    /// Queued entries (tombstones included) whose target is at or before `target`.
+    pub(crate) fn queued_until(&self, target: Nanos) -> u64 {
+        self.queue.partition_point(|e| e.target <= target) as u64
+    }
+
+    /// Replicas ready to run INFERs.
+    pub(crate) fn ready_replicas(&self) -> u64 {
+        self.replicas.iter().filter(|r| r.ready).count() as u64
+    }
+
     /// Priority of the model in a GPU's dispatch heap: the latest start of its head
     /// at batch size 1 (smaller is more urgent).
     pub(crate) fn urgency(&self) -> Option<Nanos> {

@@ -27,12 +27,13 @@ mod results;
 mod workers;
 
 use crate::admission::Deadlines;
+use crate::ahead::{exec_ahead, TightestSlo};
 use crate::arena::{Arena, Key};
-use crate::buffer::CompletionBuffer;
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::gpu_state::{BitSet, GpuSlot, Lane, WorkerIndex, WorkerSlot};
 use crate::load_tracker::{LoadCandidate, ReadySet};
+use crate::margins::MeasuredMargin;
 use crate::model_state::ModelState;
 use crate::output::{BatchMember, ClientKey, InputRef, Output};
 use crate::stats::Stats;
@@ -171,7 +172,11 @@ pub struct Scheduler {
     stats: Stats,
     rng: Rng,
     /// The completion buffer, measured from results' return delays.
-    buffer: CompletionBuffer,
+    buffer: MeasuredMargin,
+    /// The lead time (`future`), measured from actions' send delays.
+    lead: MeasuredMargin,
+    /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
+    tightest: TightestSlo,
 }
 
 impl Scheduler {
@@ -180,7 +185,9 @@ impl Scheduler {
         cfg.validate()?;
         Ok(Self {
             rng: Rng::new(cfg.seed),
-            buffer: CompletionBuffer::new(cfg.min_buffer, cfg.buffer),
+            buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
+            lead: MeasuredMargin::new(cfg.min_future, cfg.future),
+            tightest: TightestSlo::default(),
             cfg,
             models: Vec::new(),
             retired: BitSet::default(),
@@ -211,9 +218,34 @@ impl Scheduler {
         &self.cfg
     }
 
-    /// The completion buffer new requests get now ([`crate::buffer`]).
+    /// The completion buffer new requests get now ([`crate::margins`]).
     pub const fn completion_buffer(&self) -> Nanos {
         self.buffer.get()
+    }
+
+    /// The lead time now: nothing is planned to start sooner after it is sent
+    /// ([`crate::margins`]).
+    pub const fn lead_time(&self) -> Nanos {
+        self.lead.get()
+    }
+
+    /// How far ahead GPUs' EXEC timelines are filled now ([`crate::ahead`]).
+    pub fn exec_schedule_ahead(&self) -> Nanos {
+        exec_ahead(
+            self.tightest.get(),
+            self.lead.get(),
+            self.cfg.schedule_ahead,
+        )
+    }
+
+    /// The driver measured the round trip of a worker's link (at its handshake, or
+    /// later): until results say more, the completion buffer and the lead time cover
+    /// half of it each ([`crate::margins`]). Never lowers a margin.
+    pub fn link_measured(&mut self, worker: WorkerId, rtt: Nanos) {
+        let _ = worker;
+        let one_way = Nanos(rtt.get() / 2);
+        self.buffer.seed(one_way);
+        self.lead.seed(one_way);
     }
 
     /// Counters since start.

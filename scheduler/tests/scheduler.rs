@@ -23,6 +23,16 @@ fn us(v: u64) -> Nanos {
     Nanos::from_micros(v)
 }
 
+/// Config with the original's constant completion buffer and lead time.
+fn constant_margins() -> Config {
+    let d = Config::default();
+    Config {
+        min_buffer: d.buffer,
+        min_future: d.future,
+        ..d
+    }
+}
+
 /// A scheduler plus the outputs it produced, with helpers to play workers.
 struct H {
     s: Scheduler,
@@ -36,8 +46,11 @@ struct H {
 }
 
 impl H {
+    /// The original's constant margins (5 ms buffer, 1 ms lead: `min_* = max`), which
+    /// the arithmetic in these tests' comments uses; the measured margins are tested
+    /// in `margins.rs` and in the simulator's tight-SLO tests.
     fn new() -> Self {
-        Self::with(Config::default())
+        Self::with(constant_margins())
     }
 
     fn with(cfg: Config) -> Self {
@@ -704,7 +717,7 @@ fn shutdown_answers_everything_pending() {
 fn telemetry_records_requests_and_actions() {
     let mut h = H::with(Config {
         telemetry: true,
-        ..Config::default()
+        ..constant_margins()
     });
     let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
     h.join(Nanos::ZERO, W0, 1376, &[m]);

@@ -61,6 +61,9 @@ pub(crate) struct Checker {
     custom_slo: HashMap<u64, Nanos>,
     pub(crate) violations: Violations,
     pub(crate) latency: Histogram<u64>,
+    /// Arrival to answer of every answer that is not a success (1 ns for those
+    /// answered at admission).
+    pub(crate) failure_latency: Histogram<u64>,
     pub(crate) success: u64,
     pub(crate) by_status: HashMap<ClientStatus, u64>,
 }
@@ -78,6 +81,8 @@ impl Checker {
             violations: Violations::default(),
             // Bounds are valid constants (1 ns .. 1 hour, 3 digits): cannot fail.
             latency: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .unwrap_or_else(|_| unreachable!()),
+            failure_latency: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
                 .unwrap_or_else(|_| unreachable!()),
             success: 0,
             by_status: HashMap::new(),
@@ -131,6 +136,9 @@ impl Checker {
         if r.status.is_success() {
             self.success += 1;
             self.latency
+                .saturating_record(r.controller_latency.get().max(1));
+        } else {
+            self.failure_latency
                 .saturating_record(r.controller_latency.get().max(1));
         }
     }

@@ -16,6 +16,10 @@
 //! emitted with their window already closed, INFERs for models not on that GPU, LOADs
 //! that find too few free pages on the device, and weights changed while in use.
 //!
+//! Ready-made cases live in [`presets`] (issue 13's tight-SLO rows, issue 14's
+//! overload row), with a simple EDF policy as their baseline ([`edf_baseline`], not
+//! Clockwork's scheduler).
+//!
 //! It owns no I/O and no threads; it does not own scheduling (`clockwork-scheduler`),
 //! workload generation (`clockwork-workload`) nor the device model (`clockwork-gpu`).
 
@@ -25,7 +29,9 @@
 
 mod arrivals;
 mod check;
+pub mod edf_baseline;
 mod events;
+pub mod presets;
 mod worker;
 
 pub use arrivals::WorkloadRangeError;
@@ -114,6 +120,10 @@ pub struct SimReport {
     pub latency_p999: Nanos,
     /// Max.
     pub latency_max: Nanos,
+    /// Latency (arrival to answer) of the answers that are not successes: p50.
+    pub failure_latency_p50: Nanos,
+    /// p99.
+    pub failure_latency_p99: Nanos,
     /// Answers by status.
     pub by_status: Vec<(clockwork_core::ClientStatus, u64)>,
     /// Events processed (arrivals included).
@@ -210,6 +220,9 @@ impl Simulation {
         for wi in 0..self.workers.len() {
             let st = self.workers[wi].state(&self.models);
             let id = self.workers[wi].id;
+            // As the controller does after a worker's handshake.
+            self.sched
+                .link_measured(id, self.cfg.net_latency + self.cfg.net_latency);
             self.sched.worker_joined(self.now, id, &st);
             self.pump();
         }
@@ -298,6 +311,8 @@ impl Simulation {
         w.alive = true;
         let st = w.state(&self.models);
         let id = w.id;
+        self.sched
+            .link_measured(id, self.cfg.net_latency + self.cfg.net_latency);
         self.sched.worker_joined(self.now, id, &st);
         self.pump();
     }
@@ -324,6 +339,8 @@ impl Simulation {
             latency_p99: q(0.99),
             latency_p999: q(0.999),
             latency_max: Nanos(c.latency.max()),
+            failure_latency_p50: Nanos(c.failure_latency.value_at_quantile(0.5)),
+            failure_latency_p99: Nanos(c.failure_latency.value_at_quantile(0.99)),
             by_status,
             events: self.events_done,
             scheduler_wall: self.sched_wall,

@@ -253,7 +253,15 @@ async fn run_worker_link(
         s.worker_gpus(id, &state.gpus);
         s.metrics.worker_joined(id, &state);
         let t = now();
-        s.timed(Call::Worker, |sc| sc.worker_joined(t, id, &state));
+        // The handshake and GET STATE measured the link's RTT: the scheduler's margins
+        // start from it (clockwork_scheduler::margins).
+        let rtt = reader.clock().rtt_ns().map(Nanos);
+        s.timed(Call::Worker, |sc| {
+            if let Some(rtt) = rtt {
+                sc.link_measured(id, rtt);
+            }
+            sc.worker_joined(t, id, &state);
+        });
         s.drain();
     }
     loop {

@@ -27,7 +27,7 @@ impl Scheduler {
     /// Offers a model's new head to the GPUs holding it that have room now, starting
     /// from a rotating one (spreads load over replicas), until its queue is empty.
     pub(super) fn dispatch_model(&mut self, mi: usize, now: Nanos) {
-        let (sa, future, lag) = (self.cfg.schedule_ahead, self.cfg.future, self.cfg.lag);
+        let (sa, future, lag) = (self.exec_schedule_ahead(), self.lead.get(), self.cfg.lag);
         let m = &mut self.models[mi];
         let n = m.replicas.len();
         if n == 0 {
@@ -53,7 +53,7 @@ impl Scheduler {
     /// Fills GPU `g`'s EXEC timeline up to `now + schedule_ahead` with the most urgent
     /// work of the models it holds.
     pub(super) fn dispatch_gpu(&mut self, g: u32, now: Nanos) {
-        let (sa, future, lag) = (self.cfg.schedule_ahead, self.cfg.future, self.cfg.lag);
+        let (sa, future, lag) = (self.exec_schedule_ahead(), self.lead.get(), self.cfg.lag);
         let horizon = now + sa;
         loop {
             let gpu = &mut self.gpus[g as usize];
@@ -133,7 +133,7 @@ impl Scheduler {
         // INFER4's rule: there, GPU time spent on small batches of heads is taken from
         // other requests (test `overloaded_gpus_keep_large_batches`); its replicas are then
         // not looked at.
-        let (future, lag) = (self.cfg.future, self.cfg.lag);
+        let (future, lag) = (self.lead.get(), self.cfg.lag);
         let overloaded = self.gpus[g as usize].outstanding(now) > self.cfg.load_capacity.get();
         let mut others = [Nanos::ZERO; 8];
         let mut n_others = 0;
@@ -221,7 +221,7 @@ impl Scheduler {
                 && r.gpu != g
                 && self.gpus[r.gpu as usize]
                     .exec
-                    .available(now, self.cfg.future, self.cfg.lag)
+                    .available(now, self.lead.get(), self.cfg.lag)
                     + est1
                     <= target
         })
@@ -238,11 +238,9 @@ impl Scheduler {
         last_target: Nanos,
         now: Nanos,
     ) {
-        let cfg = &self.cfg;
+        let (future, sa) = (self.lead.get(), self.exec_schedule_ahead());
         let est = self.models[mi].est(si);
-        let latest = (now + cfg.future + cfg.schedule_ahead)
-            .max(start + cfg.schedule_ahead)
-            .min(last_target - est);
+        let latest = (now + future + sa).max(start + sa).min(last_target - est);
         let first_deadline = members
             .first()
             .and_then(|&k| self.requests.get(k))
@@ -268,7 +266,10 @@ impl Scheduler {
                 late_answered: 0,
             }),
         );
+        let b1 = self.models[mi].b1().get().max(1) as f64;
         let gpu = &mut self.gpus[g as usize];
+        let sample = est.get() as f64 / (f64::from(batch_size.max(1)) * b1);
+        gpu.cost_ratio += (sample.min(1.0) - gpu.cost_ratio) / 16.0;
         let end = gpu.exec.push(id.0, start, est);
         gpu.infers.push(id.0);
         if let Some(super::InFlight {

@@ -115,7 +115,7 @@ impl Scheduler {
     /// Whether a LOAD of model `mi` on GPU `g` started now, followed by a batch-1 run
     /// behind the GPU's outstanding work, could complete by `target`.
     fn in_time_on(&self, mi: usize, g: u32, target: Nanos, now: Nanos) -> bool {
-        let (future, lag) = (self.cfg.future, self.cfg.lag);
+        let (future, lag) = (self.lead.get(), self.cfg.lag);
         let m = &self.models[mi];
         let gpu = &self.gpus[g as usize];
         let loaded = gpu.pcie.available(now, future, lag) + m.load_estimate();
@@ -287,8 +287,9 @@ impl Scheduler {
         }
         let cfg = &self.cfg;
         let gpu = &self.gpus[g as usize];
-        let start = gpu.pcie.available(now, cfg.future, cfg.lag);
-        let latest = (now + cfg.future + cfg.schedule_ahead).max(start + cfg.schedule_ahead);
+        let future = self.lead.get();
+        let start = gpu.pcie.available(now, future, cfg.lag);
+        let latest = (now + future + cfg.schedule_ahead).max(start + cfg.schedule_ahead);
         let (worker, gpu_id, page_size) = (gpu.worker, gpu.gpu_id, gpu.page_size);
         let m = &self.models[mi];
         let expected = m.load_estimate();
@@ -488,7 +489,7 @@ impl Scheduler {
 
     /// Puts GPU `g` into, or takes it out of, the set of GPUs that can take a LOAD now.
     pub(super) fn update_load_ready(&mut self, g: u32, now: Nanos) {
-        let (sa, future, lag) = (self.cfg.schedule_ahead, self.cfg.future, self.cfg.lag);
+        let (sa, future, lag) = (self.cfg.schedule_ahead, self.lead.get(), self.cfg.lag);
         let gpu = &self.gpus[g as usize];
         if !gpu.alive || gpu.loads_in_flight >= self.cfg.max_loads_in_flight {
             self.load_ready.remove(g);

@@ -57,6 +57,10 @@ impl Scheduler {
             kind,
         } = rec;
         let rec = Origin { worker: wk, sent };
+        if matches!(kind, InFlightKind::Infer(_) | InFlightKind::Load { .. }) {
+            // The action's trip out: worker receipt - send (controller clock).
+            self.lead.record(result.received.saturating_sub(sent));
+        }
         match kind {
             InFlightKind::Infer(inf) => {
                 let done = match &result.outcome {

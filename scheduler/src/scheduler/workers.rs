@@ -64,6 +64,7 @@ impl Scheduler {
                 pcie_wake: None,
                 deadline_wake: None,
                 credit: 0,
+                cost_ratio: 1.0,
                 infers: Vec::new(),
             });
             self.workers[wk as usize].gpus.push(g);

@@ -1,0 +1,151 @@
+//! The margins of the plan, measured from the link rather than fixed (reference 2.4 and
+//! 3.3 fix them at 1 ms, 5 ms and 10 ms).
+//!
+//! - **Completion buffer.** A request's batches are planned to complete `buffer` before
+//!   its deadline: the time the result needs to reach the controller. It is the largest
+//!   *return delay* (result received at the controller − completion on the worker, in
+//!   the controller's clock) among the last [`WINDOW`] INFER and LOAD results, plus
+//!   [`MARGIN`], kept between `Config::min_buffer` and `Config::buffer`.
+//! - **Lead time** (`future`). Nothing is planned to start before `now + lead`: the
+//!   time an action needs to reach the worker. It is the largest *send delay* (worker
+//!   receipt − send, controller clock) among the last [`WINDOW`] results, plus
+//!   [`MARGIN`], kept between `Config::min_future` and `Config::future`.
+//!
+//! Both start low, not at their maximum: at the link's measured one-way delay (half the
+//! RTT the controller measures at the handshake, [`MeasuredMargin::seed`]) plus the
+//! margin, or at their minimum before any link is measured. A cold controller therefore
+//! admits a 5 ms SLO on a 1 ms model from its first request; one slow result widens a
+//! margin at once, and it shrinks again once that result has left the window.
+//! Correctness does not depend on them: a success that arrives after its deadline is
+//! answered `Timeout`, never late, and an action that reaches its worker after its
+//! window is dropped there.
+
+use clockwork_core::Nanos;
+
+/// Results a margin looks back over.
+pub const WINDOW: usize = 256;
+/// Added to the largest measured delay.
+pub const MARGIN: Nanos = Nanos::from_micros(100);
+
+/// A sliding maximum of delays and the margin derived from it.
+#[derive(Debug, Clone)]
+pub struct MeasuredMargin {
+    delays: Vec<u64>,
+    next: usize,
+    min: Nanos,
+    max: Nanos,
+    current: Nanos,
+}
+
+impl MeasuredMargin {
+    /// A margin between `min` and `max` (equal: constant), starting at `min`.
+    pub fn new(min: Nanos, max: Nanos) -> Self {
+        let min = min.min(max);
+        Self {
+            delays: Vec::with_capacity(WINDOW),
+            next: 0,
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    /// The margin now.
+    pub const fn get(&self) -> Nanos {
+        self.current
+    }
+
+    /// A link's one-way delay was measured (half its RTT) before any result: the
+    /// margin covers it until results say more. Never lowers the margin.
+    pub fn seed(&mut self, one_way: Nanos) {
+        let v = (one_way + MARGIN).clamp(self.min, self.max);
+        self.current = self.current.max(v);
+    }
+
+    /// One result's delay.
+    pub fn record(&mut self, delay: Nanos) {
+        if self.min == self.max {
+            return;
+        }
+        let d = delay.get();
+        if self.delays.len() < WINDOW {
+            self.delays.push(d);
+        } else {
+            // Overwrites the oldest (next < WINDOW).
+            self.delays[self.next] = d;
+        }
+        self.next = (self.next + 1) % WINDOW;
+        let worst = if Nanos(d) + MARGIN >= self.current {
+            // Grows at once.
+            d
+        } else if self.delays.len() <= 32 || self.next.is_multiple_of(32) {
+            // Shrinks with each of the first results, then every 32nd: O(WINDOW / 32)
+            // per result.
+            self.delays.iter().copied().max().unwrap_or(d)
+        } else {
+            return;
+        };
+        self.current = (Nanos(worst) + MARGIN).clamp(self.min, self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(v: u64) -> Nanos {
+        Nanos::from_micros(v)
+    }
+
+    #[test]
+    fn starts_low_follows_the_measured_delay_and_grows_at_once() {
+        let mut b = MeasuredMargin::new(us(200), us(5_000));
+        // Cold: the minimum, not the maximum.
+        assert_eq!(b.get(), us(200));
+        // A measured RTT of 600 µs: 300 µs one way plus the margin.
+        b.seed(us(300));
+        assert_eq!(b.get(), us(400));
+        // The first result sets it.
+        b.record(us(2_000));
+        assert_eq!(b.get(), us(2_100));
+        // Once that result has left the window (and a shrink check came round).
+        for _ in 0..(WINDOW + 32) {
+            b.record(us(50));
+        }
+        // 50 µs + 100 µs margin, floored at the 200 µs minimum.
+        assert_eq!(b.get(), us(200));
+        for _ in 0..(WINDOW + 32) {
+            b.record(us(900));
+        }
+        assert_eq!(b.get(), us(1_000));
+        // One slow result widens it immediately.
+        b.record(us(3_000));
+        assert_eq!(b.get(), us(3_100));
+        // And it stays while that result is in the window...
+        for _ in 0..(WINDOW - 2) {
+            b.record(us(100));
+        }
+        assert_eq!(b.get(), us(3_100));
+        // ...and shrinks once it has left.
+        for _ in 0..64 {
+            b.record(us(100));
+        }
+        assert_eq!(b.get(), us(200));
+        // Never above the maximum.
+        b.record(us(60_000));
+        assert_eq!(b.get(), us(5_000));
+        // A seed never lowers it.
+        b.seed(us(10));
+        assert_eq!(b.get(), us(5_000));
+    }
+
+    #[test]
+    fn equal_bounds_keep_it_constant() {
+        let mut b = MeasuredMargin::new(us(5_000), us(5_000));
+        b.seed(us(1));
+        for _ in 0..100 {
+            b.record(us(10));
+        }
+        assert_eq!(b.get(), us(5_000));
+    }
+}
