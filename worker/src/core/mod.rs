@@ -175,6 +175,12 @@ impl<D: Devices> WorkerCore<D> {
         session
     }
 
+    /// Actions handed to a device or to the registration thread whose results are not
+    /// out yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.pending.len() + self.measuring.len()
+    }
+
     /// `session`'s connection ended. Its in-flight actions run on; their results are
     /// dropped. Device state survives.
     pub(crate) fn disconnect(&mut self, session: SessionId) {
@@ -207,7 +213,11 @@ impl<D: Devices> WorkerCore<D> {
             return;
         };
         let received = clock.to_controller(now);
-        let ArchivedToWorker::Actions(actions) = msg;
+        let actions = match msg {
+            ArchivedToWorker::Actions(actions) => actions,
+            // Liveness only: the shell already noted that the controller spoke.
+            ArchivedToWorker::Heartbeat => return,
+        };
         for a in actions.iter() {
             let reply = Reply {
                 session,

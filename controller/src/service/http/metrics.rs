@@ -190,6 +190,8 @@ pub(crate) struct Metrics {
     pub(crate) http_open: u64,
     pub(crate) http_accepted: u64,
     pub(crate) http_refused: u64,
+    /// Worker links lost, by why (`closed`, `silent`, `result_overdue`, `error`).
+    links_lost: BTreeMap<&'static str, u64>,
 }
 
 impl Default for Metrics {
@@ -215,6 +217,7 @@ impl Default for Metrics {
             http_open: 0,
             http_accepted: 0,
             http_refused: 0,
+            links_lost: BTreeMap::new(),
         }
     }
 }
@@ -263,6 +266,11 @@ impl Metrics {
     /// A worker's link was lost.
     pub(crate) fn worker_lost(&mut self, w: WorkerId) {
         self.gpus.retain(|&(wk, _), _| wk != w.0);
+    }
+
+    /// A worker's link was lost for `reason` (counted once per loss).
+    pub(crate) fn link_lost(&mut self, reason: &'static str) {
+        *self.links_lost.entry(reason).or_insert(0) += 1;
     }
 
     /// A worker result arrived at `now`.
@@ -482,6 +490,21 @@ impl Metrics {
             "",
             sched.pending_actions(),
         );
+
+        family(
+            &mut o,
+            "clockwork_worker_links_lost_total",
+            "counter",
+            "Worker links lost, by reason: closed (by the peer), silent (no frame for the link timeout), result_overdue (a result not back by its window's end plus the grace), error (a bad frame or a socket error).",
+        );
+        for (reason, n) in &self.links_lost {
+            sample(
+                &mut o,
+                "clockwork_worker_links_lost_total",
+                &format!("reason=\"{reason}\""),
+                n,
+            );
+        }
 
         let errors = [
             ("exec", &st.exec_error),
