@@ -40,6 +40,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How a refusal of a second controller starts.
+const HELD_BY: &str = "this worker is held by controller";
+
 /// What the service needs besides the devices.
 pub(crate) struct ServiceConfig {
     pub(crate) listen: SocketAddr,
@@ -102,6 +105,9 @@ pub(crate) async fn run(
                     match listener.handshake_admit(stream, admit).await {
                         Ok((conn, peer)) if !stop.is_stopped() => shell.install(conn, peer),
                         Ok(_) => {}
+                        Err(NetError::Refused(r)) if r.starts_with(HELD_BY) => {
+                            tracing::debug!(reason = %r, "refused a second controller");
+                        }
                         Err(e) => tracing::warn!(error = %e, "refused a connection"),
                     }
                 })
@@ -175,16 +181,19 @@ impl Shell {
         match live {
             None => Ok(()),
             Some((io, silent)) => {
-                tracing::warn!(
+                // Debug only: a refused controller retries every few hundred ms, and
+                // it logs the refusal itself.
+                tracing::debug!(
                     refused = %peer.name,
                     holder = %io.peer,
+                    heard_ms_ago = silent.as_millis() as u64,
                     "refusing a second controller while the connected one is alive"
                 );
+                // The same words every time, so that a retrying controller logs it once.
                 Err(format!(
-                    "this worker is held by controller `{}` (heard from {} ms ago); one \
-                     controller at a time, retry once it has been silent for {} ms",
+                    "{HELD_BY} `{}`; one controller at a time: retry once it has been \
+                     silent for {} ms",
                     io.peer,
-                    silent.as_millis(),
                     self.liveness.timeout.as_millis()
                 ))
             }
