@@ -188,7 +188,7 @@ impl Load {
             let mut answers: HashMap<u64, Vec<Answer>> = HashMap::new();
             let mut sent = 0u64;
             let mut next = Instant::now();
-            let mut record = |r: ClientResponse, answers: &mut HashMap<u64, Vec<Answer>>| {
+            let record = |r: ClientResponse, answers: &mut HashMap<u64, Vec<Answer>>| {
                 if let ClientResponse::Inferred(r) = r {
                     answers.entry(r.id.0).or_default().push(Answer {
                         status: r.status,
