@@ -221,9 +221,13 @@ fn models() -> [(ModelId, ModelProfile); 2] {
 async fn recv_one(
     reader: &mut FrameReader<TcpStream>,
 ) -> anyhow::Result<clockwork_core::ActionResult> {
-    let msg = reader.recv_msg::<FromWorker>().await?;
-    let FromWorker::Result(r) = rkyv::deserialize::<FromWorker, rkyv::rancor::Error>(msg)?;
-    Ok(r)
+    loop {
+        let msg = reader.recv_msg::<FromWorker>().await?;
+        match rkyv::deserialize::<FromWorker, rkyv::rancor::Error>(msg)? {
+            FromWorker::Result(r) => return Ok(r),
+            FromWorker::Heartbeat => {}
+        }
+    }
 }
 
 /// The fake controller: set up, then plan and send until the end, then collect.
@@ -425,6 +429,8 @@ pub(crate) fn run(args: &EmulateArgs) -> anyhow::Result<()> {
     let mut config = WorkerConfig::with_devices(devices);
     config.listen = "127.0.0.1:0".parse().map_err(|e| anyhow!("{e}"))?;
     config.link = LinkConfig::new(TOKEN, "bench-worker");
+    // The fake controller sends no heartbeats: never declare it silent.
+    config.liveness.timeout = Duration::from_secs(3600);
     config.executor.cpu = args.worker_cpu;
     if args.worker_spin_us > 0 {
         config.executor.spin_before_park = Some(Duration::from_micros(args.worker_spin_us));

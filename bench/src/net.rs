@@ -90,8 +90,10 @@ fn infer_result(id: u64) -> FromWorker {
 }
 
 fn action_id(a: &ArchivedToWorker) -> Option<u64> {
-    let ArchivedToWorker::Actions(v) = a;
-    v.first().map(|a| a.id.to_native().get())
+    match a {
+        ArchivedToWorker::Actions(v) => v.first().map(|a| a.id.to_native().get()),
+        ArchivedToWorker::Heartbeat => None,
+    }
 }
 
 fn pin(cpu: usize) {
@@ -150,7 +152,9 @@ fn glommio_run(
             let t0 = Instant::now();
             conn.send(&infer_action(i)).await?;
             let r = conn.recv_msg::<FromWorker>().await?;
-            let ArchivedFromWorker::Result(r) = r;
+            let ArchivedFromWorker::Result(r) = r else {
+                bail!("a heartbeat where a result was expected");
+            };
             if r.action_id.to_native().get() != i {
                 bail!("result for the wrong action");
             }

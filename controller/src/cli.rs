@@ -108,6 +108,21 @@ pub struct ControllerArgs {
     /// closed.
     #[arg(long, default_value_t = 60_000.0)]
     pub http_idle_timeout_ms: f64,
+    // Link liveness and connection limits (docs/operations.md).
+    /// Send each worker a heartbeat this often (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 100.0)]
+    pub heartbeat_ms: f64,
+    /// Declare a worker lost after this long without a frame from it (milliseconds; at
+    /// least twice --heartbeat-ms and the workers' --heartbeat-ms).
+    #[arg(long, value_name = "MS", default_value_t = 800.0)]
+    pub link_timeout_ms: f64,
+    /// Declare a worker link broken when a LOAD's or INFER's result is not back this
+    /// long after its window's end plus its expected duration (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 1000.0)]
+    pub result_grace_ms: f64,
+    /// Most native client connections held at once; more are refused in words.
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    pub max_connections: usize,
 }
 
 /// A flag value the controller cannot use; the message names the flag.
@@ -169,6 +184,18 @@ impl ControllerArgs {
         cfg.http = self.http;
         cfg.model_repository.clone_from(&self.model_repository);
         self.admin_config(&mut cfg)?;
+        cfg.liveness = clockwork_net::Liveness {
+            heartbeat: Duration::from(ms(self.heartbeat_ms, "heartbeat-ms")?),
+            timeout: Duration::from(ms(self.link_timeout_ms, "link-timeout-ms")?),
+        };
+        cfg.liveness
+            .validate()
+            .map_err(|e| ArgsError(format!("--heartbeat-ms / --link-timeout-ms: {e}")))?;
+        cfg.result_grace = Duration::from(ms(self.result_grace_ms, "result-grace-ms")?);
+        if self.max_connections == 0 {
+            return Err(ArgsError("--max-connections must be at least 1".into()));
+        }
+        cfg.max_client_connections = self.max_connections;
         Ok(cfg)
     }
 

@@ -104,7 +104,16 @@ async fn serve_echo(mut conn: TcpConnection) {
             Ok(a) => rkyv::deserialize::<ToWorker, BoxedError>(a).unwrap(),
             Err(_) => return,
         };
-        let ToWorker::Actions(actions) = msg;
+        let actions = match msg {
+            ToWorker::Actions(actions) => actions,
+            // Keep the controller's liveness watchdog happy: answer in kind.
+            ToWorker::Heartbeat => {
+                if conn.send(&FromWorker::Heartbeat).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
         for a in actions {
             let received = now();
             let (status, outcome) = run(&a, &mut models).await;

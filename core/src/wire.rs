@@ -16,7 +16,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// Version of the wire protocol: the frame header and every archived message type.
 /// Bump it on any change to a type in this crate that is sent over the wire; peers with
 /// different versions are refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Kind of a frame's payload.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -103,6 +103,9 @@ pub enum HelloReply {
 pub enum ToWorker {
     /// A batch of actions, in the order the controller wants them considered.
     Actions(Vec<Action>),
+    /// "Still here": sent on an otherwise idle link so that the worker can tell a
+    /// silent controller from an idle one (see `clockwork_net::liveness`).
+    Heartbeat,
 }
 
 /// Worker→controller.
@@ -111,6 +114,8 @@ pub enum ToWorker {
 pub enum FromWorker {
     /// The result of one action.
     Result(ActionResult),
+    /// "Still here", the worker's side of the link's liveness.
+    Heartbeat,
 }
 
 impl WireMessage for Hello {

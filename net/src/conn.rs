@@ -8,10 +8,18 @@
 //! Any error from [`FrameReader::recv`] means the link is gone (or was poisoned by a
 //! bad frame) and is the owner's "connection lost" event: the connection must be
 //! dropped; [`NetError::is_disconnect`] tells a clean loss from a protocol violation.
+//!
+//! What a connection may cost is bounded: the receive buffer starts empty and small
+//! (see [`crate::frame::MIN_READ`]) and gives back memory a big frame took; a frame
+//! whose first bytes arrived must be complete within the frame timeout, or the
+//! connection fails with [`NetError::Timeout`]; and a connection accepted by a
+//! [`Listener`](crate::Listener) holds one of its slots until the reader is dropped.
 
 use crate::clock_sync::ClockSync;
 use crate::error::NetError;
 use crate::frame::{Decode, Encode, Frame, FrameEncoder, RecvBuffer};
+use crate::liveness::Activity;
+use crate::tcp::ConnectionSlot;
 use clockwork_core::time::MonotonicClock;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::cell::RefCell;
@@ -108,10 +116,21 @@ pub struct FrameReader<S> {
     rx: RecvBuffer,
     sync: Rc<RefCell<ClockSync>>,
     last_read_ts: u64,
+    /// When bytes last arrived, shared with a liveness watchdog.
+    activity: Activity,
+    /// How long a frame may take to arrive once its first bytes did.
+    frame_timeout: Duration,
+    /// When the first bytes of the frame being assembled arrived.
+    partial_since: Option<Instant>,
     poisoned: bool,
     label: String,
     busy_poll: Duration,
+    /// The listener slot this connection takes, released when the reader is dropped.
+    slot: Option<ConnectionSlot>,
 }
+
+/// How long a frame may take to arrive once its first bytes did, by default.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sending half: one write per frame.
 #[derive(Debug)]
@@ -139,9 +158,13 @@ impl<S: AsyncRead + AsyncWrite + ReadNow + Unpin> Connection<S> {
                 rx: RecvBuffer::new(max_frame),
                 sync: Rc::clone(&sync),
                 last_read_ts: 0,
+                activity: Activity::new(),
+                frame_timeout: DEFAULT_FRAME_TIMEOUT,
+                partial_since: None,
                 poisoned: false,
                 label: String::from("unnamed peer"),
                 busy_poll: Duration::ZERO,
+                slot: None,
             },
             writer: FrameWriter {
                 stream,
@@ -186,6 +209,26 @@ impl<S: AsyncRead + AsyncWrite + ReadNow + Unpin> Connection<S> {
         self.reader.label = label.into();
     }
 
+    /// Change the largest payload accepted (raised once the peer is authenticated).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.reader.rx.set_max_payload(max_frame);
+    }
+
+    /// How long a frame may take to arrive once its first bytes did.
+    pub fn set_frame_timeout(&mut self, timeout: Duration) {
+        self.reader.frame_timeout = timeout;
+    }
+
+    /// When bytes last arrived on this connection (for a liveness watchdog).
+    pub fn activity(&self) -> Activity {
+        self.reader.activity.clone()
+    }
+
+    /// Hold a listener slot for as long as the reader lives.
+    pub(crate) fn attach_slot(&mut self, slot: ConnectionSlot) {
+        self.reader.slot = Some(slot);
+    }
+
     /// Split into halves that can be used from different tasks on this thread.
     pub fn into_split(self) -> (FrameReader<S>, FrameWriter<S>) {
         (self.reader, self.writer)
@@ -200,6 +243,16 @@ impl<S: AsyncRead + ReadNow + Unpin> FrameReader<S> {
     /// tens of microseconds on some virtual machines.
     pub fn set_busy_poll(&mut self, budget: Duration) {
         self.busy_poll = budget;
+    }
+
+    /// When bytes last arrived on this connection (for a liveness watchdog).
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
+    /// Bytes of receive buffer this connection holds.
+    pub fn buffer_capacity(&self) -> usize {
+        self.rx.capacity()
     }
 
     /// Receive the next frame. Any error is final: the stream is poisoned and every
@@ -243,15 +296,37 @@ impl<S: AsyncRead + ReadNow + Unpin> FrameReader<S> {
         while !self.rx.ready()? {
             let n = match self.spin_read()? {
                 Some(n) => n,
-                None => self.stream.read(self.rx.spare()).await?,
+                None => self.read_some().await?,
             };
             if n == 0 {
                 return Err(self.rx.eof_error());
             }
             self.rx.commit(n);
             self.last_read_ts = MonotonicClock::read().get();
+            self.activity.heard(self.last_read_ts);
         }
+        self.partial_since = None;
         Ok(())
+    }
+
+    /// One read. Between frames it waits as long as it takes (an idle link is the
+    /// owner's business); inside a frame it fails once the frame has taken longer than
+    /// the frame timeout, so that a peer that sends half a frame and stops cannot hold
+    /// the buffer for ever.
+    async fn read_some(&mut self) -> Result<usize, NetError> {
+        if self.rx.buffered() == 0 {
+            self.partial_since = None;
+            return Ok(self.stream.read(self.rx.spare()).await?);
+        }
+        let since = *self.partial_since.get_or_insert_with(Instant::now);
+        let left = self.frame_timeout.saturating_sub(since.elapsed());
+        let stream = &mut self.stream;
+        let rx = &mut self.rx;
+        futures_lite::future::or(async { Ok(stream.read(rx.spare()).await?) }, async {
+            glommio::timer::sleep(left).await;
+            Err(NetError::Timeout("the rest of a partial frame"))
+        })
+        .await
     }
 
     /// Up to `busy_poll` of non-blocking reads; `None` when nothing came in time.

@@ -83,6 +83,13 @@ pub enum NetError {
     /// The peer did not answer in time.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// Nothing arrived from the peer for longer than the link's timeout (see
+    /// [`crate::liveness`]): it is frozen, gone, or the path between us stalled.
+    #[error("peer silent for {silent_ms} ms (no frames, not even heartbeats)")]
+    Silent {
+        /// How long it had been silent when the link was declared dead.
+        silent_ms: u64,
+    },
 }
 
 impl NetError {

@@ -251,29 +251,47 @@ pub struct RecvBuffer {
     release: usize,
     ready: Option<Header>,
     max_payload: usize,
+    /// How much to read at once between frames: starts small, doubles while reads fill
+    /// it (a busy link), up to [`MAX_READ`].
+    read_size: usize,
 }
 
-/// Initial receive buffer size.
-const INITIAL_RECV: usize = 64 * 1024;
+/// The first read between frames: enough for a handshake, small enough that an idle
+/// connection costs little.
+pub const MIN_READ: usize = 512;
+/// The largest read between frames, and the most a buffer keeps once it is empty: a
+/// buffer grown past this for one big frame is freed when that frame is consumed.
+pub const MAX_READ: usize = 64 * 1024;
 
 impl RecvBuffer {
-    /// A buffer that refuses payloads over `max_payload` bytes.
+    /// A buffer that refuses payloads over `max_payload` bytes. It allocates nothing
+    /// until the first read.
     pub fn new(max_payload: usize) -> Self {
-        let mut buf = FrameBuf::with_capacity(INITIAL_RECV);
-        buf.resize(INITIAL_RECV, 0);
         Self {
-            buf,
+            buf: FrameBuf::new(),
             start: 0,
             end: 0,
             release: 0,
             ready: None,
             max_payload,
+            read_size: MIN_READ,
         }
+    }
+
+    /// Change the payload limit (e.g. raise it once the peer is authenticated). Applies
+    /// to frames whose header has not been checked yet.
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max_payload = max_payload;
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.end - self.start - self.release
+    }
+
+    /// Bytes of memory the buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn apply_release(&mut self) {
@@ -282,18 +300,24 @@ impl RecvBuffer {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.buf.len() > MAX_READ {
+                // One big frame grew it: give the memory back rather than keep it for
+                // the life of the connection.
+                self.buf = FrameBuf::new();
+            }
         }
     }
 
     /// Room to receive into: at least enough for the frame being assembled (if its
-    /// header is in), at least 4 KiB otherwise. Moves unconsumed bytes to the front
-    /// when that makes room; frame starts stay 16-aligned because frames are padded.
+    /// header is in), the current read size otherwise. Moves unconsumed bytes to the
+    /// front when that makes room; frame starts stay 16-aligned because frames are
+    /// padded.
     pub fn spare(&mut self) -> &mut [u8] {
         self.apply_release();
         let pending = self.end - self.start;
         let need = match self.peek_header() {
             Some(Ok(h)) => h.frame_len().saturating_sub(pending).max(1),
-            _ => 4096,
+            _ => self.read_size,
         };
         if self.buf.len() - self.end < need {
             if self.start > 0 {
@@ -312,6 +336,10 @@ impl RecvBuffer {
 
     /// Mark `n` bytes of [`RecvBuffer::spare`] as received.
     pub fn commit(&mut self, n: usize) {
+        if self.end + n >= self.buf.len() && self.read_size < MAX_READ {
+            // The read filled all the room there was: more is probably coming.
+            self.read_size *= 2;
+        }
         self.end = (self.end + n).min(self.buf.len());
     }
 
@@ -521,6 +549,50 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_buffer_is_small_and_a_big_frame_is_freed_after_use() {
+        let mut rb = RecvBuffer::new(DEFAULT_MAX_FRAME);
+        assert_eq!(rb.capacity(), 0, "nothing allocated before the first read");
+        assert!(rb.spare().len() <= 2 * MIN_READ);
+        let big = vec![0u8; 1 << 20];
+        let mut enc = FrameEncoder::new();
+        let msg = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            role: PeerRole::Client,
+            token: String::from_utf8(big).unwrap(),
+            name: "big".into(),
+        };
+        let bytes = enc.encode(&msg, 1, 0).unwrap().to_vec();
+        let mut off = 0;
+        while off < bytes.len() {
+            let spare = rb.spare();
+            let n = spare.len().min(bytes.len() - off);
+            spare[..n].copy_from_slice(&bytes[off..off + n]);
+            rb.commit(n);
+            off += n;
+        }
+        assert!(rb.capacity() >= bytes.len());
+        assert!(rb.next_frame().unwrap().is_some());
+        // The next call that looks at the buffer releases the frame and the memory.
+        assert!(rb.next_frame().unwrap().is_none());
+        assert!(rb.capacity() <= MAX_READ, "kept {} bytes", rb.capacity());
+    }
+
+    #[test]
+    fn the_payload_limit_can_be_raised_after_the_handshake() {
+        let mut enc = FrameEncoder::new();
+        let bytes = enc.encode(&hello(), 1, 0).unwrap().to_vec();
+        let mut rb = RecvBuffer::new(16);
+        rb.spare()[..bytes.len()].copy_from_slice(&bytes);
+        rb.commit(bytes.len());
+        assert!(matches!(rb.next_frame(), Err(NetError::Oversized { .. })));
+        let mut rb = RecvBuffer::new(16);
+        rb.set_max_payload(DEFAULT_MAX_FRAME);
+        rb.spare()[..bytes.len()].copy_from_slice(&bytes);
+        rb.commit(bytes.len());
+        assert!(rb.next_frame().unwrap().is_some());
+    }
+
+    #[test]
     fn large_frames_grow_the_buffer() {
         let big = clockwork_core::wire::ToWorker::Actions(vec![clockwork_core::Action {
             id: clockwork_core::ActionId(1),
@@ -547,7 +619,9 @@ mod tests {
             off += n;
             if let Some(f) = rb.next_frame().unwrap() {
                 let a = f.access::<clockwork_core::wire::ToWorker>().unwrap();
-                let clockwork_core::wire::ArchivedToWorker::Actions(v) = a;
+                let clockwork_core::wire::ArchivedToWorker::Actions(v) = a else {
+                    panic!("not actions");
+                };
                 assert_eq!(v.len(), 1);
                 got = true;
             }

@@ -3,8 +3,13 @@
 //! mismatch, closes the connection after saying why. The frame header's version is
 //! checked first, so a peer of another protocol version is told so in words even
 //! though neither side can read the other's payloads.
+//!
+//! Until the handshake succeeds, a connection accepts frames of at most
+//! [`HANDSHAKE_MAX_FRAME`] bytes, so an unauthenticated peer cannot make either side
+//! allocate more than that; the link's own limit ([`LinkConfig::max_frame`]) applies
+//! after it.
 
-use crate::conn::{Connection, ReadNow};
+use crate::conn::{Connection, ReadNow, DEFAULT_FRAME_TIMEOUT};
 use crate::error::NetError;
 use crate::frame::{FrameEncoder, DEFAULT_MAX_FRAME};
 use clockwork_core::wire::{
@@ -25,7 +30,18 @@ pub struct LinkConfig {
     pub max_frame: usize,
     /// How long the peer may take to answer.
     pub handshake_timeout: Duration,
+    /// How long a frame may take to arrive once its first bytes did.
+    pub frame_timeout: Duration,
+    /// Most connections a listener with this config holds at once (accepted, in the
+    /// handshake or open); more are refused in words.
+    pub max_connections: usize,
 }
+
+/// Largest payload accepted before the handshake succeeds (a hello or its reply).
+pub const HANDSHAKE_MAX_FRAME: usize = 4096;
+
+/// Default of [`LinkConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 impl LinkConfig {
     /// A config with the given token and name and default limits.
@@ -35,6 +51,8 @@ impl LinkConfig {
             name: name.into(),
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -78,7 +96,8 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
     role: PeerRole,
     cfg: &LinkConfig,
 ) -> Result<(Connection<S>, String), NetError> {
-    let mut conn = Connection::new(stream, cfg.max_frame);
+    let mut conn = Connection::new(stream, HANDSHAKE_MAX_FRAME);
+    conn.set_frame_timeout(cfg.frame_timeout);
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         role,
@@ -101,6 +120,7 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
     )
     .await?;
     conn.set_label(name.clone());
+    conn.set_max_frame(cfg.max_frame);
     Ok((conn, name))
 }
 
@@ -112,7 +132,19 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
     expect: PeerRole,
     cfg: &LinkConfig,
 ) -> Result<(Connection<S>, PeerInfo), NetError> {
-    let mut conn = Connection::new(stream, cfg.max_frame);
+    server_handshake_admit(stream, expect, cfg, |_| Ok(())).await
+}
+
+/// [`server_handshake`], then `admit` decides about a peer that passed every check:
+/// `Err(reason)` refuses it like any other mismatch.
+pub async fn server_handshake_admit<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
+    stream: S,
+    expect: PeerRole,
+    cfg: &LinkConfig,
+    admit: impl FnOnce(&PeerInfo) -> Result<(), String>,
+) -> Result<(Connection<S>, PeerInfo), NetError> {
+    let mut conn = Connection::new(stream, HANDSHAKE_MAX_FRAME);
+    conn.set_frame_timeout(cfg.frame_timeout.min(cfg.handshake_timeout));
     let verdict = with_timeout(
         cfg.handshake_timeout,
         "waiting for the peer's hello",
@@ -134,7 +166,8 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
                 })
             } else if !tokens_equal(hello.token.as_str(), &cfg.token) {
                 Err(NetError::Refused(format!(
-                    "bad cluster token from `{}`",
+                    "cluster token mismatch: `{}` presented a token that differs from this \
+                     listener's (check --token on both sides)",
                     info.name
                 )))
             } else if role != expect {
@@ -148,9 +181,17 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
         },
     )
     .await;
+    let verdict = match verdict {
+        Ok(Ok(info)) => match admit(&info) {
+            Ok(()) => Ok(Ok(info)),
+            Err(reason) => Ok(Err(NetError::Refused(reason))),
+        },
+        other => other,
+    };
     let refusal = match verdict {
         Ok(Ok(info)) => {
             conn.set_label(info.name.clone());
+            conn.set_max_frame(cfg.max_frame);
             conn.send(&HelloReply::Accepted {
                 name: cfg.name.clone(),
             })

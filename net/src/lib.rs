@@ -3,7 +3,9 @@
 //! This crate owns the frame format (a fixed little-endian header followed by an
 //! aligned rkyv archive), validation of received frames at the trust boundary, the
 //! connection handshake (protocol version and cluster token), per-link clock offset and
-//! RTT estimation, and the glommio executor set-up every service uses (including the
+//! RTT estimation, link liveness (heartbeat timing and silence detection), the bounds
+//! on what a connection may cost (connection limits, a small frame limit before the
+//! handshake, a deadline on partial frames), and the glommio executor set-up every service uses (including the
 //! guard against glommio's executor-park race). It does not own the message types (they
 //! are in `clockwork-core`) nor what a service does with a message.
 
@@ -15,6 +17,7 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod liveness;
 pub mod runtime;
 pub mod tcp;
 
@@ -22,5 +25,6 @@ pub use clock_sync::ClockSync;
 pub use conn::{Connection, FrameReader, FrameWriter, ReadNow};
 pub use error::NetError;
 pub use frame::{Decode, Encode, Frame, DEFAULT_MAX_FRAME};
-pub use handshake::{LinkConfig, PeerInfo};
-pub use tcp::{connect, Listener, TcpConnection};
+pub use handshake::{LinkConfig, PeerInfo, HANDSHAKE_MAX_FRAME};
+pub use liveness::{Activity, Liveness};
+pub use tcp::{bind_exclusive, connect, Incoming, Listener, TcpConnection};

@@ -2,10 +2,17 @@
 //!
 //! The tests live in `tests/tests/`; this library holds only what they share: building
 //! and finding the `clockwork-bench` binary that runs a local cluster (controller and
-//! emulated workers as separate processes on loopback). It owns no production code.
+//! emulated workers as separate processes on loopback); and for the fault tests, real
+//! controller and worker processes ([`procs`]), a blocking native client ([`native`])
+//! and a frame-aware TCP proxy that stalls or drops frames on command ([`proxy`]). It
+//! owns no production code.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
+
+pub mod native;
+pub mod procs;
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::process::Command;

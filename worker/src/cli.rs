@@ -10,8 +10,9 @@ use crate::{WorkerConfig, DEFAULT_LISTEN, DEFAULT_NAME, DEFAULT_TOKEN};
 use clap::ArgGroup;
 use clockwork_gpu::{Backend, DeviceConfig, NoiseModel, DEFAULT_CACHE_BYTES};
 use clockwork_net::runtime::ExecutorConfig;
-use clockwork_net::LinkConfig;
+use clockwork_net::{LinkConfig, Liveness};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The worker's flags. Exactly one backend: `--emulate N`, `--cpu N`, or `--cuda` /
 /// `--cuda-devices`.
@@ -93,6 +94,26 @@ pub struct WorkerArgs {
     /// This worker's name, shown in the controller's logs.
     #[arg(long, default_value = DEFAULT_NAME)]
     pub name: String,
+
+    /// Send the controller a heartbeat this often (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+
+    /// Close the controller link after this long without a frame from the controller
+    /// (milliseconds; at least twice the controller's --heartbeat-ms). A second
+    /// controller is refused until the connected one has been silent this long.
+    #[arg(long, value_name = "MS", default_value_t = 800)]
+    pub link_timeout_ms: u64,
+
+    /// On SIGINT or SIGTERM, wait at most this long (milliseconds) for in-flight
+    /// actions before stopping.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub drain_ms: u64,
+
+    /// Most connections the controller port holds at once (in the handshake or open);
+    /// more are refused in words.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 impl WorkerArgs {
@@ -172,13 +193,24 @@ impl WorkerArgs {
         let mut executor = ExecutorConfig::named("cw-worker");
         executor.cpu = self.net_cpu;
         if self.spin_us > 0 {
-            executor.spin_before_park = Some(std::time::Duration::from_micros(self.spin_us));
+            executor.spin_before_park = Some(Duration::from_micros(self.spin_us));
         }
+        let liveness = Liveness {
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            timeout: Duration::from_millis(self.link_timeout_ms),
+        };
+        liveness
+            .validate()
+            .map_err(|e| format!("--heartbeat-ms / --link-timeout-ms: {e}"))?;
+        let mut link = LinkConfig::new(self.token.clone(), self.name.clone());
+        link.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
         Ok(WorkerConfig {
             listen: self.listen,
-            link: LinkConfig::new(self.token.clone(), self.name.clone()),
+            link,
             devices,
             executor,
+            liveness,
+            drain_timeout: Duration::from_millis(self.drain_ms),
         })
     }
 }

@@ -34,11 +34,17 @@
 //!
 //! # Policies
 //!
-//! * **One controller at a time; the newest replaces the old.** A controller that
-//!   authenticates (cluster token, role) while another is connected takes over: the old
-//!   connection is closed and nothing more is sent on it. Replacement rather than
-//!   refusal, so that a restarted controller is never locked out by the half-open
-//!   connection of its crashed predecessor; the token keeps strangers out.
+//! * **One controller at a time, held by liveness** (docs/adr/0004-one-controller.md). A
+//!   controller that authenticates (cluster token, role) while another is connected
+//!   and alive (heard from within the link timeout: both sides send heartbeats) is
+//!   refused in words ("held by controller X"). Once the connected one has been silent
+//!   for the link timeout, the worker closes its connection (a watchdog) and the next
+//!   controller gets in, so a restarted controller is locked out for at most the link
+//!   timeout by the half-open connection of its crashed predecessor, and two live
+//!   controllers can never take the worker from each other.
+//! * **Signals** (the binary): SIGINT and SIGTERM drain: the worker stops taking
+//!   connections and actions, waits (bounded by `--drain-ms`) for the actions its
+//!   devices hold, sends their results, releases the devices and exits 0.
 //! * **Disconnects.** When a controller goes away, actions already handed to a device
 //!   run to completion (or are dropped at `latest`) but their results are discarded:
 //!   results are tagged with their connection and never delivered to a later
@@ -112,13 +118,14 @@ use atomic_waker::AtomicWaker;
 use clockwork_core::GpuState;
 use clockwork_gpu::{Backend, DeviceConfig, DeviceSet};
 use clockwork_net::runtime::{self, ExecutorConfig, ExecutorHandle};
-use clockwork_net::LinkConfig;
+use clockwork_net::{LinkConfig, Liveness};
 use std::fmt;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::Poll;
+use std::time::Duration;
 
 /// Where a worker listens by default (the original's worker port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:12345";
@@ -142,6 +149,10 @@ pub struct WorkerConfig {
     pub devices: DeviceConfig,
     /// The network executor (name, CPU pinning, spin-before-park).
     pub executor: ExecutorConfig,
+    /// Heartbeat interval and silence timeout of the controller link.
+    pub liveness: Liveness,
+    /// On a draining stop ([`Stopper::drain`]), the longest wait for in-flight actions.
+    pub drain_timeout: Duration,
 }
 
 impl WorkerConfig {
@@ -168,6 +179,8 @@ impl WorkerConfig {
             link: LinkConfig::new(DEFAULT_TOKEN, DEFAULT_NAME),
             devices,
             executor: ExecutorConfig::named("cw-worker"),
+            liveness: Liveness::DEFAULT,
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -200,6 +213,8 @@ impl Worker {
         let service = shell::ServiceConfig {
             listen: config.listen,
             link: config.link.clone(),
+            liveness: config.liveness,
+            drain_timeout: config.drain_timeout,
             stop: Arc::clone(&stop),
             registrations,
         };
@@ -316,12 +331,22 @@ impl Stopper {
     pub fn stop(&self) {
         self.0.trigger();
     }
+
+    /// Ask the worker to stop gracefully: take no more connections or actions, wait
+    /// (up to [`WorkerConfig::drain_timeout`]) for the actions its devices hold, send
+    /// their results, then stop; [`WorkerHandle::wait`] then returns.
+    pub fn drain(&self) {
+        self.0.draining.store(true, Ordering::SeqCst);
+        self.0.trigger();
+    }
 }
 
 /// A one-shot stop flag that wakes the executor from another thread.
 #[derive(Debug, Default)]
 pub(crate) struct StopSignal {
     stopped: AtomicBool,
+    /// The stop should drain in-flight actions first.
+    draining: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -333,6 +358,10 @@ impl StopSignal {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Resolves once [`StopSignal::trigger`] was called.

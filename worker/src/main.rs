@@ -2,6 +2,11 @@
 //! [`clockwork_worker::cli`]), starts the devices and the network executor (see the
 //! library docs for what the worker does), prints a banner, and serves until killed.
 //!
+//! Signals (through `nix`: blocked in every thread, taken by one waiting thread with
+//! `sigwait`): SIGINT or SIGTERM drains the worker (no new connections or actions,
+//! in-flight actions finished and answered within `--drain-ms`, devices released) and
+//! it exits 0.
+//!
 //! Exit codes: 0 after a clean stop, 2 for a bad command line or devices that cannot be
 //! had (e.g. `--cuda` without CUDA), 1 for any other start-up failure (e.g. the address
 //! is in use).
@@ -9,6 +14,7 @@
 use clap::{CommandFactory, Parser};
 use clockwork_worker::cli::{self, WorkerArgs};
 use clockwork_worker::{Worker, WorkerError, DEFAULT_TOKEN};
+use nix::sys::signal::{SigSet, Signal};
 use std::process::ExitCode;
 
 /// Clockwork-RS worker: runs the controller's LOAD, UNLOAD and INFER actions on this
@@ -45,6 +51,15 @@ fn main() -> ExitCode {
         Err(message) => usage_error(&message),
     };
     let banner = cli::describe(&args, &config);
+    // Blocked before any thread starts, so that every thread inherits the mask and the
+    // signals wait for the one thread that takes them.
+    let mut stop_signals = SigSet::empty();
+    stop_signals.add(Signal::SIGINT);
+    stop_signals.add(Signal::SIGTERM);
+    if let Err(e) = stop_signals.thread_block() {
+        eprintln!("error: cannot block SIGINT/SIGTERM: {e}");
+        return ExitCode::from(1);
+    }
     let worker = match Worker::serve(config) {
         Ok(w) => w,
         Err(e @ WorkerError::Gpu(_)) => {
@@ -74,6 +89,13 @@ fn main() -> ExitCode {
             "  token: the default development token `{DEFAULT_TOKEN}`; set --token for anything but local testing"
         );
     }
+    let stopper = worker.stopper();
+    std::thread::spawn(move || {
+        if let Ok(signal) = stop_signals.wait() {
+            tracing::info!(%signal, "stop requested: draining in-flight actions");
+            stopper.drain();
+        }
+    });
     match worker.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,6 +9,12 @@
 //! **registrations** task (measurements from the registration thread →
 //! [`WorkerCore::measured`]). After every event the shell drains the
 //! core's outputs ([`Shell::flush`]). No `RefCell` borrow is held across an `.await`.
+//!
+//! Liveness is the shell's too (it owns the time): per controller connection a
+//! **heartbeat** task queues a heartbeat for the writer every interval, and the reader
+//! races a watchdog that ends the connection once the controller has been silent for
+//! the link timeout. A new controller is admitted only when no connected one is alive
+//! (docs/adr/0004-one-controller.md).
 
 use crate::clock::ClockMap;
 use crate::core::{Output, SessionId, WorkerCore};
@@ -18,7 +24,11 @@ use crate::StopSignal;
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::{ActionResult, MonotonicClock, WorkerStatus};
 use clockwork_gpu::{Completions, DeviceSet};
-use clockwork_net::{FrameReader, FrameWriter, LinkConfig, Listener, PeerInfo, TcpConnection};
+use clockwork_net::liveness::watch;
+use clockwork_net::{
+    Activity, FrameReader, FrameWriter, LinkConfig, Listener, Liveness, NetError, PeerInfo,
+    TcpConnection,
+};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::{spawn_local, Task};
@@ -30,10 +40,15 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How a refusal of a second controller starts.
+const HELD_BY: &str = "this worker is held by controller";
+
 /// What the service needs besides the devices.
 pub(crate) struct ServiceConfig {
     pub(crate) listen: SocketAddr,
     pub(crate) link: LinkConfig,
+    pub(crate) liveness: Liveness,
+    pub(crate) drain_timeout: Duration,
     pub(crate) stop: Arc<StopSignal>,
     /// The registration thread, for devices that compute.
     pub(crate) registrations: Option<Registrations>,
@@ -61,6 +76,7 @@ pub(crate) async fn run(
         core: RefCell::new(WorkerCore::new(devices, max_frame)),
         links: RefCell::new(HashMap::new()),
         registrations: cfg.registrations,
+        liveness: cfg.liveness,
     });
     let completions_task = spawn_local(completions_loop(Rc::clone(&shell), completions));
     let registrations_task = spawn_local(registrations_loop(Rc::clone(&shell)));
@@ -85,9 +101,13 @@ pub(crate) async fn run(
                     Arc::clone(&cfg.stop),
                 );
                 spawn_local(async move {
-                    match listener.handshake(stream).await {
+                    let admit = |peer: &PeerInfo| shell.admit(peer);
+                    match listener.handshake_admit(stream, admit).await {
                         Ok((conn, peer)) if !stop.is_stopped() => shell.install(conn, peer),
                         Ok(_) => {}
+                        Err(NetError::Refused(r)) if r.starts_with(HELD_BY) => {
+                            tracing::debug!(reason = %r, "refused a second controller");
+                        }
                         Err(e) => tracing::warn!(error = %e, "refused a connection"),
                     }
                 })
@@ -99,6 +119,10 @@ pub(crate) async fn run(
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+    drop(listener);
+    if cfg.stop.is_draining() {
+        shell.drain(cfg.drain_timeout).await;
     }
     tracing::info!("worker stopping");
     shell.shutdown();
@@ -115,52 +139,140 @@ struct Shell {
     links: RefCell<HashMap<SessionId, LinkIo>>,
     /// The registration thread (devices that compute only).
     registrations: Option<Registrations>,
+    liveness: Liveness,
 }
 
 /// One controller connection's I/O.
 struct LinkIo {
-    /// To the writer.
-    results: LocalSender<Outgoing>,
-    /// Reader and writer; dropping them cancels them, which closes the connection.
-    tasks: Vec<Task<()>>,
+    /// The controller's name.
+    peer: String,
+    /// When it was last heard from.
+    activity: Activity,
+    /// To the writer (shared with the heartbeat task).
+    results: Rc<LocalSender<Outgoing>>,
+    /// Reader (`None` once draining), writer and heartbeat; dropping them cancels
+    /// them, which closes the connection.
+    reader: Option<Task<()>>,
+    writer: Task<()>,
+    heartbeat: Task<()>,
 }
 
-/// A result on its way to the writer, with the clock map its times use.
-struct Outgoing {
-    result: ActionResult,
-    clock: ClockMap,
+/// What the writer sends.
+enum Outgoing {
+    /// A result, with the clock map its times use.
+    Result {
+        result: ActionResult,
+        clock: ClockMap,
+    },
+    /// A heartbeat.
+    Heartbeat,
 }
 
 impl Shell {
+    /// May `peer`, which passed the token and role checks, become the controller? Not
+    /// while a connected controller is alive: one controller at a time, and two live
+    /// ones must not take the worker from each other.
+    fn admit(&self, peer: &PeerInfo) -> Result<(), String> {
+        let links = self.links.borrow();
+        let live = links
+            .values()
+            .map(|io| (io, io.activity.silent_for()))
+            .find(|(_, silent)| *silent < self.liveness.timeout);
+        match live {
+            None => Ok(()),
+            Some((io, silent)) => {
+                // Debug only: a refused controller retries every few hundred ms, and
+                // it logs the refusal itself.
+                tracing::debug!(
+                    refused = %peer.name,
+                    holder = %io.peer,
+                    heard_ms_ago = silent.as_millis() as u64,
+                    "refusing a second controller while the connected one is alive"
+                );
+                // The same words every time, so that a retrying controller logs it once.
+                Err(format!(
+                    "{HELD_BY} `{}`; one controller at a time: retry once it has been \
+                     silent for {} ms",
+                    io.peer,
+                    self.liveness.timeout.as_millis()
+                ))
+            }
+        }
+    }
+
     /// A controller authenticated: open its session in the core and start its I/O.
     fn install(self: &Rc<Self>, conn: TcpConnection, peer: PeerInfo) {
         let session = self.core.borrow_mut().connect(&peer.name);
         let (tx, rx) = local_channel::new_unbounded();
+        let tx = Rc::new(tx);
+        let activity = conn.activity();
         let (reader, writer) = conn.into_split();
-        let tasks = vec![
-            spawn_local(reader_loop(
-                Rc::clone(self),
-                session,
-                peer.name.clone(),
-                reader,
-            )),
-            spawn_local(writer_loop(rx, writer, peer.name)),
-        ];
-        self.links
-            .borrow_mut()
-            .insert(session, LinkIo { results: tx, tasks });
+        let reader = spawn_local(reader_loop(
+            Rc::clone(self),
+            session,
+            peer.name.clone(),
+            reader,
+        ));
+        let writer = spawn_local(writer_loop(rx, writer, peer.name.clone()));
+        let heartbeat = spawn_local(heartbeat_loop(Rc::clone(&tx), self.liveness.heartbeat));
+        self.links.borrow_mut().insert(
+            session,
+            LinkIo {
+                peer: peer.name,
+                activity,
+                results: tx,
+                reader: Some(reader),
+                writer,
+                heartbeat,
+            },
+        );
         self.flush();
+    }
+
+    /// Wait (up to `timeout`) until the devices hold no action and the writers have
+    /// taken every result. Stops reading from the controllers first, so that no new
+    /// action arrives; heartbeats go on, so the controller keeps the link meanwhile.
+    async fn drain(&self, timeout: Duration) {
+        for io in self.links.borrow_mut().values_mut() {
+            drop(io.reader.take());
+        }
+        let start = std::time::Instant::now();
+        let mut in_flight = self.core.borrow().in_flight();
+        tracing::info!(in_flight, "draining: waiting for in-flight actions");
+        loop {
+            in_flight = self.core.borrow().in_flight();
+            let queued: usize = self
+                .links
+                .borrow()
+                .values()
+                .map(|io| io.results.len())
+                .sum();
+            if in_flight == 0 && queued == 0 {
+                break;
+            }
+            if start.elapsed() >= timeout {
+                tracing::warn!(in_flight, "drain timed out; cancelling what is left");
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
+        // Let the writers finish the frame they are sending.
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        tracing::info!(waited_ms = start.elapsed().as_millis() as u64, "drained");
     }
 
     /// The reader of `session` saw its connection end.
     fn reader_ended(&self, session: SessionId) {
         let io = self.links.borrow_mut().remove(&session);
         if let Some(io) = io {
-            // Let both tasks finish on their own: the reader is returning, and the
-            // writer ends once the last sender (in `io`) is gone.
-            for t in io.tasks {
-                t.detach();
+            // The reader is returning and the writer ends once the last sender (in
+            // `io`) is gone: let both finish on their own. The heartbeat holds a sender
+            // too: cancel it.
+            if let Some(reader) = io.reader {
+                reader.detach();
             }
+            io.writer.detach();
+            drop(io.heartbeat);
         }
         self.core.borrow_mut().disconnect(session);
         self.flush();
@@ -186,9 +298,11 @@ impl Shell {
                     clock,
                 }) => {
                     let links = self.links.borrow();
-                    let sent = links
-                        .get(&session)
-                        .is_some_and(|io| io.results.try_send(Outgoing { result, clock }).is_ok());
+                    let sent = links.get(&session).is_some_and(|io| {
+                        io.results
+                            .try_send(Outgoing::Result { result, clock })
+                            .is_ok()
+                    });
                     if !sent {
                         tracing::debug!(?session, "writer gone; result dropped");
                     }
@@ -213,33 +327,51 @@ impl Shell {
     }
 }
 
-/// Receive action frames until the connection ends. Each frame's actions use the
-/// link's clock estimate as it was when the frame was awaited.
+/// Receive action frames until the connection ends or the controller falls silent.
+/// Each frame's actions use the link's clock estimate as it was when the frame was
+/// awaited.
 async fn reader_loop(
     shell: Rc<Shell>,
     session: SessionId,
     peer: String,
     mut reader: FrameReader<TcpStream>,
 ) {
-    loop {
-        let offset = reader.clock().offset_ns();
-        match reader.recv_msg::<ToWorker>().await {
-            Ok(msg) => {
-                let now = MonotonicClock::read();
-                shell.core.borrow_mut().message(session, now, offset, msg);
-                shell.flush();
-            }
-            Err(e) => {
-                if e.is_disconnect() {
-                    tracing::debug!(controller = %peer, error = %e, "connection ended");
-                } else {
-                    tracing::warn!(controller = %peer, error = %e, "closing the controller connection");
+    let activity = reader.activity();
+    let timeout = shell.liveness.timeout;
+    let read = async {
+        loop {
+            let offset = reader.clock().offset_ns();
+            match reader.recv_msg::<ToWorker>().await {
+                Ok(msg) => {
+                    let now = MonotonicClock::read();
+                    shell.core.borrow_mut().message(session, now, offset, msg);
+                    shell.flush();
                 }
-                break;
+                Err(e) => return e,
             }
         }
+    };
+    let e = futures_lite::future::or(read, watch(activity, timeout)).await;
+    match &e {
+        NetError::Silent { .. } => {
+            tracing::warn!(controller = %peer, error = %e, "controller silent; closing its connection");
+        }
+        e if e.is_disconnect() => {
+            tracing::debug!(controller = %peer, error = %e, "connection ended");
+        }
+        e => tracing::warn!(controller = %peer, error = %e, "closing the controller connection"),
     }
     shell.reader_ended(session);
+}
+
+/// Queue a heartbeat for the writer every `interval` until the link's writer is gone.
+async fn heartbeat_loop(tx: Rc<LocalSender<Outgoing>>, interval: Duration) {
+    loop {
+        glommio::timer::sleep(interval).await;
+        if tx.try_send(Outgoing::Heartbeat).is_err() {
+            return;
+        }
+    }
 }
 
 /// Send results in the order they are queued; `sent` is stamped just before each send.
@@ -248,9 +380,15 @@ async fn writer_loop(
     mut writer: FrameWriter<TcpStream>,
     peer: String,
 ) {
-    while let Some(Outgoing { mut result, clock }) = rx.recv().await {
-        result.sent = clock.to_controller(MonotonicClock::read());
-        if let Err(e) = writer.send(&FromWorker::Result(result)).await {
+    while let Some(out) = rx.recv().await {
+        let msg = match out {
+            Outgoing::Result { mut result, clock } => {
+                result.sent = clock.to_controller(MonotonicClock::read());
+                FromWorker::Result(result)
+            }
+            Outgoing::Heartbeat => FromWorker::Heartbeat,
+        };
+        if let Err(e) = writer.send(&msg).await {
             tracing::debug!(controller = %peer, error = %e, "result not sent; connection lost");
             return;
         }

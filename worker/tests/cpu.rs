@@ -54,6 +54,7 @@ fn cpu_worker() -> WorkerHandle {
     c.devices.cache_bytes = 16 * DEFAULT_PAGE_SIZE;
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.link = LinkConfig::new(TOKEN, "test-cpu-worker");
+    c.liveness = patient();
     Worker::serve(c).expect("worker starts")
 }
 

@@ -442,22 +442,41 @@ fn reconnect_keeps_device_state_and_never_delivers_old_results() {
 }
 
 #[test]
-fn a_new_controller_replaces_the_connected_one() {
-    let w = worker(1, 20);
+fn a_second_controller_is_refused_while_the_first_is_alive_and_admitted_once_it_is_silent() {
+    let timeout = Duration::from_millis(400);
+    let w = worker_with_liveness(
+        1,
+        20,
+        clockwork_net::Liveness {
+            heartbeat: Duration::from_millis(50),
+            timeout,
+        },
+    );
     let addr = w.local_addr();
     run(async {
         let mut a = Ctl::connect(addr).await;
         a.call(Window::ANY, register(1, tiny())).await;
-        let mut b = Ctl::connect(addr).await;
-        // A's connection is closed by the worker.
+        // A just spoke: B is refused, in words.
+        let err = match Ctl::try_connect(addr, TOKEN).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a second controller was admitted while the first was alive"),
+        };
+        assert!(err.contains("held by controller `test-ctl`"), "{err}");
+        // A sends nothing more (no heartbeats): the worker closes its link after the
+        // timeout, and B gets in.
         let ended = futures_lite::future::or(async { a.recv().await.is_err() }, async {
             glommio::timer::sleep(WAIT).await;
             false
         })
         .await;
-        assert!(ended, "the replaced controller's connection was not closed");
+        assert!(ended, "the silent controller's connection was not closed");
+        let mut b = Ctl::connect(addr).await;
         let s = b.state().await;
-        assert_eq!(s.models.len(), 1);
+        assert_eq!(
+            s.models.len(),
+            1,
+            "device state survives the change of controller"
+        );
     });
 }
 
@@ -580,13 +599,21 @@ mod skewed {
                 kind,
             }]))
             .await;
-            let r =
-                futures_lite::future::or(async { Some(self.recv::<FromWorker>().await) }, async {
+            let r = futures_lite::future::or(
+                async {
+                    loop {
+                        if let FromWorker::Result(r) = self.recv::<FromWorker>().await {
+                            return Some(r);
+                        }
+                    }
+                },
+                async {
                     glommio::timer::sleep(WAIT).await;
                     None
-                })
-                .await;
-            let Some(FromWorker::Result(r)) = r else {
+                },
+            )
+            .await;
+            let Some(r) = r else {
                 panic!("no result for action {id} in {WAIT:?}");
             };
             assert_eq!(r.action_id, ActionId(id));

@@ -1,6 +1,15 @@
 //! The service's tasks: worker links, client links, the timer, and `serve` that
 //! starts them.
+//!
+//! A worker link is watched two ways (docs/operations.md): it must carry a frame at
+//! least every link timeout (both sides send heartbeats), and every LOAD and INFER
+//! sent on it must come back by its window's end plus its duration plus a grace
+//! ([`Expected`]). Either failure, like a closed socket, ends the link: the worker is
+//! reported lost to the scheduler (which answers or moves its work), counted in
+//! `/metrics`, and reconnected; a worker that comes back is planned onto from a fresh
+//! GET STATE.
 
+use super::expected::Expected;
 use super::http::metrics::Call;
 use super::path::Route;
 use super::{now, spawn_writer, LogFiles, ServiceConfig, ServiceError, Shared, SharedRef};
@@ -9,9 +18,12 @@ use clockwork_core::result::{ActionResult, Outcome, WorkerState};
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::ClientStatus;
 use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Nanos, Window, WorkerId};
-use clockwork_net::{connect, LinkConfig, Listener, NetError, TcpConnection};
+use clockwork_net::{
+    bind_exclusive, connect, Activity, FrameWriter, LinkConfig, Listener, Liveness, NetError,
+    TcpConnection,
+};
 use clockwork_scheduler::Scheduler;
-use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use rkyv::rancor::BoxedError;
 use std::cell::RefCell;
 use std::future::Future;
@@ -41,7 +53,8 @@ pub async fn serve(
         })?),
         None => None,
     };
-    let link = LinkConfig::new(cfg.token.clone(), cfg.name.clone());
+    let mut link = LinkConfig::new(cfg.token.clone(), cfg.name.clone());
+    link.max_connections = cfg.max_client_connections;
     let listener =
         Listener::bind(cfg.client_listen, PeerRole::Client, link.clone()).map_err(|source| {
             ServiceError::Listen {
@@ -49,13 +62,12 @@ pub async fn serve(
                 source,
             }
         })?;
+    // Exclusive (no SO_REUSEPORT), like the client port: a second controller on the
+    // same address fails here instead of sharing it.
     let http_listener = cfg
         .http
         .map(|addr| {
-            glommio::net::TcpListener::bind(addr).map_err(|e| ServiceError::HttpListen {
-                addr,
-                source: e.into(),
-            })
+            bind_exclusive(addr).map_err(|source| ServiceError::HttpListen { addr, source })
         })
         .transpose()?;
     let shared: SharedRef = Rc::new(RefCell::new(Shared::new(sched, logs)));
@@ -79,15 +91,24 @@ pub async fn serve(
     shared.borrow_mut().timer_kick = Some(kick_tx);
     let timer = glommio::spawn_local(timer_task(shared.clone(), kick_rx));
     let mut workers = Vec::new();
+    let mut worker_link = link.clone();
+    // A worker that does not answer its hello within two link timeouts is as silent as
+    // one that stopped sending heartbeats (e.g. frozen: its kernel still accepts).
+    worker_link.handshake_timeout = cfg.liveness.timeout * 2;
+    let watch = WorkerWatch {
+        reconnect: cfg.reconnect_interval,
+        busy_poll: cfg.worker_busy_poll,
+        liveness: cfg.liveness,
+        grace: Nanos(u64::try_from(cfg.result_grace.as_nanos()).unwrap_or(u64::MAX)),
+    };
     for (i, &addr) in cfg.workers.iter().enumerate() {
         let id = WorkerId(u32::try_from(i).unwrap_or(u32::MAX));
         workers.push(glommio::spawn_local(worker_task(
             shared.clone(),
             id,
             addr,
-            link.clone(),
-            cfg.reconnect_interval,
-            cfg.worker_busy_poll,
+            worker_link.clone(),
+            watch,
         )));
     }
     let accept = glommio::spawn_local(accept_task(shared.clone(), Rc::new(listener)));
@@ -164,117 +185,253 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
     }
 }
 
-/// Connect, fetch the worker's state, and serve its results until the link drops;
-/// then report the loss and try again.
+/// How a worker link is kept and watched.
+#[derive(Debug, Clone, Copy)]
+struct WorkerWatch {
+    reconnect: Duration,
+    busy_poll: Duration,
+    liveness: Liveness,
+    /// Added to an action's window end and duration to give its result's deadline.
+    grace: Nanos,
+}
+
+/// Why a worker link ended.
+#[derive(Debug)]
+enum LinkLoss {
+    /// The transport said so: closed, silent for the link timeout, a bad frame.
+    Net(NetError),
+    /// A result was not back by its deadline.
+    Overdue {
+        /// The action.
+        action: ActionId,
+        /// How far past its deadline it was when noticed.
+        late: Nanos,
+    },
+}
+
+impl LinkLoss {
+    /// The `/metrics` label.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Net(NetError::Silent { .. }) => "silent",
+            Self::Net(e) if e.is_disconnect() => "closed",
+            Self::Net(_) => "error",
+            Self::Overdue { .. } => "result_overdue",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Net(e) => write!(f, "{e}"),
+            Self::Overdue { action, late } => write!(
+                f,
+                "the result of action {} is {} ms overdue (window end + duration + grace)",
+                action.0,
+                late.get() / 1_000_000
+            ),
+        }
+    }
+}
+
+/// Connect, fetch the worker's state, and serve its results until the link drops,
+/// falls silent or loses a result; then report the loss and try again.
 async fn worker_task(
     shared: SharedRef,
     id: WorkerId,
     addr: SocketAddr,
     link: LinkConfig,
-    interval: Duration,
-    busy_poll: Duration,
+    watch: WorkerWatch,
 ) {
-    let mut warned = false;
+    // The last connection error logged: each new one is logged once (so a token
+    // mismatch after "connection refused" is named), a repeated one is not.
+    let mut last_error: Option<String> = None;
     loop {
         let conn = match connect(addr, PeerRole::Controller, &link).await {
             Ok((conn, name)) => {
                 tracing::info!(worker = %id, %addr, %name, "worker connected");
-                warned = false;
+                last_error = None;
                 conn
             }
             Err(e) => {
-                if !warned {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(worker = %id, %addr, error = %e, "cannot reach worker; retrying");
-                    warned = true;
+                    last_error = Some(text);
                 }
-                glommio::timer::sleep(interval).await;
+                glommio::timer::sleep(watch.reconnect).await;
                 continue;
             }
         };
-        let reason = run_worker_link(&shared, id, conn, busy_poll).await;
-        tracing::warn!(worker = %id, %addr, error = %reason, "worker link lost");
+        let loss = run_worker_link(&shared, id, conn, watch).await;
+        tracing::warn!(worker = %id, %addr, reason = loss.label(), error = %loss, "worker link lost; the worker is out of the plan until it reconnects");
         {
             let mut s = shared.borrow_mut();
             s.workers.remove(&id);
             s.worker_gpus(id, &[]);
             s.metrics.worker_lost(id);
+            s.metrics.link_lost(loss.label());
             let t = now();
             s.timed(Call::Worker, |sc| sc.worker_lost(t, id));
             s.drain();
         }
-        glommio::timer::sleep(interval).await;
+        glommio::timer::sleep(watch.reconnect).await;
     }
 }
 
-fn to_result(a: &<FromWorker as rkyv::Archive>::Archived) -> Result<ActionResult, NetError> {
-    let FromWorker::Result(r) =
+/// The result in a worker frame; `None` for a heartbeat.
+fn to_result(
+    a: &<FromWorker as rkyv::Archive>::Archived,
+) -> Result<Option<ActionResult>, NetError> {
+    let msg =
         rkyv::deserialize::<FromWorker, BoxedError>(a).map_err(|e| NetError::InvalidPayload {
             kind: 11,
             reason: e.to_string(),
         })?;
-    Ok(r)
+    Ok(match msg {
+        FromWorker::Result(r) => Some(r),
+        FromWorker::Heartbeat => None,
+    })
 }
 
+/// Serve one worker connection until it is lost; every task it started ends with it.
 async fn run_worker_link(
     shared: &SharedRef,
     id: WorkerId,
     mut conn: TcpConnection,
-    busy_poll: Duration,
-) -> NetError {
-    conn.set_busy_poll(busy_poll);
+    watch: WorkerWatch,
+) -> LinkLoss {
+    conn.set_busy_poll(watch.busy_poll);
+    let activity = conn.activity();
+    let expected = Rc::new(RefCell::new(Expected::default()));
+    let (mut reader, writer) = conn.into_split();
+    let (tx, writer_task) = spawn_worker_writer(writer, Rc::clone(&expected), watch.grace);
+    let _heartbeat = glommio::spawn_local(heartbeat(Rc::clone(&tx), watch.liveness.heartbeat));
     let ask = ToWorker::Actions(vec![Action {
         id: state_action_id(id),
         window: Window::ANY,
         kind: ActionKind::GetState,
     }]);
-    if let Err(e) = conn.send(&ask).await {
-        return e;
+    if tx.try_send(ask).is_err() {
+        return LinkLoss::Net(NetError::Closed);
     }
-    let state: WorkerState = loop {
-        let r = match conn.recv_msg::<FromWorker>().await.and_then(to_result) {
-            Ok(r) => r,
-            Err(e) => return e,
-        };
-        if r.action_id != state_action_id(id) {
-            continue;
-        }
-        match r.outcome {
-            Outcome::State(s) => break s,
-            other => {
-                return NetError::Refused(format!("worker answered GET STATE with {other:?}"));
+    let serve = async {
+        let state: WorkerState = loop {
+            let r = match reader.recv_msg::<FromWorker>().await.and_then(to_result) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => return LinkLoss::Net(e),
+            };
+            if r.action_id != state_action_id(id) {
+                continue;
             }
+            match r.outcome {
+                Outcome::State(s) => break s,
+                other => {
+                    return LinkLoss::Net(NetError::Refused(format!(
+                        "worker answered GET STATE with {other:?}"
+                    )));
+                }
+            }
+        };
+        {
+            let mut s = shared.borrow_mut();
+            s.workers.insert(id, Rc::clone(&tx));
+            s.worker_gpus(id, &state.gpus);
+            s.metrics.worker_joined(id, &state);
+            let t = now();
+            // The handshake and GET STATE measured the link's RTT: the scheduler's
+            // margins start from it (clockwork_scheduler::margins).
+            let rtt = reader.clock().rtt_ns().map(Nanos);
+            s.timed(Call::Worker, |sc| {
+                if let Some(rtt) = rtt {
+                    sc.link_measured(id, rtt);
+                }
+                sc.worker_joined(t, id, &state);
+            });
+            s.drain();
+        }
+        loop {
+            let r = match reader.recv_msg::<FromWorker>().await.and_then(to_result) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => return LinkLoss::Net(e),
+            };
+            expected.borrow_mut().answered(r.action_id);
+            let mut s = shared.borrow_mut();
+            let t = now();
+            s.metrics.result(id, &r.outcome, t);
+            s.timed(Call::Result, |sc| sc.handle_result(t, id, &r));
+            s.drain();
         }
     };
-    let (mut reader, writer) = conn.into_split();
-    let tx = spawn_writer::<ToWorker, _>(writer);
-    {
-        let mut s = shared.borrow_mut();
-        s.workers.insert(id, tx);
-        s.worker_gpus(id, &state.gpus);
-        s.metrics.worker_joined(id, &state);
-        let t = now();
-        // The handshake and GET STATE measured the link's RTT: the scheduler's margins
-        // start from it (clockwork_scheduler::margins).
-        let rtt = reader.clock().rtt_ns().map(Nanos);
-        s.timed(Call::Worker, |sc| {
-            if let Some(rtt) = rtt {
-                sc.link_measured(id, rtt);
-            }
-            sc.worker_joined(t, id, &state);
-        });
-        s.drain();
-    }
+    let loss = futures_lite::future::or(serve, watchdog(activity, watch.liveness, &expected)).await;
+    // Cancel the writer even if it is stuck in a write to a stalled peer: the link is
+    // gone, and dropping both halves closes the socket.
+    drop(writer_task);
+    loss
+}
+
+/// Resolves when the link has been silent for the link timeout or a result is overdue.
+/// Looks every heartbeat interval (and exactly when the silence would expire).
+async fn watchdog(
+    activity: Activity,
+    liveness: Liveness,
+    expected: &RefCell<Expected>,
+) -> LinkLoss {
     loop {
-        let r = match reader.recv_msg::<FromWorker>().await.and_then(to_result) {
-            Ok(r) => r,
-            Err(e) => return e,
-        };
-        let mut s = shared.borrow_mut();
+        let silent = activity.silent_for();
+        if silent >= liveness.timeout {
+            return LinkLoss::Net(NetError::Silent {
+                silent_ms: u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
         let t = now();
-        s.metrics.result(id, &r.outcome, t);
-        s.timed(Call::Result, |sc| sc.handle_result(t, id, &r));
-        s.drain();
+        if let Some((action, due)) = expected.borrow().overdue(t) {
+            return LinkLoss::Overdue {
+                action,
+                late: t - due,
+            };
+        }
+        glommio::timer::sleep(liveness.heartbeat.min(liveness.timeout - silent)).await;
     }
+}
+
+/// Queue a heartbeat for the worker every `interval` (cancelled with its link).
+async fn heartbeat(tx: Rc<LocalSender<ToWorker>>, interval: Duration) {
+    loop {
+        glommio::timer::sleep(interval).await;
+        if tx.try_send(ToWorker::Heartbeat).is_err() {
+            return;
+        }
+    }
+}
+
+/// The worker link's writer task: sends what its queue gets and notes each LOAD and
+/// INFER as expected back. Returned with its handle, so that the link can cancel it.
+fn spawn_worker_writer(
+    mut writer: FrameWriter<glommio::net::TcpStream>,
+    expected: Rc<RefCell<Expected>>,
+    grace: Nanos,
+) -> (Rc<LocalSender<ToWorker>>, glommio::Task<()>) {
+    let (tx, rx) = local_channel::new_unbounded::<ToWorker>();
+    let task = glommio::spawn_local(async move {
+        while let Some(msg) = rx.recv().await {
+            if let ToWorker::Actions(actions) = &msg {
+                let mut e = expected.borrow_mut();
+                for a in actions {
+                    e.sent(a, grace);
+                }
+            }
+            if let Err(e) = writer.send(&msg).await {
+                tracing::debug!(error = %e, "worker link writer stopped");
+                break;
+            }
+        }
+        let _ = writer.close().await;
+    });
+    (Rc::new(tx), task)
 }
 
 async fn accept_task(shared: SharedRef, listener: Rc<Listener>) {
@@ -300,7 +457,7 @@ fn refuse(id: clockwork_core::RequestId, status: ClientStatus, message: String) 
     }
 }
 
-async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: glommio::net::TcpStream) {
+async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: clockwork_net::Incoming) {
     let (conn, peer) = match listener.handshake(stream).await {
         Ok(x) => x,
         Err(e) => {

@@ -5,7 +5,9 @@
 //! `clockwork_net::runtime`): the scheduler sits in one `RefCell` that no task holds
 //! across an await, so its decisions stay single-threaded and ordered. Around it:
 //! - one task per worker address that connects (and reconnects), sends GET STATE,
-//!   feeds results to the scheduler, and reports the link's loss as `worker_lost`;
+//!   feeds results to the scheduler, and reports the link's loss as `worker_lost`:
+//!   closed, silent past the link timeout (both sides send heartbeats), or a result
+//!   overdue past its window ([`expected`]);
 //! - one task per client connection that decodes requests and hands them to the one
 //!   request path (`path`: [`Shared::submit`] in, answers out on the client's route),
 //!   which the HTTP front end shares;
@@ -25,6 +27,7 @@
 //! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
 //! Prometheus metrics) runs on the same executor and feeds the same scheduler.
 
+mod expected;
 mod http;
 mod links;
 mod logs;
@@ -36,7 +39,7 @@ use clockwork_core::client::{ClientResponse, ModelInfo};
 use clockwork_core::telemetry::RequestLog;
 use clockwork_core::wire::ToWorker;
 use clockwork_core::{GpuId, MonotonicClock, Nanos, WorkerId};
-use clockwork_net::{Encode, FrameWriter};
+use clockwork_net::{Encode, FrameWriter, Liveness};
 use clockwork_scheduler::ClientKey;
 use clockwork_scheduler::{Config, Scheduler};
 use glommio::channels::local_channel::{self, LocalSender};
@@ -88,6 +91,13 @@ pub struct ServiceConfig {
     /// Where registrations made over HTTP are kept across restarts; `None` keeps
     /// them in memory only.
     pub state_dir: Option<PathBuf>,
+    /// Heartbeat interval and silence timeout of worker links.
+    pub liveness: Liveness,
+    /// How long after its window's end plus its expected duration a LOAD's or INFER's
+    /// result may still arrive before the link is declared broken.
+    pub result_grace: Duration,
+    /// Most native client connections held at once; more are refused in words.
+    pub max_client_connections: usize,
 }
 
 impl ServiceConfig {
@@ -111,6 +121,9 @@ impl ServiceConfig {
             model_repository: None,
             http_admin: AdminAccess::Closed,
             state_dir: None,
+            liveness: Liveness::DEFAULT,
+            result_grace: Duration::from_secs(1),
+            max_client_connections: clockwork_net::handshake::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -164,8 +177,8 @@ pub enum ServiceError {
     },
 }
 
-/// A message for a worker's writer task.
-type WorkerTx = LocalSender<ToWorker>;
+/// A message for a worker's writer task (shared with the link's heartbeat task).
+type WorkerTx = Rc<LocalSender<ToWorker>>;
 
 /// Everything the tasks share. Borrowed only between awaits.
 struct Shared {

@@ -11,8 +11,8 @@
 //! or refused at once) the core needs synchronously to give every action exactly one
 //! result.
 //!
-//! The parts, one file each: [`session`] (one controller at a time, the newest replaces
-//! the old, a session's clock map), [`decode`] (the archived message read in place and
+//! The parts, one file each: [`session`] (one controller at a time, an admitted one
+//! replaces the old, a session's clock map), [`decode`] (the archived message read in place and
 //! each action's wire-level checks, once), [`devices`] (the trait and its implementation
 //! by `DeviceSet`), [`clear`] (CLEAR CACHE), [`answer`] (device completion → result).
 //!
@@ -165,7 +165,7 @@ impl<D: Devices> WorkerCore<D> {
         self.outputs.pop_front()
     }
 
-    /// A controller (`peer`) authenticated: it becomes the session, replacing (closing)
+    /// A controller (`peer`) was admitted: it becomes the session, replacing (closing)
     /// the connected one, whose in-flight results are dropped from now on.
     pub(crate) fn connect(&mut self, peer: &str) -> SessionId {
         let (session, replaced) = self.sessions.open(peer);
@@ -173,6 +173,12 @@ impl<D: Devices> WorkerCore<D> {
             self.outputs.push_back(Output::Close { session: old });
         }
         session
+    }
+
+    /// Actions handed to a device or to the registration thread whose results are not
+    /// out yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.pending.len() + self.measuring.len()
     }
 
     /// `session`'s connection ended. Its in-flight actions run on; their results are
@@ -207,7 +213,11 @@ impl<D: Devices> WorkerCore<D> {
             return;
         };
         let received = clock.to_controller(now);
-        let ArchivedToWorker::Actions(actions) = msg;
+        let actions = match msg {
+            ArchivedToWorker::Actions(actions) => actions,
+            // Liveness only: the shell already noted that the controller spoke.
+            ArchivedToWorker::Heartbeat => return,
+        };
         for a in actions.iter() {
             let reply = Reply {
                 session,

@@ -1,10 +1,11 @@
-//! Controller sessions: one controller at a time, the newest replaces the old.
+//! Controller sessions: one controller at a time; an admitted one replaces the old.
 //!
 //! Each authenticated connection gets a new [`SessionId`]; results are tagged with the
 //! session their action came on and delivered only while it is the current one, so the
-//! results of an old session never reach a new one. Replacement rather than refusal,
-//! so that a restarted controller is never locked out by the half-open connection of
-//! its crashed predecessor (the cluster token keeps strangers out).
+//! results of an old session never reach a new one. Who is admitted is the shell's
+//! decision, because it needs time: a second controller is refused while the connected
+//! one is alive, and admitted (replacing it here) once that one has been silent for the
+//! link timeout (docs/adr/0004-one-controller.md).
 //!
 //! The session also owns its clock mapping: each message's actions use the link's
 //! offset estimate at arrival, or the identity (same clock) until the link has one,

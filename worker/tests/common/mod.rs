@@ -11,7 +11,7 @@ use clockwork_core::{
 };
 use clockwork_gpu::{Backend, DeviceConfig, NoiseModel};
 use clockwork_net::runtime::{run_here, ExecutorConfig};
-use clockwork_net::{connect, LinkConfig, NetError, TcpConnection};
+use clockwork_net::{connect, LinkConfig, Liveness, NetError, TcpConnection};
 use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
 use rkyv::rancor::BoxedError;
 use std::collections::HashMap;
@@ -75,7 +75,34 @@ pub fn worker(devices: u32, pages: u64) -> WorkerHandle {
     let mut c = WorkerConfig::with_devices(d);
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.link = LinkConfig::new(TOKEN, "test-worker");
+    c.liveness = patient();
     Worker::serve(c).expect("worker starts")
+}
+
+/// Like [`worker`], with the given link liveness.
+pub fn worker_with_liveness(devices: u32, pages: u64, liveness: Liveness) -> WorkerHandle {
+    let mut d = DeviceConfig::emulated(devices);
+    d.backend = Backend::Emulated {
+        devices,
+        engine_threads: 1,
+        noise: NoiseModel::None,
+        seed: 1,
+    };
+    d.cache_bytes = pages * DEFAULT_PAGE_SIZE;
+    let mut c = WorkerConfig::with_devices(d);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.link = LinkConfig::new(TOKEN, "test-worker");
+    c.liveness = liveness;
+    Worker::serve(c).expect("worker starts")
+}
+
+/// Liveness for a worker driven by a test controller that sends no heartbeats: the
+/// worker never declares it silent during a test.
+pub fn patient() -> Liveness {
+    Liveness {
+        heartbeat: Duration::from_millis(100),
+        timeout: Duration::from_secs(3600),
+    }
 }
 
 /// Run a fake controller on an executor on this thread.
@@ -182,12 +209,16 @@ impl Ctl {
         ids
     }
 
-    /// Receive the next result (any action), or an error if the link ends.
+    /// Receive the next result (any action; heartbeats are skipped), or an error if
+    /// the link ends.
     pub async fn recv(&mut self) -> Result<ActionResult, NetError> {
-        let msg = self.conn.recv_msg::<FromWorker>().await?;
-        let FromWorker::Result(r) =
-            rkyv::deserialize::<FromWorker, BoxedError>(msg).expect("result");
-        Ok(r)
+        loop {
+            let msg = self.conn.recv_msg::<FromWorker>().await?;
+            match rkyv::deserialize::<FromWorker, BoxedError>(msg).expect("result") {
+                FromWorker::Result(r) => return Ok(r),
+                FromWorker::Heartbeat => {}
+            }
+        }
     }
 
     /// Receive results until each of `ids` has exactly one.

@@ -192,6 +192,8 @@ pub(crate) struct Metrics {
     pub(crate) http_refused: u64,
     /// Successful inferences whose HTTP answer finished writing after the deadline.
     pub(crate) http_late_answers: u64,
+    /// Worker links lost, by why (`closed`, `silent`, `result_overdue`, `error`).
+    links_lost: BTreeMap<&'static str, u64>,
 }
 
 impl Default for Metrics {
@@ -218,6 +220,7 @@ impl Default for Metrics {
             http_accepted: 0,
             http_refused: 0,
             http_late_answers: 0,
+            links_lost: BTreeMap::new(),
         }
     }
 }
@@ -266,6 +269,11 @@ impl Metrics {
     /// A worker's link was lost.
     pub(crate) fn worker_lost(&mut self, w: WorkerId) {
         self.gpus.retain(|&(wk, _), _| wk != w.0);
+    }
+
+    /// A worker's link was lost for `reason` (counted once per loss).
+    pub(crate) fn link_lost(&mut self, reason: &'static str) {
+        *self.links_lost.entry(reason).or_insert(0) += 1;
     }
 
     /// A worker result arrived at `now`.
@@ -485,6 +493,21 @@ impl Metrics {
             "",
             sched.pending_actions(),
         );
+
+        family(
+            &mut o,
+            "clockwork_worker_links_lost_total",
+            "counter",
+            "Worker links lost, by reason: closed (by the peer), silent (no frame for the link timeout), result_overdue (a result not back by its window's end plus the grace), error (a bad frame or a socket error).",
+        );
+        for (reason, n) in &self.links_lost {
+            sample(
+                &mut o,
+                "clockwork_worker_links_lost_total",
+                &format!("reason=\"{reason}\""),
+                n,
+            );
+        }
 
         let errors = [
             ("exec", &st.exec_error),
