@@ -6,7 +6,7 @@
 //! (`clockwork-bench local`, which flattens these flags into a hidden subcommand) both
 //! start this way, so they accept the same flags and refuse the same bad values.
 
-use crate::service::{serve, AdminAccess, ServiceConfig, ServiceError};
+use crate::service::{serve, AdminAccess, ServiceConfig, ServiceError, WorkerAddr};
 use clockwork_core::Nanos;
 use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError};
 use std::future::Future;
@@ -18,10 +18,11 @@ use thiserror::Error;
 /// The controller's flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerArgs {
-    /// Workers to connect to, comma separated (host:port,...). Each is retried until it
-    /// answers, and again whenever its link drops.
+    /// Workers to connect to, comma separated (host:port,...; IP addresses or host
+    /// names, a name resolved again at every attempt). Each is retried until it answers,
+    /// and again whenever its link drops.
     #[arg(long, value_delimiter = ',', required = true)]
-    pub workers: Vec<SocketAddr>,
+    pub workers: Vec<WorkerAddr>,
     /// Address for clients.
     #[arg(long, default_value = "127.0.0.1:12346")]
     pub listen: SocketAddr,

@@ -996,7 +996,7 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic() {
 #[test]
 fn an_http_port_in_use_is_a_start_up_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut cfg = ServiceConfig::new(Vec::new(), free_port(), TOKEN);
+    let mut cfg = ServiceConfig::new(Vec::<SocketAddr>::new(), free_port(), TOKEN);
     cfg.http = Some(taken.local_addr().unwrap());
     let r = runtime::run_here(ExecutorConfig::named("http-test-bind"), async move {
         serve(cfg, futures_lite::future::pending::<()>()).await

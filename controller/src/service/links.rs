@@ -12,7 +12,9 @@
 use super::expected::Expected;
 use super::http::metrics::Call;
 use super::path::Route;
-use super::{now, spawn_writer, LogFiles, ServiceConfig, ServiceError, Shared, SharedRef};
+use super::{
+    now, spawn_writer, LogFiles, ServiceConfig, ServiceError, Shared, SharedRef, WorkerAddr,
+};
 use clockwork_core::client::{ArchivedClientRequest, ClientResponse, InferRequest, InferResponse};
 use clockwork_core::result::{ActionResult, Outcome, WorkerState};
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
@@ -27,7 +29,6 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use rkyv::rancor::BoxedError;
 use std::cell::RefCell;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -101,12 +102,12 @@ pub async fn serve(
         liveness: cfg.liveness,
         grace: Nanos(u64::try_from(cfg.result_grace.as_nanos()).unwrap_or(u64::MAX)),
     };
-    for (i, &addr) in cfg.workers.iter().enumerate() {
+    for (i, addr) in cfg.workers.iter().enumerate() {
         let id = WorkerId(u32::try_from(i).unwrap_or(u32::MAX));
         workers.push(glommio::spawn_local(worker_task(
             shared.clone(),
             id,
-            addr,
+            addr.clone(),
             worker_link.clone(),
             watch,
         )));
@@ -240,7 +241,7 @@ impl std::fmt::Display for LinkLoss {
 async fn worker_task(
     shared: SharedRef,
     id: WorkerId,
-    addr: SocketAddr,
+    addr: WorkerAddr,
     link: LinkConfig,
     watch: WorkerWatch,
 ) {
@@ -248,7 +249,13 @@ async fn worker_task(
     // mismatch after "connection refused" is named), a repeated one is not.
     let mut last_error: Option<String> = None;
     loop {
-        let conn = match connect(addr, PeerRole::Controller, &link).await {
+        // A name is resolved at every attempt: a worker back at a new address under
+        // the same name (a rescheduled pod) is found again.
+        let dialled = match addr.resolve().await {
+            Ok(ip) => connect(ip, PeerRole::Controller, &link).await,
+            Err(e) => Err(NetError::Io(e)),
+        };
+        let conn = match dialled {
             Ok((conn, name)) => {
                 tracing::info!(worker = %id, %addr, %name, "worker connected");
                 last_error = None;

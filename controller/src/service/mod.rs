@@ -34,6 +34,7 @@ mod logs;
 mod path;
 mod pending;
 mod repository;
+mod worker_addr;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
 use clockwork_core::telemetry::RequestLog;
@@ -56,12 +57,13 @@ use std::time::Duration;
 pub use http::{AdminAccess, AdminTokenError, HttpLimits, DEFAULT_MAX_SLO, STATE_FILE};
 pub use links::serve;
 pub use logs::LogFiles;
+pub use worker_addr::WorkerAddr;
 
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Workers to connect to; the i-th becomes `WorkerId(i)`.
-    pub workers: Vec<SocketAddr>,
+    pub workers: Vec<WorkerAddr>,
     /// Where clients connect.
     pub client_listen: SocketAddr,
     /// The cluster token (workers and clients must present the same).
@@ -102,13 +104,13 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     /// A configuration with default scheduler settings.
-    pub fn new(
-        workers: Vec<SocketAddr>,
+    pub fn new<W: Into<WorkerAddr>>(
+        workers: Vec<W>,
         client_listen: SocketAddr,
         token: impl Into<String>,
     ) -> Self {
         Self {
-            workers,
+            workers: workers.into_iter().map(Into::into).collect(),
             client_listen,
             token: token.into(),
             name: String::from("clockwork-controller"),
