@@ -140,7 +140,10 @@ fn grafana_dashboard_asks_only_for_metrics_the_controller_exposes() {
     let mut exprs = Vec::new();
     dashboard_exprs(&dash, &mut exprs);
     let wanted: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
-    assert!(wanted.len() >= 10, "the dashboard shows too little: {wanted:?}");
+    assert!(
+        wanted.len() >= 10,
+        "the dashboard shows too little: {wanted:?}"
+    );
     let exposed = live_metric_families();
     let missing: Vec<_> = wanted.difference(&exposed).collect();
     assert!(
@@ -155,7 +158,10 @@ fn metric_names_are_read_from_promql() {
         "histogram_quantile(0.9, sum by (le) (rate(clockwork_a_seconds_bucket{x=\"clockwork_no\"}[1m]))) / clockwork_b_total",
     );
     let n: Vec<_> = n.into_iter().collect();
-    assert_eq!(n, ["clockwork_a_seconds", "clockwork_b_total", "clockwork_no"]);
+    assert_eq!(
+        n,
+        ["clockwork_a_seconds", "clockwork_b_total", "clockwork_no"]
+    );
 }
 
 fn manifests() -> Vec<PathBuf> {
@@ -200,7 +206,8 @@ fn kubernetes_manifests_validate_against_the_schemas() {
         .args(manifests())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
     assert!(!text.contains("ERROR"), "{text}");
     // Every resource was checked against a schema, none skipped for want of one.
@@ -210,7 +217,11 @@ fn kubernetes_manifests_validate_against_the_schemas() {
 
 #[test]
 fn kubernetes_validate_refuses_a_broken_manifest() {
-    if Command::new("kubernetes-validate").arg("--version").output().is_err() {
+    if Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         assert!(!required(), "kubernetes-validate is not installed");
         return;
     }
@@ -225,7 +236,10 @@ fn kubernetes_validate_refuses_a_broken_manifest() {
         .arg(&p)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "a string replica count passed validation");
+    assert!(
+        !out.status.success(),
+        "a string replica count passed validation"
+    );
 }
 
 #[test]
@@ -258,11 +272,7 @@ fn systemd_units_verify() {
     for b in ["clockwork-controller", "clockwork-worker"] {
         let p = r.join("usr/local/bin").join(b);
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
-        Command::new("chmod")
-            .arg("+x")
-            .arg(&p)
-            .status()
-            .unwrap();
+        Command::new("chmod").arg("+x").arg(&p).status().unwrap();
     }
     let mut units = Vec::new();
     for u in ["clockwork-controller.service", "clockwork-worker.service"] {
@@ -276,8 +286,12 @@ fn systemd_units_verify() {
         .args(&units)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{text}"
+    );
     // verify only warns about unknown keys and bad values: any word from it is a defect.
     assert!(text.trim().is_empty(), "systemd-analyze verify:\n{text}");
 }
@@ -290,7 +304,10 @@ fn seccomp_profile_allows_io_uring_and_refuses_escapes() {
     assert_eq!(v["defaultAction"], "SCMP_ACT_ALLOW");
     let mut refused = BTreeSet::new();
     for rule in v["syscalls"].as_array().unwrap() {
-        assert_ne!(rule["action"], "SCMP_ACT_ALLOW", "a deny-list has only refusals");
+        assert_ne!(
+            rule["action"], "SCMP_ACT_ALLOW",
+            "a deny-list has only refusals"
+        );
         if rule.get("args").is_none() {
             for n in rule["names"].as_array().unwrap() {
                 refused.insert(n.as_str().unwrap().to_owned());
@@ -300,8 +317,15 @@ fn seccomp_profile_allows_io_uring_and_refuses_escapes() {
     for s in ["io_uring_setup", "io_uring_enter", "io_uring_register"] {
         assert!(!refused.contains(s), "{s} is refused: glommio cannot start");
     }
-    for s in ["ptrace", "bpf", "mount", "unshare", "setns", "kexec_load", "init_module"] {
+    for s in [
+        "ptrace",
+        "bpf",
+        "mount",
+        "unshare",
+        "setns",
+        "kexec_load",
+        "init_module",
+    ] {
         assert!(refused.contains(s), "{s} is allowed");
     }
 }
-

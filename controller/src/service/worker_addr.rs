@@ -26,9 +26,12 @@ impl WorkerAddr {
         let (host, port) = (self.host.clone(), self.port);
         glommio::executor()
             .spawn_blocking(move || {
-                (host.as_str(), port).to_socket_addrs()?.next().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
-                })
+                (host.as_str(), port)
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+                    })
             })
             .await
     }
@@ -65,7 +68,9 @@ impl FromStr for WorkerAddr {
         };
         let name = host.strip_suffix('.').unwrap_or(host);
         if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
-            return Err(format!("`{s}`: `{host}` is neither an IP address nor a host name"));
+            return Err(format!(
+                "`{s}`: `{host}` is neither an IP address nor a host name"
+            ));
         }
         Ok(Self {
             host: host.to_owned(),
