@@ -14,7 +14,7 @@ pub mod native;
 pub mod procs;
 pub mod proxy;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -24,28 +24,8 @@ pub fn bench_binary() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "-p",
-                    "clockwork-bench",
-                    "--bin",
-                    "clockwork-bench",
-                    "--manifest-path",
-                    manifest,
-                ])
-                .status()
-                .map_err(|e| format!("cannot run cargo: {e}"))?;
-            if !status.success() {
-                return Err(format!("building clockwork-bench failed: {status}"));
-            }
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let dir = exe
-                .parent()
-                .and_then(|d| d.parent())
-                .ok_or_else(|| "unexpected test binary location".to_owned())?;
-            let bin = dir.join("clockwork-bench");
+            let bin = build_binaries(&["-p", "clockwork-bench", "--bin", "clockwork-bench"])?
+                .join("clockwork-bench");
             if bin.exists() {
                 Ok(bin)
             } else {
@@ -53,4 +33,24 @@ pub fn bench_binary() -> Result<PathBuf, String> {
             }
         })
         .clone()
+}
+
+/// Runs `cargo build <what>` for this workspace and returns the directory that holds
+/// its binaries (the parent of this test binary's `deps/`).
+pub(crate) fn build_binaries(what: &[&str]) -> Result<PathBuf, String> {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let status = Command::new(env!("CARGO"))
+        .arg("build")
+        .args(what)
+        .args(["--manifest-path", manifest])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build {} failed: {status}", what.join(" ")));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "unexpected test binary location".to_owned())
 }

@@ -16,28 +16,13 @@ pub fn binaries() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "-p",
-                    "clockwork-controller",
-                    "-p",
-                    "clockwork-worker",
-                    "--bins",
-                    "--manifest-path",
-                    manifest,
-                ])
-                .status()
-                .map_err(|e| format!("cannot run cargo: {e}"))?;
-            if !status.success() {
-                return Err(format!("building the binaries failed: {status}"));
-            }
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            exe.parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .ok_or_else(|| "unexpected test binary location".to_owned())
+            crate::build_binaries(&[
+                "-p",
+                "clockwork-controller",
+                "-p",
+                "clockwork-worker",
+                "--bins",
+            ])
         })
         .clone()
 }

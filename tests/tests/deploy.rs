@@ -8,11 +8,12 @@
 //! - The systemd units pass `systemd-analyze verify` where systemd is installed.
 //! - The seccomp profile leaves io_uring allowed and refuses what it says it refuses.
 
+use clockwork_tests::procs::{free_addr, Proc};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn deploy_dir() -> PathBuf {
@@ -23,17 +24,9 @@ fn required() -> bool {
     std::env::var_os("CLOCKWORK_REQUIRE_PYTHON").is_some()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET path` on a local HTTP/1.1 server, the body.
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -47,48 +40,32 @@ fn http_get(port: u16, path: &str) -> String {
     body.to_owned()
 }
 
-/// The metric families (`# TYPE` lines) of a controller started for the test.
+/// The metric families (`# TYPE` lines) of a controller process started for the test.
 fn live_metric_families() -> BTreeSet<String> {
-    let bench = clockwork_tests::bench_binary().expect("clockwork-bench builds");
-    let http = free_port();
-    let mut child = Command::new(bench)
-        .args([
-            "_controller",
-            "--workers",
-            "127.0.0.1:1",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--log",
-            "warn",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the controller");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.starts_with("READY"));
-    assert!(ready, "the controller did not start");
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_addr();
+    let _controller = Proc::start(
+        "clockwork-controller",
+        &[
+            "--workers".into(),
+            "127.0.0.1:1".into(),
+            "--listen".into(),
+            free_addr().to_string(),
+            "--http".into(),
+            http.to_string(),
+            "--log".into(),
+            "warn".into(),
+        ],
+        &dir.path().join("controller.log"),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        match TcpStream::connect(("127.0.0.1", http)) {
+        match TcpStream::connect(http) {
             Ok(_) => break http_get(http, "/metrics"),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => panic!("no HTTP front end: {e}"),
         }
     };
-    drop(child.stdin.take());
-    let _ = child.kill();
-    let _ = child.wait();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())
