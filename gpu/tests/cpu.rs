@@ -3,7 +3,7 @@
 //! `ModelRunner::run` of the same inputs and, to float rounding, with single runs; UNLOAD frees pages; a model whose file is gone
 //! fails its LOAD cleanly; an emulated model is refused.
 
-use clockwork_core::model::{BatchProfile, ModelSource, TensorSpec};
+use clockwork_core::model::ModelSource;
 use clockwork_core::rng::Rng;
 use clockwork_core::{ActionId, GpuId, ModelId, ModelProfile, MonotonicClock, Nanos, Window};
 use clockwork_core::{WorkerStatus, DEFAULT_PAGE_SIZE};
@@ -18,32 +18,12 @@ const BATCHES: [u32; 3] = [1, 2, 4];
 /// A profile for the ONNX model at `path` (times are placeholders: CPU devices run for
 /// real and ignore them).
 fn onnx_profile(model: &ImportedModel, path: &Path) -> ModelProfile {
-    let meta = model.metadata();
-    let spec = |t: &clockwork_models::TensorSpec| TensorSpec {
-        name: t.name.clone(),
-        datatype: t.datatype.oip_name().to_owned(),
-        shape: t.shape.clone(),
-        item_bytes: u32::try_from(t.bytes_per_request()).expect("small tensors"),
+    let config = clockwork_models::ModelConfig {
+        max_batch_size: 4,
+        allowed_batch_sizes: BATCHES.to_vec(),
+        ..clockwork_models::ModelConfig::default()
     };
-    ModelProfile {
-        name: meta.name.clone(),
-        weights_bytes: meta.weight_bytes,
-        input_bytes: u32::try_from(meta.input_bytes_per_request()).expect("small"),
-        output_bytes: u32::try_from(meta.output_bytes_per_request()).expect("small"),
-        load_time: Nanos::from_millis(1),
-        batches: BATCHES
-            .iter()
-            .map(|&batch_size| BatchProfile {
-                batch_size,
-                exec_time: Nanos::from_millis(1),
-            })
-            .collect(),
-        source: ModelSource::Onnx {
-            path: path.to_string_lossy().into_owned(),
-        },
-        inputs: meta.inputs.iter().map(spec).collect(),
-        outputs: meta.outputs.iter().map(spec).collect(),
-    }
+    clockwork_models::core_profile(model.metadata(), &config, path).expect("a core profile")
 }
 
 struct Rig {

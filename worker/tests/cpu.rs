@@ -5,9 +5,9 @@
 
 mod common;
 
-use clockwork_core::model::{ModelSource, TensorSpec};
+use clockwork_core::model::ModelSource;
 use clockwork_core::{
-    ActionKind, BatchProfile, GpuId, ModelId, ModelProfile, Nanos, Outcome, Window, WorkerStatus,
+    ActionKind, GpuId, ModelId, ModelProfile, Nanos, Outcome, Window, WorkerStatus,
     DEFAULT_PAGE_SIZE,
 };
 use clockwork_models::{make_model, ImportLimits, ImportedModel, ModelKind};
@@ -19,32 +19,12 @@ use std::path::Path;
 /// A profile of the ONNX model at `path`, batch sizes 1, 2, 4 (placeholder times: the
 /// worker measures the real ones).
 fn onnx_profile(model: &ImportedModel, path: &Path) -> ModelProfile {
-    let meta = model.metadata();
-    let spec = |t: &clockwork_models::TensorSpec| TensorSpec {
-        name: t.name.clone(),
-        datatype: t.datatype.oip_name().to_owned(),
-        shape: t.shape.clone(),
-        item_bytes: u32::try_from(t.bytes_per_request()).unwrap(),
+    let config = clockwork_models::ModelConfig {
+        max_batch_size: 4,
+        allowed_batch_sizes: vec![1, 2, 4],
+        ..clockwork_models::ModelConfig::default()
     };
-    ModelProfile {
-        name: meta.name.clone(),
-        weights_bytes: meta.weight_bytes,
-        input_bytes: u32::try_from(meta.input_bytes_per_request()).unwrap(),
-        output_bytes: u32::try_from(meta.output_bytes_per_request()).unwrap(),
-        load_time: Nanos::from_millis(1),
-        batches: [1, 2, 4]
-            .into_iter()
-            .map(|batch_size| BatchProfile {
-                batch_size,
-                exec_time: Nanos::from_millis(1),
-            })
-            .collect(),
-        source: ModelSource::Onnx {
-            path: path.to_string_lossy().into_owned(),
-        },
-        inputs: meta.inputs.iter().map(spec).collect(),
-        outputs: meta.outputs.iter().map(spec).collect(),
-    }
+    clockwork_models::core_profile(model.metadata(), &config, path).expect("a core profile")
 }
 
 /// A worker with one CPU device on the last core, 16 pages.
