@@ -30,7 +30,7 @@ use clockwork_net::{
     TcpConnection,
 };
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
+use clockwork_net::LinkStream;
 use glommio::{spawn_local, Task};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -334,7 +334,7 @@ async fn reader_loop(
     shell: Rc<Shell>,
     session: SessionId,
     peer: String,
-    mut reader: FrameReader<TcpStream>,
+    mut reader: FrameReader<LinkStream>,
 ) {
     let activity = reader.activity();
     let timeout = shell.liveness.timeout;
@@ -377,7 +377,7 @@ async fn heartbeat_loop(tx: Rc<LocalSender<Outgoing>>, interval: Duration) {
 /// Send results in the order they are queued; `sent` is stamped just before each send.
 async fn writer_loop(
     rx: LocalReceiver<Outgoing>,
-    mut writer: FrameWriter<TcpStream>,
+    mut writer: FrameWriter<LinkStream>,
     peer: String,
 ) {
     while let Some(out) = rx.recv().await {
