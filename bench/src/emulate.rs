@@ -33,9 +33,9 @@ use clockwork_core::{
 };
 use clockwork_gpu::{Backend, DeviceConfig, NoiseModel};
 use clockwork_net::runtime::{self, ExecutorConfig};
+use clockwork_net::LinkStream;
 use clockwork_net::{connect, FrameReader, LinkConfig};
 use clockwork_worker::{Worker, WorkerConfig};
-use clockwork_net::LinkStream;
 use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

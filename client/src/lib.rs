@@ -19,8 +19,8 @@ use clockwork_core::client::{
 };
 use clockwork_core::wire::PeerRole;
 use clockwork_core::{ModelId, ModelProfile, RequestId};
-use clockwork_net::{connect, FrameReader, FrameWriter, LinkConfig, NetError};
 use clockwork_net::LinkStream;
+use clockwork_net::{connect, FrameReader, FrameWriter, LinkConfig, NetError};
 use rkyv::rancor::BoxedError;
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -67,31 +67,61 @@ fn the_api_token_guards_every_endpoint_but_the_health_probes() {
     let h = c.http;
     assert_eq!(plain(h, "GET", "/v2/health/live", None, "").status, 200);
     assert_eq!(plain(h, "HEAD", "/v2/health/live", None, "").status, 200);
-    assert_eq!(plain(h, "GET", "/v2/health/ready", Some("Bearer x"), "").status, 200);
+    assert_eq!(
+        plain(h, "GET", "/v2/health/ready", Some("Bearer x"), "").status,
+        200
+    );
     // Open by default, for scrapers.
     let before = plain(h, "GET", "/metrics", None, "");
     assert_eq!(before.status, 200);
 
     // Accepted: the API token, the admin token, the scheme in any case.
     assert_eq!(plain(h, "GET", "/v2", Some(GOOD), "").status, 200);
-    assert_eq!(plain(h, "GET", "/v2", Some("bearer the-api-token"), "").status, 200);
+    assert_eq!(
+        plain(h, "GET", "/v2", Some("bearer the-api-token"), "").status,
+        200
+    );
     let admin = format!("Bearer {ADMIN_TOKEN}");
     assert_eq!(plain(h, "GET", "/v2", Some(&admin), "").status, 200);
 
     // Refused: missing, another scheme, a wrong token, a prefix of the right one.
     assert_refused(&plain(h, "GET", "/v2", None, ""), "Authorization: Bearer");
     assert_refused(
-        &plain(h, "GET", "/v2/models/resnet50_v2-0", Some("Basic dXNlcjpwYXNz"), ""),
+        &plain(
+            h,
+            "GET",
+            "/v2/models/resnet50_v2-0",
+            Some("Basic dXNlcjpwYXNz"),
+            "",
+        ),
         "must be Bearer",
     );
-    assert_refused(&plain(h, "GET", "/v2", Some("Bearer wrong"), ""), "wrong token");
-    assert_refused(&plain(h, "GET", "/v2", Some("Bearer the-api-toke"), ""), "wrong token");
-    assert_refused(&plain(h, "POST", "/v2/repository/index", None, ""), "Bearer");
+    assert_refused(
+        &plain(h, "GET", "/v2", Some("Bearer wrong"), ""),
+        "wrong token",
+    );
+    assert_refused(
+        &plain(h, "GET", "/v2", Some("Bearer the-api-toke"), ""),
+        "wrong token",
+    );
+    assert_refused(
+        &plain(h, "POST", "/v2/repository/index", None, ""),
+        "Bearer",
+    );
     assert_refused(&plain(h, "GET", "/v2/no/such/thing", None, ""), "Bearer");
     // A refused inference is not queued: no answer is counted for it.
-    assert_refused(&plain(h, "POST", MODEL_INFER, None, r#"{"inputs":[]}"#), "Bearer");
     assert_refused(
-        &plain(h, "POST", MODEL_INFER, Some("Bearer nope"), r#"{"inputs":[]}"#),
+        &plain(h, "POST", MODEL_INFER, None, r#"{"inputs":[]}"#),
+        "Bearer",
+    );
+    assert_refused(
+        &plain(
+            h,
+            "POST",
+            MODEL_INFER,
+            Some("Bearer nope"),
+            r#"{"inputs":[]}"#,
+        ),
         "wrong token",
     );
     let after = plain(h, "GET", "/metrics", None, "");
@@ -115,7 +145,10 @@ fn the_api_token_guards_every_endpoint_but_the_health_probes() {
     assert_eq!(plain(h, "POST", load, Some(&admin), "{}").status, 200);
 
     // And inference with the token is served.
-    assert_eq!(plain(h, "POST", MODEL_INFER, Some(GOOD), r#"{"inputs":[]}"#).status, 200);
+    assert_eq!(
+        plain(h, "POST", MODEL_INFER, Some(GOOD), r#"{"inputs":[]}"#).status,
+        200
+    );
     c.stop().unwrap();
 }
 

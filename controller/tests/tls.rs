@@ -65,12 +65,25 @@ fn https_serves_trusting_clients_and_refuses_the_others() {
     assert_eq!(a.status, 401, "{a:?}");
 
     // Refused: a client that trusts another CA fails the handshake, with the reason.
-    let e = over_tls(&pki.client("other-ca.pem"), c.http, "GET", "/v2", Some(GOOD)).unwrap_err();
+    let e = over_tls(
+        &pki.client("other-ca.pem"),
+        c.http,
+        "GET",
+        "/v2",
+        Some(GOOD),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("UnknownIssuer"), "{e}");
     // Plain HTTP to the TLS port gets no HTTP answer.
     let back = plain_to_tls_port(c.http);
-    assert!(!back.starts_with(b"HTTP/"), "{:?}", String::from_utf8_lossy(&back));
-    wait_for("both failures counted", || tls_failures(&pki, &c) == failed + 2);
+    assert!(
+        !back.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&back)
+    );
+    wait_for("both failures counted", || {
+        tls_failures(&pki, &c) == failed + 2
+    });
 
     // Still serving.
     let a = over_tls(&trusted, c.http, "GET", "/v2", Some(GOOD)).unwrap();
@@ -111,7 +124,9 @@ fn failed_handshakes_do_not_disturb_a_tls_client() {
     plain.join().unwrap();
     let statuses = good.join().unwrap();
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
-    wait_for("every failure counted", || tls_failures(&pki, &c) == failed + 40);
+    wait_for("every failure counted", || {
+        tls_failures(&pki, &c) == failed + 40
+    });
 }
 
 /// `clockwork_tls_handshakes_failed_total{interface="worker"}` over plain HTTP.
@@ -137,7 +152,9 @@ fn worker_links_over_tls_serve_and_refuse_an_untrusted_worker() {
     // A controller trusting another CA does not connect, says why, and counts it.
     let other = pki.client("other-ca.pem");
     let wrong = Controller::start(waddr, move |cfg| cfg.worker_tls = Some(other));
-    wait_for("the refused handshake counted", || worker_tls_failures(&wrong) >= 1);
+    wait_for("the refused handshake counted", || {
+        worker_tls_failures(&wrong) >= 1
+    });
     let r = support::plain(wrong.http, "GET", "/v2/health/ready", None, "");
     assert_eq!(r.status, 503, "{r:?}");
     // A plain-TCP controller is refused too.
@@ -154,8 +171,14 @@ fn worker_links_over_tls_serve_and_refuse_an_untrusted_worker() {
     let r = support::plain(good.http, "POST", load, Some(&admin), "{}");
     assert_eq!(r.status, 200, "{r:?}");
     wait_for("an inference over the TLS link", || {
-        support::plain(good.http, "POST", "/v2/models/resnet50_v2-0/infer", None, r#"{"inputs":[]}"#)
-            .status
+        support::plain(
+            good.http,
+            "POST",
+            "/v2/models/resnet50_v2-0/infer",
+            None,
+            r#"{"inputs":[]}"#,
+        )
+        .status
             == 200
     });
     assert_eq!(worker_tls_failures(&good), 0);

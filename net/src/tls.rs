@@ -60,7 +60,10 @@ fn pem_error(what: &'static str, path: &Path, reason: impl ToString) -> TlsError
 }
 
 /// The certificates in a PEM file (at least one).
-pub fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn load_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(what, path, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -133,9 +136,7 @@ impl TlsClient {
     pub fn from_ca_file(ca: &Path) -> Result<Self, TlsError> {
         let mut roots = RootCertStore::empty();
         for c in load_certs(ca, "CA bundle")? {
-            roots
-                .add(c)
-                .map_err(|e| pem_error("CA bundle", ca, e))?;
+            roots.add(c).map_err(|e| pem_error("CA bundle", ca, e))?;
         }
         let config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
@@ -182,7 +183,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     timeout: Duration,
 ) -> io::Result<ServerTlsStream<S>> {
-    within(timeout, "TLS handshake not completed in time", acceptor.accept(stream)).await
+    within(
+        timeout,
+        "TLS handshake not completed in time",
+        acceptor.accept(stream),
+    )
+    .await
 }
 
 /// The client side of a TLS handshake on `stream` with the server `name`, failing
@@ -194,7 +200,12 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     timeout: Duration,
 ) -> io::Result<ClientTlsStream<S>> {
-    within(timeout, "TLS handshake not completed in time", connector.connect(name, stream)).await
+    within(
+        timeout,
+        "TLS handshake not completed in time",
+        connector.connect(name, stream),
+    )
+    .await
 }
 
 /// TLS links do not busy-poll: rustls decrypts only inside async reads, so

@@ -89,8 +89,8 @@ fn tls_links_serve_trusting_peers_and_refuse_the_others_with_a_reason() {
     write_pki(dir.path());
     let d = dir.path().to_owned();
     run_here(ExecutorConfig::named("tls-test"), async move {
-        let server = TlsServer::from_pem_files(&d.join("cert.pem"), &d.join("key.pem"), &[])
-            .unwrap();
+        let server =
+            TlsServer::from_pem_files(&d.join("cert.pem"), &d.join("key.pem"), &[]).unwrap();
         let (addr, refused) = spawn_tls_echo(server);
         let good = client_link(Some(&d.join("ca.pem")));
         let request = all_client_requests().remove(0);
@@ -140,7 +140,10 @@ fn tls_links_serve_trusting_peers_and_refuse_the_others_with_a_reason() {
         }
         let refused = refused.borrow();
         assert_eq!(refused.len(), 3, "{refused:?}");
-        assert!(refused.iter().all(|e| e.starts_with("TLS: handshake with")), "{refused:?}");
+        assert!(
+            refused.iter().all(|e| e.starts_with("TLS: handshake with")),
+            "{refused:?}"
+        );
     })
     .unwrap();
 }

@@ -25,12 +25,12 @@ use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::{ActionResult, MonotonicClock, WorkerStatus};
 use clockwork_gpu::{Completions, DeviceSet};
 use clockwork_net::liveness::watch;
+use clockwork_net::LinkStream;
 use clockwork_net::{
     Activity, FrameReader, FrameWriter, LinkConfig, Listener, Liveness, NetError, PeerInfo,
     TcpConnection,
 };
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use clockwork_net::LinkStream;
 use glommio::{spawn_local, Task};
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -80,9 +80,7 @@ impl BearerToken {
 /// ignored); `None` for another scheme.
 pub fn bearer_of(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Why a request was refused by [`ApiAuth::check`].

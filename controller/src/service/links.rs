@@ -20,11 +20,11 @@ use clockwork_core::result::{ActionResult, Outcome, WorkerState};
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::ClientStatus;
 use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Nanos, Window, WorkerId};
+use clockwork_net::tls::TlsServer;
 use clockwork_net::{
     bind_exclusive, connect_named, Activity, FrameWriter, LinkConfig, Listener, Liveness, NetError,
     TcpConnection,
 };
-use clockwork_net::tls::TlsServer;
 use clockwork_scheduler::Scheduler;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use rkyv::rancor::BoxedError;

@@ -51,7 +51,10 @@ pub struct Controller {
 impl Controller {
     /// Starts a controller serving HTTP, after `setup` adjusted its configuration
     /// (the HTTP address, the worker and the admin token are set already).
-    pub fn start(worker: SocketAddr, setup: impl FnOnce(&mut ServiceConfig) + Send + 'static) -> Self {
+    pub fn start(
+        worker: SocketAddr,
+        setup: impl FnOnce(&mut ServiceConfig) + Send + 'static,
+    ) -> Self {
         let (http, native) = (free_port(), free_port());
         let mut cfg = ServiceConfig::new(vec![worker], native, TOKEN);
         cfg.reconnect_interval = Duration::from_millis(50);
@@ -60,14 +63,17 @@ impl Controller {
         setup(&mut cfg);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let handle = runtime::spawn(ExecutorConfig::named("access-test-ctl"), move || async move {
-            let shutdown = async move {
-                while !s.load(Ordering::Relaxed) {
-                    glommio::timer::sleep(Duration::from_millis(5)).await;
-                }
-            };
-            serve(cfg, shutdown).await.map_err(|e| e.to_string())
-        })
+        let handle = runtime::spawn(
+            ExecutorConfig::named("access-test-ctl"),
+            move || async move {
+                let shutdown = async move {
+                    while !s.load(Ordering::Relaxed) {
+                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                serve(cfg, shutdown).await.map_err(|e| e.to_string())
+            },
+        )
         .unwrap();
         let c = Self {
             http,
@@ -204,7 +210,8 @@ impl Pki {
         let other = ca("some other CA");
         let mut leaf =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        leaf.distinguished_name.push(DnType::CommonName, "clockwork test server");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "clockwork test server");
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().unwrap();
         let cert = leaf.signed_by(&key, &ours).unwrap();
@@ -247,7 +254,8 @@ pub fn over_tls(
 ) -> std::io::Result<Answer> {
     use clockwork_net::tls::rustls;
     let name = clockwork_net::tls::server_name("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(client.config(), name).map_err(std::io::Error::other)?;
+    let conn =
+        rustls::ClientConnection::new(client.config(), name).map_err(std::io::Error::other)?;
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);

@@ -137,7 +137,8 @@ pub(super) async fn accept_task(
         };
         match (&tls, full) {
             (Some(acceptor), _) => {
-                let task = tls_connection(shared.clone(), stream, ctx.clone(), acceptor.clone(), full);
+                let task =
+                    tls_connection(shared.clone(), stream, ctx.clone(), acceptor.clone(), full);
                 glommio::spawn_local(task).detach();
             }
             (None, true) => {
@@ -303,7 +304,10 @@ async fn route(
     };
     if !open {
         if let Err(refusal) = ctx.api.check(req.authorization.as_deref()) {
-            shared.borrow_mut().metrics.auth_refused("http", refusal.label());
+            shared
+                .borrow_mut()
+                .metrics
+                .auth_refused("http", refusal.label());
             let r = Response::error(401, refusal.message()).with("WWW-Authenticate", "Bearer");
             return ("unauthorized", r);
         }
