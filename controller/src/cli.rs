@@ -427,6 +427,11 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.contains("/nonexistent/cert.pem"), "{e}");
+        let e = config(&["--worker-tls-ca", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(
+            e.contains("--worker-tls-ca") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
         let e = config(&["--http-max-connections", "0"]).unwrap_err();
         assert!(e.contains("--http-max-connections"), "{e}");
     }

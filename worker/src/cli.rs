@@ -464,6 +464,19 @@ mod tests {
         assert!(bad(&["--cpu", "100000"]).contains("one per CPU device"));
         assert!(bad(&["--cpu", "2", "--engine-cpus", "0"]).contains("needs 2 --engine-cpus"));
         assert!(bad(&["--cpu", "1", "--seed", "1"]).contains("only to --emulate"));
+        assert!(bad(&["--emulate", "1", "--tls-cert", "c.pem"]).contains("--tls-key"));
+        let e = bad(&[
+            "--emulate",
+            "1",
+            "--tls-cert",
+            "/no/c.pem",
+            "--tls-key",
+            "/no/k.pem",
+        ]);
+        assert!(
+            e.contains("--tls-cert / --tls-key") && e.contains("/no/c.pem"),
+            "{e}"
+        );
     }
 
     #[test]
