@@ -9,6 +9,9 @@ Environment:
     CLOCKWORK_HTTP   the controller's HTTP address, e.g. 127.0.0.1:8000
     CLOCKWORK_REPO   the repository directory the controller serves (--model-repository)
     CLOCKWORK_MODEL  the model to infer (default small_cnn)
+    CLOCKWORK_API_TOKEN  the controller's API token (--api-token-file), if it has one:
+                     sent as `headers={"Authorization": "Bearer ..."}`, and a request
+                     without it must be refused
 
 Without CLOCKWORK_HTTP and CLOCKWORK_REPO every test is skipped. Packages (pinned):
 `pip install -r tests/python/requirements.txt`. Against emulated workers the value
@@ -23,6 +26,8 @@ import pytest
 HTTP = os.environ.get("CLOCKWORK_HTTP")
 REPO = os.environ.get("CLOCKWORK_REPO")
 MODEL = os.environ.get("CLOCKWORK_MODEL", "small_cnn")
+API_TOKEN = os.environ.get("CLOCKWORK_API_TOKEN")
+HEADERS = {"Authorization": f"Bearer {API_TOKEN}"} if API_TOKEN else None
 
 pytestmark = pytest.mark.skipif(
     not (HTTP and REPO),
@@ -76,13 +81,26 @@ def test_server_live_and_ready(client):
 
 
 def test_model_metadata_and_ready(client):
-    assert client.is_model_ready(MODEL)
-    meta = client.get_model_metadata(MODEL)
+    assert client.is_model_ready(MODEL, headers=HEADERS)
+    meta = client.get_model_metadata(MODEL, headers=HEADERS)
     assert meta["name"] == MODEL
     assert meta["inputs"] == [
         {"name": "input", "datatype": "FP32", "shape": [-1, 3, 64, 64]}
     ]
     assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 10]}]
+
+
+@pytest.mark.skipif(not API_TOKEN, reason="the controller has no API token")
+def test_requests_without_the_token_are_refused(client, image):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as refused:
+        client.get_model_metadata(MODEL)
+    assert "[401]" in str(refused.value)
+    wrong = {"Authorization": "Bearer not-the-token"}
+    with pytest.raises(InferenceServerException) as refused:
+        client.get_model_metadata(MODEL, headers=wrong)
+    assert "wrong token" in str(refused.value)
 
 
 def infer(client, image, binary):
@@ -91,7 +109,7 @@ def infer(client, image, binary):
     inp = httpclient.InferInput("input", list(image.shape), "FP32")
     inp.set_data_from_numpy(image, binary_data=binary)
     out = httpclient.InferRequestedOutput("output", binary_data=binary)
-    result = client.infer(MODEL, [inp], outputs=[out])
+    result = client.infer(MODEL, [inp], outputs=[out], headers=HEADERS)
     got = result.as_numpy("output")
     assert got is not None
     assert got.dtype.name == "float32"

@@ -5,7 +5,8 @@
 //! `clockwork-bench`'s hidden `_controller` / `_worker` subcommands (the binaries' own
 //! flags), then runs `tests/python/test_tritonclient.py`: `tritonclient[http]` checks
 //! live, ready, metadata and FP32 inference (JSON and binary) against onnxruntime's
-//! output for the same `model.onnx`.
+//! output for the same `model.onnx`, with the controller's API token sent as
+//! tritonclient's `headers=` (and a request without it refused).
 //!
 //! The Python packages are pinned in `tests/python/requirements.txt` and installed by
 //! `.ci/run`, which sets `CLOCKWORK_REQUIRE_PYTHON=1`: there a missing package fails the
@@ -16,6 +17,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The controller's API token (`--api-token-file`).
+const API_TOKEN: &str = "tritonclient-api-token";
 
 /// A child process that is stopped (stdin closed, then killed) when dropped.
 struct Proc {
@@ -123,6 +127,10 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         &dir.path().join("worker.log"),
     );
     let http = format!("127.0.0.1:{}", free_port());
+    // HTTP clients need the API token (the Python side sends it as tritonclient's
+    // `headers=` and checks a request without it is refused).
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, format!("{API_TOKEN}\n")).unwrap();
     let controller = start(
         &[
             "_controller".into(),
@@ -136,6 +144,8 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
             http.clone(),
             "--model-repository".into(),
             repo.display().to_string(),
+            "--api-token-file".into(),
+            token_file.display().to_string(),
         ],
         &dir.path().join("controller.log"),
     );
@@ -147,6 +157,7 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", script])
         .env("CLOCKWORK_HTTP", &http)
         .env("CLOCKWORK_REPO", &repo)
+        .env("CLOCKWORK_API_TOKEN", API_TOKEN)
         .output()
         .expect("run pytest");
     let text = format!(
@@ -218,7 +229,7 @@ fn post(http: &str, path: &str, body: &str) -> std::io::Result<String> {
     write!(
         s,
         "POST {path} HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         Authorization: Bearer {API_TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut out = String::new();
