@@ -25,7 +25,7 @@
 //! through the HTTP front end's repository endpoints.
 //!
 //! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
-//! Prometheus metrics) runs on the same executor and feeds the same scheduler.
+//! Prometheus metrics, per-model statistics from `stats`) runs on the same executor and feeds the same scheduler.
 
 mod expected;
 mod http;
@@ -34,6 +34,7 @@ mod logs;
 mod path;
 mod pending;
 mod repository;
+mod stats;
 mod worker_addr;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
@@ -201,6 +202,8 @@ struct Shared {
     answered: u64,
     /// Prometheus metrics (fed whether or not the HTTP front end runs).
     metrics: Metrics,
+    /// Per-model statistics (the statistics extension), fed like `metrics`.
+    inference_stats: stats::InferenceStats,
     /// The model repository, when one is served.
     repository: Option<repository::ModelRepository>,
     /// Registrations made over HTTP, kept in `--state-dir`.
@@ -240,6 +243,7 @@ impl Shared {
             armed: None,
             answered: 0,
             metrics: Metrics::default(),
+            inference_stats: stats::InferenceStats::default(),
             repository: None,
             registrations: None,
             http_rows: HashMap::new(),

@@ -144,10 +144,11 @@ const CALLS: [(Call, &str); 5] = [
 ];
 
 /// The HTTP endpoints, as metric labels.
-pub(crate) const ENDPOINTS: [&str; 12] = [
+pub(crate) const ENDPOINTS: [&str; 13] = [
     "infer",
     "model_metadata",
     "model_ready",
+    "model_statistics",
     "server_metadata",
     "health_live",
     "health_ready",
