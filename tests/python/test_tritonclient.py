@@ -1,9 +1,10 @@
 """The unmodified Triton HTTP client (`tritonclient[http]`) against Clockwork-RS.
 
 Checks, against a running controller with an HTTP port and a model repository: server
-live and ready, model metadata and readiness, and FP32 inference of the generated small
+live and ready, model metadata and readiness, FP32 inference of the generated small
 CNN (`small_cnn`) with JSON and with binary tensor data, compared with onnxruntime's
-output for the same `model.onnx` (rtol 1e-4).
+output for the same `model.onnx` (rtol 1e-4), and the statistics extension
+(`get_inference_statistics`) counting those inferences.
 
 Environment:
     CLOCKWORK_HTTP   the controller's HTTP address, e.g. 127.0.0.1:8000
@@ -129,3 +130,47 @@ def test_binary_inference_matches_onnxruntime(client, image, reference):
 
     got = infer(client, image, binary=True)
     np.testing.assert_allclose(got, reference, rtol=RTOL, atol=ATOL)
+
+
+def model_stats(client, **kw):
+    stats = client.get_inference_statistics(MODEL, headers=HEADERS, **kw)
+    assert [m["name"] for m in stats["model_stats"]] == [MODEL]
+    return stats["model_stats"][0]
+
+
+def test_statistics_count_inferences(client, image):
+    from tritonclient.utils import InferenceServerException
+
+    assert "statistics" in client.get_server_metadata(headers=HEADERS)["extensions"]
+    before = model_stats(client)
+    for binary in (False, True):
+        infer(client, image, binary)
+    after = model_stats(client, model_version="1")
+    assert after["version"] == "1"
+
+    def figure(m, k):
+        return m["inference_stats"][k]["count"], m["inference_stats"][k]["ns"]
+
+    # Exactly the two inferences above were answered in between, both successes.
+    assert figure(after, "success")[0] == figure(before, "success")[0] + 2
+    assert figure(after, "success")[1] > figure(before, "success")[1]
+    assert figure(after, "fail") == figure(before, "fail")
+    for k in ("queue", "compute_infer"):
+        assert figure(after, k)[0] == figure(before, k)[0] + 2, k
+        assert figure(after, k)[1] > figure(before, k)[1], k
+    # Sequential calls: one batch each.
+    assert after["execution_count"] == before["execution_count"] + 2
+    assert after["inference_count"] == before["inference_count"] + 2
+    batches = after["batch_stats"]
+    assert sum(b["compute_infer"]["count"] for b in batches) == after["execution_count"]
+    assert (
+        sum(b["batch_size"] * b["compute_infer"]["count"] for b in batches)
+        == after["inference_count"]
+    )
+    assert after["last_inference"] >= before["last_inference"] > 0
+
+    # Every model that answered is listed; an unknown model raises.
+    everything = client.get_inference_statistics(headers=HEADERS)
+    assert MODEL in [m["name"] for m in everything["model_stats"]]
+    with pytest.raises(InferenceServerException):
+        client.get_inference_statistics("no_such_model", headers=HEADERS)

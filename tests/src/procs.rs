@@ -15,15 +15,7 @@ use std::time::{Duration, Instant};
 pub fn binaries() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            crate::build_binaries(&[
-                "-p",
-                "clockwork-controller",
-                "-p",
-                "clockwork-worker",
-                "--bins",
-            ])
-        })
+        .get_or_init(crate::build_binaries)
         .clone()
 }
 

@@ -6,7 +6,9 @@
 //! flags), then runs `tests/python/test_tritonclient.py`: `tritonclient[http]` checks
 //! live, ready, metadata and FP32 inference (JSON and binary) against onnxruntime's
 //! output for the same `model.onnx`, with the controller's API token sent as
-//! tritonclient's `headers=` (and a request without it refused).
+//! tritonclient's `headers=` (and a request without it refused), and the statistics
+//! extension. Then it runs the example `examples/tritonclient_http.py` against the same
+//! controller (JSON and binary), so that the example cannot rot.
 //!
 //! The Python packages are pinned in `tests/python/requirements.txt` and installed by
 //! `.ci/run`, which sets `CLOCKWORK_REQUIRE_PYTHON=1`: there a missing package fails the
@@ -165,6 +167,7 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let examples = [run_example(&http, false), run_example(&http, true)];
     drop(controller);
     drop(worker);
     if !out.status.success() {
@@ -184,6 +187,55 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         !text.contains("skipped"),
         "nothing may be skipped here:\n{text}"
     );
+    for (ok, text) in examples {
+        assert!(ok, "the example failed:\n{text}");
+        for line in [
+            "model small_cnn over http",
+            "  input input: FP32 [-1, 3, 64, 64]",
+            "inference 2:",
+            "  output: shape [1, 10] float32",
+            "statistics of small_cnn (version 1):",
+            "  batch size 1:",
+        ] {
+            assert!(
+                text.contains(line),
+                "no {line:?} in the example's output:\n{text}"
+            );
+        }
+        assert!(!text.contains("inference 3:"), "{text}");
+    }
+}
+
+/// Runs `examples/tritonclient_http.py` (2 inferences) against `http`: whether it
+/// exited 0, and what it printed.
+fn run_example(http: &str, binary: bool) -> (bool, String) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/tritonclient_http.py"
+    );
+    let mut args = vec![
+        script,
+        "--url",
+        http,
+        "--model",
+        "small_cnn",
+        "--count",
+        "2",
+    ];
+    if binary {
+        args.push("--binary");
+    }
+    let out = Command::new("python3")
+        .args(&args)
+        .env("CLOCKWORK_API_TOKEN", API_TOKEN)
+        .output()
+        .expect("run the example");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// Posts a zero image to the small CNN until it is answered 200 (two minutes at most).

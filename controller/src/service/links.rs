@@ -377,8 +377,7 @@ async fn run_worker_link(
             let mut s = shared.borrow_mut();
             let t = now();
             s.metrics.result(id, &r.outcome, t);
-            s.timed(Call::Result, |sc| sc.handle_result(t, id, &r));
-            s.drain();
+            s.worker_result(id, &r, t);
         }
     };
     let loss = futures_lite::future::or(serve, watchdog(activity, watch.liveness, &expected)).await;

@@ -27,7 +27,7 @@
 //! Who may use the client APIs is `auth`'s to say (bearer tokens).
 //!
 //! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
-//! Prometheus metrics) runs on the same executor and feeds the same scheduler.
+//! Prometheus metrics, per-model statistics from `stats`) runs on the same executor and feeds the same scheduler.
 
 pub mod auth;
 mod expected;
@@ -37,6 +37,7 @@ mod logs;
 mod path;
 mod pending;
 mod repository;
+mod stats;
 mod worker_addr;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
@@ -221,6 +222,8 @@ struct Shared {
     answered: u64,
     /// Prometheus metrics (fed whether or not the HTTP front end runs).
     metrics: Metrics,
+    /// Per-model statistics (the statistics extension), fed like `metrics`.
+    inference_stats: stats::InferenceStats,
     /// The model repository, when one is served.
     repository: Option<repository::ModelRepository>,
     /// Registrations made over HTTP, kept in `--state-dir`.
@@ -260,6 +263,7 @@ impl Shared {
             armed: None,
             answered: 0,
             metrics: Metrics::default(),
+            inference_stats: stats::InferenceStats::default(),
             repository: None,
             registrations: None,
             http_rows: HashMap::new(),

@@ -148,6 +148,7 @@ pub(crate) const ENDPOINTS: [&str; 13] = [
     "infer",
     "model_metadata",
     "model_ready",
+    "model_statistics",
     "server_metadata",
     "health_live",
     "health_ready",

@@ -336,9 +336,20 @@ async fn route(
                     &json!({
                         "name": "clockwork-rs",
                         "version": env!("CARGO_PKG_VERSION"),
-                        "extensions": ["model_repository", "binary_tensor_data", "schedule_policy"],
+                        "extensions": ["model_repository", "binary_tensor_data", "schedule_policy", "statistics"],
                     }),
                 )
+            } else {
+                method_not_allowed("GET")
+            },
+        ),
+        ["v2", "models", "stats"]
+        | ["v2", "models", _, "stats"]
+        | ["v2", "models", _, "versions", "1", "stats"] => (
+            "model_statistics",
+            if get {
+                let model = segs.get(2).filter(|_| segs.len() > 3);
+                statistics(&shared.borrow(), model.copied())
             } else {
                 method_not_allowed("GET")
             },
@@ -457,6 +468,32 @@ fn resolve(s: &Shared, name: &str) -> Result<Resolved, Response> {
         id: model,
         name: oip::instance_name(&p.name, model),
     })
+}
+
+/// The statistics extension: one model's statistics (`Some(name)`), or those of every
+/// instance that has answered a request (`None`).
+fn statistics(s: &Shared, model: Option<&str>) -> Response {
+    let models = match model {
+        Some(name) => match resolve(s, name) {
+            Ok(m) => vec![s.inference_stats.model(m.id, m.name)],
+            Err(r) => return r,
+        },
+        None => s
+            .inference_stats
+            .seen()
+            .filter(|&m| !s.sched.is_retired(m))
+            .filter_map(|m| {
+                let p = s.sched.model_profile(m)?;
+                let name = s
+                    .repository
+                    .as_ref()
+                    .and_then(|r| r.bare_name(m))
+                    .map_or_else(|| oip::instance_name(&p.name, m), str::to_owned);
+                Some(s.inference_stats.model(m, name))
+            })
+            .collect(),
+    };
+    Response::json(200, &super::stats::to_json(&models))
 }
 
 fn model_metadata(s: &Shared, name: &str) -> Response {
