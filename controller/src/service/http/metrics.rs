@@ -144,7 +144,7 @@ const CALLS: [(Call, &str); 5] = [
 ];
 
 /// The HTTP endpoints, as metric labels.
-pub(crate) const ENDPOINTS: [&str; 13] = [
+pub(crate) const ENDPOINTS: [&str; 14] = [
     "infer",
     "model_metadata",
     "model_ready",
