@@ -210,7 +210,10 @@ def main(argv=None):
                     for t in meta["outputs"]
                 ]
             try:
-                result = client.infer(args.model, inputs, outputs=outputs, headers=args.headers)
+                # A copy each time: tritonclient's HTTP infer adds its
+                # Inference-Header-Content-Length to the dict it is given.
+                headers = dict(args.headers) if args.headers else None
+                result = client.infer(args.model, inputs, outputs=outputs, headers=headers)
             except InferenceServerException as e:
                 print(f"inference {n + 1} failed: {e}", file=sys.stderr)
                 return 1

@@ -110,7 +110,9 @@ def infer(client, image, binary):
     inp = httpclient.InferInput("input", list(image.shape), "FP32")
     inp.set_data_from_numpy(image, binary_data=binary)
     out = httpclient.InferRequestedOutput("output", binary_data=binary)
-    result = client.infer(MODEL, [inp], outputs=[out], headers=HEADERS)
+    # A copy: tritonclient's infer writes its Inference-Header-Content-Length into the
+    # dict it is given, and a stale one would mislead the next (JSON) request.
+    result = client.infer(MODEL, [inp], outputs=[out], headers=dict(HEADERS or {}))
     got = result.as_numpy("output")
     assert got is not None
     assert got.dtype.name == "float32"
