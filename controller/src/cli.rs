@@ -7,7 +7,7 @@
 //! start this way, so they accept the same flags and refuse the same bad values.
 
 use crate::service::{serve, AdminAccess, BearerToken, ServiceConfig, ServiceError, WorkerAddr};
-use clockwork_core::Nanos;
+use clockwork_core::{Nanos, Secret};
 use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError};
 use clockwork_net::tls::{TlsClient, TlsServer};
 use std::future::Future;
@@ -39,7 +39,7 @@ pub struct ControllerArgs {
     pub model_repository: Option<PathBuf>,
     /// Cluster token shared with workers and clients.
     #[arg(long, default_value = "clockwork-dev")]
-    pub token: String,
+    pub token: Secret,
     /// Default SLO in milliseconds.
     #[arg(long, default_value_t = 100.0)]
     pub slo_ms: f64,
@@ -84,7 +84,7 @@ pub struct ControllerArgs {
     /// `Authorization: Bearer TOKEN`. Without one of --admin-token, --admin-token-file
     /// or --admin-open they answer 403. Prefer the file: a flag shows in `ps`.
     #[arg(long, conflicts_with_all = ["admin_token_file", "admin_open"])]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// File holding the admin token (surrounding whitespace is ignored).
     #[arg(long, conflicts_with = "admin_open")]
     pub admin_token_file: Option<PathBuf>,
@@ -97,7 +97,7 @@ pub struct ControllerArgs {
     /// token is accepted too). Without one the client endpoints are open. Prefer
     /// --api-token-file: a flag shows in `ps`.
     #[arg(long, conflicts_with = "api_token_file")]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// File holding the API token (surrounding whitespace is ignored).
     #[arg(long)]
     pub api_token_file: Option<PathBuf>,
@@ -230,7 +230,7 @@ impl ControllerArgs {
     /// state directory, the SLO bound and the HTTP connection limits.
     fn admin_config(&self, cfg: &mut ServiceConfig) -> Result<(), ArgsError> {
         cfg.http_admin = if let Some(t) = &self.admin_token {
-            AdminAccess::token(t).map_err(|e| ArgsError(format!("--admin-token: {e}")))?
+            AdminAccess::token(t.expose()).map_err(|e| ArgsError(format!("--admin-token: {e}")))?
         } else if let Some(path) = &self.admin_token_file {
             AdminAccess::token_file(path)
                 .map_err(|e| ArgsError(format!("--admin-token-file: {e}")))?
@@ -248,7 +248,7 @@ impl ControllerArgs {
             AdminAccess::Closed
         };
         cfg.api_token = if let Some(t) = &self.api_token {
-            Some(BearerToken::new(t).map_err(|e| ArgsError(format!("--api-token: {e}")))?)
+            Some(BearerToken::new(t.expose()).map_err(|e| ArgsError(format!("--api-token: {e}")))?)
         } else if let Some(path) = &self.api_token_file {
             Some(
                 BearerToken::from_file(path)
@@ -328,6 +328,26 @@ mod tests {
         argv.extend_from_slice(flags);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         cli.args.service_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tokens_never_show_in_debug_output() {
+        let argv = [
+            "controller",
+            "--workers",
+            "127.0.0.1:1",
+            "--token",
+            "cluster-s3cret",
+            "--api-token",
+            "api-s3cret",
+            "--admin-token",
+            "admin-s3cret",
+        ];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let cfg = cli.args.service_config().unwrap();
+        let shown = format!("{cli:?} {cfg:?}");
+        assert!(!shown.contains("s3cret"), "a token leaks: {shown}");
+        assert_eq!(cfg.token.expose(), "cluster-s3cret");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod model;
 #[allow(missing_docs)]
 pub mod result;
 pub mod rng;
+pub mod secret;
 pub mod status;
 pub mod telemetry;
 pub mod time;
@@ -43,5 +44,6 @@ pub use model::{
     DEFAULT_PAGE_SIZE,
 };
 pub use result::{ActionResult, GpuState, Inferred, Outcome, RegisteredModel, Timing, WorkerState};
+pub use secret::Secret;
 pub use status::{ClientStatus, StatusGroup, WorkerStatus};
 pub use time::{Clock, MonotonicClock, Nanos};

@@ -8,6 +8,7 @@
 
 use crate::{WorkerConfig, DEFAULT_LISTEN, DEFAULT_NAME, DEFAULT_TOKEN};
 use clap::ArgGroup;
+use clockwork_core::Secret;
 use clockwork_gpu::{Backend, DeviceConfig, NoiseModel, DEFAULT_CACHE_BYTES};
 use clockwork_net::runtime::ExecutorConfig;
 use clockwork_net::{LinkConfig, Liveness};
@@ -56,7 +57,7 @@ pub struct WorkerArgs {
 
     /// Cluster token the controller must present.
     #[arg(long, default_value = DEFAULT_TOKEN)]
-    pub token: String,
+    pub token: Secret,
 
     /// PEM certificate chain (leaf first) for the controller link: with it and
     /// --tls-key the link port speaks TLS only, and the controller must trust the
@@ -212,7 +213,7 @@ impl WorkerArgs {
         liveness
             .validate()
             .map_err(|e| format!("--heartbeat-ms / --link-timeout-ms: {e}"))?;
-        let mut link = LinkConfig::new(self.token.clone(), self.name.clone());
+        let mut link = LinkConfig::new(self.token.expose(), self.name.clone());
         link.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             let tls = clockwork_net::tls::TlsServer::from_pem_files(cert, key, &[])

@@ -84,7 +84,7 @@ fn main() -> ExitCode {
             println!("  {}: {}", g.id, g.name);
         }
     }
-    if args.token == DEFAULT_TOKEN {
+    if args.token == *DEFAULT_TOKEN {
         println!(
             "  token: the default development token `{DEFAULT_TOKEN}`; set --token for anything but local testing"
         );

@@ -55,7 +55,7 @@ pub async fn serve(
         })?),
         None => None,
     };
-    let mut link = LinkConfig::new(cfg.token.clone(), cfg.name.clone());
+    let mut link = LinkConfig::new(cfg.token.expose(), cfg.name.clone());
     link.max_connections = cfg.max_client_connections;
     let listener =
         Listener::bind(cfg.client_listen, PeerRole::Client, link.clone()).map_err(|source| {

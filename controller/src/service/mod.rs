@@ -43,7 +43,7 @@ mod worker_addr;
 use clockwork_core::client::{ClientResponse, ModelInfo};
 use clockwork_core::telemetry::RequestLog;
 use clockwork_core::wire::ToWorker;
-use clockwork_core::{GpuId, MonotonicClock, Nanos, WorkerId};
+use clockwork_core::{GpuId, MonotonicClock, Nanos, Secret, WorkerId};
 use clockwork_net::tls::{TlsClient, TlsServer};
 use clockwork_net::{Encode, FrameWriter, Liveness};
 use clockwork_scheduler::ClientKey;
@@ -73,7 +73,7 @@ pub struct ServiceConfig {
     /// Where clients connect.
     pub client_listen: SocketAddr,
     /// The cluster token (workers and clients must present the same).
-    pub token: String,
+    pub token: Secret,
     /// Our name in handshakes and logs.
     pub name: String,
     /// The scheduler's configuration.
@@ -124,7 +124,7 @@ impl ServiceConfig {
     pub fn new<W: Into<WorkerAddr>>(
         workers: Vec<W>,
         client_listen: SocketAddr,
-        token: impl Into<String>,
+        token: impl Into<Secret>,
     ) -> Self {
         Self {
             workers: workers.into_iter().map(Into::into).collect(),
