@@ -4,37 +4,24 @@
 //! controller with emulated workers on loopback; a real HTTP client (`ureq`) and raw
 //! sockets.
 
+mod support;
+
 use clockwork_controller::service::{serve, AdminAccess, HttpLimits, ServiceConfig};
 use clockwork_core::telemetry::{parse_log, RequestLog, REQUEST_LOG_FILE};
 use clockwork_core::ClientStatus;
 use clockwork_net::runtime::{self, ExecutorConfig};
-use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
+use clockwork_worker::WorkerHandle;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "admin-suite";
-const ADMIN_TOKEN: &str = "the-admin-token";
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use support::{free_port, Controller, ADMIN_TOKEN, TOKEN};
 
 fn worker_at(addr: SocketAddr, gpus: u32) -> WorkerHandle {
-    let mut cfg = WorkerConfig::emulated(gpus);
-    cfg.listen = addr;
-    cfg.link.token = TOKEN.into();
-    Worker::serve(cfg).expect("worker starts")
+    support::worker_with_gpus(addr, gpus)
 }
 
-/// How a test controller is set up.
 struct Setup {
     workers: Vec<SocketAddr>,
     limits: HttpLimits,
@@ -55,69 +42,23 @@ impl Setup {
     }
 }
 
-/// A running controller with its HTTP port; stopped on drop.
-struct Controller {
-    http: SocketAddr,
-    stop: Arc<AtomicBool>,
-    handle: Option<runtime::ExecutorHandle<Result<(), String>>>,
-}
-
-impl Controller {
-    fn start(setup: Setup) -> Self {
-        let (http, native) = (free_port(), free_port());
-        let mut cfg = ServiceConfig::new(setup.workers, native, TOKEN);
-        cfg.reconnect_interval = Duration::from_millis(50);
-        cfg.http = Some(http);
-        cfg.http_limits = setup.limits;
-        cfg.http_admin = setup.admin;
-        cfg.state_dir = setup.state_dir;
-        cfg.scheduler.telemetry = setup.log_dir.is_some();
-        cfg.log_dir = setup.log_dir;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = runtime::spawn(
-            ExecutorConfig::named("admin-test-ctl"),
-            move || async move {
-                let shutdown = async move {
-                    while !s.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(5)).await;
-                    }
-                };
-                serve(cfg, shutdown).await.map_err(|e| e.to_string())
-            },
-        )
-        .unwrap();
-        let c = Self {
-            http,
-            stop,
-            handle: Some(handle),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(http).is_err() {
-            assert!(Instant::now() < deadline, "HTTP port did not open");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        c
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-
-    /// Stops the controller and returns how its service ended.
-    fn stop(mut self) -> Result<(), String> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+/// Starts the shared test controller with `setup`'s workers, limits, admin access and
+/// folders.
+fn start(setup: Setup) -> Controller {
+    let Setup {
+        workers,
+        limits,
+        admin,
+        state_dir,
+        log_dir,
+    } = setup;
+    Controller::start_with_workers(workers, move |cfg| {
+        cfg.http_limits = limits;
+        cfg.http_admin = admin;
+        cfg.state_dir = state_dir;
+        cfg.scheduler.telemetry = log_dir.is_some();
+        cfg.log_dir = log_dir;
+    })
 }
 
 fn agent() -> ureq::Agent {
@@ -260,7 +201,7 @@ fn metric(a: &ureq::Agent, c: &Controller, name: &str) -> f64 {
 fn admin_endpoints_need_the_admin_token_and_change_nothing_without_it() {
     let waddr = free_port();
     let _w = worker_at(waddr, 1);
-    let c = Controller::start(Setup::new(waddr));
+    let c = start(Setup::new(waddr));
     let a = agent();
     let url = c.url("/v2/repository/models/tiny/load");
     let body = json!({ "parameters": { "profile": tiny_profile(1_000), "copies": 5 } });
@@ -314,7 +255,7 @@ fn without_a_configured_token_admin_endpoints_say_how_to_enable_them() {
     let waddr = free_port();
     let mut setup = Setup::new(waddr);
     setup.admin = AdminAccess::Closed;
-    let c = Controller::start(setup);
+    let c = start(setup);
     let a = agent();
     for path in [
         "/v2/repository/models/resnet50_v2/load",
@@ -331,7 +272,7 @@ fn without_a_configured_token_admin_endpoints_say_how_to_enable_them() {
 fn gpu_parking_profiles_and_huge_slos_are_refused_and_others_keep_being_served() {
     let waddr = free_port();
     let _w = worker_at(waddr, 2);
-    let c = Controller::start(Setup::new(waddr));
+    let c = start(Setup::new(waddr));
     let a = agent();
     load(&a, &c, "tiny", json!({ "profile": tiny_profile(1_000) }));
     infer_until_ok(&a, &c, "tiny-0");
@@ -382,7 +323,7 @@ fn gpu_parking_profiles_and_huge_slos_are_refused_and_others_keep_being_served()
 fn copies_are_capped_and_the_index_is_paged_while_serving_goes_on() {
     let waddr = free_port();
     let _w = worker_at(waddr, 1);
-    let c = Controller::start(Setup::new(waddr));
+    let c = start(Setup::new(waddr));
     let a = agent();
     load(&a, &c, "tiny", json!({ "profile": tiny_profile(1_000) }));
     infer_until_ok(&a, &c, "tiny-0");
@@ -436,7 +377,7 @@ fn connections_beyond_the_limit_are_refused_in_words_and_slots_come_back() {
     let waddr = free_port();
     let mut setup = Setup::new(waddr);
     setup.limits.max_connections = 3;
-    let c = Controller::start(setup);
+    let c = start(setup);
     let a = agent();
     let held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(c.http).unwrap())
@@ -478,7 +419,7 @@ fn a_slowloris_connection_is_closed_at_the_request_deadline() {
     let _w = worker_at(waddr, 1);
     let mut setup = Setup::new(waddr);
     setup.limits.request_timeout = Duration::from_millis(500);
-    let c = Controller::start(setup);
+    let c = start(setup);
     let a = agent();
     load(&a, &c, "tiny", json!({ "profile": tiny_profile(1_000) }));
     infer_until_ok(&a, &c, "tiny-0");
@@ -556,7 +497,7 @@ fn an_answer_sent_after_its_deadline_counts_late_in_metrics_and_log() {
     let logs = tempfile::tempdir().unwrap();
     let mut setup = Setup::new(waddr);
     setup.log_dir = Some(logs.path().to_owned());
-    let c = Controller::start(setup);
+    let c = start(setup);
     let a = agent();
     // 8 MiB of output: more than the socket buffers hold (4 MiB at most for the
     // sender here, and the client's receive buffer is tiny).
@@ -640,7 +581,7 @@ fn a_restarted_controller_serves_the_models_registered_over_http() {
     };
     let a = agent();
     {
-        let c = Controller::start(setup(state.path()));
+        let c = start(setup(state.path()));
         let names = load(
             &a,
             &c,
@@ -661,7 +602,7 @@ fn a_restarted_controller_serves_the_models_registered_over_http() {
     }
     // Same state directory: the same instances, served, the unloaded one still
     // unloaded; it can be loaded again.
-    let c = Controller::start(setup(state.path()));
+    let c = start(setup(state.path()));
     infer_until_ok(&a, &c, "tiny-0");
     infer_until_ok(&a, &c, "resnet18_v2-2");
     let m = get(&a, &c.url("/v2/models/tiny-0")).json();
@@ -681,13 +622,13 @@ fn a_restarted_controller_serves_the_models_registered_over_http() {
     infer_until_ok(&a, &c, "tiny-1");
     c.stop().unwrap();
     // A third start has all three, none unloaded.
-    let c = Controller::start(setup(state.path()));
+    let c = start(setup(state.path()));
     for m in ["tiny-0", "tiny-1", "resnet18_v2-2"] {
         infer_until_ok(&a, &c, m);
     }
     // Without the state directory nothing comes back.
     drop(c);
-    let c = Controller::start(Setup::new(waddr));
+    let c = start(Setup::new(waddr));
     assert_eq!(infer(&a, &c, "tiny-0", json!({})).status, 404);
 }
 

@@ -2,85 +2,11 @@
 //! then `GET /v2/models/{m}/stats` (and the all-models and versioned forms) checked
 //! against what the client saw.
 
-use clockwork_controller::service::{serve, AdminAccess, ServiceConfig};
-use clockwork_net::runtime::{self, ExecutorConfig};
-use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
+mod support;
+
 use serde_json::{json, Value};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const TOKEN: &str = "stats-test";
-const ADMIN_TOKEN: &str = "stats-admin-token";
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn worker_at(addr: SocketAddr) -> WorkerHandle {
-    let mut cfg = WorkerConfig::emulated(1);
-    cfg.listen = addr;
-    cfg.link.token = TOKEN.into();
-    Worker::serve(cfg).expect("worker starts")
-}
-
-/// A running controller with an HTTP port; stopped on drop.
-struct Controller {
-    http: SocketAddr,
-    stop: Arc<AtomicBool>,
-    handle: Option<runtime::ExecutorHandle<Result<(), String>>>,
-}
-
-impl Controller {
-    fn start(worker: SocketAddr) -> Self {
-        let http = free_port();
-        let mut cfg = ServiceConfig::new(vec![worker], free_port(), TOKEN);
-        cfg.reconnect_interval = Duration::from_millis(50);
-        cfg.http = Some(http);
-        cfg.http_admin = AdminAccess::token(ADMIN_TOKEN).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = runtime::spawn(
-            ExecutorConfig::named("stats-test-ctl"),
-            move || async move {
-                let shutdown = async move {
-                    while !s.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(5)).await;
-                    }
-                };
-                serve(cfg, shutdown).await.map_err(|e| e.to_string())
-            },
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(http).is_err() {
-            assert!(Instant::now() < deadline, "HTTP port did not open");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self {
-            http,
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
+use support::{free_port, worker_at, Controller, ADMIN_TOKEN};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -145,7 +71,7 @@ fn figure(m: &Value, k: &str) -> (u64, u64) {
 fn statistics_count_what_clients_saw_and_sum_batches_to_executions() {
     let waddr = free_port();
     let w = worker_at(waddr);
-    let c = Controller::start(waddr);
+    let c = Controller::start(waddr, |_| {});
     let a = agent();
     let deadline = Instant::now() + Duration::from_secs(8);
     while get(&a, &c.url("/v2/health/ready")).0 != 200 {

@@ -1,5 +1,5 @@
-//! A controller with an emulated worker on loopback, for the front-end access tests
-//! (`auth.rs`, `tls.rs`), and one HTTP/1.1 exchange over any byte stream (plain TCP or
+//! A controller with an emulated worker on loopback, for the front-end tests
+//! (`admin.rs`, `auth.rs`, `tls.rs`, `stats.rs`), and one HTTP/1.1 exchange over any byte stream (plain TCP or
 //! TLS), written by hand so the tests see exactly what went over the wire.
 
 #![allow(dead_code, unreachable_pub)]
@@ -26,7 +26,12 @@ pub fn free_port() -> SocketAddr {
 }
 
 pub fn worker_at(addr: SocketAddr) -> WorkerHandle {
-    let mut cfg = WorkerConfig::emulated(1);
+    worker_with_gpus(addr, 1)
+}
+
+/// An emulated worker with `gpus` GPUs listening at `addr`.
+pub fn worker_with_gpus(addr: SocketAddr, gpus: u32) -> WorkerHandle {
+    let mut cfg = WorkerConfig::emulated(gpus);
     cfg.listen = addr;
     cfg.link.token = TOKEN.into();
     Worker::serve(cfg).expect("worker starts")
@@ -55,8 +60,16 @@ impl Controller {
         worker: SocketAddr,
         setup: impl FnOnce(&mut ServiceConfig) + Send + 'static,
     ) -> Self {
+        Self::start_with_workers(vec![worker], setup)
+    }
+
+    /// [`Controller::start`] with several workers (the i-th is `WorkerId(i)`).
+    pub fn start_with_workers(
+        workers: Vec<SocketAddr>,
+        setup: impl FnOnce(&mut ServiceConfig) + Send + 'static,
+    ) -> Self {
         let (http, native) = (free_port(), free_port());
-        let mut cfg = ServiceConfig::new(vec![worker], native, TOKEN);
+        let mut cfg = ServiceConfig::new(workers, native, TOKEN);
         cfg.reconnect_interval = Duration::from_millis(50);
         cfg.http = Some(http);
         cfg.http_admin = AdminAccess::token(ADMIN_TOKEN).unwrap();
@@ -86,6 +99,11 @@ impl Controller {
             std::thread::sleep(Duration::from_millis(10));
         }
         c
+    }
+
+    /// `http://<its HTTP address><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
     }
 
     /// Stops the controller and returns how its service ended.
