@@ -1,11 +1,13 @@
 //! The HTTP front end end to end: a real HTTP client (`ureq`, blocking, from plain
 //! test threads) against a controller with emulated workers on loopback.
 
+mod support;
+
 use clockwork_client::Client;
-use clockwork_controller::service::{serve, AdminAccess, HttpLimits, ServiceConfig, ServiceError};
+use clockwork_controller::service::{serve, HttpLimits, ServiceConfig, ServiceError};
 use clockwork_core::{ClientStatus, ModelId, Slo};
 use clockwork_net::runtime::{self, ExecutorConfig};
-use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
+use clockwork_worker::WorkerHandle;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -13,78 +15,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "http-test";
-/// The admin token the controller is started with (admin endpoints need it).
-const ADMIN_TOKEN: &str = "admin-test-token";
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use support::{free_port, Controller, ADMIN_TOKEN, TOKEN};
 
 fn worker_at(addr: SocketAddr, gpus: u32) -> WorkerHandle {
-    let mut cfg = WorkerConfig::emulated(gpus);
-    cfg.listen = addr;
-    cfg.link.token = TOKEN.into();
-    Worker::serve(cfg).expect("worker starts")
+    support::worker_with_gpus(addr, gpus)
 }
 
-/// A running controller with its HTTP port; stopped on drop.
-struct Controller {
-    http: SocketAddr,
-    native: SocketAddr,
-    stop: Arc<AtomicBool>,
-    handle: Option<runtime::ExecutorHandle<Result<(), String>>>,
-}
-
-impl Controller {
-    fn start(workers: Vec<SocketAddr>, limits: HttpLimits) -> Self {
-        let (http, native) = (free_port(), free_port());
-        let mut cfg = ServiceConfig::new(workers, native, TOKEN);
-        cfg.reconnect_interval = Duration::from_millis(50);
-        cfg.http = Some(http);
-        cfg.http_limits = limits;
-        cfg.http_admin = AdminAccess::token(ADMIN_TOKEN).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = runtime::spawn(ExecutorConfig::named("http-test-ctl"), move || async move {
-            let shutdown = async move {
-                while !s.load(Ordering::Relaxed) {
-                    glommio::timer::sleep(Duration::from_millis(5)).await;
-                }
-            };
-            serve(cfg, shutdown).await.map_err(|e| e.to_string())
-        })
-        .unwrap();
-        let c = Self {
-            http,
-            native,
-            stop,
-            handle: Some(handle),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(http).is_err() {
-            assert!(Instant::now() < deadline, "HTTP port did not open");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        c
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+/// The shared test controller with these workers and HTTP limits.
+fn start(workers: Vec<SocketAddr>, limits: HttpLimits) -> Controller {
+    Controller::start_with_workers(workers, move |cfg| cfg.http_limits = limits)
 }
 
 fn agent() -> ureq::Agent {
@@ -210,7 +149,7 @@ fn infer_until_ok(a: &ureq::Agent, c: &Controller, model: &str) -> u32 {
 #[test]
 fn health_metadata_and_readiness_that_flips_when_a_worker_connects() {
     let waddr = free_port();
-    let c = Controller::start(vec![waddr], HttpLimits::default());
+    let c = start(vec![waddr], HttpLimits::default());
     let a = agent();
     let live = get(&a, &c.url("/v2/health/live"));
     assert_eq!((live.status, live.json()), (200, json!({ "live": true })));
@@ -294,7 +233,7 @@ fn health_metadata_and_readiness_that_flips_when_a_worker_connects() {
 fn json_and_binary_inference_with_slo_parameters() {
     let waddr = free_port();
     let w = worker_at(waddr, 1);
-    let c = Controller::start(vec![waddr], HttpLimits::default());
+    let c = start(vec![waddr], HttpLimits::default());
     let a = agent();
     wait_for("ready", || {
         get(&a, &c.url("/v2/health/ready")).status == 200
@@ -376,7 +315,7 @@ fn json_and_binary_inference_with_slo_parameters() {
 fn overload_is_429_with_retry_after_and_never_a_hang_or_500() {
     let waddr = free_port();
     let w = worker_at(waddr, 1);
-    let c = Controller::start(vec![waddr], HttpLimits::default());
+    let c = start(vec![waddr], HttpLimits::default());
     let a = agent();
     wait_for("ready", || {
         get(&a, &c.url("/v2/health/ready")).status == 200
@@ -460,7 +399,7 @@ fn malformed_http_is_400_and_closes_only_that_connection() {
         idle_timeout: Duration::from_millis(800),
         ..HttpLimits::default()
     };
-    let c = Controller::start(vec![waddr], limits);
+    let c = start(vec![waddr], limits);
     let a = agent();
     wait_for("ready", || {
         get(&a, &c.url("/v2/health/ready")).status == 200
@@ -538,7 +477,7 @@ fn malformed_http_is_400_and_closes_only_that_connection() {
 fn repository_load_and_unload_while_serving() {
     let waddr = free_port();
     let w = worker_at(waddr, 1);
-    let c = Controller::start(vec![waddr], HttpLimits::default());
+    let c = start(vec![waddr], HttpLimits::default());
     let a = agent();
     wait_for("ready", || {
         get(&a, &c.url("/v2/health/ready")).status == 200
@@ -845,7 +784,7 @@ fn scrape(a: &ureq::Agent, c: &Controller) -> HashMap<String, f64> {
 fn metrics_parse_as_prometheus_text_and_count_the_traffic() {
     let waddr = free_port();
     let w = worker_at(waddr, 1);
-    let c = Controller::start(vec![waddr], HttpLimits::default());
+    let c = start(vec![waddr], HttpLimits::default());
     let a = agent();
     wait_for("ready", || {
         get(&a, &c.url("/v2/health/ready")).status == 200

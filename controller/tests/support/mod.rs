@@ -1,5 +1,5 @@
 //! A controller with an emulated worker on loopback, for the front-end tests
-//! (`admin.rs`, `auth.rs`, `tls.rs`, `stats.rs`), and one HTTP/1.1 exchange over any byte stream (plain TCP or
+//! (`admin.rs`, `http.rs`, `auth.rs`, `tls.rs`, `stats.rs`), and one HTTP/1.1 exchange over any byte stream (plain TCP or
 //! TLS), written by hand so the tests see exactly what went over the wire.
 
 #![allow(dead_code, unreachable_pub)]
@@ -49,6 +49,8 @@ pub fn tls_worker_at(addr: SocketAddr, tls: clockwork_net::tls::TlsServer) -> Wo
 /// A running controller with its HTTP port; stopped on drop.
 pub struct Controller {
     pub http: SocketAddr,
+    /// Its native client port.
+    pub native: SocketAddr,
     stop: Arc<AtomicBool>,
     handle: Option<runtime::ExecutorHandle<Result<(), String>>>,
 }
@@ -90,6 +92,7 @@ impl Controller {
         .unwrap();
         let c = Self {
             http,
+            native,
             stop,
             handle: Some(handle),
         };
