@@ -248,7 +248,9 @@ fn run_once(args: &OverloadArgs, plan: &RunPlan, dir: &Path) -> anyhow::Result<R
     let load = std::thread::spawn(move || loadgen::run_load(&spec));
     let mut killed_at = None;
     if let Some(after) = plan.kill_after {
-        // The load generator opens its connections first (a few ms); close enough.
+        // Counted from the thread's start: the load generator first opens its
+        // connections (up to a second for hundreds in a debug build), so the kill
+        // comes that much before halfway; the JSON says when it came.
         std::thread::sleep(after);
         let victim = workers
             .last_mut()

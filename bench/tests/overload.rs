@@ -74,7 +74,9 @@ fn a_short_overload_answers_every_request_once_and_reports_both_runs() {
     }
     let killed = &runs[1];
     let after = killed["killed_after_s"].as_f64().unwrap();
-    assert!(after > 0.0 && after < 3.0, "{killed}");
+    // Halfway from the load generator's start, less the time it took to open its
+    // connections (0 if that took longer).
+    assert!((0.0..3.0).contains(&after), "{killed}");
     assert!(
         killed["controller_after_kill"]["requests"]
             .as_u64()
