@@ -5,7 +5,7 @@
 //! connection handshake (protocol version and cluster token), per-link clock offset and
 //! RTT estimation, link liveness (heartbeat timing and silence detection), the bounds
 //! on what a connection may cost (connection limits, a small frame limit before the
-//! handshake, a deadline on partial frames), and the glommio executor set-up every service uses (including the
+//! handshake, a deadline on partial frames, giving closed connections' memory back), and the glommio executor set-up every service uses (including the
 //! guard against glommio's executor-park race). It does not own the message types (they
 //! are in `clockwork-core`) nor what a service does with a message.
 
@@ -18,6 +18,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod liveness;
+pub mod memory;
 pub mod runtime;
 pub mod tcp;
 

@@ -1,22 +1,21 @@
 //! What 10,000 held connections cost a real `clockwork-controller` process, on its
 //! native client port and on its HTTP port, and whether the memory comes back once
 //! they close (issue 14: "10,000 held connections cost less than 50 MB at the
-//! controller and all of it comes back after they close": the first half holds, the
-//! second does not yet, see below).
+//! controller and all of it comes back after they close").
 //!
 //! The test process raises its own open-file limit to the hard limit (the controller,
 //! its child, inherits it); when the hard limit is too low for 10,000 connections it
 //! says so and holds as many as it can.
 //!
 //! Memory is the controller's resident set (`VmRSS` in `/proc/PID/status`). Kernel
-//! socket buffers are not in it. The controller runs on glibc malloc: a freed chunk goes
-//! back to the allocator's free lists, and glibc returns memory to the kernel only from
-//! the top of a heap (or on `malloc_trim`, which the controller does not call). What
-//! 10,000 connections took is therefore NOT returned to the kernel when they close
-//! (measured: it stays resident); it is kept for reuse. So the test asserts what does
-//! hold: the cost is under the issue's budget, closing them does not grow the
-//! process, and a second round of 10,000 reuses the first round's memory (it costs
-//! nothing more): churn does not accumulate.
+//! socket buffers are not in it. The controller runs on glibc malloc, which keeps freed
+//! chunks for reuse and returns memory to the kernel only from the top of a heap; so
+//! after a burst of closes the controller calls `malloc_trim` (`clockwork_net::memory`,
+//! a second after the closes stop). Without it the memory stayed resident (reused by
+//! the next connections, never returned). "Comes back" is asserted to within a slack:
+//! what stays is a few MiB of tables sized for the peak (the route map) and allocator
+//! pages that are not entirely free. Each port is checked twice, so churn does not
+//! accumulate either.
 
 use clockwork_tests::native::{metric, scrape_metrics, NativeClient};
 use clockwork_tests::procs::{free_addr, Proc};
@@ -33,8 +32,9 @@ const BUDGET_KIB: u64 = 50 * 1000;
 /// Descriptors the test process needs besides the held connections (its own files,
 /// scrapes, the cargo build it may run).
 const SPARE_FDS: u64 = 200;
-/// Allocator and executor slack between rounds, KiB.
-const SLACK_KIB: u64 = 2 * 1024;
+/// What may stay resident after they all closed, KiB (see the module doc; measured:
+/// under 1 MiB native, ~3.5 MiB HTTP, against 33-40 MiB held).
+const SLACK_KIB: u64 = 6 * 1024;
 
 /// Raise the soft open-file limit to the hard one; the connections that fit.
 fn raise_fd_limit() -> usize {
@@ -160,6 +160,9 @@ fn two_rounds<C>(c: &Proc, n: usize, open: impl Fn(usize) -> C) -> Rounds {
         eprintln!("  {n} connections opened in {:.1?}", t.elapsed());
         let held_rss = settled_rss(c);
         drop(held);
+        // The controller gives the memory back once the closes have stopped for a
+        // second (clockwork_net::memory).
+        std::thread::sleep(Duration::from_secs(2));
         (held_rss, settled_rss(c))
     };
     let (first_held, first_closed) = round();
@@ -186,25 +189,24 @@ fn check(port: &str, n: usize, r: &Rounds) {
         cost < budget,
         "{port}: {n} held connections cost {cost} KiB (budget {budget} KiB): {r:?}"
     );
-    // Closing them does not grow the process (the memory stays with the allocator,
-    // see the module doc).
+    // What they took comes back once they close.
     assert!(
-        r.first_closed <= r.first_held + SLACK_KIB,
-        "{port}: RSS grew after the connections closed: {r:?}"
+        r.first_closed <= r.before + SLACK_KIB,
+        "{port}: RSS did not come back after the connections closed: {r:?}"
     );
-    // A second round reuses what the first left resident: it costs nothing more.
+    // A second round costs no more and gives it back as well.
     assert!(
         r.second_held <= r.first_held + SLACK_KIB,
         "{port}: a second round of connections grew the process: {r:?}"
     );
     assert!(
-        r.second_closed <= r.first_held + SLACK_KIB,
-        "{port}: RSS grew after the second round: {r:?}"
+        r.second_closed <= r.before + SLACK_KIB,
+        "{port}: RSS did not come back after the second round: {r:?}"
     );
 }
 
 #[test]
-fn ten_thousand_held_connections_cost_under_50_mb_and_a_second_round_nothing_more() {
+fn ten_thousand_held_connections_cost_under_50_mb_and_it_comes_back() {
     let n = raise_fd_limit();
     let dir = tempfile::tempdir().unwrap();
     let (c, client, _) = controller(dir.path(), n);
