@@ -153,6 +153,17 @@ impl ChildProc {
         Some((utime + stime) / USER_HZ)
     }
 
+    /// Kill the process now with SIGKILL, as a crash would end it, and reap it.
+    pub(crate) fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .with_context(|| format!("cannot kill {}", self.name))?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Close stdin and wait up to `grace` for a clean exit; kill after that.
     pub(crate) fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {

@@ -13,6 +13,7 @@ mod loadgen;
 mod local;
 mod make_model;
 mod net;
+mod overload;
 mod scalability;
 mod sched;
 mod sim;
@@ -63,6 +64,10 @@ enum Command {
     /// endpoint: per-SLO goodput, attainment, 429s and latency from each request's
     /// scheduled send time; `--self-test` checks its own speed against a sink.
     Loadgen(loadgen::LoadgenArgs),
+    /// Issue 14's overload goal on real processes: emulated workers, Poisson load over
+    /// HTTP at 1.5x capacity; refusal latency against the SLO, goodput, and the same
+    /// with one worker killed halfway.
+    Overload(overload::OverloadArgs),
     /// The tight-SLO issue's rows on one emulated GPU (H200 ResNet-50 fp16 at 10, 5 and
     /// 2.5 ms; V100 ResNet-50 at 10 and 25 ms), loaded over HTTP by `loadgen`.
     TightSlo(tight_slo::TightSloArgs),
@@ -108,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         Command::MakeModel(args) => make_model::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),
         Command::TightSlo(args) => tight_slo::run(&args),
+        Command::Overload(args) => overload::run(&args),
         Command::CpuInfer(args) => cpu_infer::run(&args),
         Command::Worker(args) => cluster::exit_on_error(cluster::run_worker(&args)),
         Command::Controller(args) => cluster::exit_on_error(cluster::run_controller(&args)),

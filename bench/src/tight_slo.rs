@@ -152,7 +152,7 @@ struct RowResult {
 }
 
 /// Register `count` instances of `profile` natively; their ids.
-fn register(
+pub(crate) fn register(
     client_addr: SocketAddr,
     token: &str,
     profile: ModelProfile,
@@ -179,7 +179,7 @@ fn register(
 }
 
 /// Wait until the controller's HTTP front end reports a GPU (no inference is sent).
-fn wait_ready(http: SocketAddr) -> anyhow::Result<()> {
+pub(crate) fn wait_ready(http: SocketAddr) -> anyhow::Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(2)))

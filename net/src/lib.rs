@@ -5,10 +5,11 @@
 //! connection handshake (protocol version and cluster token), per-link clock offset and
 //! RTT estimation, link liveness (heartbeat timing and silence detection), the bounds
 //! on what a connection may cost (connection limits, a small frame limit before the
-//! handshake, a deadline on partial frames), TLS set-up for links and front ends
-//! (`tls`; a link's stream is plain TCP or TLS, `link_stream`), and the glommio
-//! executor set-up every service uses (including the guard against glommio's
-//! executor-park race). It does not own the message types (they
+//! handshake, a deadline on partial frames, giving closed connections' memory back:
+//! `memory`), TLS set-up for links and front ends (`tls`; a link's stream is plain
+//! TCP or TLS, `link_stream`), and the glommio executor set-up every service uses
+//! (including the guard against glommio's executor-park race). It does not own the
+//! message types (they
 //! are in `clockwork-core`) nor what a service does with a message.
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod handshake;
 pub mod link_stream;
 pub mod liveness;
+pub mod memory;
 pub mod runtime;
 pub mod tcp;
 pub mod tls;

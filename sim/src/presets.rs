@@ -134,10 +134,16 @@ impl Case {
         }
     }
 
-    /// Runs the real scheduler (configured by `cfg`) on the case, drained.
+    /// Runs the real scheduler (configured by `cfg`) on the case, on one GPU, drained.
     pub fn run(&self, cfg: Config) -> Result<SimReport, String> {
+        self.run_on(1, cfg)
+    }
+
+    /// Runs the real scheduler on the case with `workers` workers of one GPU each
+    /// (the instances spread over them; the rate is the case's total), drained.
+    pub fn run_on(&self, workers: u32, cfg: Config) -> Result<SimReport, String> {
         let sim_cfg = SimConfig {
-            workers: 1,
+            workers,
             gpus_per_worker: 1,
             net_latency: self.net_latency,
             noise: NoiseModel::Normal {

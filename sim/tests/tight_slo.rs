@@ -118,3 +118,47 @@ fn overload_is_refused_at_admission_not_at_the_deadline() {
         base.served
     );
 }
+
+/// The same overload on two GPUs (twice the rate): a model that one GPU holds could in
+/// principle be loaded on the other, but the load policy adds replicas only on GPUs
+/// with spare capacity, which under overload none has. Admission must not count that
+/// replica (before, it did, and every failure was a timeout at ~0.96 of the SLO).
+#[test]
+fn overload_on_two_gpus_is_refused_at_admission_too() {
+    let mut c = Case::overload_row(Nanos::from_secs(4), Nanos::from_micros(150), 2);
+    c.rate *= 2.0;
+    let r = c.run_on(2, c.scheduler_config()).unwrap();
+    assert_clean(&r);
+    let rejected = r
+        .by_status
+        .iter()
+        .find(|(s, _)| *s == ClientStatus::Rejected)
+        .map_or(0, |(_, n)| *n);
+    let failed = r.offered - r.success;
+    eprintln!(
+        "two GPUs: offered {}, served {}, rejected {rejected}, failure p50 {}",
+        r.offered, r.success, r.failure_latency_p50
+    );
+    assert!(
+        failed > r.offered / 5,
+        "overloaded: {failed} of {}",
+        r.offered
+    );
+    assert!(
+        rejected * 2 > failed,
+        "{rejected} of {failed} refused at admission"
+    );
+    assert!(
+        r.failure_latency_p50.get() * 10 < c.slo.get(),
+        "refusal p50 {}",
+        r.failure_latency_p50
+    );
+    // Refusing early does not give up what two GPUs can serve: at least a third of
+    // the offered 1.5x (two thirds of capacity; one GPU at 1.5x serves about 42 %).
+    assert!(
+        r.success * 3 >= r.offered,
+        "served {} of {}",
+        r.success,
+        r.offered
+    );
+}

@@ -43,6 +43,9 @@ pub(crate) struct ClassTally {
     pub(crate) attempts: u64,
     /// Latency of the 200 answers, ns, from the scheduled send time.
     pub(crate) ok_latency: Histogram<u64>,
+    /// Latency of the requests that ended refused (their last 429), ns, from the
+    /// scheduled send time.
+    pub(crate) refused_latency: Histogram<u64>,
 }
 
 impl ClassTally {
@@ -56,6 +59,7 @@ impl ClassTally {
             errors: 0,
             attempts: 0,
             ok_latency: crate::stats::histogram(),
+            refused_latency: crate::stats::histogram(),
         }
     }
 
@@ -111,7 +115,10 @@ impl Tally {
                 }
                 c.ok_latency.saturating_record(latency.get().max(1));
             }
-            Outcome::Refused => c.refused += 1,
+            Outcome::Refused => {
+                c.refused += 1;
+                c.refused_latency.saturating_record(latency.get().max(1));
+            }
             Outcome::Status(s) => {
                 c.errors += 1;
                 *self.errors_by_kind.entry(format!("HTTP {s}")).or_default() += 1;
@@ -192,6 +199,8 @@ mod tests {
         t.close();
         let c = &t.classes[0];
         assert_eq!((c.ok, c.within_slo, c.refused, c.errors), (2, 1, 1, 3));
+        assert_eq!(c.refused_latency.len(), 1);
+        assert_eq!(c.ok_latency.len(), 2);
         assert_eq!(c.attempts, 7);
         // No SLO: every 200 is within it.
         assert_eq!(t.classes[1].within_slo, 1);

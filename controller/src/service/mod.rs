@@ -231,6 +231,8 @@ struct Shared {
     /// Request-log rows of answers on their way to HTTP clients: written once the
     /// answer is sent, with the send time (see `path`).
     http_rows: HashMap<ClientKey, Vec<RequestLog>>,
+    /// Closed client connections, for giving their memory back.
+    closed_connections: clockwork_net::memory::ClosedConnections,
 }
 
 impl std::fmt::Debug for Shared {
@@ -267,6 +269,7 @@ impl Shared {
             repository: None,
             registrations: None,
             http_rows: HashMap::new(),
+            closed_connections: clockwork_net::memory::ClosedConnections::default(),
         }
     }
 

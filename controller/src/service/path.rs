@@ -46,6 +46,7 @@ impl Shared {
     /// answers that were never sent are written as the scheduler made them.
     pub(super) fn close_route(&mut self, key: ClientKey) {
         self.routes.remove(&key);
+        self.closed_connections.closed();
         if let Some(rows) = self.http_rows.remove(&key) {
             if let Some(logs) = &mut self.logs {
                 for r in rows {

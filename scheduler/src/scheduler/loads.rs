@@ -242,7 +242,7 @@ impl Scheduler {
 
     /// GPU `g` could hold model `mi`: alive, its worker registered the model, the
     /// model is not already there, and it fits the cache at all.
-    fn can_host(&self, mi: usize, g: u32) -> bool {
+    pub(super) fn can_host(&self, mi: usize, g: u32) -> bool {
         let gpu = &self.gpus[g as usize];
         let m = &self.models[mi];
         gpu.alive

@@ -182,19 +182,19 @@ impl Scheduler {
     /// Whether some plan could complete the request by `target`: on a GPU that holds
     /// the model, after the queued work that runs before it there ([`Scheduler::work_ahead`]),
     /// on one loading it (from the later of the LOAD's end and the EXEC free time), or
-    /// after a LOAD started now on a live GPU that does not hold it. A lower bound on
+    /// after a LOAD started now on a live GPU that does not hold it and that the load
+    /// policy would load it on ([`Scheduler::load_plan_meets`]). A lower bound on
     /// completion, so `false` means no plan can meet the target: the request is refused
     /// at admission instead of waiting in a queue until it expires.
     fn some_plan_meets(&self, mi: usize, now: Nanos, target: Nanos) -> bool {
         let m = &self.models[mi];
         let b1 = m.b1();
         let (future, lag) = (self.lead.get(), self.cfg.lag);
-        if (m.replicas.len() as u32) < self.live_gpus
-            && now + future + m.load_estimate() + b1 <= target
-        {
-            return true;
+        if m.replicas.is_empty() {
+            // A cold model may go to any live GPU, evicting what it must.
+            return self.live_gpus > 0 && now + future + m.load_estimate() + b1 <= target;
         }
-        m.replicas.iter().any(|r| {
+        let on_replica = m.replicas.iter().any(|r| {
             let g = &self.gpus[r.gpu as usize];
             let mut start = g.exec.available(now, future, lag);
             if !r.ready {
@@ -207,6 +207,33 @@ impl Scheduler {
             }
             start = start + self.work_ahead(r.gpu, mi, target);
             start <= target
+        });
+        // Checked last: it looks at every GPU.
+        on_replica
+            || ((m.replicas.len() as u32) < self.live_gpus && self.load_plan_meets(mi, now, target))
+    }
+
+    /// Whether another replica of model `mi` (it has one) could be loaded now and
+    /// complete a batch-1 run by `target`. A replica goes only to a GPU with spare
+    /// capacity (see `choose_gpu`): under overload every GPU is above it and no new
+    /// replica will come, so counting one would admit requests that can only expire in
+    /// the queue at their deadline (issue 14: with two GPUs at 1.5x their capacity,
+    /// every failure was such a timeout). On a GPU with spare capacity the run starts
+    /// after both the LOAD and that GPU's EXEC backlog.
+    fn load_plan_meets(&self, mi: usize, now: Nanos, target: Nanos) -> bool {
+        let m = &self.models[mi];
+        let (future, lag) = (self.lead.get(), self.cfg.lag);
+        let (load, b1) = (m.load_estimate(), m.b1());
+        if now + future + load + b1 > target {
+            return false;
+        }
+        let capacity = self.cfg.load_capacity.get();
+        (0..self.gpus.len() as u32).any(|g| {
+            let gpu = &self.gpus[g as usize];
+            let loaded = gpu.pcie.available(now, future, lag) + load;
+            self.can_host(mi, g)
+                && gpu.outstanding(now) < capacity
+                && gpu.exec.available(now, future, lag).max(loaded) + b1 <= target
         })
     }
 

@@ -53,18 +53,26 @@ fn bad(status: u16, message: impl Into<String>) -> ReadError {
     }
 }
 
-/// Reads into `buf` (appending) until `deadline`; returns the byte count (0 = EOF).
+/// Bytes read at a time while a request is arriving.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes an idle connection reads its next request's start into (a typical head and
+/// small JSON body fit).
+const IDLE_READ: usize = 1024;
+
+/// Reads into `buf` (appending) at most `chunk` bytes, until `deadline`; returns the
+/// byte count (0 = EOF).
 async fn read_some(
     stream: &mut impl Stream,
     buf: &mut Vec<u8>,
     deadline: Instant,
+    chunk: usize,
 ) -> Result<Option<usize>, std::io::Error> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Ok(None);
     }
     let start = buf.len();
-    buf.resize(start + 16 * 1024, 0);
+    buf.resize(start + chunk, 0);
     let r = futures_lite::future::or(
         async { stream.read(&mut buf[start..]).await.map(Some) },
         async {
@@ -222,12 +230,16 @@ pub(super) async fn read_request(
     first: bool,
 ) -> Result<Request, ReadError> {
     if buf.is_empty() {
+        // A keep-alive connection waits for its next request (maybe for long) with
+        // only a small buffer: 10,000 idle connections hold 10,000 of them
+        // (docs/operations.md). A request that does not fit is read on by `more`.
+        buf.shrink_to(IDLE_READ);
         let wait = if first {
             limits.request_timeout.min(limits.idle_timeout)
         } else {
             limits.idle_timeout
         };
-        match read_some(stream, buf, Instant::now() + wait).await {
+        match read_some(stream, buf, Instant::now() + wait, IDLE_READ).await {
             Ok(Some(0)) => return Err(ReadError::Closed),
             Ok(Some(_)) => {}
             Ok(None) => return Err(ReadError::Idle),
@@ -327,7 +339,7 @@ async fn more(
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(), ReadError> {
-    match read_some(stream, buf, deadline).await {
+    match read_some(stream, buf, deadline, READ_CHUNK).await {
         Ok(Some(0)) => Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(ReadError::Timeout),
