@@ -57,9 +57,15 @@ pub async fn connect_named(
         None => LinkStream::Plain(stream),
         Some(client) => {
             let name = tls::server_name(host).map_err(|e| NetError::Tls(e.to_string()))?;
-            let tls = tls::connect(&client.connector(), name, stream, cfg.handshake_timeout)
-                .await
-                .map_err(|e| NetError::Tls(format!("handshake with {host} ({addr}): {e}")))?;
+            // Boxed for the same reason as on the accepting side.
+            let tls = Box::pin(tls::connect(
+                &client.connector(),
+                name,
+                stream,
+                cfg.handshake_timeout,
+            ))
+            .await
+            .map_err(|e| NetError::Tls(format!("handshake with {host} ({addr}): {e}")))?;
             LinkStream::TlsClient(Box::new(tls))
         }
     };
@@ -221,9 +227,15 @@ impl Listener {
                 let peer = stream
                     .peer_addr()
                     .map_or_else(|_| String::from("unknown peer"), |a| a.to_string());
-                let tls = tls::accept(&server.acceptor(), stream, self.cfg.handshake_timeout)
-                    .await
-                    .map_err(|e| NetError::Tls(format!("handshake with {peer}: {e}")))?;
+                // Boxed: a TLS handshake's state (rustls' connection) would otherwise sit
+                // inline in every connection task's future, plain ones too (~1.8 KB each).
+                let tls = Box::pin(tls::accept(
+                    &server.acceptor(),
+                    stream,
+                    self.cfg.handshake_timeout,
+                ))
+                .await
+                .map_err(|e| NetError::Tls(format!("handshake with {peer}: {e}")))?;
                 LinkStream::TlsServer(Box::new(tls))
             }
         };
