@@ -108,7 +108,7 @@ def test_raw_inference_matches_onnxruntime(client, image, reference):
     out = grpcclient.InferRequestedOutput("output")
     # client_timeout sends grpc-timeout: a generous one must not get in the way.
     result = client.infer(
-        MODEL, [inp], outputs=[out], request_id="r1", client_timeout=60.0
+        MODEL, [inp], outputs=[out], request_id="r1", client_timeout=20.0
     )
     got = result.as_numpy("output")
     assert got is not None

@@ -6,7 +6,8 @@
 //! (as Triton answers).
 //!
 //! The SLO: the request's `timeout` parameter (µs) and the call's `grpc-timeout`
-//! header; when both are given the smaller wins.
+//! header; when both are given the smaller wins. A deadline past the longest SLO a
+//! request may ask for (`--max-slo-ms`) counts as that bound.
 
 use super::messages::{
     InferOutputTensor, InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse,
@@ -107,10 +108,12 @@ fn contents_json(name: &str, datatype: &str, c: &InferTensorContents) -> Result<
 }
 
 /// The REST body for `req`: its JSON part and the binary bytes after it, joined, and
-/// the JSON part's length. `deadline` is the call's `grpc-timeout`.
+/// the JSON part's length. `deadline` is the call's `grpc-timeout`, `max_slo` the
+/// longest SLO allowed.
 pub(super) fn rest_body(
     req: &ModelInferRequest,
     deadline: Option<Duration>,
+    max_slo: Duration,
 ) -> Result<(Vec<u8>, usize), String> {
     let raw = !req.raw_input_contents.is_empty();
     if raw && req.raw_input_contents.len() != req.inputs.len() {
@@ -160,7 +163,9 @@ pub(super) fn rest_body(
     let mut params = params_json(&req.parameters);
     params.insert("binary_data_output".into(), json!(true));
     if let Some(d) = deadline {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        let us = u64::try_from(d.min(max_slo).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let given = params
             .get("timeout")
             .and_then(Value::as_u64)
@@ -251,6 +256,8 @@ mod tests {
         }
     }
 
+    const MAX: Duration = Duration::from_secs(60);
+
     fn split(body: &[u8], n: usize) -> (Value, &[u8]) {
         (serde_json::from_slice(&body[..n]).unwrap(), &body[n..])
     }
@@ -263,7 +270,7 @@ mod tests {
             raw_input_contents: vec![1.5f32.to_le_bytes().to_vec(), vec![7, 8]],
             ..Default::default()
         };
-        let (body, n) = rest_body(&req, None).unwrap();
+        let (body, n) = rest_body(&req, None, MAX).unwrap();
         let (head, tail) = split(&body, n);
         assert_eq!(tail, [0, 0, 0xc0, 0x3f, 7, 8]);
         assert_eq!(head["id"], "a");
@@ -274,7 +281,7 @@ mod tests {
         // Raw bytes for some inputs only.
         let mut bad = req.clone();
         bad.raw_input_contents.pop();
-        assert!(rest_body(&bad, None).is_err());
+        assert!(rest_body(&bad, None, MAX).is_err());
     }
 
     #[test]
@@ -288,7 +295,7 @@ mod tests {
             inputs: vec![x],
             ..Default::default()
         };
-        let (body, n) = rest_body(&req, None).unwrap();
+        let (body, n) = rest_body(&req, None, MAX).unwrap();
         let (head, tail) = split(&body, n);
         assert!(tail.is_empty());
         assert_eq!(head["inputs"][0]["data"], json!([0.5, -1.0]));
@@ -297,7 +304,7 @@ mod tests {
             int_contents: vec![1, 2],
             ..Default::default()
         });
-        let e = rest_body(&req, None).unwrap_err();
+        let e = rest_body(&req, None, MAX).unwrap_err();
         assert!(e.contains("fp32_contents"), "{e}");
     }
 
@@ -305,7 +312,7 @@ mod tests {
     fn the_smaller_timeout_wins() {
         let mut req = ModelInferRequest::default();
         let timeout = |req: &ModelInferRequest, d| {
-            let (body, n) = rest_body(req, d).unwrap();
+            let (body, n) = rest_body(req, d, MAX).unwrap();
             split(&body, n).0["parameters"].get("timeout").cloned()
         };
         assert_eq!(
@@ -327,6 +334,12 @@ mod tests {
             Some(json!(1_000))
         );
         assert_eq!(timeout(&req, None), Some(json!(5_000)));
+        // A deadline past the bound counts as the bound.
+        req.parameters.clear();
+        assert_eq!(
+            timeout(&req, Some(Duration::from_secs(61))),
+            Some(json!(60_000_000))
+        );
     }
 
     #[test]

@@ -219,7 +219,7 @@ pub(super) async fn call(
         "ModelInfer" => {
             let r: ModelInferRequest = decode(message)?;
             version_ok(&r.model_name, &r.model_version)?;
-            let (body, header_len) = infer::rest_body(&r, meta.deadline)
+            let (body, header_len) = infer::rest_body(&r, meta.deadline, bridge.limits().max_slo)
                 .map_err(|e| Status::new(Code::InvalidArgument, e))?;
             let name = r.model_name;
             let a = bridge.infer(shared, &name, body, header_len).await;
