@@ -21,11 +21,11 @@ use std::time::Duration;
 fn param_json(p: &InferParameter) -> Value {
     match &p.parameter_choice {
         None => Value::Null,
-        Some(ParameterChoice::BoolParam(b)) => json!(b),
-        Some(ParameterChoice::Int64Param(i)) => json!(i),
-        Some(ParameterChoice::StringParam(s)) => json!(s),
-        Some(ParameterChoice::DoubleParam(d)) => json!(d),
-        Some(ParameterChoice::Uint64Param(u)) => json!(u),
+        Some(ParameterChoice::Bool(b)) => json!(b),
+        Some(ParameterChoice::Int64(i)) => json!(i),
+        Some(ParameterChoice::Str(s)) => json!(s),
+        Some(ParameterChoice::Double(d)) => json!(d),
+        Some(ParameterChoice::Uint64(u)) => json!(u),
     }
 }
 
@@ -36,14 +36,14 @@ fn params_json(ps: &HashMap<String, InferParameter>) -> Map<String, Value> {
 /// A JSON parameter as protobuf (`None` for what protobuf cannot carry).
 fn param_of(v: &Value) -> Option<InferParameter> {
     let choice = match v {
-        Value::Bool(b) => ParameterChoice::BoolParam(*b),
+        Value::Bool(b) => ParameterChoice::Bool(*b),
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => ParameterChoice::Int64Param(i),
-            (None, Some(u), _) => ParameterChoice::Uint64Param(u),
-            (None, None, Some(d)) => ParameterChoice::DoubleParam(d),
+            (Some(i), _, _) => ParameterChoice::Int64(i),
+            (None, Some(u), _) => ParameterChoice::Uint64(u),
+            (None, None, Some(d)) => ParameterChoice::Double(d),
             _ => return None,
         },
-        Value::String(s) => ParameterChoice::StringParam(s.clone()),
+        Value::String(s) => ParameterChoice::Str(s.clone()),
         _ => return None,
     };
     Some(InferParameter {
@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(head["parameters"]["binary_data_output"], true);
         assert!(head["parameters"].get("timeout").is_none());
         // Raw bytes for some inputs only.
-        let mut bad = req.clone();
+        let mut bad = req;
         bad.raw_input_contents.pop();
         assert!(rest_body(&bad, None, MAX).is_err());
     }
@@ -322,7 +322,7 @@ mod tests {
         req.parameters.insert(
             "timeout".into(),
             InferParameter {
-                parameter_choice: Some(ParameterChoice::Int64Param(5_000)),
+                parameter_choice: Some(ParameterChoice::Int64(5_000)),
             },
         );
         assert_eq!(
@@ -360,7 +360,7 @@ mod tests {
         assert_eq!((r.model_name.as_str(), r.id.as_str()), ("m", "7"));
         assert_eq!(
             r.parameters["clockwork_batch_size"].parameter_choice,
-            Some(ParameterChoice::Int64Param(2))
+            Some(ParameterChoice::Int64(2))
         );
         assert!(response(&answer, &[1, 2]).is_err());
     }

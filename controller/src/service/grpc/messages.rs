@@ -80,19 +80,20 @@ pub(super) struct InferParameter {
     pub(super) parameter_choice: Option<ParameterChoice>,
 }
 
-/// `InferParameter.parameter_choice`.
+/// `InferParameter.parameter_choice`: `bool_param`, `int64_param`, `string_param`,
+/// `double_param`, `uint64_param`.
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub(super) enum ParameterChoice {
     #[prost(bool, tag = "1")]
-    BoolParam(bool),
+    Bool(bool),
     #[prost(int64, tag = "2")]
-    Int64Param(i64),
+    Int64(i64),
     #[prost(string, tag = "3")]
-    StringParam(String),
+    Str(String),
     #[prost(double, tag = "4")]
-    DoubleParam(f64),
+    Double(f64),
     #[prost(uint64, tag = "5")]
-    Uint64Param(u64),
+    Uint64(u64),
 }
 
 /// `InferTensorContents`: a tensor's elements as typed protobuf fields.
@@ -234,17 +235,18 @@ pub(super) struct ModelRepositoryParameter {
     pub(super) parameter_choice: Option<RepositoryParameterChoice>,
 }
 
-/// `ModelRepositoryParameter.parameter_choice`.
+/// `ModelRepositoryParameter.parameter_choice`: `bool_param`, `int64_param`,
+/// `string_param`, `bytes_param`.
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub(super) enum RepositoryParameterChoice {
     #[prost(bool, tag = "1")]
-    BoolParam(bool),
+    Bool(bool),
     #[prost(int64, tag = "2")]
-    Int64Param(i64),
+    Int64(i64),
     #[prost(string, tag = "3")]
-    StringParam(String),
+    Str(String),
     #[prost(bytes = "vec", tag = "4")]
-    BytesParam(Vec<u8>),
+    Bytes(Vec<u8>),
 }
 
 #[cfg(test)]
@@ -270,7 +272,7 @@ mod tests {
         parameters.insert(
             "timeout".to_owned(),
             InferParameter {
-                parameter_choice: Some(ParameterChoice::Int64Param(25_000)),
+                parameter_choice: Some(ParameterChoice::Int64(25_000)),
             },
         );
         let m = ModelInferRequest {

@@ -139,14 +139,14 @@ fn repository_body(params: &HashMap<String, ModelRepositoryParameter>) -> Result
     for (k, p) in params {
         let v = match &p.parameter_choice {
             None => Value::Null,
-            Some(RepositoryParameterChoice::BoolParam(b)) => json!(b),
-            Some(RepositoryParameterChoice::Int64Param(i)) => json!(i),
-            Some(RepositoryParameterChoice::StringParam(s)) => json!(s),
-            Some(RepositoryParameterChoice::BytesParam(b)) => json!(String::from_utf8(b.clone())
+            Some(RepositoryParameterChoice::Bool(b)) => json!(b),
+            Some(RepositoryParameterChoice::Int64(i)) => json!(i),
+            Some(RepositoryParameterChoice::Str(s)) => json!(s),
+            Some(RepositoryParameterChoice::Bytes(b)) => json!(String::from_utf8(b.clone())
                 .map_err(|_| Status::new(
-                Code::InvalidArgument,
-                format!("parameter {k}: bytes_param must be UTF-8 (a profile as JSON)")
-            ))?),
+                    Code::InvalidArgument,
+                    format!("parameter {k}: bytes_param must be UTF-8 (a profile as JSON)")
+                ))?),
         };
         m.insert(k.clone(), v);
     }
