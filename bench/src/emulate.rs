@@ -33,9 +33,9 @@ use clockwork_core::{
 };
 use clockwork_gpu::{Backend, DeviceConfig, NoiseModel};
 use clockwork_net::runtime::{self, ExecutorConfig};
+use clockwork_net::LinkStream;
 use clockwork_net::{connect, FrameReader, LinkConfig};
 use clockwork_worker::{Worker, WorkerConfig};
-use glommio::net::TcpStream;
 use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -219,7 +219,7 @@ fn models() -> [(ModelId, ModelProfile); 2] {
 }
 
 async fn recv_one(
-    reader: &mut FrameReader<TcpStream>,
+    reader: &mut FrameReader<LinkStream>,
 ) -> anyhow::Result<clockwork_core::ActionResult> {
     loop {
         let msg = reader.recv_msg::<FromWorker>().await?;

@@ -19,8 +19,8 @@ use clockwork_core::client::{
 };
 use clockwork_core::wire::PeerRole;
 use clockwork_core::{ModelId, ModelProfile, RequestId};
+use clockwork_net::LinkStream;
 use clockwork_net::{connect, FrameReader, FrameWriter, LinkConfig, NetError};
-use glommio::net::TcpStream;
 use rkyv::rancor::BoxedError;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -69,14 +69,14 @@ impl ClientError {
 /// The sending half of a client connection.
 #[derive(Debug)]
 pub struct ClientSender {
-    writer: FrameWriter<TcpStream>,
+    writer: FrameWriter<LinkStream>,
     next_id: u64,
 }
 
 /// The receiving half of a client connection.
 #[derive(Debug)]
 pub struct ClientReceiver {
-    reader: FrameReader<TcpStream>,
+    reader: FrameReader<LinkStream>,
 }
 
 /// A connection to the controller.

@@ -6,9 +6,10 @@
 //! (`clockwork-bench local`, which flattens these flags into a hidden subcommand) both
 //! start this way, so they accept the same flags and refuse the same bad values.
 
-use crate::service::{serve, AdminAccess, ServiceConfig, ServiceError, WorkerAddr};
+use crate::service::{serve, AdminAccess, BearerToken, ServiceConfig, ServiceError, WorkerAddr};
 use clockwork_core::Nanos;
 use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError};
+use clockwork_net::tls::{TlsClient, TlsServer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -96,6 +97,31 @@ pub struct ControllerArgs {
     /// allowed only when --http is a loopback address.
     #[arg(long)]
     pub admin_open: bool,
+    /// Token every HTTP client must send as `Authorization: Bearer TOKEN` (all
+    /// endpoints but `/v2/health/live`, `/v2/health/ready` and `/metrics`; the admin
+    /// token is accepted too). Without one the client endpoints are open. Prefer
+    /// --api-token-file: a flag shows in `ps`.
+    #[arg(long, conflicts_with = "api_token_file")]
+    pub api_token: Option<String>,
+    /// File holding the API token (surrounding whitespace is ignored).
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
+    /// `/metrics` needs the API token too (by default it stays open for scrapers).
+    #[arg(long)]
+    pub metrics_need_token: bool,
+    /// PEM certificate chain (leaf first) for the HTTP front end: with it and
+    /// --http-tls-key the HTTP port speaks HTTPS only (TLS 1.2/1.3). Read at start;
+    /// restart to change it.
+    #[arg(long, value_name = "PEM", requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM private key of --http-tls-cert.
+    #[arg(long, value_name = "PEM", requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs that sign the workers' link certificates (their
+    /// --tls-cert): with it every worker link is TLS, and a worker's certificate must
+    /// name the host given in --workers. Read at start; restart to change it.
+    #[arg(long, value_name = "PEM")]
+    pub worker_tls_ca: Option<PathBuf>,
     /// Directory where models registered over HTTP are kept, so that they come back
     /// after a restart (`registrations.json`); none when omitted.
     #[arg(long)]
@@ -229,6 +255,32 @@ impl ControllerArgs {
         } else {
             AdminAccess::Closed
         };
+        cfg.api_token = if let Some(t) = &self.api_token {
+            Some(BearerToken::new(t).map_err(|e| ArgsError(format!("--api-token: {e}")))?)
+        } else if let Some(path) = &self.api_token_file {
+            Some(
+                BearerToken::from_file(path)
+                    .map_err(|e| ArgsError(format!("--api-token-file: {e}")))?,
+            )
+        } else {
+            None
+        };
+        if self.metrics_need_token && cfg.api_token.is_none() {
+            return Err(ArgsError(
+                "--metrics-need-token needs --api-token-file or --api-token".into(),
+            ));
+        }
+        cfg.metrics_need_token = self.metrics_need_token;
+        if let (Some(cert), Some(key)) = (&self.http_tls_cert, &self.http_tls_key) {
+            let tls = TlsServer::from_pem_files(cert, key, &[])
+                .map_err(|e| ArgsError(format!("--http-tls-cert / --http-tls-key: {e}")))?;
+            cfg.http_tls = Some(tls);
+        }
+        if let Some(ca) = &self.worker_tls_ca {
+            let tls = TlsClient::from_ca_file(ca)
+                .map_err(|e| ArgsError(format!("--worker-tls-ca: {e}")))?;
+            cfg.worker_tls = Some(tls);
+        }
         cfg.state_dir.clone_from(&self.state_dir);
         cfg.http_limits.max_slo = Duration::from(ms(self.max_slo_ms, "max-slo-ms")?);
         if self.http_max_connections == 0 {
@@ -348,13 +400,13 @@ mod tests {
     fn admin_flags() {
         assert_eq!(config(&[]).unwrap().http_admin, AdminAccess::Closed);
         let c = config(&["--admin-token", "t0ken", "--max-slo-ms", "5000"]).unwrap();
-        assert_eq!(c.http_admin, AdminAccess::Token("t0ken".into()));
+        assert_eq!(c.http_admin, AdminAccess::token("t0ken").unwrap());
         assert_eq!(c.http_limits.max_slo, Duration::from_secs(5));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "from-file\n").unwrap();
         let c = config(&["--admin-token-file", file.to_str().unwrap()]).unwrap();
-        assert_eq!(c.http_admin, AdminAccess::Token("from-file".into()));
+        assert_eq!(c.http_admin, AdminAccess::token("from-file").unwrap());
         let c = config(&["--http", "127.0.0.1:8000", "--admin-open"]).unwrap();
         assert_eq!(c.http_admin, AdminAccess::Open);
         let e = config(&["--http", "0.0.0.0:8000", "--admin-open"]).unwrap_err();
@@ -375,6 +427,34 @@ mod tests {
         assert!(config(&["--admin-open"]).is_err());
         assert!(config(&["--admin-token", "a b"]).is_err());
         assert!(config(&["--admin-token", "x", "--admin-open"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("api");
+        std::fs::write(&file, "api-from-file\n").unwrap();
+        let c = config(&["--api-token-file", file.to_str().unwrap()]).unwrap();
+        assert!(c.api_token.unwrap().matches("api-from-file"));
+        assert!(!c.metrics_need_token);
+        let c = config(&["--api-token", "t", "--metrics-need-token"]).unwrap();
+        assert!(c.metrics_need_token);
+        assert!(config(&["--api-token", "a b"]).is_err());
+        let e = config(&["--metrics-need-token"]).unwrap_err();
+        assert!(e.contains("--api-token"), "{e}");
+        let e = config(&["--api-token-file", "/nonexistent/token"]).unwrap_err();
+        assert!(e.contains("--api-token-file"), "{e}");
+        let e = config(&["--http-tls-cert", "/nonexistent/cert.pem"]).unwrap_err();
+        assert!(e.contains("--http-tls-key"), "{e}");
+        let e = config(&[
+            "--http-tls-cert",
+            "/nonexistent/cert.pem",
+            "--http-tls-key",
+            "/nonexistent/key.pem",
+        ])
+        .unwrap_err();
+        assert!(e.contains("/nonexistent/cert.pem"), "{e}");
+        let e = config(&["--worker-tls-ca", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(
+            e.contains("--worker-tls-ca") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
         let e = config(&["--http-max-connections", "0"]).unwrap_err();
         assert!(e.contains("--http-max-connections"), "{e}");
     }

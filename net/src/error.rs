@@ -83,6 +83,10 @@ pub enum NetError {
     /// The peer did not answer in time.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// The TLS handshake failed (e.g. a certificate the other side does not trust, or
+    /// a peer that does not speak TLS).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Nothing arrived from the peer for longer than the link's timeout (see
     /// [`crate::liveness`]): it is frozen, gone, or the path between us stalled.
     #[error("peer silent for {silent_ms} ms (no frames, not even heartbeats)")]

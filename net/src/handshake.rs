@@ -12,6 +12,7 @@
 use crate::conn::{Connection, ReadNow, DEFAULT_FRAME_TIMEOUT};
 use crate::error::NetError;
 use crate::frame::{FrameEncoder, DEFAULT_MAX_FRAME};
+use crate::tls::{TlsClient, TlsServer};
 use clockwork_core::wire::{
     ArchivedHelloReply, ArchivedPeerRole, Hello, HelloReply, PeerRole, PROTOCOL_VERSION,
 };
@@ -19,8 +20,8 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use std::future::Future;
 use std::time::Duration;
 
-/// Settings of one side of a handshake.
-#[derive(Debug, Clone)]
+/// Settings of one side of a handshake. Its `Debug` output leaves the token out.
+#[derive(Clone)]
 pub struct LinkConfig {
     /// The cluster token both sides must share.
     pub token: String,
@@ -35,6 +36,27 @@ pub struct LinkConfig {
     /// Most connections a listener with this config holds at once (accepted, in the
     /// handshake or open); more are refused in words.
     pub max_connections: usize,
+    /// A listener with this config speaks TLS with this certificate (the worker's
+    /// link port); `None`: plain TCP.
+    pub tls_server: Option<TlsServer>,
+    /// Connections made with this config speak TLS and trust these CAs (the
+    /// controller's worker links); `None`: plain TCP.
+    pub tls_client: Option<TlsClient>,
+}
+
+impl std::fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("token", &"<redacted>")
+            .field("name", &self.name)
+            .field("max_frame", &self.max_frame)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("frame_timeout", &self.frame_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("tls_server", &self.tls_server.is_some())
+            .field("tls_client", &self.tls_client.is_some())
+            .finish()
+    }
 }
 
 /// Largest payload accepted before the handshake succeeds (a hello or its reply).
@@ -53,6 +75,8 @@ impl LinkConfig {
             handshake_timeout: Duration::from_secs(5),
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls_server: None,
+            tls_client: None,
         }
     }
 }

@@ -5,8 +5,10 @@
 //! connection handshake (protocol version and cluster token), per-link clock offset and
 //! RTT estimation, link liveness (heartbeat timing and silence detection), the bounds
 //! on what a connection may cost (connection limits, a small frame limit before the
-//! handshake, a deadline on partial frames), and the glommio executor set-up every service uses (including the
-//! guard against glommio's executor-park race). It does not own the message types (they
+//! handshake, a deadline on partial frames), TLS set-up for links and front ends
+//! (`tls`; a link's stream is plain TCP or TLS, `link_stream`), and the glommio
+//! executor set-up every service uses (including the guard against glommio's
+//! executor-park race). It does not own the message types (they
 //! are in `clockwork-core`) nor what a service does with a message.
 
 #![warn(missing_docs, missing_debug_implementations)]
@@ -17,14 +19,17 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod link_stream;
 pub mod liveness;
 pub mod runtime;
 pub mod tcp;
+pub mod tls;
 
 pub use clock_sync::ClockSync;
 pub use conn::{Connection, FrameReader, FrameWriter, ReadNow};
 pub use error::NetError;
 pub use frame::{Decode, Encode, Frame, DEFAULT_MAX_FRAME};
 pub use handshake::{LinkConfig, PeerInfo, HANDSHAKE_MAX_FRAME};
+pub use link_stream::LinkStream;
 pub use liveness::{Activity, Liveness};
-pub use tcp::{bind_exclusive, connect, Incoming, Listener, TcpConnection};
+pub use tcp::{bind_exclusive, connect, connect_named, Incoming, Listener, TcpConnection};

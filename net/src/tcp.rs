@@ -5,12 +5,20 @@
 //! `TcpListener::bind` sets it), so a second process on the same address fails with
 //! "address in use" instead of silently sharing the port. Each [`Listener`] admits at
 //! most [`LinkConfig::max_connections`] connections at once; a connection over the
-//! limit is told why in a refusal frame and closed.
+//! limit is told why in a refusal frame and closed (in plain text, also on a TLS
+//! port: a TLS peer then sees a failed handshake).
+//!
+//! With TLS in the [`LinkConfig`], the TLS handshake comes before ours: a listener
+//! with a certificate (`tls_server`) accepts only TLS, a connection with trusted CAs
+//! (`tls_client`) verifies the listener's certificate; the cluster token is then
+//! checked inside TLS as on a plain link.
 
 use crate::conn::Connection;
 use crate::error::NetError;
 use crate::frame::{FrameEncoder, NO_DELTA};
 use crate::handshake::{client_handshake, server_handshake_admit, LinkConfig, PeerInfo};
+use crate::link_stream::LinkStream;
+use crate::tls;
 use clockwork_core::wire::{HelloReply, PeerRole};
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::Cell;
@@ -19,18 +27,42 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 
-/// A connection over glommio TCP.
-pub type TcpConnection = Connection<TcpStream>;
+/// A connection over glommio TCP, plain or TLS.
+pub type TcpConnection = Connection<LinkStream>;
 
 /// Connect to `addr` as `role` and complete the handshake. Returns the connection and
-/// the listener's name.
+/// the listener's name. With [`LinkConfig::tls_client`], the listener's certificate
+/// must name `addr`'s IP address (see [`connect_named`]).
 pub async fn connect(
     addr: SocketAddr,
     role: PeerRole,
     cfg: &LinkConfig,
 ) -> Result<(TcpConnection, String), NetError> {
+    connect_named(addr, &addr.ip().to_string(), role, cfg).await
+}
+
+/// [`connect`] to `addr`, known as `host` (a DNS name or an IP address): with
+/// [`LinkConfig::tls_client`] the TLS handshake comes first (within the handshake
+/// timeout) and the listener's certificate must name `host` and be signed by a
+/// trusted CA; otherwise it fails with [`NetError::Tls`] and the reason.
+pub async fn connect_named(
+    addr: SocketAddr,
+    host: &str,
+    role: PeerRole,
+    cfg: &LinkConfig,
+) -> Result<(TcpConnection, String), NetError> {
     let stream = TcpStream::connect(addr).await.map_err(io::Error::from)?;
     stream.set_nodelay(true).map_err(io::Error::from)?;
+    let stream = match &cfg.tls_client {
+        None => LinkStream::Plain(stream),
+        Some(client) => {
+            let name = tls::server_name(host).map_err(|e| NetError::Tls(e.to_string()))?;
+            let tls = tls::connect(&client.connector(), name, stream, cfg.handshake_timeout)
+                .await
+                .map_err(|e| NetError::Tls(format!("handshake with {host} ({addr}): {e}")))?;
+            LinkStream::TlsClient(Box::new(tls))
+        }
+    };
     client_handshake(stream, role, cfg).await
 }
 
@@ -183,6 +215,18 @@ impl Listener {
         admit: impl FnOnce(&PeerInfo) -> Result<(), String>,
     ) -> Result<(TcpConnection, PeerInfo), NetError> {
         let Incoming { stream, slot } = incoming;
+        let stream = match &self.cfg.tls_server {
+            None => LinkStream::Plain(stream),
+            Some(server) => {
+                let peer = stream
+                    .peer_addr()
+                    .map_or_else(|_| String::from("unknown peer"), |a| a.to_string());
+                let tls = tls::accept(&server.acceptor(), stream, self.cfg.handshake_timeout)
+                    .await
+                    .map_err(|e| NetError::Tls(format!("handshake with {peer}: {e}")))?;
+                LinkStream::TlsServer(Box::new(tls))
+            }
+        };
         let (mut conn, peer) =
             server_handshake_admit(stream, self.expect, &self.cfg, admit).await?;
         conn.attach_slot(slot);

@@ -390,6 +390,15 @@ impl Scheduler {
         self.actions.len()
     }
 
+    /// The model and number of requests of the INFER `action`, while it is in flight
+    /// (before its result is handled); `None` for other actions and unknown ids.
+    pub fn infer_in_flight(&self, action: ActionId) -> Option<(ModelId, u32)> {
+        match &self.actions.get(Key::from_u64(action.0))?.kind {
+            InFlightKind::Infer(inf) => Some((inf.model, inf.members.len() as u32)),
+            _ => None,
+        }
+    }
+
     // ---- helpers shared by the submodules ----
 
     /// Answers an admitted request (removing it) with `status`.

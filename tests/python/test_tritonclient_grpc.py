@@ -6,12 +6,15 @@ inference of the generated small CNN (`small_cnn`) with raw tensor bytes (what
 tritonclient sends) and with typed `contents` (through the service's own stub),
 compared with onnxruntime's output for the same `model.onnx` (rtol 1e-4), the
 repository index, load and unload of a built-in profile under the admin token (and
-their refusal without it), and unknown models answered NOT_FOUND.
+their refusal without it), the API token (health calls open, the others
+UNAUTHENTICATED without it), the statistics extension, and unknown models answered
+NOT_FOUND.
 
 Environment:
     CLOCKWORK_GRPC         the controller's gRPC address, e.g. 127.0.0.1:8001
     CLOCKWORK_REPO         the repository directory the controller serves
     CLOCKWORK_ADMIN_TOKEN  the controller's --admin-token (load/unload tests)
+    CLOCKWORK_API_TOKEN    the controller's --api-token, if it has one
     CLOCKWORK_MODEL        the model to infer (default small_cnn)
 
 Without CLOCKWORK_GRPC and CLOCKWORK_REPO every test is skipped. Packages (pinned):
@@ -26,6 +29,10 @@ import pytest
 GRPC = os.environ.get("CLOCKWORK_GRPC")
 REPO = os.environ.get("CLOCKWORK_REPO")
 TOKEN = os.environ.get("CLOCKWORK_ADMIN_TOKEN")
+API_TOKEN = os.environ.get("CLOCKWORK_API_TOKEN")
+# tritonclient's headers= (gRPC metadata) for every call but the health probes.
+AUTH = {"authorization": f"Bearer {API_TOKEN}"} if API_TOKEN else {}
+METADATA = tuple(AUTH.items())
 MODEL = os.environ.get("CLOCKWORK_MODEL", "small_cnn")
 # A built-in (emulated) profile: loading it registers instances without touching MODEL.
 BUILTIN = "resnet18_v2"
@@ -80,15 +87,15 @@ def status_of(call):
 def test_server_live_ready_and_metadata(client):
     assert client.is_server_live()
     assert client.is_server_ready()
-    meta = client.get_server_metadata(as_json=True)
+    meta = client.get_server_metadata(as_json=True, headers=AUTH)
     assert meta["name"] == "clockwork-rs"
     assert "model_repository" in meta["extensions"]
 
 
 def test_model_metadata_and_ready(client):
-    assert client.is_model_ready(MODEL)
-    assert client.is_model_ready(MODEL, model_version="1")
-    meta = client.get_model_metadata(MODEL, as_json=True)
+    assert client.is_model_ready(MODEL, headers=AUTH)
+    assert client.is_model_ready(MODEL, model_version="1", headers=AUTH)
+    meta = client.get_model_metadata(MODEL, as_json=True, headers=AUTH)
     assert meta["name"] == MODEL
     assert meta["versions"] == ["1"]
     assert meta["inputs"] == [
@@ -108,7 +115,12 @@ def test_raw_inference_matches_onnxruntime(client, image, reference):
     out = grpcclient.InferRequestedOutput("output")
     # client_timeout sends grpc-timeout: a generous one must not get in the way.
     result = client.infer(
-        MODEL, [inp], outputs=[out], request_id="r1", client_timeout=20.0
+        MODEL,
+        [inp],
+        outputs=[out],
+        request_id="r1",
+        client_timeout=20.0,
+        headers=AUTH,
     )
     got = result.as_numpy("output")
     assert got is not None
@@ -119,7 +131,7 @@ def test_raw_inference_matches_onnxruntime(client, image, reference):
     assert response.id == "r1"
     assert response.model_name == MODEL
     # All outputs when none are named.
-    result = client.infer(MODEL, [inp])
+    result = client.infer(MODEL, [inp], headers=AUTH)
     np.testing.assert_allclose(
         result.as_numpy("output"), reference, rtol=RTOL, atol=ATOL
     )
@@ -136,7 +148,7 @@ def test_typed_contents_inference_matches_onnxruntime(image, reference):
         t = req.inputs.add(name="input", datatype="FP32", shape=list(image.shape))
         t.contents.fp32_contents.extend(image.reshape(-1).tolist())
         req.parameters["timeout"].int64_param = 30_000_000
-        resp = stub.ModelInfer(req, timeout=60.0)
+        resp = stub.ModelInfer(req, timeout=60.0, metadata=METADATA)
         assert [o.name for o in resp.outputs] == ["output"]
         assert list(resp.outputs[0].shape) == [1, 10]
         got = np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).reshape(1, 10)
@@ -146,7 +158,7 @@ def test_typed_contents_inference_matches_onnxruntime(image, reference):
         t = bad.inputs.add(name="input", datatype="FP32", shape=[1, 2])
         t.contents.fp32_contents.extend([1.0, 2.0])
         with pytest.raises(grpc.RpcError) as e:
-            stub.ModelInfer(bad, timeout=60.0)
+            stub.ModelInfer(bad, timeout=60.0, metadata=METADATA)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "expected [1, 3, 64, 64]" in e.value.details()
 
@@ -154,24 +166,24 @@ def test_typed_contents_inference_matches_onnxruntime(image, reference):
 def test_unknown_models_are_not_found(client, image):
     import tritonclient.grpc as grpcclient
 
-    assert status_of(lambda: client.get_model_metadata("no_such_model")) == (
+    assert status_of(lambda: client.get_model_metadata("no_such_model", headers=AUTH)) == (
         "StatusCode.NOT_FOUND"
     )
-    assert status_of(lambda: client.is_model_ready("no_such_model")) == (
+    assert status_of(lambda: client.is_model_ready("no_such_model", headers=AUTH)) == (
         "StatusCode.NOT_FOUND"
     )
     inp = grpcclient.InferInput("input", list(image.shape), "FP32")
     inp.set_data_from_numpy(image)
-    assert status_of(lambda: client.infer("no_such_model", [inp])) == (
+    assert status_of(lambda: client.infer("no_such_model", [inp], headers=AUTH)) == (
         "StatusCode.NOT_FOUND"
     )
-    assert status_of(lambda: client.infer(MODEL, [inp], model_version="2")) == (
+    assert status_of(lambda: client.infer(MODEL, [inp], model_version="2", headers=AUTH)) == (
         "StatusCode.NOT_FOUND"
     )
 
 
 def test_repository_index(client):
-    index = client.get_model_repository_index(as_json=True)
+    index = client.get_model_repository_index(as_json=True, headers=AUTH)
     names = [m["name"] for m in index["models"]]
     assert MODEL in names
     entry = next(m for m in index["models"] if m["name"] == MODEL)
@@ -181,11 +193,12 @@ def test_repository_index(client):
 @pytest.mark.skipif(not TOKEN, reason="set CLOCKWORK_ADMIN_TOKEN")
 def test_load_and_unload_need_the_admin_token(client):
     def names():
-        index = client.get_model_repository_index(as_json=True)
+        index = client.get_model_repository_index(as_json=True, headers=AUTH)
         return [m["name"] for m in index["models"] if m.get("state") == "READY"]
 
     assert status_of(lambda: client.load_model(BUILTIN)) == "StatusCode.UNAUTHENTICATED"
-    wrong = {"authorization": "Bearer not-the-token"}
+    # A client's token (or, without an API token, any) is not the admin's.
+    wrong = AUTH or {"authorization": "Bearer not-the-token"}
     assert status_of(lambda: client.load_model(BUILTIN, headers=wrong)) == (
         "StatusCode.PERMISSION_DENIED"
     )
@@ -203,9 +216,28 @@ def test_load_and_unload_need_the_admin_token(client):
     )
 
 
-def test_model_statistics_is_unimplemented(client):
-    assert status_of(lambda: client.get_inference_statistics(MODEL)) == (
-        "StatusCode.UNIMPLEMENTED"
+def test_statistics_count_the_inferences(client):
+    stats = client.get_inference_statistics(MODEL, headers=AUTH, as_json=True)
+    (model,) = stats["model_stats"]
+    assert model["name"] == MODEL
+    # The inferences above (MessageToJson writes uint64 as strings).
+    assert int(model["inference_count"]) >= 3
+    assert int(model["inference_stats"]["success"]["count"]) >= 3
+    assert status_of(
+        lambda: client.get_inference_statistics("no_such_model", headers=AUTH)
+    ) == ("StatusCode.NOT_FOUND")
+
+
+@pytest.mark.skipif(not API_TOKEN, reason="set CLOCKWORK_API_TOKEN")
+def test_the_api_token_is_needed_but_not_for_health(client):
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert status_of(lambda: client.get_model_metadata(MODEL)) == (
+        "StatusCode.UNAUTHENTICATED"
+    )
+    wrong = {"authorization": "Bearer not-the-token"}
+    assert status_of(lambda: client.get_model_metadata(MODEL, headers=wrong)) == (
+        "StatusCode.UNAUTHENTICATED"
     )
 
 
@@ -217,7 +249,7 @@ def test_malformed_compressed_and_unknown_calls_get_a_status():
         raw = channel.unary_unary("/inference.GRPCInferenceService/ModelMetadata")
         # Field 1 (a string) says 100 bytes follow; none do.
         with pytest.raises(grpc.RpcError) as e:
-            raw(b"\x0a\x64", timeout=30.0)
+            raw(b"\x0a\x64", timeout=30.0, metadata=METADATA)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "malformed message" in e.value.details()
         # A compressed message.
@@ -229,12 +261,17 @@ def test_malformed_compressed_and_unknown_calls_get_a_status():
         # (gRPC sends a message uncompressed when gzip would not shrink it.)
         long_name = service_pb2.ModelMetadataRequest(name="x" * 4096)
         with pytest.raises(grpc.RpcError) as e:
-            metadata(long_name, timeout=30.0, compression=grpc.Compression.Gzip)
+            metadata(
+                long_name,
+                timeout=30.0,
+                compression=grpc.Compression.Gzip,
+                metadata=METADATA,
+            )
         assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
         request = service_pb2.ModelMetadataRequest(name=MODEL)
         # The channel still serves after both.
-        assert metadata(request, timeout=30.0).name == MODEL
+        assert metadata(request, timeout=30.0, metadata=METADATA).name == MODEL
         streaming = channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")
         with pytest.raises(grpc.RpcError) as e:
-            streaming(b"", timeout=30.0)
+            streaming(b"", timeout=30.0, metadata=METADATA)
         assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED

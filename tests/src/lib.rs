@@ -24,8 +24,7 @@ pub fn bench_binary() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let bin = build_binaries(&["-p", "clockwork-bench", "--bin", "clockwork-bench"])?
-                .join("clockwork-bench");
+            let bin = build_binaries()?.join("clockwork-bench");
             if bin.exists() {
                 Ok(bin)
             } else {
@@ -35,18 +34,24 @@ pub fn bench_binary() -> Result<PathBuf, String> {
         .clone()
 }
 
-/// Runs `cargo build <what>` for this workspace and returns the directory that holds
-/// its binaries (the parent of this test binary's `deps/`).
-pub(crate) fn build_binaries(what: &[&str]) -> Result<PathBuf, String> {
+/// Runs `cargo build --workspace --all-targets` and returns the directory that holds
+/// the workspace's binaries (the parent of this test binary's `deps/`).
+///
+/// The whole workspace with every target, not just the binary a test needs: that is
+/// the feature set `cargo test --workspace` resolves, so after it this build is a
+/// no-op. `-p clockwork-bench` alone resolves dependency features differently and
+/// would rebuild tract and everything above it (a quarter of an hour on a CI machine)
+/// into the same binaries.
+pub(crate) fn build_binaries() -> Result<PathBuf, String> {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let what = ["build", "--workspace", "--all-targets"];
     let status = Command::new(env!("CARGO"))
-        .arg("build")
         .args(what)
         .args(["--manifest-path", manifest])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("cargo build {} failed: {status}", what.join(" ")));
+        return Err(format!("cargo {} failed: {status}", what.join(" ")));
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     exe.parent()

@@ -14,17 +14,7 @@ use std::time::{Duration, Instant};
 /// test old code).
 pub fn binaries() -> Result<PathBuf, String> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            crate::build_binaries(&[
-                "-p",
-                "clockwork-controller",
-                "-p",
-                "clockwork-worker",
-                "--bins",
-            ])
-        })
-        .clone()
+    BUILT.get_or_init(crate::build_binaries).clone()
 }
 
 /// A loopback address with a port that was free a moment ago.

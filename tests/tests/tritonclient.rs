@@ -5,9 +5,13 @@
 //! `clockwork-bench`'s hidden `_controller` / `_worker` subcommands (the binaries' own
 //! flags), then runs `tests/python/test_tritonclient.py`: `tritonclient[http]` checks
 //! live, ready, metadata and FP32 inference (JSON and binary) against onnxruntime's
-//! output for the same `model.onnx`; and `tests/python/test_tritonclient_grpc.py`:
-//! `tritonclient[grpc]` checks the same over gRPC (raw and typed tensor contents),
-//! the repository index, admin-guarded load and unload, and NOT_FOUND answers.
+//! output for the same `model.onnx`, with the controller's API token sent as
+//! tritonclient's `headers=` (and a request without it refused), and the statistics
+//! extension; and `tests/python/test_tritonclient_grpc.py`: `tritonclient[grpc]` checks
+//! the same over gRPC (raw and typed tensor contents), the repository index,
+//! admin-guarded load and unload, and NOT_FOUND answers. Then it runs the example
+//! `examples/tritonclient_http.py` against the same controller (JSON and binary), so
+//! that the example cannot rot.
 //!
 //! The Python packages are pinned in `tests/python/requirements.txt` and installed by
 //! `.ci/run`, which sets `CLOCKWORK_REQUIRE_PYTHON=1`: there a missing package fails the
@@ -18,6 +22,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The controller's API token (`--api-token-file`).
+const API_TOKEN: &str = "tritonclient-api-token";
 
 /// A child process that is stopped (stdin closed, then killed) when dropped.
 struct Proc {
@@ -133,6 +140,10 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
     let http = format!("127.0.0.1:{}", free_port());
     let grpc = format!("127.0.0.1:{}", free_port());
     let admin_token = "grpc-admin-test";
+    // HTTP clients need the API token (the Python side sends it as tritonclient's
+    // `headers=` and checks a request without it is refused).
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, format!("{API_TOKEN}\n")).unwrap();
     let controller = start(
         &[
             "_controller".into(),
@@ -150,6 +161,8 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
             admin_token.into(),
             "--model-repository".into(),
             repo.display().to_string(),
+            "--api-token-file".into(),
+            token_file.display().to_string(),
         ],
         &dir.path().join("controller.log"),
     );
@@ -168,6 +181,7 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         .env("CLOCKWORK_GRPC", &grpc)
         .env("CLOCKWORK_ADMIN_TOKEN", admin_token)
         .env("CLOCKWORK_REPO", &repo)
+        .env("CLOCKWORK_API_TOKEN", API_TOKEN)
         .output()
         .expect("run pytest");
     let text = format!(
@@ -175,6 +189,7 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let examples = [run_example(&http, false), run_example(&http, true)];
     drop(controller);
     drop(worker);
     if !out.status.success() {
@@ -194,6 +209,55 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         !text.contains("skipped"),
         "nothing may be skipped here:\n{text}"
     );
+    for (ok, text) in examples {
+        assert!(ok, "the example failed:\n{text}");
+        for line in [
+            "model small_cnn over http",
+            "  input input: FP32 [-1, 3, 64, 64]",
+            "inference 2:",
+            "  output: shape [1, 10] float32",
+            "statistics of small_cnn (version 1):",
+            "  batch size 1:",
+        ] {
+            assert!(
+                text.contains(line),
+                "no {line:?} in the example's output:\n{text}"
+            );
+        }
+        assert!(!text.contains("inference 3:"), "{text}");
+    }
+}
+
+/// Runs `examples/tritonclient_http.py` (2 inferences) against `http`: whether it
+/// exited 0, and what it printed.
+fn run_example(http: &str, binary: bool) -> (bool, String) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/tritonclient_http.py"
+    );
+    let mut args = vec![
+        script,
+        "--url",
+        http,
+        "--model",
+        "small_cnn",
+        "--count",
+        "2",
+    ];
+    if binary {
+        args.push("--binary");
+    }
+    let out = Command::new("python3")
+        .args(&args)
+        .env("CLOCKWORK_API_TOKEN", API_TOKEN)
+        .output()
+        .expect("run the example");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// Posts a zero image to the small CNN until it is answered 200 (two minutes at most).
@@ -239,7 +303,7 @@ fn post(http: &str, path: &str, body: &str) -> std::io::Result<String> {
     write!(
         s,
         "POST {path} HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         Authorization: Bearer {API_TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut out = String::new();

@@ -58,6 +58,16 @@ pub struct WorkerArgs {
     #[arg(long, default_value = DEFAULT_TOKEN)]
     pub token: String,
 
+    /// PEM certificate chain (leaf first) for the controller link: with it and
+    /// --tls-key the link port speaks TLS only, and the controller must trust the
+    /// certificate's CA (its --worker-tls-ca). Read at start; restart to change it.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Timing noise of emulated GPUs: `none`, `normal:REL_SIGMA` or `uniform:REL`
     /// (e.g. `normal:0.02`). Only with --emulate.
     #[arg(long, value_parser = parse_noise)]
@@ -204,6 +214,11 @@ impl WorkerArgs {
             .map_err(|e| format!("--heartbeat-ms / --link-timeout-ms: {e}"))?;
         let mut link = LinkConfig::new(self.token.clone(), self.name.clone());
         link.max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let tls = clockwork_net::tls::TlsServer::from_pem_files(cert, key, &[])
+                .map_err(|e| format!("--tls-cert / --tls-key: {e}"))?;
+            link.tls_server = Some(tls);
+        }
         Ok(WorkerConfig {
             listen: self.listen,
             link,
@@ -449,6 +464,19 @@ mod tests {
         assert!(bad(&["--cpu", "100000"]).contains("one per CPU device"));
         assert!(bad(&["--cpu", "2", "--engine-cpus", "0"]).contains("needs 2 --engine-cpus"));
         assert!(bad(&["--cpu", "1", "--seed", "1"]).contains("only to --emulate"));
+        assert!(bad(&["--emulate", "1", "--tls-cert", "c.pem"]).contains("--tls-key"));
+        let e = bad(&[
+            "--emulate",
+            "1",
+            "--tls-cert",
+            "/no/c.pem",
+            "--tls-key",
+            "/no/k.pem",
+        ]);
+        assert!(
+            e.contains("--tls-cert / --tls-key") && e.contains("/no/c.pem"),
+            "{e}"
+        );
     }
 
     #[test]

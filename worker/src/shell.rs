@@ -25,12 +25,12 @@ use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::{ActionResult, MonotonicClock, WorkerStatus};
 use clockwork_gpu::{Completions, DeviceSet};
 use clockwork_net::liveness::watch;
+use clockwork_net::LinkStream;
 use clockwork_net::{
     Activity, FrameReader, FrameWriter, LinkConfig, Listener, Liveness, NetError, PeerInfo,
     TcpConnection,
 };
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
 use glommio::{spawn_local, Task};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -334,7 +334,7 @@ async fn reader_loop(
     shell: Rc<Shell>,
     session: SessionId,
     peer: String,
-    mut reader: FrameReader<TcpStream>,
+    mut reader: FrameReader<LinkStream>,
 ) {
     let activity = reader.activity();
     let timeout = shell.liveness.timeout;
@@ -377,7 +377,7 @@ async fn heartbeat_loop(tx: Rc<LocalSender<Outgoing>>, interval: Duration) {
 /// Send results in the order they are queued; `sent` is stamped just before each send.
 async fn writer_loop(
     rx: LocalReceiver<Outgoing>,
-    mut writer: FrameWriter<TcpStream>,
+    mut writer: FrameWriter<LinkStream>,
     peer: String,
 ) {
     while let Some(out) = rx.recv().await {

@@ -20,8 +20,9 @@ use clockwork_core::result::{ActionResult, Outcome, WorkerState};
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::ClientStatus;
 use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Nanos, Window, WorkerId};
+use clockwork_net::tls::TlsServer;
 use clockwork_net::{
-    bind_exclusive, connect, Activity, FrameWriter, LinkConfig, Listener, Liveness, NetError,
+    bind_exclusive, connect_named, Activity, FrameWriter, LinkConfig, Listener, Liveness, NetError,
     TcpConnection,
 };
 use clockwork_scheduler::Scheduler;
@@ -102,6 +103,7 @@ pub async fn serve(
     // A worker that does not answer its hello within two link timeouts is as silent as
     // one that stopped sending heartbeats (e.g. frozen: its kernel still accepts).
     worker_link.handshake_timeout = cfg.liveness.timeout * 2;
+    worker_link.tls_client.clone_from(&cfg.worker_tls);
     let watch = WorkerWatch {
         reconnect: cfg.reconnect_interval,
         busy_poll: cfg.worker_busy_poll,
@@ -125,6 +127,9 @@ pub async fn serve(
             l,
             cfg.http_limits.clone(),
             cfg.http_admin.clone(),
+            super::ApiAuth::new(cfg.api_token.clone(), cfg.http_admin.bearer().cloned()),
+            cfg.metrics_need_token,
+            cfg.http_tls.as_ref().map(TlsServer::acceptor),
         ))
     });
     let grpc = grpc_listener.map(|l| {
@@ -133,6 +138,7 @@ pub async fn serve(
             l,
             cfg.http_limits.clone(),
             cfg.http_admin.clone(),
+            super::ApiAuth::new(cfg.api_token.clone(), cfg.http_admin.bearer().cloned()),
         ))
     });
     tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, grpc = ?cfg.grpc, workers = cfg.workers.len(), "controller serving");
@@ -267,7 +273,7 @@ async fn worker_task(
         // A name is resolved at every attempt: a worker back at a new address under
         // the same name (a rescheduled pod) is found again.
         let dialled = match addr.resolve().await {
-            Ok(ip) => connect(ip, PeerRole::Controller, &link).await,
+            Ok(ip) => connect_named(ip, addr.host(), PeerRole::Controller, &link).await,
             Err(e) => Err(NetError::Io(e)),
         };
         let conn = match dialled {
@@ -277,6 +283,9 @@ async fn worker_task(
                 conn
             }
             Err(e) => {
+                if matches!(e, NetError::Tls(_)) {
+                    shared.borrow_mut().metrics.tls_failed("worker");
+                }
                 let text = e.to_string();
                 if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(worker = %id, %addr, error = %e, "cannot reach worker; retrying");
@@ -384,8 +393,7 @@ async fn run_worker_link(
             let mut s = shared.borrow_mut();
             let t = now();
             s.metrics.result(id, &r.outcome, t);
-            s.timed(Call::Result, |sc| sc.handle_result(t, id, &r));
-            s.drain();
+            s.worker_result(id, &r, t);
         }
     };
     let loss = futures_lite::future::or(serve, watchdog(activity, watch.liveness, &expected)).await;
@@ -433,7 +441,7 @@ async fn heartbeat(tx: Rc<LocalSender<ToWorker>>, interval: Duration) {
 /// The worker link's writer task: sends what its queue gets and notes each LOAD and
 /// INFER as expected back. Returned with its handle, so that the link can cancel it.
 fn spawn_worker_writer(
-    mut writer: FrameWriter<glommio::net::TcpStream>,
+    mut writer: FrameWriter<clockwork_net::LinkStream>,
     expected: Rc<RefCell<Expected>>,
     grace: Nanos,
 ) -> (Rc<LocalSender<ToWorker>>, glommio::Task<()>) {

@@ -24,11 +24,14 @@
 //! Optionally a model repository (`repository`) is registered at start and served
 //! through the HTTP front end's repository endpoints.
 //!
+//! Who may use the client APIs is `auth`'s to say (bearer tokens).
+//!
 //! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
-//! Prometheus metrics) runs on the same executor and feeds the same scheduler, and so
-//! does a gRPC front end (`grpc`: the Open Inference Protocol's gRPC service), which
-//! answers through the HTTP front end's logic.
+//! Prometheus metrics, per-model statistics from `stats`) runs on the same executor and feeds the same scheduler,
+//! and so does a gRPC front end (`grpc`: the Open Inference Protocol's gRPC service),
+//! which answers through the HTTP front end's logic.
 
+pub mod auth;
 mod expected;
 mod grpc;
 mod http;
@@ -37,12 +40,14 @@ mod logs;
 mod path;
 mod pending;
 mod repository;
+mod stats;
 mod worker_addr;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
 use clockwork_core::telemetry::RequestLog;
 use clockwork_core::wire::ToWorker;
 use clockwork_core::{GpuId, MonotonicClock, Nanos, WorkerId};
+use clockwork_net::tls::{TlsClient, TlsServer};
 use clockwork_net::{Encode, FrameWriter, Liveness};
 use clockwork_scheduler::ClientKey;
 use clockwork_scheduler::{Config, Scheduler};
@@ -57,6 +62,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
+pub use auth::{ApiAuth, BearerToken, TokenError};
 pub use http::{AdminAccess, AdminTokenError, HttpLimits, DEFAULT_MAX_SLO, STATE_FILE};
 pub use links::serve;
 pub use logs::LogFiles;
@@ -96,6 +102,17 @@ pub struct ServiceConfig {
     pub model_repository: Option<PathBuf>,
     /// Who may register, load and unload models over HTTP (default: nobody).
     pub http_admin: AdminAccess,
+    /// The token HTTP (and gRPC) clients must send as `Authorization: Bearer TOKEN`
+    /// (the admin token is accepted too); `None` leaves the client APIs open.
+    pub api_token: Option<BearerToken>,
+    /// Whether HTTP `/metrics` needs the API token too (default: open).
+    pub metrics_need_token: bool,
+    /// The HTTP front end's certificate and key: with one it speaks HTTPS only.
+    pub http_tls: Option<TlsServer>,
+    /// The CAs that sign the workers' certificates: with them every worker link is
+    /// TLS and a worker whose certificate does not verify (or that speaks plain TCP)
+    /// is not connected; `None`: plain TCP.
+    pub worker_tls: Option<TlsClient>,
     /// Where registrations made over HTTP are kept across restarts; `None` keeps
     /// them in memory only.
     pub state_dir: Option<PathBuf>,
@@ -129,6 +146,10 @@ impl ServiceConfig {
             grpc: None,
             model_repository: None,
             http_admin: AdminAccess::Closed,
+            api_token: None,
+            metrics_need_token: false,
+            http_tls: None,
+            worker_tls: None,
             state_dir: None,
             liveness: Liveness::DEFAULT,
             result_grace: Duration::from_secs(1),
@@ -216,6 +237,8 @@ struct Shared {
     answered: u64,
     /// Prometheus metrics (fed whether or not the HTTP front end runs).
     metrics: Metrics,
+    /// Per-model statistics (the statistics extension), fed like `metrics`.
+    inference_stats: stats::InferenceStats,
     /// The model repository, when one is served.
     repository: Option<repository::ModelRepository>,
     /// Registrations made over HTTP, kept in `--state-dir`.
@@ -255,6 +278,7 @@ impl Shared {
             armed: None,
             answered: 0,
             metrics: Metrics::default(),
+            inference_stats: stats::InferenceStats::default(),
             repository: None,
             registrations: None,
             http_rows: HashMap::new(),

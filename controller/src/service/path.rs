@@ -147,6 +147,7 @@ impl Shared {
     /// Sends an inference answer to its client and forgets the request.
     fn deliver(&mut self, client: ClientKey, input: InputRef, response: InferResponse) {
         self.metrics.response(&self.sched, &response);
+        self.inference_stats.answered(&self.sched, &response, now());
         self.answered += 1;
         let kept = self.pending.finish(client, response.id, input);
         if kept.is_none() {

@@ -17,6 +17,12 @@ pub struct WorkerAddr {
 }
 
 impl WorkerAddr {
+    /// The host as written (a name or an IP address): what a worker's TLS
+    /// certificate must name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The socket address to dial now: the address itself, or the first address the
     /// name resolves to.
     pub async fn resolve(&self) -> io::Result<SocketAddr> {

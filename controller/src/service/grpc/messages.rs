@@ -249,6 +249,72 @@ pub(super) enum RepositoryParameterChoice {
     Bytes(Vec<u8>),
 }
 
+/// `StatisticDuration`: how many, and their total time.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct StatisticDuration {
+    #[prost(uint64, tag = "1")]
+    pub(super) count: u64,
+    #[prost(uint64, tag = "2")]
+    pub(super) ns: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct InferStatistics {
+    #[prost(message, optional, tag = "1")]
+    pub(super) success: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "2")]
+    pub(super) fail: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "3")]
+    pub(super) queue: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "4")]
+    pub(super) compute_input: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "5")]
+    pub(super) compute_infer: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "6")]
+    pub(super) compute_output: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "7")]
+    pub(super) cache_hit: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "8")]
+    pub(super) cache_miss: Option<StatisticDuration>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct InferBatchStatistics {
+    #[prost(uint64, tag = "1")]
+    pub(super) batch_size: u64,
+    #[prost(message, optional, tag = "2")]
+    pub(super) compute_input: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "3")]
+    pub(super) compute_infer: Option<StatisticDuration>,
+    #[prost(message, optional, tag = "4")]
+    pub(super) compute_output: Option<StatisticDuration>,
+}
+
+/// `ModelStatistics` (without `memory_usage` and `response_stats`, which stay empty).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct ModelStatistics {
+    #[prost(string, tag = "1")]
+    pub(super) name: String,
+    #[prost(string, tag = "2")]
+    pub(super) version: String,
+    #[prost(uint64, tag = "3")]
+    pub(super) last_inference: u64,
+    #[prost(uint64, tag = "4")]
+    pub(super) inference_count: u64,
+    #[prost(uint64, tag = "5")]
+    pub(super) execution_count: u64,
+    #[prost(message, optional, tag = "6")]
+    pub(super) inference_stats: Option<InferStatistics>,
+    #[prost(message, repeated, tag = "7")]
+    pub(super) batch_stats: Vec<InferBatchStatistics>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct ModelStatisticsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub(super) model_stats: Vec<ModelStatistics>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

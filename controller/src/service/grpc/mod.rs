@@ -8,8 +8,10 @@
 //! message is unframed (`framing`), decoded (`messages`, `prost`), and answered by
 //! the HTTP front end's logic through `http::bridge` (`service`; inference requests
 //! are translated to the REST body by `infer`), so both front ends check, admit,
-//! count and log alike. Admin calls (repository load and unload) need the same admin
-//! token as HTTP, as `authorization: Bearer TOKEN` metadata. See `docs/grpc.md`.
+//! count and log alike. With an API token (`--api-token`) every call but `ServerLive`
+//! and `ServerReady` needs it (or the admin token) as `authorization: Bearer TOKEN`
+//! metadata; admin calls (repository load and unload) need the admin token, as over
+//! HTTP. See `docs/grpc.md`.
 
 mod framing;
 mod infer;
@@ -17,6 +19,7 @@ mod messages;
 mod rt;
 mod service;
 
+use super::auth::ApiAuth;
 use super::http::bridge::Bridge;
 use super::{now, SharedRef};
 use super::{AdminAccess, HttpLimits};
@@ -46,9 +49,10 @@ pub(super) async fn accept_task(
     listener: TcpListener,
     limits: HttpLimits,
     admin: AdminAccess,
+    api: ApiAuth,
 ) {
     let ctx = Rc::new(Ctx {
-        bridge: Bridge::new(limits, admin),
+        bridge: Bridge::new(limits, admin, api),
         open: Cell::new(0),
     });
     loop {

@@ -12,6 +12,10 @@ use super::messages::{
     RepositoryModelRequest, RepositoryParameterChoice, ServerLiveResponse, ServerMetadataResponse,
     ServerReadyResponse, TensorMetadata,
 };
+use super::messages::{
+    InferBatchStatistics, InferStatistics, ModelStatistics, ModelStatisticsResponse,
+    StatisticDuration,
+};
 use super::messages::{ModelInferRequest, ModelInferResponse};
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Response};
@@ -153,6 +157,59 @@ fn repository_body(params: &HashMap<String, ModelRepositoryParameter>) -> Result
     Ok(json!({ "parameters": m }).to_string().into_bytes())
 }
 
+fn duration(v: &Value) -> Option<StatisticDuration> {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Some(StatisticDuration {
+        count: n("count"),
+        ns: n("ns"),
+    })
+}
+
+/// The statistics extension's JSON (`{"model_stats": [...]}`, Triton's shape) as
+/// protobuf.
+fn statistics(j: &Value) -> ModelStatisticsResponse {
+    let n = |m: &Value, k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let text = |m: &Value, k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let models = j.get("model_stats").and_then(Value::as_array);
+    ModelStatisticsResponse {
+        model_stats: models
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let i = &m["inference_stats"];
+                ModelStatistics {
+                    name: text(m, "name"),
+                    version: text(m, "version"),
+                    last_inference: n(m, "last_inference"),
+                    inference_count: n(m, "inference_count"),
+                    execution_count: n(m, "execution_count"),
+                    inference_stats: Some(InferStatistics {
+                        success: duration(&i["success"]),
+                        fail: duration(&i["fail"]),
+                        queue: duration(&i["queue"]),
+                        compute_input: duration(&i["compute_input"]),
+                        compute_infer: duration(&i["compute_infer"]),
+                        compute_output: duration(&i["compute_output"]),
+                        cache_hit: duration(&i["cache_hit"]),
+                        cache_miss: duration(&i["cache_miss"]),
+                    }),
+                    batch_stats: m["batch_stats"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|b| InferBatchStatistics {
+                            batch_size: n(b, "batch_size"),
+                            compute_input: duration(&b["compute_input"]),
+                            compute_infer: duration(&b["compute_infer"]),
+                            compute_output: duration(&b["compute_output"]),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
 /// Answers the call to `path` with request `message`.
 pub(super) async fn call(
     shared: &SharedRef,
@@ -162,6 +219,13 @@ pub(super) async fn call(
     message: &[u8],
 ) -> Result<Vec<u8>, Status> {
     let method = path.strip_prefix(SERVICE).unwrap_or("");
+    // Health probes stay open, as over HTTP; everything else needs the API token.
+    if !matches!(method, "ServerLive" | "ServerReady") {
+        let mut s = shared.borrow_mut();
+        bridge
+            .check_api(&mut s, meta.authorization.as_deref())
+            .map_err(|m| Status::new(Code::Unauthenticated, m))?;
+    }
     Ok(match method {
         "ServerLive" => {
             decode::<Empty>(message)?;
@@ -193,7 +257,11 @@ pub(super) async fn call(
             ServerMetadataResponse {
                 name: "clockwork-rs".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
-                extensions: vec!["model_repository".into(), "schedule_policy".into()],
+                extensions: vec![
+                    "model_repository".into(),
+                    "schedule_policy".into(),
+                    "statistics".into(),
+                ],
             }
             .encode_to_vec()
         }
@@ -263,10 +331,14 @@ pub(super) async fn call(
             Empty {}.encode_to_vec()
         }
         "ModelStatistics" => {
-            return Err(Status::new(
-                Code::Unimplemented,
-                "ModelStatistics is not served yet (see clockwork_* metrics at /metrics)",
-            ))
+            let r: ModelRef = decode(message)?;
+            let name = Some(r.name.as_str()).filter(|n| !n.is_empty());
+            if let Some(n) = name {
+                version_ok(n, &r.version)?;
+            }
+            let a = bridge.statistics(&shared.borrow(), name);
+            check(&a)?;
+            statistics(&a.json).encode_to_vec()
         }
         _ => {
             return Err(Status::new(

@@ -9,6 +9,7 @@
 //! gRPC connection has many inferences in flight, an HTTP one at most one) and closes
 //! it when answered or dropped.
 
+use super::super::auth::ApiAuth;
 use super::super::path::Route;
 use super::super::{now, Shared, SharedRef};
 use super::wire::{Request, Response};
@@ -92,10 +93,33 @@ fn request(body: Vec<u8>, header_len: Option<usize>, authorization: Option<Strin
 }
 
 impl Bridge {
-    pub(in crate::service) fn new(limits: HttpLimits, admin: AdminAccess) -> Self {
+    pub(in crate::service) fn new(limits: HttpLimits, admin: AdminAccess, api: ApiAuth) -> Self {
         Self {
-            ctx: Ctx { limits, admin },
+            ctx: Ctx {
+                limits,
+                admin,
+                api,
+                metrics_need_token: true,
+            },
         }
+    }
+
+    /// The API token check (`--api-token`) on an `authorization` value; a refusal is
+    /// counted (`clockwork_auth_refused_total{front="grpc"}`) and its message returned.
+    pub(in crate::service) fn check_api(
+        &self,
+        s: &mut Shared,
+        authorization: Option<&str>,
+    ) -> Result<(), &'static str> {
+        self.ctx.api.check(authorization).map_err(|refusal| {
+            s.metrics.auth_refused("grpc", refusal.label());
+            refusal.message()
+        })
+    }
+
+    /// `GET /v2/models/{name}/stats`, or `/v2/models/stats` for `None`.
+    pub(in crate::service) fn statistics(&self, s: &Shared, name: Option<&str>) -> Answer {
+        Answer::of(super::statistics(s, name))
     }
 
     pub(in crate::service) fn limits(&self) -> &HttpLimits {

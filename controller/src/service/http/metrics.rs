@@ -144,10 +144,11 @@ const CALLS: [(Call, &str); 5] = [
 ];
 
 /// The HTTP endpoints, as metric labels.
-pub(crate) const ENDPOINTS: [&str; 12] = [
+pub(crate) const ENDPOINTS: [&str; 14] = [
     "infer",
     "model_metadata",
     "model_ready",
+    "model_statistics",
     "server_metadata",
     "health_live",
     "health_ready",
@@ -157,6 +158,7 @@ pub(crate) const ENDPOINTS: [&str; 12] = [
     "metrics",
     "other",
     "bad_request",
+    "unauthorized",
 ];
 
 /// Busy time of one GPU.
@@ -194,6 +196,10 @@ pub(crate) struct Metrics {
     pub(crate) http_late_answers: u64,
     /// Worker links lost, by why (`closed`, `silent`, `result_overdue`, `error`).
     links_lost: BTreeMap<&'static str, u64>,
+    /// Requests refused for want of the right token, by (interface, reason).
+    auth_refused: BTreeMap<(&'static str, &'static str), u64>,
+    /// Connections closed because their TLS handshake failed, by interface.
+    tls_failed: BTreeMap<&'static str, u64>,
 }
 
 impl Default for Metrics {
@@ -221,6 +227,8 @@ impl Default for Metrics {
             http_refused: 0,
             http_late_answers: 0,
             links_lost: BTreeMap::new(),
+            auth_refused: BTreeMap::new(),
+            tls_failed: BTreeMap::new(),
         }
     }
 }
@@ -274,6 +282,17 @@ impl Metrics {
     /// A worker's link was lost for `reason` (counted once per loss).
     pub(crate) fn link_lost(&mut self, reason: &'static str) {
         *self.links_lost.entry(reason).or_insert(0) += 1;
+    }
+
+    /// A request on `interface` (`http`, `grpc`) was refused by the token check for
+    /// `reason` (`auth::Refusal::label`).
+    pub(crate) fn auth_refused(&mut self, interface: &'static str, reason: &'static str) {
+        *self.auth_refused.entry((interface, reason)).or_insert(0) += 1;
+    }
+
+    /// A connection on `interface` (`http`, `grpc`, `worker`) failed its TLS handshake.
+    pub(crate) fn tls_failed(&mut self, interface: &'static str) {
+        *self.tls_failed.entry(interface).or_insert(0) += 1;
     }
 
     /// A worker result arrived at `now`.
@@ -505,6 +524,35 @@ impl Metrics {
                 &mut o,
                 "clockwork_worker_links_lost_total",
                 &format!("reason=\"{reason}\""),
+                n,
+            );
+        }
+
+        family(
+            &mut o,
+            "clockwork_auth_refused_total",
+            "counter",
+            "Requests refused for want of the right API token, by interface and reason (missing, not_bearer, wrong).",
+        );
+        for (&(interface, reason), n) in &self.auth_refused {
+            sample(
+                &mut o,
+                "clockwork_auth_refused_total",
+                &format!("interface=\"{interface}\",reason=\"{reason}\""),
+                n,
+            );
+        }
+        family(
+            &mut o,
+            "clockwork_tls_handshakes_failed_total",
+            "counter",
+            "Connections closed because their TLS handshake failed or timed out, by interface.",
+        );
+        for (interface, n) in &self.tls_failed {
+            sample(
+                &mut o,
+                "clockwork_tls_handshakes_failed_total",
+                &format!("interface=\"{interface}\""),
                 n,
             );
         }

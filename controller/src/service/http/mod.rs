@@ -27,12 +27,14 @@ pub use admin::{AdminAccess, AdminTokenError};
 pub use bounds::DEFAULT_MAX_SLO;
 pub use state::STATE_FILE;
 
+use super::auth::ApiAuth;
 use super::path::{Answered, Route};
 use super::repository::RepositoryLoadError;
 use super::{now, Shared, SharedRef};
 use clockwork_core::{
     ClientStatus, InferRequest, InferResponse, ModelId, Nanos, RequestId, Slo, TensorSpec,
 };
+use clockwork_net::tls::{self, TlsAcceptor};
 use clockwork_scheduler::ClientKey;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::{TcpListener, TcpStream};
@@ -82,24 +84,37 @@ const RETRY_AFTER: &str = "1";
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
 /// What every connection needs to know: its limits and who may use the admin
-/// endpoints.
+/// endpoints and the others.
 struct Ctx {
     limits: HttpLimits,
     admin: AdminAccess,
+    api: ApiAuth,
+    /// Whether `/metrics` needs the API token too (else it stays open).
+    metrics_need_token: bool,
 }
 
 /// Keep-alive connections keep their read buffer between requests; one that grew
 /// past this (a large body) is given back down to it.
 const KEPT_BUFFER: usize = 64 * 1024;
 
-/// Accepts HTTP connections until the task is dropped.
+/// Accepts HTTP connections until the task is dropped; with `tls`, each one must
+/// complete a TLS handshake first.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn accept_task(
     shared: SharedRef,
     listener: TcpListener,
     limits: HttpLimits,
     admin: AdminAccess,
+    api: ApiAuth,
+    metrics_need_token: bool,
+    tls: Option<TlsAcceptor>,
 ) {
-    let ctx = Rc::new(Ctx { limits, admin });
+    let ctx = Rc::new(Ctx {
+        limits,
+        admin,
+        api,
+        metrics_need_token,
+    });
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -109,6 +124,7 @@ pub(super) async fn accept_task(
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let full = {
             let mut s = shared.borrow_mut();
             let full = s.metrics.http_open >= ctx.limits.max_connections as u64;
@@ -120,18 +136,57 @@ pub(super) async fn accept_task(
             }
             full
         };
-        if full {
-            glommio::spawn_local(refuse(stream)).detach();
-        } else {
-            glommio::spawn_local(connection(shared.clone(), stream, ctx.clone())).detach();
+        match (&tls, full) {
+            (Some(acceptor), _) => {
+                let task =
+                    tls_connection(shared.clone(), stream, ctx.clone(), acceptor.clone(), full);
+                glommio::spawn_local(task).detach();
+            }
+            (None, true) => {
+                glommio::spawn_local(refuse(stream)).detach();
+            }
+            (None, false) => {
+                glommio::spawn_local(connection(shared.clone(), stream, ctx.clone())).detach();
+            }
         }
     }
 }
 
-async fn refuse(mut stream: TcpStream) {
+/// How long a connection refused at the limit may take to hear why.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn refuse(mut stream: impl wire::Stream) {
     let r = Response::error(503, "too many connections").with("Retry-After", RETRY_AFTER);
-    let _ =
-        wire::write_response(&mut stream, &r.encode(false, false), Duration::from_secs(1)).await;
+    let _ = wire::write_response(&mut stream, &r.encode(false, false), REFUSE_TIMEOUT).await;
+}
+
+/// A connection on a TLS port: the handshake (within the request timeout), then HTTP
+/// as on a plain port (or the refusal, when `full`). A failed handshake closes the
+/// connection and is counted.
+async fn tls_connection(
+    shared: SharedRef,
+    stream: TcpStream,
+    ctx: Rc<Ctx>,
+    acceptor: TlsAcceptor,
+    full: bool,
+) {
+    let timeout = if full {
+        REFUSE_TIMEOUT
+    } else {
+        ctx.limits.request_timeout
+    };
+    match tls::accept(&acceptor, stream, timeout).await {
+        Ok(stream) if full => refuse(stream).await,
+        Ok(stream) => connection(shared, stream, ctx).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS handshake failed; closing the HTTP connection");
+            let mut s = shared.borrow_mut();
+            s.metrics.tls_failed("http");
+            if !full {
+                s.metrics.http_open = s.metrics.http_open.saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// One HTTP connection's inference state.
@@ -144,9 +199,8 @@ struct Conn {
     answering: Option<(RequestId, bool, Nanos)>,
 }
 
-async fn connection(shared: SharedRef, mut stream: TcpStream, ctx: Rc<Ctx>) {
+async fn connection(shared: SharedRef, mut stream: impl wire::Stream, ctx: Rc<Ctx>) {
     let limits = &ctx.limits;
-    let _ = stream.set_nodelay(true);
     let (tx, answers) = local_channel::new_unbounded::<Answered>();
     let key = shared.borrow_mut().open_route(Route::Http(tx));
     let mut conn = Conn {
@@ -243,6 +297,22 @@ async fn route(
     let post = req.method == "POST";
     // The optional `/versions/{v}` segment: every model has the one version "1".
     let version_ok = |v: &str| v == "1";
+    // Health probes stay open; `/metrics` too unless asked otherwise.
+    let open = match segs.as_slice() {
+        ["v2", "health", "live" | "ready"] => true,
+        ["metrics"] => !ctx.metrics_need_token,
+        _ => false,
+    };
+    if !open {
+        if let Err(refusal) = ctx.api.check(req.authorization.as_deref()) {
+            shared
+                .borrow_mut()
+                .metrics
+                .auth_refused("http", refusal.label());
+            let r = Response::error(401, refusal.message()).with("WWW-Authenticate", "Bearer");
+            return ("unauthorized", r);
+        }
+    }
     match segs.as_slice() {
         ["v2", "health", "live"] => (
             "health_live",
@@ -267,9 +337,20 @@ async fn route(
                     &json!({
                         "name": "clockwork-rs",
                         "version": env!("CARGO_PKG_VERSION"),
-                        "extensions": ["model_repository", "binary_tensor_data", "schedule_policy"],
+                        "extensions": ["model_repository", "binary_tensor_data", "schedule_policy", "statistics"],
                     }),
                 )
+            } else {
+                method_not_allowed("GET")
+            },
+        ),
+        ["v2", "models", "stats"]
+        | ["v2", "models", _, "stats"]
+        | ["v2", "models", _, "versions", "1", "stats"] => (
+            "model_statistics",
+            if get {
+                let model = segs.get(2).filter(|_| segs.len() > 3);
+                statistics(&shared.borrow(), model.copied())
             } else {
                 method_not_allowed("GET")
             },
@@ -388,6 +469,32 @@ fn resolve(s: &Shared, name: &str) -> Result<Resolved, Response> {
         id: model,
         name: oip::instance_name(&p.name, model),
     })
+}
+
+/// The statistics extension: one model's statistics (`Some(name)`), or those of every
+/// instance that has answered a request (`None`).
+fn statistics(s: &Shared, model: Option<&str>) -> Response {
+    let models = match model {
+        Some(name) => match resolve(s, name) {
+            Ok(m) => vec![s.inference_stats.model(m.id, m.name)],
+            Err(r) => return r,
+        },
+        None => s
+            .inference_stats
+            .seen()
+            .filter(|&m| !s.sched.is_retired(m))
+            .filter_map(|m| {
+                let p = s.sched.model_profile(m)?;
+                let name = s
+                    .repository
+                    .as_ref()
+                    .and_then(|r| r.bare_name(m))
+                    .map_or_else(|| oip::instance_name(&p.name, m), str::to_owned);
+                Some(s.inference_stats.model(m, name))
+            })
+            .collect(),
+    };
+    Response::json(200, &super::stats::to_json(&models))
 }
 
 fn model_metadata(s: &Shared, name: &str) -> Response {

@@ -3,9 +3,13 @@
 //! encoding responses.
 
 use super::HttpLimits;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::time::{Duration, Instant, SystemTime};
+
+/// A connection's byte stream: plain TCP or TLS over it.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for S {}
 
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 64;
@@ -51,7 +55,7 @@ fn bad(status: u16, message: impl Into<String>) -> ReadError {
 
 /// Reads into `buf` (appending) until `deadline`; returns the byte count (0 = EOF).
 async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut impl Stream,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<Option<usize>, std::io::Error> {
@@ -212,7 +216,7 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<Head>, ReadError
 /// within the request timeout (a connection that never sends holds its slot no
 /// longer than one that sends slowly); later ones within the idle timeout.
 pub(super) async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut impl Stream,
     buf: &mut Vec<u8>,
     limits: &HttpLimits,
     first: bool,
@@ -319,7 +323,7 @@ pub(super) async fn read_request(
 }
 
 async fn more(
-    stream: &mut TcpStream,
+    stream: &mut impl Stream,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(), ReadError> {
@@ -331,7 +335,7 @@ async fn more(
     }
 }
 
-async fn send_continue(stream: &mut TcpStream) -> Result<(), ReadError> {
+async fn send_continue(stream: &mut impl Stream) -> Result<(), ReadError> {
     stream
         .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
         .await
@@ -401,7 +405,7 @@ impl Response {
 
 /// Writes a response; `Err` if the peer is gone or too slow.
 pub(super) async fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut impl Stream,
     bytes: &[u8],
     timeout: Duration,
 ) -> std::io::Result<()> {
