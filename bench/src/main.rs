@@ -30,6 +30,9 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant (the controller's flags)
+// costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The main job: a controller and emulated workers as separate processes on

@@ -31,6 +31,11 @@ pub struct ControllerArgs {
     /// Prometheus `/metrics`), e.g. 127.0.0.1:8000; none when omitted.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// Address for the gRPC front end (the Open Inference Protocol's
+    /// `inference.GRPCInferenceService`, as Triton serves it), e.g. 127.0.0.1:8001;
+    /// none when omitted. It shares the HTTP front end's admin token and limits.
+    #[arg(long)]
+    pub grpc: Option<SocketAddr>,
     /// A model repository in Triton's layout (`DIR/<name>/<version>/model.onnx`, with
     /// an optional `DIR/<name>/config.json`): every good entry is served as `<name>`
     /// (each copy also as `<name>-<id>`); bad entries are logged and skipped. Workers
@@ -209,6 +214,7 @@ impl ControllerArgs {
         cfg.reconnect_interval = Duration::from(ms(self.reconnect_ms, "reconnect-ms")?);
         cfg.log_dir.clone_from(&self.log_dir);
         cfg.http = self.http;
+        cfg.grpc = self.grpc;
         cfg.model_repository.clone_from(&self.model_repository);
         self.admin_config(&mut cfg)?;
         cfg.liveness = clockwork_net::Liveness {
@@ -235,10 +241,12 @@ impl ControllerArgs {
             AdminAccess::token_file(path)
                 .map_err(|e| ArgsError(format!("--admin-token-file: {e}")))?
         } else if self.admin_open {
-            if !self.http.is_some_and(|a| a.ip().is_loopback()) {
+            let loopback = |a: Option<SocketAddr>| a.is_none_or(|a| a.ip().is_loopback());
+            let served = self.http.is_some() || self.grpc.is_some();
+            if !served || !loopback(self.http) || !loopback(self.grpc) {
                 return Err(ArgsError(
                     "--admin-open serves the admin endpoints without a token and is allowed \
-                     only with a loopback --http address (127.0.0.1 or ::1); use \
+                     only with loopback --http and --grpc addresses (127.0.0.1 or ::1); use \
                      --admin-token-file otherwise"
                         .into(),
                 ));
@@ -380,6 +388,7 @@ mod tests {
         assert_eq!(c.reconnect_interval, Duration::from_millis(50));
         assert!(c.scheduler.telemetry);
         assert!(c.http.is_none());
+        assert!(c.grpc.is_none());
         let d = config(&[]).unwrap();
         assert!(!d.scheduler.telemetry);
         assert!(d.model_repository.is_none());
@@ -422,6 +431,20 @@ mod tests {
         assert_eq!(c.http_admin, AdminAccess::Open);
         let e = config(&["--http", "0.0.0.0:8000", "--admin-open"]).unwrap_err();
         assert!(e.contains("loopback"), "{e}");
+        // The gRPC front end shares the guard: open only on loopback addresses.
+        let c = config(&["--grpc", "127.0.0.1:8001", "--admin-open"]).unwrap();
+        assert_eq!(c.grpc, Some("127.0.0.1:8001".parse().unwrap()));
+        assert_eq!(c.http_admin, AdminAccess::Open);
+        let e = config(&[
+            "--http",
+            "127.0.0.1:8000",
+            "--grpc",
+            "0.0.0.0:8001",
+            "--admin-open",
+        ])
+        .unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+        assert!(config(&["--admin-open"]).is_err());
         assert!(config(&["--admin-token", "a b"]).is_err());
         assert!(config(&["--admin-token", "x", "--admin-open"]).is_err());
         let dir = tempfile::tempdir().unwrap();

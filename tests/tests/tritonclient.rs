@@ -1,14 +1,17 @@
-//! The unmodified Triton HTTP client against a real model on a CPU worker.
+//! The unmodified Triton HTTP and gRPC clients against a real model on a CPU worker.
 //!
 //! Starts a controller serving a model repository (a generated small CNN) over HTTP and
-//! one worker with a CPU device (real compute, tract), as separate processes through
+//! gRPC (`--grpc`, with an admin token) and one worker with a CPU device (real compute, tract), as separate processes through
 //! `clockwork-bench`'s hidden `_controller` / `_worker` subcommands (the binaries' own
 //! flags), then runs `tests/python/test_tritonclient.py`: `tritonclient[http]` checks
 //! live, ready, metadata and FP32 inference (JSON and binary) against onnxruntime's
 //! output for the same `model.onnx`, with the controller's API token sent as
 //! tritonclient's `headers=` (and a request without it refused), and the statistics
-//! extension. Then it runs the example `examples/tritonclient_http.py` against the same
-//! controller (JSON and binary), so that the example cannot rot.
+//! extension; and `tests/python/test_tritonclient_grpc.py`: `tritonclient[grpc]` checks
+//! the same over gRPC (raw and typed tensor contents), the repository index,
+//! admin-guarded load and unload, and NOT_FOUND answers. Then it runs the example
+//! `examples/tritonclient_http.py` against the same controller (JSON and binary), so
+//! that the example cannot rot.
 //!
 //! The Python packages are pinned in `tests/python/requirements.txt` and installed by
 //! `.ci/run`, which sets `CLOCKWORK_REQUIRE_PYTHON=1`: there a missing package fails the
@@ -83,18 +86,24 @@ fn free_port() -> u16 {
 
 /// Which of the pinned Python packages cannot be imported (empty: all there).
 fn missing_python_packages() -> Vec<String> {
-    ["pytest", "tritonclient.http", "onnxruntime", "numpy"]
-        .iter()
-        .filter(|m| {
-            !Command::new("python3")
-                .args(["-c", &format!("import {m}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .map(|m| (*m).to_owned())
-        .collect()
+    [
+        "pytest",
+        "tritonclient.http",
+        "tritonclient.grpc",
+        "onnxruntime",
+        "numpy",
+    ]
+    .iter()
+    .filter(|m| {
+        !Command::new("python3")
+            .args(["-c", &format!("import {m}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .map(|m| (*m).to_owned())
+    .collect()
 }
 
 #[test]
@@ -129,6 +138,8 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
         &dir.path().join("worker.log"),
     );
     let http = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let admin_token = "grpc-admin-test";
     // HTTP clients need the API token (the Python side sends it as tritonclient's
     // `headers=` and checks a request without it is refused).
     let token_file = dir.path().join("api-token");
@@ -144,6 +155,10 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
             token,
             "--http".into(),
             http.clone(),
+            "--grpc".into(),
+            grpc.clone(),
+            "--admin-token".into(),
+            admin_token.into(),
             "--model-repository".into(),
             repo.display().to_string(),
             "--api-token-file".into(),
@@ -154,10 +169,17 @@ fn tritonclient_infers_a_real_model_on_a_cpu_worker() {
     // The worker registers (and measures) the model before the first inference can be
     // planned: wait until one succeeds.
     warm_up(&http, &repo);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/test_tritonclient.py");
+    let dir_py = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+    let scripts = [
+        format!("{dir_py}/test_tritonclient.py"),
+        format!("{dir_py}/test_tritonclient_grpc.py"),
+    ];
     let out = Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", script])
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(&scripts)
         .env("CLOCKWORK_HTTP", &http)
+        .env("CLOCKWORK_GRPC", &grpc)
+        .env("CLOCKWORK_ADMIN_TOKEN", admin_token)
         .env("CLOCKWORK_REPO", &repo)
         .env("CLOCKWORK_API_TOKEN", API_TOKEN)
         .output()

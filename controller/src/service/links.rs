@@ -72,6 +72,12 @@ pub async fn serve(
             bind_exclusive(addr).map_err(|source| ServiceError::HttpListen { addr, source })
         })
         .transpose()?;
+    let grpc_listener = cfg
+        .grpc
+        .map(|addr| {
+            bind_exclusive(addr).map_err(|source| ServiceError::GrpcListen { addr, source })
+        })
+        .transpose()?;
     let shared: SharedRef = Rc::new(RefCell::new(Shared::new(sched, logs)));
     if let Some(dir) = &cfg.model_repository {
         shared
@@ -126,12 +132,22 @@ pub async fn serve(
             cfg.http_tls.as_ref().map(TlsServer::acceptor),
         ))
     });
-    tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, workers = cfg.workers.len(), "controller serving");
+    let grpc = grpc_listener.map(|l| {
+        glommio::spawn_local(super::grpc::accept_task(
+            shared.clone(),
+            l,
+            cfg.http_limits.clone(),
+            cfg.http_admin.clone(),
+            super::ApiAuth::new(cfg.api_token.clone(), cfg.http_admin.bearer().cloned()),
+        ))
+    });
+    tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, grpc = ?cfg.grpc, workers = cfg.workers.len(), "controller serving");
     shutdown.await;
     tracing::info!("controller shutting down");
     // Stop taking work, then answer what is pending.
     drop(accept);
     drop(http);
+    drop(grpc);
     drop(workers);
     {
         let mut s = shared.borrow_mut();

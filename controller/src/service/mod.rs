@@ -27,10 +27,13 @@
 //! Who may use the client APIs is `auth`'s to say (bearer tokens).
 //!
 //! Optionally an HTTP front end (`http`: Open Inference Protocol, model repository,
-//! Prometheus metrics, per-model statistics from `stats`) runs on the same executor and feeds the same scheduler.
+//! Prometheus metrics, per-model statistics from `stats`) runs on the same executor and feeds the same scheduler,
+//! and so does a gRPC front end (`grpc`: the Open Inference Protocol's gRPC service),
+//! which answers through the HTTP front end's logic.
 
 pub mod auth;
 mod expected;
+mod grpc;
 mod http;
 mod links;
 mod logs;
@@ -88,8 +91,11 @@ pub struct ServiceConfig {
     /// Where the HTTP front end (Open Inference Protocol, `/metrics`) listens; `None`
     /// runs none.
     pub http: Option<SocketAddr>,
-    /// Limits of the HTTP front end.
+    /// Limits of the HTTP front end (the gRPC front end's too).
     pub http_limits: HttpLimits,
+    /// Where the gRPC front end (the Open Inference Protocol's
+    /// `inference.GRPCInferenceService`) listens; `None` runs none.
+    pub grpc: Option<SocketAddr>,
     /// A model repository (`DIR/<name>/<version>/model.onnx`): every good entry is
     /// registered at start and can be loaded and unloaded while serving; `None`
     /// serves the built-in (emulated) profiles only.
@@ -137,6 +143,7 @@ impl ServiceConfig {
             worker_busy_poll: Duration::ZERO,
             http: None,
             http_limits: HttpLimits::default(),
+            grpc: None,
             model_repository: None,
             http_admin: AdminAccess::Closed,
             api_token: None,
@@ -169,6 +176,14 @@ pub enum ServiceError {
     /// The HTTP port could not be opened.
     #[error("cannot listen for HTTP on {addr}: {source}")]
     HttpListen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC port could not be opened.
+    #[error("cannot listen for gRPC on {addr}: {source}")]
+    GrpcListen {
         /// The address.
         addr: SocketAddr,
         /// Why.

@@ -15,6 +15,7 @@
 
 mod admin;
 mod bounds;
+pub(super) mod bridge;
 mod fp16;
 pub(crate) mod metrics;
 mod oip;

@@ -1,0 +1,176 @@
+//! The gRPC front end: the Open Inference Protocol's `inference.GRPCInferenceService`
+//! (KServe v2, as Triton serves it), so that `tritonclient[grpc]` works unmodified.
+//!
+//! It runs on the controller's executor like the HTTP front end, with no tokio
+//! runtime: hyper's HTTP/2 server drives each connection through hyper's runtime
+//! traits implemented for glommio (`rt`); every call is one HTTP/2 stream, spawned on
+//! the same executor, so a connection carries many calls at once. A call's one
+//! message is unframed (`framing`), decoded (`messages`, `prost`), and answered by
+//! the HTTP front end's logic through `http::bridge` (`service`; inference requests
+//! are translated to the REST body by `infer`), so both front ends check, admit,
+//! count and log alike. With an API token (`--api-token`) every call but `ServerLive`
+//! and `ServerReady` needs it (or the admin token) as `authorization: Bearer TOKEN`
+//! metadata; admin calls (repository load and unload) need the admin token, as over
+//! HTTP. See `docs/grpc.md`.
+
+mod framing;
+mod infer;
+mod messages;
+mod rt;
+mod service;
+
+use super::auth::ApiAuth;
+use super::http::bridge::Bridge;
+use super::{now, SharedRef};
+use super::{AdminAccess, HttpLimits};
+use framing::{Code, GrpcBody, Status};
+use glommio::net::{TcpListener, TcpStream};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Most calls in flight on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
+const MAX_STREAMS: u32 = 1024;
+
+/// What every connection shares.
+struct Ctx {
+    bridge: Bridge,
+    open: Cell<usize>,
+}
+
+/// Accepts gRPC connections until the task is dropped. The HTTP front end's limits
+/// apply: `max_body_bytes` bounds a message, `max_connections` the connections,
+/// `request_timeout` how long a request's message may take to arrive.
+pub(super) async fn accept_task(
+    shared: SharedRef,
+    listener: TcpListener,
+    limits: HttpLimits,
+    admin: AdminAccess,
+    api: ApiAuth,
+) {
+    let ctx = Rc::new(Ctx {
+        bridge: Bridge::new(limits, admin, api),
+        open: Cell::new(0),
+    });
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "gRPC accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if ctx.open.get() >= ctx.bridge.limits().max_connections {
+            tracing::debug!("gRPC connection refused: too many connections");
+            drop(stream);
+            continue;
+        }
+        ctx.open.set(ctx.open.get() + 1);
+        glommio::spawn_local(connection(shared.clone(), stream, ctx.clone())).detach();
+    }
+}
+
+async fn connection(shared: SharedRef, stream: TcpStream, ctx: Rc<Ctx>) {
+    let _ = stream.set_nodelay(true);
+    let max_frame = ctx
+        .bridge
+        .limits()
+        .max_body_bytes
+        .clamp(16 * 1024, 16 * 1024 * 1024 - 1);
+    let service = {
+        let ctx = ctx.clone();
+        hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, &ctx, req).await) }
+        })
+    };
+    let served = hyper::server::conn::http2::Builder::new(rt::LocalExec)
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_frame_size(u32::try_from(max_frame).unwrap_or(16 * 1024))
+        .serve_connection(rt::Io::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "gRPC connection ended");
+    }
+    ctx.open.set(ctx.open.get().saturating_sub(1));
+}
+
+/// Answers one call: exactly one response, with a status, whatever the request.
+async fn handle(
+    shared: &SharedRef,
+    ctx: &Ctx,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<GrpcBody> {
+    let t0 = now();
+    let endpoint = service::endpoint(req.uri().path());
+    let result = answer(shared, ctx, req).await;
+    let (code, body) = match result {
+        Ok(message) => (Code::Ok, GrpcBody::ok(&message)),
+        Err(status) => {
+            tracing::debug!(code = ?status.code, message = %status.message, "gRPC call failed");
+            (status.code, GrpcBody::error(&status))
+        }
+    };
+    service::count(shared, endpoint, code, t0);
+    service::response(body)
+}
+
+async fn answer(
+    shared: &SharedRef,
+    ctx: &Ctx,
+    req: hyper::Request<Incoming>,
+) -> Result<Vec<u8>, Status> {
+    let grpc = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"));
+    if req.method() != hyper::Method::POST || !grpc {
+        return Err(Status::new(
+            Code::InvalidArgument,
+            "gRPC calls are POST requests with content-type application/grpc",
+        ));
+    }
+    let meta = service::CallMeta::of(req.headers())?;
+    let path = req.uri().path().to_owned();
+    let limits = ctx.bridge.limits();
+    let max = limits.max_body_bytes;
+    // The message and its 5-byte prefix, read within the request timeout.
+    let limited = http_body_util::Limited::new(req.into_body(), max.saturating_add(5));
+    let body = futures_lite::future::or(
+        async {
+            limited
+                .collect()
+                .await
+                .map(|c| Some(c.to_bytes()))
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        Status::new(
+                            Code::ResourceExhausted,
+                            format!("message exceeds the limit of {max} bytes"),
+                        )
+                    } else {
+                        Status::new(Code::InvalidArgument, format!("request body: {e}"))
+                    }
+                })
+        },
+        async {
+            glommio::timer::sleep(limits.request_timeout).await;
+            Ok(None)
+        },
+    )
+    .await?
+    .ok_or_else(|| {
+        Status::new(
+            Code::DeadlineExceeded,
+            "request message not received in time",
+        )
+    })?;
+    let message = framing::unframe(&body, max)?;
+    service::call(shared, &ctx.bridge, &path, meta, message).await
+}

@@ -1,0 +1,86 @@
+//! hyper's runtime traits on glommio: an executor that spawns hyper's HTTP/2 stream
+//! tasks on the controller's executor (they are `!Send`, and stay on its thread), and
+//! a glommio `TcpStream` as hyper's I/O (`hyper::rt::{Read, Write}` over futures-io).
+//! No tokio runtime runs; hyper is given no timer (the front end sets no HTTP/2
+//! keep-alive pings, so it needs none).
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use hyper::rt::{Executor, Read, ReadBufCursor, Write};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Spawns hyper's tasks on the current glommio executor.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LocalExec;
+
+impl<F> Executor<F> for LocalExec
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    fn execute(&self, fut: F) {
+        glommio::spawn_local(fut).detach();
+    }
+}
+
+/// Most bytes read from the socket per `poll_read`.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A glommio TCP stream for hyper. Reads go through a scratch buffer (hyper hands
+/// out uninitialised memory; copying keeps this free of `unsafe`).
+pub(super) struct Io {
+    stream: TcpStream,
+    scratch: Vec<u8>,
+}
+
+impl Io {
+    pub(super) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl Read for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let n = buf.remaining().min(READ_CHUNK);
+        if this.scratch.len() < n {
+            this.scratch.resize(n, 0);
+        }
+        match Pin::new(&mut this.stream).poll_read(cx, &mut this.scratch[..n]) {
+            Poll::Ready(Ok(k)) => {
+                buf.put_slice(&this.scratch[..k]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Write for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    }
+}
