@@ -294,3 +294,30 @@ fn placement_of_a_tensor_bigger_than_a_page() {
     );
     assert!(place_weights(&[1], 0).is_err());
 }
+
+#[test]
+fn an_unsupported_op_is_refused_with_its_node() {
+    use prost::Message;
+    let mut proto = ModelKind::SmallCnn.model_proto(7);
+    let graph = proto.graph.as_mut().expect("a graph");
+    let relu = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Relu")
+        .expect("the small CNN has a ReLU");
+    relu.op_type = "Sigmoid".into();
+    let node = relu.name.clone();
+    let model = ImportedModel::import_bytes(
+        "sigmoid_cnn",
+        &proto.encode_to_vec(),
+        &ImportLimits::default(),
+    )
+    .expect("tract imports it");
+    let err = Plan::build(&model, 1, Precision::Fp32).expect_err("no step kind for a sigmoid");
+    let PlanError::Unsupported { node: at, op, .. } = &err else {
+        panic!("refused as unsupported: {err:?}");
+    };
+    assert!(op.contains("Sigmoid"), "names the op: {err}");
+    assert!(at.starts_with(&node), "names the node `{node}`: {err}");
+    assert!(err.to_string().contains("not supported by the CUDA plan"));
+}
