@@ -321,3 +321,44 @@ fn an_unsupported_op_is_refused_with_its_node() {
     assert!(at.starts_with(&node), "names the node `{node}`: {err}");
     assert!(err.to_string().contains("not supported by the CUDA plan"));
 }
+
+/// Run the plan with the CPU reference interpreter and compare with tract's CPU run.
+fn compare_with_tract(kind: ModelKind, batch: usize) {
+    use clockwork_gpu::cuda_plan::reference;
+    let model = import(kind);
+    let plan = Plan::build(&model, batch, Precision::Fp32).expect("plans");
+    let per_request = plan.input.bytes as usize / 4 / batch;
+    let input: Vec<f32> = (0..per_request * batch)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let got = reference::run(&plan, &input).expect("the interpreter runs the plan");
+    let mut runner = model.plan(&[batch]).expect("tract plans");
+    let in_bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut out_bytes = vec![0u8; plan.output.bytes as usize];
+    runner
+        .run(batch, &[&in_bytes], &mut [&mut out_bytes])
+        .expect("tract runs");
+    let want: Vec<f32> = out_bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 1e-3, "tract's output is not all zeros");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 * scale,
+            "{kind} b{batch}: output {i}: plan {g}, tract {w} (max |out| {scale})"
+        );
+    }
+}
+
+#[test]
+fn small_cnn_plan_computes_what_tract_computes() {
+    compare_with_tract(ModelKind::SmallCnn, 2);
+}
+
+#[test]
+fn resnet18_plan_computes_what_tract_computes() {
+    compare_with_tract(ModelKind::Resnet18, 1);
+}

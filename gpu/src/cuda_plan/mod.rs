@@ -18,6 +18,7 @@ mod arena;
 mod error;
 mod lower;
 mod pages;
+pub mod reference;
 mod step;
 
 pub use error::PlanError;
