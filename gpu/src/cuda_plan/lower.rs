@@ -47,6 +47,8 @@ struct Lowerer<'a> {
     weights: Vec<Weight>,
     /// Nodes folded into an earlier step.
     absorbed: HashSet<usize>,
+    /// The buffer the host copies the model input into.
+    input_buffer: Option<usize>,
 }
 
 const NO_SPAN: ArenaSpan = ArenaSpan {
@@ -76,6 +78,7 @@ pub(crate) fn lower(
         steps: Vec::new(),
         weights: Vec::new(),
         absorbed: HashSet::new(),
+        input_buffer: None,
     };
     let inputs = fixed.input_outlets().map_err(tract)?.to_vec();
     let outputs = fixed.output_outlets().map_err(tract)?.to_vec();
@@ -306,6 +309,7 @@ impl Lowerer<'_> {
         if name == "Source" {
             let dims = self.dims(out)?;
             let staged = self.new_buffer(&dims);
+            self.input_buffer = Some(staged);
             if dims.len() == 4 {
                 let nhwc = self.new_buffer(&dims);
                 self.steps.push((
@@ -381,7 +385,12 @@ impl Lowerer<'_> {
             return Err(self.unsupported(id, "the filter and bias must be constants"));
         };
         let (in_dims, buffer, stride_in) = self.conv_input(id)?;
-        if stride_in != [1, 1] && spec.kernel_shape.iter().any(|&k| k != 1) {
+        let padded_input = !matches!(spec.padding, PaddingSpec::Valid)
+            && spec
+                .computed_padding(&in_dims[2..])
+                .iter()
+                .any(|p| p.pad_before != 0 || p.pad_after != 0);
+        if stride_in != [1, 1] && (padded_input || spec.kernel_shape.iter().any(|&k| k != 1)) {
             return Err(
                 self.unsupported(id, "a downsampled input to a convolution larger than 1x1")
             );
@@ -907,9 +916,9 @@ impl Lowerer<'_> {
                 "an image output (NHWC back to NCHW is not planned)",
             ));
         }
-        // The staged input is buffer 0 (the Source node comes first in eval order).
-        let in_buf = 0;
-        let _ = input;
+        let Some(in_buf) = self.input_buffer else {
+            return Err(self.unsupported(input.node, "the model input is not a source"));
+        };
         let end = self.steps.len();
         let mut life: Vec<Lifetime> = self
             .buffers

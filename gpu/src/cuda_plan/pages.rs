@@ -53,7 +53,7 @@ pub enum PlacementError {
 /// a tensor that does not fit in what is left starts the next page; one larger than a
 /// page starts on a fresh page and takes `ceil(bytes / page_size)` consecutive pages.
 pub fn place_weights(sizes: &[u64], page_size: u64) -> Result<WeightPlacement, PlacementError> {
-    if page_size == 0 || page_size % super::ALIGN != 0 {
+    if page_size == 0 || !page_size.is_multiple_of(super::ALIGN) {
         return Err(PlacementError::BadPageSize(page_size));
     }
     let mut slots = Vec::with_capacity(sizes.len());
