@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# GPU check for clockwork-gpu's CUDA backend. Run on a machine with an NVIDIA driver and
-# at least one GPU (device 0 is used). It builds with `--features cuda` (cudarc loads
-# libcuda at run time: no CUDA toolkit is needed to build or run; the INFER kernel ships
-# as PTX that the driver JIT-compiles), runs the CUDA tests, which print LOAD bandwidth
-# and INFER timings, then the rest of the crate's tests with the feature on. Without a
-# driver the CUDA tests print why and pass (skip). If libnvrtc is findable, a unit test
-# also recompiles the kernel source; otherwise it skips.
+# GPU check for clockwork-gpu's CUDA backend, run from PREBUILT binaries: the GPU machine
+# has an NVIDIA driver (and PyTorch) but no Rust toolchain and no network, so nothing is
+# built there. Device 0 is used.
+#
+# Build and carry (on a machine with Rust; cudarc loads libcuda at run time, so no CUDA
+# toolkit is needed to build):
+#   cargo test --release -p clockwork-gpu --features cuda --no-run --message-format=json \
+#     | jq -r 'select(.profile.test == true and .executable != null) | "\(.target.name) \(.target.kind[0]) \(.executable)"'
+#   # copy the `cuda` (kind test) binary to gpu-bin/cuda-tests and the clockwork-gpu lib
+#   # (kind lib) test binary to gpu-bin/gpu-lib-tests; optionally
+#   cargo build --release -p clockwork-gpu --features cuda --example emulated_many
+#   # and copy target/release/examples/emulated_many to gpu-bin/emulated_many
+#   strip gpu-bin/*          # keeps them well under a 64 MiB transfer limit
+# then copy the checkout (with gpu-bin/, which is git-ignored) to the GPU machine and run
+#   scripts/gpu-check.sh                   # or CW_GPU_BIN=/path/to/dir scripts/gpu-check.sh
+# The CUDA tests print LOAD bandwidth and INFER timings. Without a driver they print why
+# and pass (skip). If libnvrtc is findable, a unit test also recompiles the INFER
+# kernel's source (at compute_75: NVRTC 13 accepts nothing older); otherwise it skips.
+# A missing binary is reported and skipped; the script fails if a test run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BIN="${CW_GPU_BIN:-gpu-bin}"
 
 echo "== environment"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -17,17 +30,21 @@ else
 fi
 ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libnvrtc\.so' || echo "libcuda/libnvrtc not in the ldconfig cache (LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-})"
 
-echo "== build (release, --features cuda)"
-cargo build --release -p clockwork-gpu --features cuda --all-targets
+run() {
+    local name="$1"
+    shift
+    if [[ ! -x "$BIN/$name" ]]; then
+        echo "(skipped: $BIN/$name not found; see this script's header for how to build it)"
+        return 0
+    fi
+    "$BIN/$name" "$@"
+}
 
 echo "== CUDA tests: LOAD bandwidth, INFER timings, windows, versioning, shutdown"
-cargo test --release -p clockwork-gpu --features cuda --test cuda -- --nocapture --test-threads=1
+run cuda-tests --nocapture --test-threads=1
 
-echo "== CUDA gate and kernel compile (unit tests)"
-cargo test --release -p clockwork-gpu --features cuda --lib cuda -- --nocapture
-
-echo "== the rest of the crate with the feature on"
-cargo test --release -p clockwork-gpu --features cuda
+echo "== the crate's unit tests with the feature on (CUDA gate, kernel compile, ...)"
+run gpu-lib-tests --nocapture
 
 echo "== emulated backend under load for comparison (150 devices, 1 engine thread, 3 s)"
-cargo run --release -q -p clockwork-gpu --example emulated_many -- 150 1 3
+run emulated_many 150 1 3
