@@ -117,6 +117,14 @@ pub struct ControllerArgs {
     /// PEM private key of --http-tls-cert.
     #[arg(long, value_name = "PEM", requires = "http_tls_cert")]
     pub http_tls_key: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) for the gRPC front end: with it and
+    /// --grpc-tls-key the gRPC port speaks TLS only (ALPN h2). Read at start; restart
+    /// to change it.
+    #[arg(long, value_name = "PEM", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key of --grpc-tls-cert.
+    #[arg(long, value_name = "PEM", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
     /// PEM bundle of the CAs that sign the workers' link certificates (their
     /// --tls-cert): with it every worker link is TLS, and a worker's certificate must
     /// name the host given in --workers. Read at start; restart to change it.
@@ -276,6 +284,11 @@ impl ControllerArgs {
                 .map_err(|e| ArgsError(format!("--http-tls-cert / --http-tls-key: {e}")))?;
             cfg.http_tls = Some(tls);
         }
+        if let (Some(cert), Some(key)) = (&self.grpc_tls_cert, &self.grpc_tls_key) {
+            let tls = TlsServer::from_pem_files(cert, key, &[b"h2"])
+                .map_err(|e| ArgsError(format!("--grpc-tls-cert / --grpc-tls-key: {e}")))?;
+            cfg.grpc_tls = Some(tls);
+        }
         if let Some(ca) = &self.worker_tls_ca {
             let tls = TlsClient::from_ca_file(ca)
                 .map_err(|e| ArgsError(format!("--worker-tls-ca: {e}")))?;
@@ -336,6 +349,26 @@ mod tests {
         argv.extend_from_slice(flags);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         cli.args.service_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn grpc_tls_needs_both_files_and_says_which_flag_failed() {
+        let e = config(&["--grpc", "127.0.0.1:8001", "--grpc-tls-cert", "c.pem"]).unwrap_err();
+        assert!(e.contains("--grpc-tls-key"), "{e}");
+        let e = config(&[
+            "--grpc",
+            "127.0.0.1:8001",
+            "--grpc-tls-cert",
+            "/nonexistent/c.pem",
+            "--grpc-tls-key",
+            "/nonexistent/k.pem",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--grpc-tls-cert / --grpc-tls-key"), "{e}");
+        assert!(config(&["--grpc", "127.0.0.1:8001"])
+            .unwrap()
+            .grpc_tls
+            .is_none());
     }
 
     #[test]

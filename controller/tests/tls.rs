@@ -10,7 +10,7 @@ use clockwork_controller::service::BearerToken;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-use support::{free_port, over_tls, wait_for, worker_at, Controller, Pki};
+use support::{free_port, over_tls, plain, wait_for, worker_at, Controller, Pki};
 
 const API_TOKEN: &str = "tls-api-token";
 const GOOD: &str = "Bearer tls-api-token";
@@ -131,7 +131,7 @@ fn failed_handshakes_do_not_disturb_a_tls_client() {
 
 /// `clockwork_tls_handshakes_failed_total{interface="worker"}` over plain HTTP.
 fn worker_tls_failures(c: &Controller) -> u64 {
-    let m = support::plain(c.http, "GET", "/metrics", None, "");
+    let m = plain(c.http, "GET", "/metrics", None, "");
     m.body
         .lines()
         .find_map(|l| {
@@ -155,11 +155,11 @@ fn worker_links_over_tls_serve_and_refuse_an_untrusted_worker() {
     wait_for("the refused handshake counted", || {
         worker_tls_failures(&wrong) >= 1
     });
-    let r = support::plain(wrong.http, "GET", "/v2/health/ready", None, "");
+    let r = plain(wrong.http, "GET", "/v2/health/ready", None, "");
     assert_eq!(r.status, 503, "{r:?}");
     // A plain-TCP controller is refused too.
     let plain_ctl = Controller::start(waddr, |_| {});
-    let r = support::plain(plain_ctl.http, "GET", "/v2/health/ready", None, "");
+    let r = plain(plain_ctl.http, "GET", "/v2/health/ready", None, "");
     assert_eq!(r.status, 503, "{r:?}");
 
     // Meanwhile a controller trusting the worker's CA serves inference end to end
@@ -168,10 +168,10 @@ fn worker_links_over_tls_serve_and_refuse_an_untrusted_worker() {
     let good = Controller::start(waddr, move |cfg| cfg.worker_tls = Some(ca));
     let admin = format!("Bearer {}", support::ADMIN_TOKEN);
     let load = "/v2/repository/models/resnet50_v2/load";
-    let r = support::plain(good.http, "POST", load, Some(&admin), "{}");
+    let r = plain(good.http, "POST", load, Some(&admin), "{}");
     assert_eq!(r.status, 200, "{r:?}");
     wait_for("an inference over the TLS link", || {
-        support::plain(
+        plain(
             good.http,
             "POST",
             "/v2/models/resnet50_v2-0/infer",
@@ -182,9 +182,85 @@ fn worker_links_over_tls_serve_and_refuse_an_untrusted_worker() {
             == 200
     });
     assert_eq!(worker_tls_failures(&good), 0);
-    let r = support::plain(wrong.http, "GET", "/v2/health/ready", None, "");
+    let r = plain(wrong.http, "GET", "/v2/health/ready", None, "");
     assert_eq!(r.status, 503, "{r:?}");
-    let r = support::plain(plain_ctl.http, "GET", "/v2/health/ready", None, "");
+    let r = plain(plain_ctl.http, "GET", "/v2/health/ready", None, "");
     assert_eq!(r.status, 503, "{r:?}");
     good.stop().unwrap();
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame, as a gRPC client opens.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Whether `back` starts with an HTTP/2 SETTINGS frame (9-byte header, type 4).
+fn starts_with_h2_settings(back: &[u8]) -> bool {
+    back.len() >= 9 && back[3] == 0x04 && back[5..9] == [0, 0, 0, 0]
+}
+
+/// Opens an HTTP/2 connection over TLS (server name `localhost`) as `client` and
+/// returns the first 9 bytes the server sends; `Err` when the handshake fails.
+fn h2_over_tls(
+    client: &clockwork_net::tls::TlsClient,
+    addr: SocketAddr,
+) -> std::io::Result<Vec<u8>> {
+    use clockwork_net::tls::rustls;
+    let name = clockwork_net::tls::server_name("localhost").unwrap();
+    let conn =
+        rustls::ClientConnection::new(client.config(), name).map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(H2_PREFACE)?;
+    tls.flush()?;
+    let mut head = vec![0u8; 9];
+    tls.read_exact(&mut head)?;
+    Ok(head)
+}
+
+#[test]
+fn grpc_over_tls_serves_trusting_clients_and_refuses_the_others() {
+    let pki = Pki::new();
+    let waddr = free_port();
+    let _w = worker_at(waddr);
+    let grpc = free_port();
+    let server = pki.server();
+    let c = Controller::start(waddr, move |cfg| {
+        cfg.grpc = Some(grpc);
+        cfg.grpc_tls = Some(server);
+    });
+    let trusted = pki.client("ca.pem");
+    wait_for("gRPC over TLS", || h2_over_tls(&trusted, grpc).is_ok());
+
+    // Accepted: the handshake with the CA trusted, then HTTP/2 (the server's SETTINGS).
+    let head = h2_over_tls(&trusted, grpc).unwrap();
+    assert!(starts_with_h2_settings(&head), "{head:?}");
+
+    // Refused: a client that trusts another CA fails the handshake, with the reason.
+    let e = h2_over_tls(&pki.client("other-ca.pem"), grpc).unwrap_err();
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+
+    // Plain HTTP/2 to the TLS port gets no HTTP/2 answer.
+    let mut s = TcpStream::connect(grpc).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(H2_PREFACE);
+    let mut back = Vec::new();
+    let _ = s.read_to_end(&mut back);
+    assert!(!starts_with_h2_settings(&back), "{back:?}");
+
+    // The refusals changed nothing for a trusting client, and they are counted.
+    assert!(starts_with_h2_settings(
+        &h2_over_tls(&trusted, grpc).unwrap()
+    ));
+    let m = plain(c.http, "GET", "/metrics", None, "");
+    let failed: u64 = m
+        .body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("clockwork_tls_handshakes_failed_total{interface=\"grpc\"}")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(failed >= 2, "{}", m.body);
 }

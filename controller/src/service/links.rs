@@ -139,6 +139,7 @@ pub async fn serve(
             cfg.http_limits.clone(),
             cfg.http_admin.clone(),
             super::ApiAuth::new(cfg.api_token.clone(), cfg.http_admin.bearer().cloned()),
+            cfg.grpc_tls.as_ref().map(TlsServer::acceptor),
         ))
     });
     tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, grpc = ?cfg.grpc, workers = cfg.workers.len(), "controller serving");

@@ -109,6 +109,8 @@ pub struct ServiceConfig {
     pub metrics_need_token: bool,
     /// The HTTP front end's certificate and key: with one it speaks HTTPS only.
     pub http_tls: Option<TlsServer>,
+    /// The gRPC front end's certificate and key (ALPN h2): with one it speaks TLS only.
+    pub grpc_tls: Option<TlsServer>,
     /// The CAs that sign the workers' certificates: with them every worker link is
     /// TLS and a worker whose certificate does not verify (or that speaks plain TCP)
     /// is not connected; `None`: plain TCP.
@@ -149,6 +151,7 @@ impl ServiceConfig {
             api_token: None,
             metrics_need_token: false,
             http_tls: None,
+            grpc_tls: None,
             worker_tls: None,
             state_dir: None,
             liveness: Liveness::DEFAULT,

@@ -23,7 +23,9 @@ use super::auth::ApiAuth;
 use super::http::bridge::Bridge;
 use super::{now, SharedRef};
 use super::{AdminAccess, HttpLimits};
+use clockwork_net::tls::{self, TlsAcceptor};
 use framing::{Code, GrpcBody, Status};
+use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -50,6 +52,7 @@ pub(super) async fn accept_task(
     limits: HttpLimits,
     admin: AdminAccess,
     api: ApiAuth,
+    tls: Option<TlsAcceptor>,
 ) {
     let ctx = Rc::new(Ctx {
         bridge: Bridge::new(limits, admin, api),
@@ -70,12 +73,37 @@ pub(super) async fn accept_task(
             continue;
         }
         ctx.open.set(ctx.open.get() + 1);
-        glommio::spawn_local(connection(shared.clone(), stream, ctx.clone())).detach();
+        let _ = stream.set_nodelay(true);
+        match &tls {
+            Some(acceptor) => {
+                let task = tls_connection(shared.clone(), stream, ctx.clone(), acceptor.clone());
+                glommio::spawn_local(task).detach();
+            }
+            None => {
+                glommio::spawn_local(connection(shared.clone(), stream, ctx.clone())).detach();
+            }
+        }
     }
 }
 
-async fn connection(shared: SharedRef, stream: TcpStream, ctx: Rc<Ctx>) {
-    let _ = stream.set_nodelay(true);
+/// A connection on a TLS port: the handshake (within the request timeout), then
+/// gRPC as on a plain port. A failed handshake closes the connection and is counted.
+async fn tls_connection(shared: SharedRef, stream: TcpStream, ctx: Rc<Ctx>, acceptor: TlsAcceptor) {
+    let timeout = ctx.bridge.limits().request_timeout;
+    match tls::accept(&acceptor, stream, timeout).await {
+        Ok(stream) => connection(shared, stream, ctx).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS handshake failed; closing the gRPC connection");
+            shared.borrow_mut().metrics.tls_failed("grpc");
+            ctx.open.set(ctx.open.get().saturating_sub(1));
+        }
+    }
+}
+
+async fn connection<S>(shared: SharedRef, stream: S, ctx: Rc<Ctx>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let max_frame = ctx
         .bridge
         .limits()

@@ -1,11 +1,11 @@
 //! hyper's runtime traits on glommio: an executor that spawns hyper's HTTP/2 stream
 //! tasks on the controller's executor (they are `!Send`, and stay on its thread), and
-//! a glommio `TcpStream` as hyper's I/O (`hyper::rt::{Read, Write}` over futures-io).
+//! a futures-io stream (a glommio `TcpStream`, or TLS over one) as hyper's I/O
+//! (`hyper::rt::{Read, Write}`).
 //! No tokio runtime runs; hyper is given no timer (the front end sets no HTTP/2
 //! keep-alive pings, so it needs none).
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use hyper::rt::{Executor, Read, ReadBufCursor, Write};
 use std::future::Future;
 use std::io;
@@ -29,15 +29,15 @@ where
 /// Most bytes read from the socket per `poll_read`.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// A glommio TCP stream for hyper. Reads go through a scratch buffer (hyper hands
+/// A futures-io stream for hyper. Reads go through a scratch buffer (hyper hands
 /// out uninitialised memory; copying keeps this free of `unsafe`).
-pub(super) struct Io {
-    stream: TcpStream,
+pub(super) struct Io<S> {
+    stream: S,
     scratch: Vec<u8>,
 }
 
-impl Io {
-    pub(super) fn new(stream: TcpStream) -> Self {
+impl<S> Io<S> {
+    pub(super) fn new(stream: S) -> Self {
         Self {
             stream,
             scratch: Vec::new(),
@@ -45,7 +45,7 @@ impl Io {
     }
 }
 
-impl Read for Io {
+impl<S: AsyncRead + Unpin> Read for Io<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -67,7 +67,7 @@ impl Read for Io {
     }
 }
 
-impl Write for Io {
+impl<S: AsyncWrite + Unpin> Write for Io<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
