@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{free_port, Controller, ADMIN_TOKEN, TOKEN};
+use support::{free_port, tiny_profile, Controller, ADMIN_TOKEN, TOKEN};
 
 fn worker_at(addr: SocketAddr, gpus: u32) -> WorkerHandle {
     support::worker_with_gpus(addr, gpus)
@@ -111,21 +111,6 @@ fn load(a: &ureq::Agent, c: &Controller, name: &str, params: Value) -> Vec<Strin
         .iter()
         .map(|v| v.as_str().unwrap().to_owned())
         .collect()
-}
-
-/// A tiny profile: 16 input bytes (4 FP32), 8 output bytes.
-fn tiny_profile() -> Value {
-    json!({
-        "weights_bytes": 20_000_000,
-        "input_bytes": 16,
-        "output_bytes": 8,
-        "load_time_us": 2_000,
-        "batches": [
-            { "batch_size": 1, "exec_time_us": 1_000 },
-            { "batch_size": 2, "exec_time_us": 1_500 },
-            { "batch_size": 4, "exec_time_us": 2_000 }
-        ]
-    })
 }
 
 fn infer_empty(a: &ureq::Agent, c: &Controller, model: &str) -> Answer {

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{free_port, worker_at, Controller, ADMIN_TOKEN};
+use support::{free_port, tiny_profile, worker_at, Controller, ADMIN_TOKEN};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -86,17 +86,7 @@ fn statistics_count_what_clients_saw_and_sum_batches_to_executions() {
             .contains(&json!("statistics")),
         "{meta}"
     );
-    let profile = json!({
-        "weights_bytes": 20_000_000,
-        "input_bytes": 16,
-        "output_bytes": 8,
-        "load_time_us": 2_000,
-        "batches": [
-            { "batch_size": 1, "exec_time_us": 1_000 },
-            { "batch_size": 2, "exec_time_us": 1_500 },
-            { "batch_size": 4, "exec_time_us": 2_000 }
-        ]
-    });
+    let profile = tiny_profile();
     let (status, loaded) = post(
         &a,
         &c.url("/v2/repository/models/tiny/load"),

@@ -282,3 +282,18 @@ pub fn over_tls(
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     exchange(&mut tls, method, path, auth, "")
 }
+
+/// A tiny profile: 16 input bytes (4 FP32), 8 output bytes.
+pub fn tiny_profile() -> serde_json::Value {
+    serde_json::json!({
+        "weights_bytes": 20_000_000,
+        "input_bytes": 16,
+        "output_bytes": 8,
+        "load_time_us": 2_000,
+        "batches": [
+            { "batch_size": 1, "exec_time_us": 1_000 },
+            { "batch_size": 2, "exec_time_us": 1_500 },
+            { "batch_size": 4, "exec_time_us": 2_000 }
+        ]
+    })
+}
