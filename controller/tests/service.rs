@@ -1,76 +1,30 @@
 //! The controller service end to end on loopback: real emulated workers, the glommio
 //! service, and the Rust client library.
 
+mod support;
+
 use clockwork_client::Client;
-use clockwork_controller::service::{serve, ServiceConfig};
 use clockwork_core::model::resnet50;
 use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
-use clockwork_net::runtime::{self, run_here, ExecutorConfig};
+use clockwork_net::runtime::{run_here, ExecutorConfig};
 use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+use support::{Controller, TOKEN};
 
-const TOKEN: &str = "service-test";
-
+/// An emulated worker with `gpus` GPUs on an ephemeral loopback port.
 fn worker(gpus: u32) -> WorkerHandle {
-    let mut cfg = WorkerConfig::emulated(gpus);
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.link.token = TOKEN.into();
-    Worker::serve(cfg).expect("worker starts")
+    support::worker_with_gpus("127.0.0.1:0".parse().unwrap(), gpus)
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A running controller on its own executor thread; stopped on drop.
-struct Controller {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    handle: Option<runtime::ExecutorHandle<Result<(), String>>>,
-}
-
-impl Controller {
-    fn start(workers: Vec<SocketAddr>, log_dir: Option<std::path::PathBuf>) -> Self {
-        let addr = free_port();
-        let mut cfg = ServiceConfig::new(workers, addr, TOKEN);
-        cfg.reconnect_interval = Duration::from_millis(50);
+/// The shared test controller with these workers, writing its logs to `log_dir`;
+/// the tests use its native client port.
+fn start(workers: Vec<SocketAddr>, log_dir: Option<PathBuf>) -> Controller {
+    Controller::start_with_workers(workers, move |cfg| {
         cfg.scheduler.telemetry = log_dir.is_some();
         cfg.log_dir = log_dir;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = runtime::spawn(
-            ExecutorConfig::named("controller-test"),
-            move || async move {
-                let shutdown = async move {
-                    while !s.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(5)).await;
-                    }
-                };
-                serve(cfg, shutdown).await.map_err(|e| e.to_string())
-            },
-        )
-        .unwrap();
-        Self {
-            addr,
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+    })
 }
 
 fn client_run<T: Send + 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
@@ -102,9 +56,10 @@ async fn infer_until_success(c: &mut Client, model: ModelId) -> u32 {
 #[test]
 fn register_list_infer_and_refuse_unknown_models() {
     let w = worker(2);
-    let dir = tempdir();
-    let ctl = Controller::start(vec![w.local_addr()], Some(dir.clone()));
-    let addr = ctl.addr;
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().to_path_buf();
+    let ctl = start(vec![w.local_addr()], Some(dir.clone()));
+    let addr = ctl.native;
     let (statuses, listed, unknown, short) = client_run(async move {
         let mut c = connect(addr).await;
         let (first, copies) = c.register(resnet50(), 3).await.unwrap();
@@ -157,8 +112,8 @@ fn register_list_infer_and_refuse_unknown_models() {
 #[test]
 fn a_bad_registration_is_refused_in_words() {
     let w = worker(1);
-    let ctl = Controller::start(vec![w.local_addr()], None);
-    let addr = ctl.addr;
+    let ctl = start(vec![w.local_addr()], None);
+    let addr = ctl.native;
     let err = client_run(async move {
         let mut c = connect(addr).await;
         let mut p = resnet50();
@@ -171,8 +126,8 @@ fn a_bad_registration_is_refused_in_words() {
 #[test]
 fn pipelined_requests_each_get_exactly_one_answer() {
     let w = worker(2);
-    let ctl = Controller::start(vec![w.local_addr()], None);
-    let addr = ctl.addr;
+    let ctl = start(vec![w.local_addr()], None);
+    let addr = ctl.native;
     let (sent, answers) = client_run(async move {
         let mut c = connect(addr).await;
         let (first, _) = c.register(resnet50(), 4).await.unwrap();
@@ -216,8 +171,8 @@ fn pipelined_requests_each_get_exactly_one_answer() {
 fn losing_the_only_worker_answers_requests_and_it_can_rejoin() {
     let w = worker(1);
     let waddr = w.local_addr();
-    let ctl = Controller::start(vec![waddr], None);
-    let addr = ctl.addr;
+    let ctl = start(vec![waddr], None);
+    let addr = ctl.native;
     let (after_loss, rejoin_tries) = client_run(async move {
         let mut c = connect(addr).await;
         let (first, _) = c.register(resnet50(), 1).await.unwrap();
@@ -240,18 +195,4 @@ fn losing_the_only_worker_answers_requests_and_it_can_rejoin() {
     });
     assert_eq!(after_loss, ClientStatus::Unavailable);
     assert!(rejoin_tries < 500);
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "clockwork-service-test-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn rand_suffix() -> u64 {
-    clockwork_core::MonotonicClock::read().get()
 }

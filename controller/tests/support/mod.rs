@@ -1,5 +1,5 @@
 //! A controller with an emulated worker on loopback, for the front-end tests
-//! (`admin.rs`, `http.rs`, `auth.rs`, `tls.rs`, `stats.rs`), and one HTTP/1.1 exchange over any byte stream (plain TCP or
+//! (`admin.rs`, `http.rs`, `service.rs`, `auth.rs`, `tls.rs`, `stats.rs`), and one HTTP/1.1 exchange over any byte stream (plain TCP or
 //! TLS), written by hand so the tests see exactly what went over the wire.
 
 #![allow(dead_code, unreachable_pub)]
