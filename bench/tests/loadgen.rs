@@ -3,28 +3,17 @@
 //! them, percentiles are ordered, and bad flags are refused in words. Counts only: no
 //! wall-clock assertions.
 
+mod common;
+
 use serde_json::Value;
-use std::process::Command;
 
 fn loadgen(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_clockwork-bench"))
-        .arg("loadgen")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::bench(&[&["loadgen"], args].concat())
 }
 
 /// Run and parse the JSON line (the last line of stdout).
 fn run_json(args: &[&str]) -> Value {
-    let (ok, stdout, stderr) = loadgen(args);
-    assert!(ok, "loadgen failed:\n{stdout}\n{stderr}");
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {last}\n{stdout}"))
+    common::bench_json(&[&["loadgen"], args].concat()).0
 }
 
 fn u(v: &Value, k: &str) -> u64 {

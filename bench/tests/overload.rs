@@ -4,25 +4,24 @@
 //! that every request was answered exactly once, not how fast refusals were (that is
 //! the benchmark's job, on a quiet machine, in a release build).
 
-use serde_json::Value;
-use std::process::Command;
+mod common;
 
 #[test]
 fn a_short_overload_answers_every_request_once_and_reports_both_runs() {
     let dir = tempfile::tempdir().unwrap();
     // 10x slower GPUs (capacity ~150 r/s for two, 1 s SLO) so that a debug build on a
     // small machine keeps up with the offered ~220 r/s.
-    let out = Command::new(env!("CARGO_BIN_EXE_clockwork-bench"))
-        .args(["overload", "--duration", "3s", "--slowdown", "10", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let out = dir.path().to_str().unwrap();
+    let (v, stdout) = common::bench_json(&[
+        "overload",
+        "--duration",
+        "3s",
+        "--slowdown",
+        "10",
+        "--out",
+        out,
+    ]);
     assert!(stdout.contains("EMULATED"), "{stdout}");
-    let last = stdout.lines().last().unwrap_or_default();
-    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
     assert_eq!(v["bench"], "overload");
     assert_eq!(v["emulated"], true);
     assert!(v["all_goals_met"].is_boolean());

@@ -3,30 +3,22 @@
 //! the figures are there and consistent, not how good they are (that is the
 //! benchmark's job, on a quiet machine).
 
-use serde_json::Value;
-use std::process::Command;
+mod common;
 
 #[test]
 fn one_short_row_runs_and_reports_both_sides() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_clockwork-bench"))
-        .args([
-            "tight-slo",
-            "--rows",
-            "v100-25ms",
-            "--duration",
-            "2s",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let out = dir.path().to_str().unwrap();
+    let (v, stdout) = common::bench_json(&[
+        "tight-slo",
+        "--rows",
+        "v100-25ms",
+        "--duration",
+        "2s",
+        "--out",
+        out,
+    ]);
     assert!(stdout.contains("EMULATED"), "{stdout}");
-    let last = stdout.lines().last().unwrap_or_default();
-    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
     assert_eq!(v["bench"], "tight-slo");
     assert_eq!(v["emulated"], true);
     let rows = v["rows"].as_array().unwrap();
@@ -54,12 +46,8 @@ fn one_short_row_runs_and_reports_both_sides() {
 
 #[test]
 fn unknown_rows_are_refused_by_name() {
-    let out = Command::new(env!("CARGO_BIN_EXE_clockwork-bench"))
-        .args(["tight-slo", "--rows", "h100-1ms"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, stderr) = common::bench(&["tight-slo", "--rows", "h100-1ms"]);
+    assert!(!ok);
     assert!(
         stderr.contains("no row h100-1ms") && stderr.contains("v100-25ms"),
         "{stderr}"
