@@ -712,10 +712,13 @@ fn http_round_trips(
     let (mut successes, mut tries) = (0usize, 0usize);
     while successes < 20 {
         tries += 1;
-        if tries > 2_000 {
-            bail!("the warm-up requests keep failing");
-        }
         let (status, body, _) = post(tries % POOL)?;
+        if tries > 2_000 {
+            bail!(
+                "the warm-up requests keep failing ({successes} successes in {tries}), the last: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
         if status == 200 {
             successes += 1;
         } else if status != 429 && status != 503 {

@@ -5,6 +5,16 @@
 //! answers' outputs equal to a direct run.
 
 use std::process::Command;
+use std::sync::Mutex;
+
+/// Both tests pin a real CPU device to the same core (the last one); run side by side,
+/// each one's device would share that core with the other's, miss its windows, and
+/// have its requests refused. So they take turns.
+static PINNED_CORE: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    PINNED_CORE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clockwork-bench"))
@@ -21,6 +31,7 @@ fn last_json_line(stdout: &str) -> serde_json::Value {
 
 #[test]
 fn local_on_a_cpu_device_serves_real_outputs() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = bench()
         .args([
@@ -74,6 +85,7 @@ fn local_on_a_cpu_device_serves_real_outputs() {
 
 #[test]
 fn cpu_infer_reports_equal_outputs_on_the_identity_model() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let made = bench()
         .args(["make-model", "identity", "--out"])

@@ -8,7 +8,7 @@
 
 use crate::service::{serve, AdminAccess, BearerToken, ServiceConfig, ServiceError, WorkerAddr};
 use clockwork_core::{Nanos, Secret};
-use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError};
+use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError, DEFAULT_TICK_US, TICK_US_RANGE};
 use clockwork_net::tls::{TlsClient, TlsServer};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,6 +80,12 @@ pub struct ControllerArgs {
     /// Spin this many microseconds before parking (lower latency, more CPU).
     #[arg(long, default_value_t = 0)]
     pub spin_us: u64,
+    /// Period of the executor's tick guard in microseconds: the longest stall a wrong
+    /// park of glommio can cause, and one wake-up per period while idle (CPU). See
+    /// docs/operations.md, "Idle CPU and the tick guard".
+    #[arg(long, default_value_t = DEFAULT_TICK_US,
+          value_parser = clap::value_parser!(u64).range(TICK_US_RANGE))]
+    pub tick_us: u64,
     /// Log filter level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log: tracing::Level,
@@ -311,7 +317,8 @@ impl ControllerArgs {
 
     /// The executor the service runs on (`--cpu`, `--spin-us`).
     pub fn executor_config(&self) -> ExecutorConfig {
-        let mut exec = ExecutorConfig::named("controller");
+        let mut exec =
+            ExecutorConfig::named("controller").with_tick(Duration::from_micros(self.tick_us));
         if let Some(cpu) = self.cpu {
             exec = exec.with_cpu(cpu);
         }

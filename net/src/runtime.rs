@@ -77,6 +77,14 @@ use glommio::{
 };
 use nix::sys::resource::{getrlimit, Resource};
 
+/// Default period of the tick guard, in microseconds (see the module docs).
+pub const DEFAULT_TICK_US: u64 = 1_000;
+
+/// The tick periods a service's command line accepts, in microseconds: at least
+/// 100 µs (a shorter tick is mostly wake-ups) and at most 100 ms (glommio's default
+/// preempt timer; a longer tick would bound nothing useful).
+pub const TICK_US_RANGE: std::ops::RangeInclusive<u64> = 100..=100_000;
+
 /// The smallest soft `RLIMIT_MEMLOCK` glommio accepts (its reactor refuses to start
 /// below this: the memory io_uring needs for its own structures).
 pub const MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
@@ -121,7 +129,7 @@ impl Default for ExecutorConfig {
         Self {
             name: String::from("clockwork"),
             cpu: None,
-            tick: Duration::from_millis(1),
+            tick: Duration::from_micros(DEFAULT_TICK_US),
             spin_before_park: None,
             io_memory: 512 * 1024,
             preempt_timer: None,

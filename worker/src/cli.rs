@@ -97,6 +97,11 @@ pub struct WorkerArgs {
     /// the cost of CPU. 0 (default): sleep at once.
     #[arg(long, value_name = "US", default_value_t = 0)]
     pub spin_us: u64,
+    /// Period of the network executor's tick guard in microseconds (see the
+    /// controller's --tick-us).
+    #[arg(long, default_value_t = clockwork_net::runtime::DEFAULT_TICK_US,
+          value_parser = clap::value_parser!(u64).range(clockwork_net::runtime::TICK_US_RANGE))]
+    pub tick_us: u64,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
@@ -203,6 +208,7 @@ impl WorkerArgs {
         }
         let mut executor = ExecutorConfig::named("cw-worker");
         executor.cpu = self.net_cpu;
+        executor.tick = Duration::from_micros(self.tick_us);
         if self.spin_us > 0 {
             executor.spin_before_park = Some(Duration::from_micros(self.spin_us));
         }
