@@ -14,6 +14,11 @@
 //! that writes each prebuilt request in one call (`raw_*`: the server's share with
 //! the client's cost taken out). The native client is the project's own client
 //! library on a glommio executor.
+//!
+//! A gRPC variant (`grpc`): `ModelInfer` calls on the controller's `--grpc` port, one
+//! in flight on one HTTP/2 connection (`grpc_*`; its ratios to native and to HTTP).
+
+mod grpc;
 
 use crate::stats::{histogram, median, ratio, Summary};
 use anyhow::{anyhow, bail};
@@ -159,6 +164,17 @@ fn http_run(
     Ok(h)
 }
 
+/// One `read`, again when a signal interrupted it (EINTR; `Read::read` does not retry).
+fn read_retrying(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// The same exchange with a minimal keep-alive client on `std::net` (one write per
 /// request, the response read by its `Content-Length`): the server's share without
 /// the client library's.
@@ -170,7 +186,7 @@ fn raw_run(
     warmup: u64,
     n: u64,
 ) -> anyhow::Result<Histogram<u64>> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut req = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n",
         body.len()
@@ -191,7 +207,7 @@ fn raw_run(
         s.write_all(&req)?;
         let mut got = 0;
         let total = loop {
-            let k = s.read(&mut buf[got..])?;
+            let k = read_retrying(&mut s, &mut buf[got..])?;
             if k == 0 {
                 bail!("the server closed the connection");
             }
@@ -211,7 +227,7 @@ fn raw_run(
             break end + 4 + len;
         };
         while got < total {
-            let k = s.read(&mut buf[got..])?;
+            let k = read_retrying(&mut s, &mut buf[got..])?;
             if k == 0 {
                 bail!("the server closed the connection");
             }
@@ -239,6 +255,8 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
     let http_addr = free_port()?;
     let mut cfg = ServiceConfig::new(vec![worker.local_addr()], client_addr, TOKEN);
     cfg.http = Some(http_addr);
+    let grpc_addr = free_port()?;
+    cfg.grpc = Some(grpc_addr);
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let ctl = runtime::spawn(ExecutorConfig::named("bench-ctl"), move || async move {
@@ -251,9 +269,9 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
     })
     .map_err(|e| anyhow!("controller executor: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(http_addr).is_err() {
+    while TcpStream::connect(http_addr).is_err() || TcpStream::connect(grpc_addr).is_err() {
         if Instant::now() > deadline {
-            bail!("the controller's HTTP port did not open");
+            bail!("the controller's HTTP and gRPC ports did not open");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -291,9 +309,11 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
     let mut native = Vec::new();
     let mut http = Vec::new();
     let mut raw = Vec::new();
+    let mut grpc = Vec::new();
+    let grpc_model = format!("bench_tiny-{}", model.0);
     for rep in 0..args.repeats {
         eprintln!(
-            "  run {}/{}: native, HTTP (ureq), HTTP (raw)",
+            "  run {}/{}: native, HTTP (ureq), HTTP (raw), gRPC",
             rep + 1,
             args.repeats
         );
@@ -316,6 +336,14 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
             args.round_trips,
         )?;
         raw.push(Summary::of(&h));
+        let h = grpc::grpc_run(
+            grpc_addr,
+            &grpc_model,
+            &input,
+            args.warmup,
+            args.round_trips,
+        )?;
+        grpc.push(Summary::of(&h));
     }
     stop.store(true, Ordering::Relaxed);
     ctl.join()
@@ -330,6 +358,7 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
         ("native (rkyv/TCP)", &native),
         ("HTTP, ureq client", &http),
         ("HTTP, raw client", &raw),
+        ("gRPC, hyper h2", &grpc),
     ];
     println!(
         "{:<20} {:>10} {:>10} {:>10} {:>10}",
@@ -352,6 +381,11 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
     let p99_ratio = ratio(h99 as u64, n99 as u64);
     let raw_p50_ratio = ratio(r50 as u64, n50 as u64);
     let raw_p99_ratio = ratio(r99 as u64, n99 as u64);
+    let (g50, g99) = (med(&grpc, |s| s.p50), med(&grpc, |s| s.p99));
+    let grpc_p50_ratio = ratio(g50 as u64, n50 as u64);
+    let grpc_p99_ratio = ratio(g99 as u64, n99 as u64);
+    let grpc_http_p50_ratio = ratio(g50 as u64, h50 as u64);
+    let grpc_http_p99_ratio = ratio(g99 as u64, h99 as u64);
     println!(
         "HTTP (ureq) / native: p50 x{p50_ratio:.2} ({:+.1} us), p99 x{p99_ratio:.2} ({:+.1} us)",
         us(h50 - n50),
@@ -361,6 +395,11 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
         "HTTP (raw) / native:  p50 x{raw_p50_ratio:.2} ({:+.1} us), p99 x{raw_p99_ratio:.2} ({:+.1} us)",
         us(r50 - n50),
         us(r99 - n99)
+    );
+    println!(
+        "gRPC / native:       p50 x{grpc_p50_ratio:.2} ({:+.1} us), p99 x{grpc_p99_ratio:.2} ({:+.1} us); gRPC / HTTP (ureq): p50 x{grpc_http_p50_ratio:.2}, p99 x{grpc_http_p99_ratio:.2}",
+        us(g50 - n50),
+        us(g99 - n99)
     );
     println!(
         "{}",
@@ -381,6 +420,12 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
             "raw_p99_ratio": raw_p99_ratio,
             "p50_ratio": p50_ratio,
             "p99_ratio": p99_ratio,
+            "grpc_p50_us": us(g50),
+            "grpc_p99_us": us(g99),
+            "grpc_p50_ratio": grpc_p50_ratio,
+            "grpc_p99_ratio": grpc_p99_ratio,
+            "grpc_http_p50_ratio": grpc_http_p50_ratio,
+            "grpc_http_p99_ratio": grpc_http_p99_ratio,
         })
     );
     Ok(())

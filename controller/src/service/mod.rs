@@ -33,7 +33,7 @@
 
 pub mod auth;
 mod expected;
-mod grpc;
+pub mod grpc;
 mod http;
 mod links;
 mod logs;

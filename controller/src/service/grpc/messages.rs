@@ -3,87 +3,95 @@
 //! as `prost` structs. Field names and tags are those of the wire schema
 //! (`grpc_service.proto`); the messages with no fields (`ServerLiveRequest`, ...,
 //! `RepositoryModelLoadResponse`) are [`Empty`].
+//!
+//! Public so that Rust clients (`clockwork-bench http`'s gRPC variant) speak the same
+//! schema without a second copy; the server's own translation of them is `infer` and
+//! `service`, which stay private.
+
+// The fields are the schema's, by name and tag: their meaning is `grpc_service.proto`'s
+// (docs/grpc.md lists what the front end does with each).
+#![allow(missing_docs)]
 
 use std::collections::HashMap;
 
 /// A message with no fields: every request or response the schema leaves empty.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct Empty {}
+pub struct Empty {}
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ServerLiveResponse {
+pub struct ServerLiveResponse {
     #[prost(bool, tag = "1")]
-    pub(super) live: bool,
+    pub live: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ServerReadyResponse {
+pub struct ServerReadyResponse {
     #[prost(bool, tag = "1")]
-    pub(super) ready: bool,
+    pub ready: bool,
 }
 
 /// `ModelReadyRequest`, `ModelMetadataRequest` and `ModelStatisticsRequest`: a model
 /// name and version.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelRef {
+pub struct ModelRef {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(super) version: String,
+    pub version: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelReadyResponse {
+pub struct ModelReadyResponse {
     #[prost(bool, tag = "1")]
-    pub(super) ready: bool,
+    pub ready: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ServerMetadataResponse {
+pub struct ServerMetadataResponse {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(super) version: String,
+    pub version: String,
     #[prost(string, repeated, tag = "3")]
-    pub(super) extensions: Vec<String>,
+    pub extensions: Vec<String>,
 }
 
 /// `ModelMetadataResponse.TensorMetadata`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct TensorMetadata {
+pub struct TensorMetadata {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(super) datatype: String,
+    pub datatype: String,
     #[prost(int64, repeated, tag = "3")]
-    pub(super) shape: Vec<i64>,
+    pub shape: Vec<i64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelMetadataResponse {
+pub struct ModelMetadataResponse {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, repeated, tag = "2")]
-    pub(super) versions: Vec<String>,
+    pub versions: Vec<String>,
     #[prost(string, tag = "3")]
-    pub(super) platform: String,
+    pub platform: String,
     #[prost(message, repeated, tag = "4")]
-    pub(super) inputs: Vec<TensorMetadata>,
+    pub inputs: Vec<TensorMetadata>,
     #[prost(message, repeated, tag = "5")]
-    pub(super) outputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
 }
 
 /// `InferParameter`: one request or response parameter.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct InferParameter {
+pub struct InferParameter {
     #[prost(oneof = "ParameterChoice", tags = "1, 2, 3, 4, 5")]
-    pub(super) parameter_choice: Option<ParameterChoice>,
+    pub parameter_choice: Option<ParameterChoice>,
 }
 
 /// `InferParameter.parameter_choice`: `bool_param`, `int64_param`, `string_param`,
 /// `double_param`, `uint64_param`.
 #[derive(Clone, PartialEq, prost::Oneof)]
-pub(super) enum ParameterChoice {
+pub enum ParameterChoice {
     #[prost(bool, tag = "1")]
     Bool(bool),
     #[prost(int64, tag = "2")]
@@ -98,147 +106,147 @@ pub(super) enum ParameterChoice {
 
 /// `InferTensorContents`: a tensor's elements as typed protobuf fields.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct InferTensorContents {
+pub struct InferTensorContents {
     #[prost(bool, repeated, tag = "1")]
-    pub(super) bool_contents: Vec<bool>,
+    pub bool_contents: Vec<bool>,
     #[prost(int32, repeated, tag = "2")]
-    pub(super) int_contents: Vec<i32>,
+    pub int_contents: Vec<i32>,
     #[prost(int64, repeated, tag = "3")]
-    pub(super) int64_contents: Vec<i64>,
+    pub int64_contents: Vec<i64>,
     #[prost(uint32, repeated, tag = "4")]
-    pub(super) uint_contents: Vec<u32>,
+    pub uint_contents: Vec<u32>,
     #[prost(uint64, repeated, tag = "5")]
-    pub(super) uint64_contents: Vec<u64>,
+    pub uint64_contents: Vec<u64>,
     #[prost(float, repeated, tag = "6")]
-    pub(super) fp32_contents: Vec<f32>,
+    pub fp32_contents: Vec<f32>,
     #[prost(double, repeated, tag = "7")]
-    pub(super) fp64_contents: Vec<f64>,
+    pub fp64_contents: Vec<f64>,
     #[prost(bytes = "vec", repeated, tag = "8")]
-    pub(super) bytes_contents: Vec<Vec<u8>>,
+    pub bytes_contents: Vec<Vec<u8>>,
 }
 
 /// `ModelInferRequest.InferInputTensor`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct InferInputTensor {
+pub struct InferInputTensor {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(super) datatype: String,
+    pub datatype: String,
     #[prost(int64, repeated, tag = "3")]
-    pub(super) shape: Vec<i64>,
+    pub shape: Vec<i64>,
     #[prost(map = "string, message", tag = "4")]
-    pub(super) parameters: HashMap<String, InferParameter>,
+    pub parameters: HashMap<String, InferParameter>,
     #[prost(message, optional, tag = "5")]
-    pub(super) contents: Option<InferTensorContents>,
+    pub contents: Option<InferTensorContents>,
 }
 
 /// `ModelInferRequest.InferRequestedOutputTensor`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct InferRequestedOutputTensor {
+pub struct InferRequestedOutputTensor {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(map = "string, message", tag = "2")]
-    pub(super) parameters: HashMap<String, InferParameter>,
+    pub parameters: HashMap<String, InferParameter>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelInferRequest {
+pub struct ModelInferRequest {
     #[prost(string, tag = "1")]
-    pub(super) model_name: String,
+    pub model_name: String,
     #[prost(string, tag = "2")]
-    pub(super) model_version: String,
+    pub model_version: String,
     #[prost(string, tag = "3")]
-    pub(super) id: String,
+    pub id: String,
     #[prost(map = "string, message", tag = "4")]
-    pub(super) parameters: HashMap<String, InferParameter>,
+    pub parameters: HashMap<String, InferParameter>,
     #[prost(message, repeated, tag = "5")]
-    pub(super) inputs: Vec<InferInputTensor>,
+    pub inputs: Vec<InferInputTensor>,
     #[prost(message, repeated, tag = "6")]
-    pub(super) outputs: Vec<InferRequestedOutputTensor>,
+    pub outputs: Vec<InferRequestedOutputTensor>,
     #[prost(bytes = "vec", repeated, tag = "7")]
-    pub(super) raw_input_contents: Vec<Vec<u8>>,
+    pub raw_input_contents: Vec<Vec<u8>>,
 }
 
 /// `ModelInferResponse.InferOutputTensor`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct InferOutputTensor {
+pub struct InferOutputTensor {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(super) datatype: String,
+    pub datatype: String,
     #[prost(int64, repeated, tag = "3")]
-    pub(super) shape: Vec<i64>,
+    pub shape: Vec<i64>,
     #[prost(map = "string, message", tag = "4")]
-    pub(super) parameters: HashMap<String, InferParameter>,
+    pub parameters: HashMap<String, InferParameter>,
     #[prost(message, optional, tag = "5")]
-    pub(super) contents: Option<InferTensorContents>,
+    pub contents: Option<InferTensorContents>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelInferResponse {
+pub struct ModelInferResponse {
     #[prost(string, tag = "1")]
-    pub(super) model_name: String,
+    pub model_name: String,
     #[prost(string, tag = "2")]
-    pub(super) model_version: String,
+    pub model_version: String,
     #[prost(string, tag = "3")]
-    pub(super) id: String,
+    pub id: String,
     #[prost(map = "string, message", tag = "4")]
-    pub(super) parameters: HashMap<String, InferParameter>,
+    pub parameters: HashMap<String, InferParameter>,
     #[prost(message, repeated, tag = "5")]
-    pub(super) outputs: Vec<InferOutputTensor>,
+    pub outputs: Vec<InferOutputTensor>,
     #[prost(bytes = "vec", repeated, tag = "6")]
-    pub(super) raw_output_contents: Vec<Vec<u8>>,
+    pub raw_output_contents: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct RepositoryIndexRequest {
+pub struct RepositoryIndexRequest {
     #[prost(string, tag = "1")]
-    pub(super) repository_name: String,
+    pub repository_name: String,
     #[prost(bool, tag = "2")]
-    pub(super) ready: bool,
+    pub ready: bool,
 }
 
 /// `RepositoryIndexResponse.ModelIndex`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelIndex {
+pub struct ModelIndex {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(super) version: String,
+    pub version: String,
     #[prost(string, tag = "3")]
-    pub(super) state: String,
+    pub state: String,
     #[prost(string, tag = "4")]
-    pub(super) reason: String,
+    pub reason: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct RepositoryIndexResponse {
+pub struct RepositoryIndexResponse {
     #[prost(message, repeated, tag = "1")]
-    pub(super) models: Vec<ModelIndex>,
+    pub models: Vec<ModelIndex>,
 }
 
 /// `RepositoryModelLoadRequest` and `RepositoryModelUnloadRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct RepositoryModelRequest {
+pub struct RepositoryModelRequest {
     #[prost(string, tag = "1")]
-    pub(super) repository_name: String,
+    pub repository_name: String,
     #[prost(string, tag = "2")]
-    pub(super) model_name: String,
+    pub model_name: String,
     #[prost(map = "string, message", tag = "3")]
-    pub(super) parameters: HashMap<String, ModelRepositoryParameter>,
+    pub parameters: HashMap<String, ModelRepositoryParameter>,
 }
 
 /// `ModelRepositoryParameter`: one load or unload parameter.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelRepositoryParameter {
+pub struct ModelRepositoryParameter {
     #[prost(oneof = "RepositoryParameterChoice", tags = "1, 2, 3, 4")]
-    pub(super) parameter_choice: Option<RepositoryParameterChoice>,
+    pub parameter_choice: Option<RepositoryParameterChoice>,
 }
 
 /// `ModelRepositoryParameter.parameter_choice`: `bool_param`, `int64_param`,
 /// `string_param`, `bytes_param`.
 #[derive(Clone, PartialEq, prost::Oneof)]
-pub(super) enum RepositoryParameterChoice {
+pub enum RepositoryParameterChoice {
     #[prost(bool, tag = "1")]
     Bool(bool),
     #[prost(int64, tag = "2")]
@@ -251,68 +259,68 @@ pub(super) enum RepositoryParameterChoice {
 
 /// `StatisticDuration`: how many, and their total time.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct StatisticDuration {
+pub struct StatisticDuration {
     #[prost(uint64, tag = "1")]
-    pub(super) count: u64,
+    pub count: u64,
     #[prost(uint64, tag = "2")]
-    pub(super) ns: u64,
+    pub ns: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct InferStatistics {
+pub struct InferStatistics {
     #[prost(message, optional, tag = "1")]
-    pub(super) success: Option<StatisticDuration>,
+    pub success: Option<StatisticDuration>,
     #[prost(message, optional, tag = "2")]
-    pub(super) fail: Option<StatisticDuration>,
+    pub fail: Option<StatisticDuration>,
     #[prost(message, optional, tag = "3")]
-    pub(super) queue: Option<StatisticDuration>,
+    pub queue: Option<StatisticDuration>,
     #[prost(message, optional, tag = "4")]
-    pub(super) compute_input: Option<StatisticDuration>,
+    pub compute_input: Option<StatisticDuration>,
     #[prost(message, optional, tag = "5")]
-    pub(super) compute_infer: Option<StatisticDuration>,
+    pub compute_infer: Option<StatisticDuration>,
     #[prost(message, optional, tag = "6")]
-    pub(super) compute_output: Option<StatisticDuration>,
+    pub compute_output: Option<StatisticDuration>,
     #[prost(message, optional, tag = "7")]
-    pub(super) cache_hit: Option<StatisticDuration>,
+    pub cache_hit: Option<StatisticDuration>,
     #[prost(message, optional, tag = "8")]
-    pub(super) cache_miss: Option<StatisticDuration>,
+    pub cache_miss: Option<StatisticDuration>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct InferBatchStatistics {
+pub struct InferBatchStatistics {
     #[prost(uint64, tag = "1")]
-    pub(super) batch_size: u64,
+    pub batch_size: u64,
     #[prost(message, optional, tag = "2")]
-    pub(super) compute_input: Option<StatisticDuration>,
+    pub compute_input: Option<StatisticDuration>,
     #[prost(message, optional, tag = "3")]
-    pub(super) compute_infer: Option<StatisticDuration>,
+    pub compute_infer: Option<StatisticDuration>,
     #[prost(message, optional, tag = "4")]
-    pub(super) compute_output: Option<StatisticDuration>,
+    pub compute_output: Option<StatisticDuration>,
 }
 
 /// `ModelStatistics` (without `memory_usage` and `response_stats`, which stay empty).
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelStatistics {
+pub struct ModelStatistics {
     #[prost(string, tag = "1")]
-    pub(super) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(super) version: String,
+    pub version: String,
     #[prost(uint64, tag = "3")]
-    pub(super) last_inference: u64,
+    pub last_inference: u64,
     #[prost(uint64, tag = "4")]
-    pub(super) inference_count: u64,
+    pub inference_count: u64,
     #[prost(uint64, tag = "5")]
-    pub(super) execution_count: u64,
+    pub execution_count: u64,
     #[prost(message, optional, tag = "6")]
-    pub(super) inference_stats: Option<InferStatistics>,
+    pub inference_stats: Option<InferStatistics>,
     #[prost(message, repeated, tag = "7")]
-    pub(super) batch_stats: Vec<InferBatchStatistics>,
+    pub batch_stats: Vec<InferBatchStatistics>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ModelStatisticsResponse {
+pub struct ModelStatisticsResponse {
     #[prost(message, repeated, tag = "1")]
-    pub(super) model_stats: Vec<ModelStatistics>,
+    pub model_stats: Vec<ModelStatistics>,
 }
 
 #[cfg(test)]

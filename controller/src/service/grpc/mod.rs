@@ -12,11 +12,15 @@
 //! and `ServerReady` needs it (or the admin token) as `authorization: Bearer TOKEN`
 //! metadata; admin calls (repository load and unload) need the admin token, as over
 //! HTTP. See `docs/grpc.md`.
+//!
+//! Public: the protobuf messages ([`messages`]) and hyper's runtime on glommio
+//! ([`rt`]), so that a Rust client (`clockwork-bench http`) speaks the same schema
+//! over the same adapter; serving stays private.
 
 mod framing;
 mod infer;
-mod messages;
-mod rt;
+pub mod messages;
+pub mod rt;
 mod service;
 
 use super::auth::ApiAuth;

@@ -3,7 +3,8 @@
 //! a futures-io stream (a glommio `TcpStream`, or TLS over one) as hyper's I/O
 //! (`hyper::rt::{Read, Write}`).
 //! No tokio runtime runs; hyper is given no timer (the front end sets no HTTP/2
-//! keep-alive pings, so it needs none).
+//! keep-alive pings, so it needs none). Public so that a Rust gRPC client on a glommio
+//! executor (`clockwork-bench http`) drives hyper's HTTP/2 client the same way.
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use hyper::rt::{Executor, Read, ReadBufCursor, Write};
@@ -14,7 +15,7 @@ use std::task::{Context, Poll};
 
 /// Spawns hyper's tasks on the current glommio executor.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct LocalExec;
+pub struct LocalExec;
 
 impl<F> Executor<F> for LocalExec
 where
@@ -31,13 +32,20 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// A futures-io stream for hyper. Reads go through a scratch buffer (hyper hands
 /// out uninitialised memory; copying keeps this free of `unsafe`).
-pub(super) struct Io<S> {
+pub struct Io<S> {
     stream: S,
     scratch: Vec<u8>,
 }
 
+impl<S> std::fmt::Debug for Io<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io").finish_non_exhaustive()
+    }
+}
+
 impl<S> Io<S> {
-    pub(super) fn new(stream: S) -> Self {
+    /// Wraps `stream`.
+    pub fn new(stream: S) -> Self {
         Self {
             stream,
             scratch: Vec::new(),

@@ -1,22 +1,38 @@
-//! Prometheus metrics: counters and histograms the service keeps as it runs, and the
-//! text exposition (format 0.0.4) served on `GET /metrics`.
+//! Prometheus metrics: the counters and histograms the service keeps as it runs, and
+//! their exposition on `GET /metrics` (Prometheus text format 0.0.4), encoded by the
+//! `prometheus-client` crate.
 //!
 //! Everything is fed from the service's single thread: responses as they leave the
 //! scheduler (native and HTTP clients alike), worker results as they arrive, the time
-//! of every scheduler call, and each HTTP exchange. Scheduler counters and gauges are
-//! read at scrape time. Histograms are Prometheus histograms (cumulative `_bucket`
-//! series with `le`, `_sum`, `_count`), so they aggregate across controllers.
+//! of every scheduler call, and each HTTP exchange. Event-driven series are
+//! `prometheus-client` counters and histograms (`Live`; a label set's handle is looked
+//! up once and kept, so a response costs a hash lookup and an atomic add, never a
+//! string). Values owned elsewhere (the scheduler's counters and gauges, the GPUs,
+//! the HTTP connection counts) are copied into a `Snapshot` at scrape time. One
+//! collector (`Exposition`) writes every family in a fixed order, also those with no
+//! series yet, so dashboards and alerts find each name from the start. Scrapes encode
+//! on the service's thread between events, as every other endpoint answers.
+//!
+//! Histograms are Prometheus histograms (cumulative `_bucket` series with `le`,
+//! `_sum`, `_count`), so they aggregate across controllers.
 //!
 //! Label cardinality: only `clockwork_model_requests_total` is per model instance
 //! (and only for instances that saw requests); latency histograms are per network
 //! (profile name, e.g. `resnet50_v2`), GPU series per GPU, everything else global.
 
-use clockwork_core::{
-    GpuId, InferResponse, ModelId, Nanos, Outcome, StatusGroup, WorkerId, WorkerState,
-};
+use clockwork_core::{GpuId, InferResponse, ModelId, Nanos, Outcome, WorkerId, WorkerState};
 use clockwork_scheduler::Scheduler;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Latency buckets, seconds: 0.5 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -42,82 +58,12 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 /// Window over which GPU utilisation gauges are computed.
 const UTIL_WINDOW: Nanos = Nanos::from_secs(1);
 
-/// A Prometheus histogram with fixed buckets.
-#[derive(Debug, Clone)]
-pub(crate) struct Histogram {
-    bounds: &'static [f64],
-    /// Per-bucket (non-cumulative) counts; the last is `+Inf`.
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: vec![0; bounds.len() + 1],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    /// Counts one observation.
-    pub(crate) fn observe(&mut self, v: f64) {
-        let i = self.bounds.partition_point(|&b| b < v);
-        self.counts[i] += 1;
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut acc = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            acc += c;
-            match self.bounds.get(i) {
-                Some(b) => {
-                    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {acc}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {acc}");
-                }
-            }
-        }
-        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), self.sum);
-        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count);
-    }
-}
-
-fn braces(labels: &str) -> String {
-    if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    }
-}
-
-/// Escapes a label value (backslash, double quote, newline).
-pub(crate) fn escape(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &str, v: impl std::fmt::Display) {
-    let _ = writeln!(out, "{name}{} {v}", braces(labels));
+fn decision_histogram() -> Histogram {
+    Histogram::new(DECISION_BUCKETS.iter().copied())
 }
 
 /// Which scheduler entry point a decision-time sample measures.
@@ -171,64 +117,466 @@ struct GpuBusy {
     last_at: Nanos,
 }
 
-/// The service's metrics.
-#[derive(Debug)]
-pub(crate) struct Metrics {
-    /// Answers by (model id, status label); unknown ids are counted under `u32::MAX`.
-    by_model: HashMap<(u32, &'static str), u64>,
-    by_status: BTreeMap<&'static str, u64>,
-    /// Controller latency by network (profile name) and status group (indexed by
-    /// `StatusGroup as usize`, in `StatusGroup::ALL` order).
-    latency: BTreeMap<String, [Histogram; 4]>,
-    decision: Vec<Histogram>,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    network: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabel {
+    call: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    endpoint: &'static str,
+    code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    interface: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabel {
+    interface: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The event-driven series: `prometheus-client` handles, shared (they are `Arc`s
+/// inside) between the service, which counts, and the collector, which encodes.
+#[derive(Debug, Clone)]
+struct Live {
+    requests: Family<StatusLabel, Counter>,
+    model_requests: Family<ModelLabels, Counter>,
+    latency: HistogramFamily<LatencyLabels>,
+    decision: HistogramFamily<CallLabel>,
     exec: Histogram,
     load: Histogram,
     batch: Histogram,
+    links_lost: Family<ReasonLabel, Counter>,
+    auth_refused: Family<AuthLabels, Counter>,
+    tls_failed: Family<InterfaceLabel, Counter>,
+    http: Family<HttpLabels, Counter>,
+    http_latency: HistogramFamily<EndpointLabel>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            model_requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            decision: Family::new_with_constructor(decision_histogram),
+            exec: latency_histogram(),
+            load: latency_histogram(),
+            batch: Histogram::new(BATCH_BUCKETS.iter().copied()),
+            links_lost: Family::default(),
+            auth_refused: Family::default(),
+            tls_failed: Family::default(),
+            http: Family::default(),
+            http_latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+/// The scheduler's counters, in exposition order: name (without `_total`), help.
+const SCHED_COUNTERS: [(&str, &str); 14] = [
+    ("clockwork_requests_offered", "Inference requests received."),
+    (
+        "clockwork_cold_starts",
+        "Requests that arrived while no GPU had their model ready.",
+    ),
+    ("clockwork_infers", "INFER actions sent."),
+    (
+        "clockwork_infer_batched_requests",
+        "Requests carried by INFER actions.",
+    ),
+    (
+        "clockwork_infer_failures",
+        "INFER results with a failure status.",
+    ),
+    ("clockwork_loads", "LOAD actions sent."),
+    (
+        "clockwork_load_failures",
+        "LOAD results with a failure status.",
+    ),
+    ("clockwork_unloads", "UNLOAD actions sent."),
+    (
+        "clockwork_unload_failures",
+        "UNLOAD results with a failure status.",
+    ),
+    (
+        "clockwork_late_successes",
+        "INFERs that succeeded after their request's deadline.",
+    ),
+    (
+        "clockwork_requeued",
+        "Requests re-queued after their worker was lost or a window was missed.",
+    ),
+    (
+        "clockwork_resyncs",
+        "GET STATE resyncs after a result contradicted the plan.",
+    ),
+    (
+        "clockwork_stale_results",
+        "Results for actions no longer tracked.",
+    ),
+    (
+        "clockwork_registrations",
+        "RegisterModel actions sent to workers.",
+    ),
+];
+
+/// The scheduler's and the service's gauges, in exposition order.
+const GAUGES: [(&str, &str); 7] = [
+    (
+        "clockwork_requests_pending",
+        "Requests admitted and not yet answered (queued or in flight).",
+    ),
+    (
+        "clockwork_requests_queued",
+        "Requests waiting in model queues.",
+    ),
+    ("clockwork_gpus", "GPUs in the plan."),
+    ("clockwork_workers_connected", "Workers with a live link."),
+    (
+        "clockwork_models_registered",
+        "Model instances registered and not unloaded.",
+    ),
+    (
+        "clockwork_models_unloaded",
+        "Model instances unloaded through the repository API.",
+    ),
+    (
+        "clockwork_actions_pending",
+        "Actions sent to workers and not yet answered.",
+    ),
+];
+
+/// The HTTP connection series: name (counters without `_total`), type, help.
+const HTTP_CONNECTIONS: [(&str, MetricType, &str); 4] = [
+    (
+        "clockwork_http_connections",
+        MetricType::Gauge,
+        "Open HTTP connections.",
+    ),
+    (
+        "clockwork_http_connections",
+        MetricType::Counter,
+        "HTTP connections accepted.",
+    ),
+    (
+        "clockwork_http_connections_refused",
+        MetricType::Counter,
+        "HTTP connections refused at the connection limit.",
+    ),
+    (
+        "clockwork_http_late_answers",
+        MetricType::Counter,
+        "Successful inferences whose HTTP answer finished writing after the request's deadline (counted late in the request log too).",
+    ),
+];
+
+/// Prediction errors of one estimate: samples, sum of absolute errors (s), mean
+/// signed error (s), largest overrun (s).
+#[derive(Debug, Clone, Copy, Default)]
+struct ErrorSnapshot {
+    samples: u64,
+    abs_sum: f64,
+    mean: f64,
+    max_over: f64,
+}
+
+/// A GPU's labels.
+type GpuLabels = [(&'static str, u32); 2];
+
+fn gpu_labels(w: u32, g: u32) -> GpuLabels {
+    [("worker", w), ("gpu", g)]
+}
+
+/// What the scrape reads from outside the event-driven series, copied at scrape time.
+#[derive(Debug, Default)]
+struct Snapshot {
+    sched_counters: [u64; 14],
+    gauges: [u64; 7],
+    estimator: [(&'static str, ErrorSnapshot); 3],
+    gpu_pages: Vec<(GpuLabels, u32)>,
+    gpu_free: Vec<(GpuLabels, u32)>,
+    gpu_busy: Vec<(GpuLabels, f64)>,
+    gpu_util: Vec<(GpuLabels, f64)>,
+    http_connections: [u64; 4],
+}
+
+/// Writes one family: its HELP and TYPE, then each metric under its labels.
+fn family<S: EncodeLabelSet, M: EncodeMetric>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    members: impl IntoIterator<Item = (S, M)>,
+) -> fmt::Result {
+    let mut e = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, m) in members {
+        m.encode(e.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes one metric (a family handle writes all its members) under its own name.
+fn single(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    m: &impl EncodeMetric,
+) -> fmt::Result {
+    m.encode(enc.encode_descriptor(name, help, None, m.metric_type())?)
+}
+
+/// Every family, in a fixed order: the collector `/metrics` encodes.
+#[derive(Debug)]
+struct Exposition {
+    live: Live,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let e = &mut enc;
+        let l = &self.live;
+        let s = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        single(
+            e,
+            "clockwork_requests",
+            "Inference requests answered, by status (native and HTTP clients).",
+            &l.requests,
+        )?;
+        single(
+            e,
+            "clockwork_model_requests",
+            "Inference requests answered, by model instance and status (instances with traffic only).",
+            &l.model_requests,
+        )?;
+        single(
+            e,
+            "clockwork_request_duration_seconds",
+            "Controller latency of inference requests (arrival to answer), by network and outcome.",
+            &l.latency,
+        )?;
+        for ((name, help), v) in SCHED_COUNTERS.iter().zip(s.sched_counters) {
+            single(e, name, help, &ConstCounter::new(v))?;
+        }
+        for ((name, help), v) in GAUGES.iter().zip(s.gauges) {
+            single(e, name, help, &ConstGauge::new(v))?;
+        }
+        single(
+            e,
+            "clockwork_worker_links_lost",
+            "Worker links lost, by reason: closed (by the peer), silent (no frame for the link timeout), result_overdue (a result not back by its window's end plus the grace), error (a bad frame or a socket error).",
+            &l.links_lost,
+        )?;
+        single(
+            e,
+            "clockwork_auth_refused",
+            "Requests refused for want of the right API token, by interface and reason (missing, not_bearer, wrong).",
+            &l.auth_refused,
+        )?;
+        single(
+            e,
+            "clockwork_tls_handshakes_failed",
+            "Connections closed because their TLS handshake failed or timed out, by interface.",
+            &l.tls_failed,
+        )?;
+        let estimate = |k: &'static str| [("estimate", k)];
+        family(
+            e,
+            "clockwork_estimator_samples",
+            "Prediction-error samples: exec (INFER duration), completion (INFER end), load (LOAD duration).",
+            MetricType::Counter,
+            s.estimator
+                .iter()
+                .map(|&(k, x)| (estimate(k), ConstCounter::new(x.samples))),
+        )?;
+        family(
+            e,
+            "clockwork_estimator_abs_error_seconds",
+            "Sum of absolute prediction errors (actual - expected).",
+            MetricType::Counter,
+            s.estimator
+                .iter()
+                .map(|&(k, x)| (estimate(k), ConstCounter::new(x.abs_sum))),
+        )?;
+        family(
+            e,
+            "clockwork_estimator_mean_error_seconds",
+            "Mean signed prediction error since start (positive: slower than predicted).",
+            MetricType::Gauge,
+            s.estimator
+                .iter()
+                .map(|&(k, x)| (estimate(k), ConstGauge::new(x.mean))),
+        )?;
+        family(
+            e,
+            "clockwork_estimator_max_overrun_seconds",
+            "Largest overrun (actual above expected) since start.",
+            MetricType::Gauge,
+            s.estimator
+                .iter()
+                .map(|&(k, x)| (estimate(k), ConstGauge::new(x.max_over))),
+        )?;
+        family(
+            e,
+            "clockwork_gpu_cache_pages",
+            "Weights-cache pages of each GPU.",
+            MetricType::Gauge,
+            s.gpu_pages.iter().map(|&(g, v)| (g, ConstGauge::new(v))),
+        )?;
+        family(
+            e,
+            "clockwork_gpu_cache_free_pages",
+            "Free weights-cache pages of each GPU, as the controller plans them.",
+            MetricType::Gauge,
+            s.gpu_free.iter().map(|&(g, v)| (g, ConstGauge::new(v))),
+        )?;
+        family(
+            e,
+            "clockwork_gpu_busy_seconds",
+            "Worker-measured INFER execution time per GPU (rate() of it is the utilisation).",
+            MetricType::Counter,
+            s.gpu_busy.iter().map(|&(g, v)| (g, ConstCounter::new(v))),
+        )?;
+        family(
+            e,
+            "clockwork_gpu_utilization_ratio",
+            "Share of the last completed ~1 s window each GPU spent executing (0 when idle for 2 windows).",
+            MetricType::Gauge,
+            s.gpu_util.iter().map(|&(g, v)| (g, ConstGauge::new(v))),
+        )?;
+        single(
+            e,
+            "clockwork_infer_exec_seconds",
+            "Worker-measured INFER execution time.",
+            &l.exec,
+        )?;
+        single(
+            e,
+            "clockwork_load_seconds",
+            "Worker-measured LOAD (weights copy) time.",
+            &l.load,
+        )?;
+        single(
+            e,
+            "clockwork_infer_batch_size",
+            "Executed (padded) batch size of INFERs.",
+            &l.batch,
+        )?;
+        single(
+            e,
+            "clockwork_controller_decision_seconds",
+            "Time spent inside scheduler calls, by entry point.",
+            &l.decision,
+        )?;
+        single(
+            e,
+            "clockwork_http_requests",
+            "HTTP requests answered, by endpoint and status code.",
+            &l.http,
+        )?;
+        single(
+            e,
+            "clockwork_http_request_duration_seconds",
+            "HTTP request handling time (request read to response written), by endpoint.",
+            &l.http_latency,
+        )?;
+        for ((name, kind, help), v) in HTTP_CONNECTIONS.iter().zip(s.http_connections) {
+            match kind {
+                MetricType::Counter => single(e, name, help, &ConstCounter::new(v))?,
+                _ => single(e, name, help, &ConstGauge::new(v))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The service's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    live: Live,
+    /// `clockwork_requests_total` members by status label, kept like `model_counters`.
+    status_counters: HashMap<&'static str, Counter>,
+    /// Per-model counters by (model id, status label), kept so that a response does
+    /// not build its label strings again; unknown ids are counted under `u32::MAX`.
+    model_counters: HashMap<(u32, &'static str), Counter>,
+    /// Latency histograms by network, per status group (indexed by
+    /// `clockwork_core::StatusGroup as usize`), made on first use.
+    latency: HashMap<String, [Option<Histogram>; 4]>,
+    /// `decision` members, in `CALLS` order.
+    decision: Vec<Histogram>,
     /// GPUs of connected workers: (total pages) by (worker, gpu).
     gpus: BTreeMap<(u32, u32), u32>,
     busy: BTreeMap<(u32, u32), GpuBusy>,
-    http: BTreeMap<(&'static str, u16), u64>,
-    http_latency: Vec<Histogram>,
     pub(crate) http_open: u64,
     pub(crate) http_accepted: u64,
     pub(crate) http_refused: u64,
     /// Successful inferences whose HTTP answer finished writing after the deadline.
     pub(crate) http_late_answers: u64,
-    /// Worker links lost, by why (`closed`, `silent`, `result_overdue`, `error`).
-    links_lost: BTreeMap<&'static str, u64>,
-    /// Requests refused for want of the right token, by (interface, reason).
-    auth_refused: BTreeMap<(&'static str, &'static str), u64>,
-    /// Connections closed because their TLS handshake failed, by interface.
-    tls_failed: BTreeMap<&'static str, u64>,
+    /// What the exposition reads besides `live`, filled by `render`.
+    snapshot: Arc<Mutex<Snapshot>>,
+    registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let live = Live::default();
+        let decision = CALLS
+            .iter()
+            .map(|&(_, call)| live.decision.get_or_create_owned(&CallLabel { call }))
+            .collect();
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Exposition {
+            live: live.clone(),
+            snapshot: snapshot.clone(),
+        }));
         Self {
-            by_model: HashMap::new(),
-            by_status: BTreeMap::new(),
-            latency: BTreeMap::new(),
-            decision: CALLS
-                .iter()
-                .map(|_| Histogram::new(DECISION_BUCKETS))
-                .collect(),
-            exec: Histogram::new(LATENCY_BUCKETS),
-            load: Histogram::new(LATENCY_BUCKETS),
-            batch: Histogram::new(BATCH_BUCKETS),
+            live,
+            status_counters: HashMap::new(),
+            model_counters: HashMap::new(),
+            latency: HashMap::new(),
+            decision,
             gpus: BTreeMap::new(),
             busy: BTreeMap::new(),
-            http: BTreeMap::new(),
-            http_latency: ENDPOINTS
-                .iter()
-                .map(|_| Histogram::new(LATENCY_BUCKETS))
-                .collect(),
             http_open: 0,
             http_accepted: 0,
             http_refused: 0,
             http_late_answers: 0,
-            links_lost: BTreeMap::new(),
-            auth_refused: BTreeMap::new(),
-            tls_failed: BTreeMap::new(),
+            snapshot,
+            registry,
         }
     }
 }
@@ -247,17 +595,41 @@ impl Metrics {
         } else {
             u32::MAX
         };
-        *self.by_model.entry((id, label)).or_insert(0) += 1;
-        *self.by_status.entry(label).or_insert(0) += 1;
+        let live = &self.live;
+        self.model_counters
+            .entry((id, label))
+            .or_insert_with(|| {
+                let model = match profile {
+                    Some(p) => format!("{}-{id}", p.name),
+                    None => String::from("unknown"),
+                };
+                live.model_requests.get_or_create_owned(&ModelLabels {
+                    model,
+                    status: label,
+                })
+            })
+            .inc();
+        self.status_counters
+            .entry(label)
+            .or_insert_with(|| {
+                live.requests
+                    .get_or_create_owned(&StatusLabel { status: label })
+            })
+            .inc();
         let network = profile.map_or("unknown", |p| p.name.as_str());
-        let h = match self.latency.get_mut(network) {
-            Some(h) => h,
-            None => self
-                .latency
-                .entry(network.to_owned())
-                .or_insert_with(|| std::array::from_fn(|_| Histogram::new(LATENCY_BUCKETS))),
+        let hs = match self.latency.get_mut(network) {
+            Some(hs) => hs,
+            None => self.latency.entry(network.to_owned()).or_default(),
         };
-        h[r.status.group() as usize].observe(secs(r.controller_latency));
+        let group = r.status.group();
+        hs[group as usize]
+            .get_or_insert_with(|| {
+                live.latency.get_or_create_owned(&LatencyLabels {
+                    network: network.to_owned(),
+                    outcome: group.label(),
+                })
+            })
+            .observe(secs(r.controller_latency));
     }
 
     /// A scheduler call took `d`.
@@ -281,26 +653,35 @@ impl Metrics {
 
     /// A worker's link was lost for `reason` (counted once per loss).
     pub(crate) fn link_lost(&mut self, reason: &'static str) {
-        *self.links_lost.entry(reason).or_insert(0) += 1;
+        self.live
+            .links_lost
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// A request on `interface` (`http`, `grpc`) was refused by the token check for
     /// `reason` (`auth::Refusal::label`).
     pub(crate) fn auth_refused(&mut self, interface: &'static str, reason: &'static str) {
-        *self.auth_refused.entry((interface, reason)).or_insert(0) += 1;
+        self.live
+            .auth_refused
+            .get_or_create(&AuthLabels { interface, reason })
+            .inc();
     }
 
     /// A connection on `interface` (`http`, `grpc`, `worker`) failed its TLS handshake.
     pub(crate) fn tls_failed(&mut self, interface: &'static str) {
-        *self.tls_failed.entry(interface).or_insert(0) += 1;
+        self.live
+            .tls_failed
+            .get_or_create(&InterfaceLabel { interface })
+            .inc();
     }
 
     /// A worker result arrived at `now`.
     pub(crate) fn result(&mut self, w: WorkerId, outcome: &Outcome, now: Nanos) {
         match outcome {
             Outcome::Inferred(i) => {
-                self.exec.observe(secs(i.exec.duration));
-                self.batch.observe(f64::from(i.padded_batch));
+                self.live.exec.observe(secs(i.exec.duration));
+                self.live.batch.observe(f64::from(i.padded_batch));
                 let b = self.busy.entry((w.0, i.gpu.0)).or_default();
                 b.busy_total = b.busy_total + i.exec.duration;
                 if b.window_start == Nanos::ZERO {
@@ -315,7 +696,7 @@ impl Metrics {
                     b.window_busy = Nanos::ZERO;
                 }
             }
-            Outcome::Loaded { timing } => self.load.observe(secs(timing.duration)),
+            Outcome::Loaded { timing } => self.live.load.observe(secs(timing.duration)),
             // No metric follows these.
             Outcome::Error { .. }
             | Outcome::Registered { .. }
@@ -327,453 +708,104 @@ impl Metrics {
 
     /// One HTTP exchange ended.
     pub(crate) fn http(&mut self, endpoint: &'static str, code: u16, took: Nanos) {
-        *self.http.entry((endpoint, code)).or_insert(0) += 1;
-        if let Some(i) = ENDPOINTS.iter().position(|e| *e == endpoint) {
-            self.http_latency[i].observe(secs(took));
+        self.live
+            .http
+            .get_or_create(&HttpLabels { endpoint, code })
+            .inc();
+        if ENDPOINTS.contains(&endpoint) {
+            self.live
+                .http_latency
+                .get_or_create(&EndpointLabel { endpoint })
+                .observe(secs(took));
         }
     }
 
-    /// The exposition text.
-    pub(crate) fn render(&self, sched: &Scheduler, workers: usize, now: Nanos) -> String {
-        let mut o = String::with_capacity(16 * 1024);
+    /// Copies what the exposition reads from the scheduler and the service.
+    fn snapshot(&self, sched: &Scheduler, workers: usize, now: Nanos) {
         let st = sched.stats();
-
-        family(
-            &mut o,
-            "clockwork_requests_total",
-            "counter",
-            "Inference requests answered, by status (native and HTTP clients).",
-        );
-        for (s, n) in &self.by_status {
-            sample(
-                &mut o,
-                "clockwork_requests_total",
-                &format!("status=\"{s}\""),
-                n,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_model_requests_total",
-            "counter",
-            "Inference requests answered, by model instance and status (instances with traffic only).",
-        );
-        let mut per_model: Vec<_> = self.by_model.iter().collect();
-        per_model.sort_unstable();
-        for (&(m, s), n) in per_model {
-            let name = if m == u32::MAX {
-                String::from("unknown")
-            } else {
-                sched
-                    .model_profile(ModelId(m))
-                    .map_or_else(|| m.to_string(), |p| format!("{}-{m}", p.name))
-            };
-            sample(
-                &mut o,
-                "clockwork_model_requests_total",
-                &format!("model=\"{}\",status=\"{s}\"", escape(&name)),
-                n,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_request_duration_seconds",
-            "histogram",
-            "Controller latency of inference requests (arrival to answer), by network and outcome.",
-        );
-        for (net, hs) in &self.latency {
-            for (h, group) in hs.iter().zip(StatusGroup::ALL) {
-                let outcome = group.label();
-                if h.count > 0 {
-                    let l = format!("network=\"{}\",outcome=\"{outcome}\"", escape(net));
-                    h.render(&mut o, "clockwork_request_duration_seconds", &l);
-                }
-            }
-        }
-        let counters: [(&str, &str, u64); 14] = [
-            (
-                "clockwork_requests_offered_total",
-                "Inference requests received.",
-                st.offered,
-            ),
-            (
-                "clockwork_cold_starts_total",
-                "Requests that arrived while no GPU had their model ready.",
-                st.cold_starts,
-            ),
-            ("clockwork_infers_total", "INFER actions sent.", st.infers),
-            (
-                "clockwork_infer_batched_requests_total",
-                "Requests carried by INFER actions.",
-                st.batched_requests,
-            ),
-            (
-                "clockwork_infer_failures_total",
-                "INFER results with a failure status.",
-                st.infer_failures,
-            ),
-            ("clockwork_loads_total", "LOAD actions sent.", st.loads),
-            (
-                "clockwork_load_failures_total",
-                "LOAD results with a failure status.",
-                st.load_failures,
-            ),
-            (
-                "clockwork_unloads_total",
-                "UNLOAD actions sent.",
-                st.unloads,
-            ),
-            (
-                "clockwork_unload_failures_total",
-                "UNLOAD results with a failure status.",
-                st.unload_failures,
-            ),
-            (
-                "clockwork_late_successes_total",
-                "INFERs that succeeded after their request's deadline.",
-                st.late_successes,
-            ),
-            (
-                "clockwork_requeued_total",
-                "Requests re-queued after their worker was lost or a window was missed.",
-                st.requeued,
-            ),
-            (
-                "clockwork_resyncs_total",
-                "GET STATE resyncs after a result contradicted the plan.",
-                st.resyncs,
-            ),
-            (
-                "clockwork_stale_results_total",
-                "Results for actions no longer tracked.",
-                st.stale_results,
-            ),
-            (
-                "clockwork_registrations_total",
-                "RegisterModel actions sent to workers.",
-                st.registrations,
-            ),
+        let mut s = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        s.sched_counters = [
+            st.offered,
+            st.cold_starts,
+            st.infers,
+            st.batched_requests,
+            st.infer_failures,
+            st.loads,
+            st.load_failures,
+            st.unloads,
+            st.unload_failures,
+            st.late_successes,
+            st.requeued,
+            st.resyncs,
+            st.stale_results,
+            st.registrations,
         ];
-        for (name, help, v) in counters {
-            family(&mut o, name, "counter", help);
-            sample(&mut o, name, "", v);
-        }
         let queued: u64 = (0..sched.model_count())
             .map(|m| u64::from(sched.queued(ModelId(m))))
             .sum();
         let retired = (0..sched.model_count())
             .filter(|&m| sched.is_retired(ModelId(m)))
             .count() as u64;
-        let gauges: [(&str, &str, u64); 6] = [
-            (
-                "clockwork_requests_pending",
-                "Requests admitted and not yet answered (queued or in flight).",
-                sched.pending_requests() as u64,
-            ),
-            (
-                "clockwork_requests_queued",
-                "Requests waiting in model queues.",
-                queued,
-            ),
-            (
-                "clockwork_gpus",
-                "GPUs in the plan.",
-                u64::from(sched.live_gpus()),
-            ),
-            (
-                "clockwork_workers_connected",
-                "Workers with a live link.",
-                workers as u64,
-            ),
-            (
-                "clockwork_models_registered",
-                "Model instances registered and not unloaded.",
-                u64::from(sched.model_count()) - retired,
-            ),
-            (
-                "clockwork_models_unloaded",
-                "Model instances unloaded through the repository API.",
-                retired,
-            ),
+        s.gauges = [
+            sched.pending_requests() as u64,
+            queued,
+            u64::from(sched.live_gpus()),
+            workers as u64,
+            u64::from(sched.model_count()) - retired,
+            retired,
+            sched.pending_actions() as u64,
         ];
-        for (name, help, v) in gauges {
-            family(&mut o, name, "gauge", help);
-            sample(&mut o, name, "", v);
-        }
-        family(
-            &mut o,
-            "clockwork_actions_pending",
-            "gauge",
-            "Actions sent to workers and not yet answered.",
-        );
-        sample(
-            &mut o,
-            "clockwork_actions_pending",
-            "",
-            sched.pending_actions(),
-        );
-
-        family(
-            &mut o,
-            "clockwork_worker_links_lost_total",
-            "counter",
-            "Worker links lost, by reason: closed (by the peer), silent (no frame for the link timeout), result_overdue (a result not back by its window's end plus the grace), error (a bad frame or a socket error).",
-        );
-        for (reason, n) in &self.links_lost {
-            sample(
-                &mut o,
-                "clockwork_worker_links_lost_total",
-                &format!("reason=\"{reason}\""),
-                n,
-            );
-        }
-
-        family(
-            &mut o,
-            "clockwork_auth_refused_total",
-            "counter",
-            "Requests refused for want of the right API token, by interface and reason (missing, not_bearer, wrong).",
-        );
-        for (&(interface, reason), n) in &self.auth_refused {
-            sample(
-                &mut o,
-                "clockwork_auth_refused_total",
-                &format!("interface=\"{interface}\",reason=\"{reason}\""),
-                n,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_tls_handshakes_failed_total",
-            "counter",
-            "Connections closed because their TLS handshake failed or timed out, by interface.",
-        );
-        for (interface, n) in &self.tls_failed {
-            sample(
-                &mut o,
-                "clockwork_tls_handshakes_failed_total",
-                &format!("interface=\"{interface}\""),
-                n,
-            );
-        }
-
-        let errors = [
-            ("exec", &st.exec_error),
-            ("completion", &st.completion_error),
-            ("load", &st.load_error),
+        let error = |e: &clockwork_scheduler::stats::ErrorStats| ErrorSnapshot {
+            samples: e.count,
+            abs_sum: e.sum_abs as f64 * 1e-9,
+            mean: if e.count == 0 { 0.0 } else { e.mean() * 1e-9 },
+            max_over: e.max_over as f64 * 1e-9,
+        };
+        s.estimator = [
+            ("exec", error(&st.exec_error)),
+            ("completion", error(&st.completion_error)),
+            ("load", error(&st.load_error)),
         ];
-        family(
-            &mut o,
-            "clockwork_estimator_samples_total",
-            "counter",
-            "Prediction-error samples: exec (INFER duration), completion (INFER end), load (LOAD duration).",
+        s.gpu_pages.clear();
+        s.gpu_pages.extend(
+            self.gpus
+                .iter()
+                .map(|(&(w, g), &total)| (gpu_labels(w, g), total)),
         );
-        for (k, e) in errors {
-            sample(
-                &mut o,
-                "clockwork_estimator_samples_total",
-                &format!("estimate=\"{k}\""),
-                e.count,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_estimator_abs_error_seconds_total",
-            "counter",
-            "Sum of absolute prediction errors (actual - expected).",
+        s.gpu_free.clear();
+        s.gpu_free.extend(self.gpus.keys().filter_map(|&(w, g)| {
+            sched
+                .free_pages(WorkerId(w), GpuId(g))
+                .map(|free| (gpu_labels(w, g), free))
+        }));
+        s.gpu_busy.clear();
+        s.gpu_busy.extend(
+            self.busy
+                .iter()
+                .map(|(&(w, g), b)| (gpu_labels(w, g), secs(b.busy_total))),
         );
-        for (k, e) in errors {
-            sample(
-                &mut o,
-                "clockwork_estimator_abs_error_seconds_total",
-                &format!("estimate=\"{k}\""),
-                e.sum_abs as f64 * 1e-9,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_estimator_mean_error_seconds",
-            "gauge",
-            "Mean signed prediction error since start (positive: slower than predicted).",
-        );
-        for (k, e) in errors {
-            let mean = if e.count == 0 { 0.0 } else { e.mean() * 1e-9 };
-            sample(
-                &mut o,
-                "clockwork_estimator_mean_error_seconds",
-                &format!("estimate=\"{k}\""),
-                mean,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_estimator_max_overrun_seconds",
-            "gauge",
-            "Largest overrun (actual above expected) since start.",
-        );
-        for (k, e) in errors {
-            sample(
-                &mut o,
-                "clockwork_estimator_max_overrun_seconds",
-                &format!("estimate=\"{k}\""),
-                e.max_over as f64 * 1e-9,
-            );
-        }
-
-        family(
-            &mut o,
-            "clockwork_gpu_cache_pages",
-            "gauge",
-            "Weights-cache pages of each GPU.",
-        );
-        for (&(w, g), total) in &self.gpus {
-            sample(
-                &mut o,
-                "clockwork_gpu_cache_pages",
-                &format!("worker=\"{w}\",gpu=\"{g}\""),
-                total,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_gpu_cache_free_pages",
-            "gauge",
-            "Free weights-cache pages of each GPU, as the controller plans them.",
-        );
-        for &(w, g) in self.gpus.keys() {
-            if let Some(free) = sched.free_pages(WorkerId(w), GpuId(g)) {
-                sample(
-                    &mut o,
-                    "clockwork_gpu_cache_free_pages",
-                    &format!("worker=\"{w}\",gpu=\"{g}\""),
-                    free,
-                );
-            }
-        }
-        family(
-            &mut o,
-            "clockwork_gpu_busy_seconds_total",
-            "counter",
-            "Worker-measured INFER execution time per GPU (rate() of it is the utilisation).",
-        );
-        for (&(w, g), b) in &self.busy {
-            sample(
-                &mut o,
-                "clockwork_gpu_busy_seconds_total",
-                &format!("worker=\"{w}\",gpu=\"{g}\""),
-                secs(b.busy_total),
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_gpu_utilization_ratio",
-            "gauge",
-            "Share of the last completed ~1 s window each GPU spent executing (0 when idle for 2 windows).",
-        );
-        for (&(w, g), b) in &self.busy {
+        s.gpu_util.clear();
+        s.gpu_util.extend(self.busy.iter().map(|(&(w, g), b)| {
             let fresh = now.saturating_sub(b.last_at) <= UTIL_WINDOW + UTIL_WINDOW;
             let fresh = fresh && now.saturating_sub(b.window_start) <= UTIL_WINDOW + UTIL_WINDOW;
-            let v = if fresh { b.last_ratio } else { 0.0 };
-            sample(
-                &mut o,
-                "clockwork_gpu_utilization_ratio",
-                &format!("worker=\"{w}\",gpu=\"{g}\""),
-                v,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_infer_exec_seconds",
-            "histogram",
-            "Worker-measured INFER execution time.",
-        );
-        self.exec.render(&mut o, "clockwork_infer_exec_seconds", "");
-        family(
-            &mut o,
-            "clockwork_load_seconds",
-            "histogram",
-            "Worker-measured LOAD (weights copy) time.",
-        );
-        self.load.render(&mut o, "clockwork_load_seconds", "");
-        family(
-            &mut o,
-            "clockwork_infer_batch_size",
-            "histogram",
-            "Executed (padded) batch size of INFERs.",
-        );
-        self.batch.render(&mut o, "clockwork_infer_batch_size", "");
-        family(
-            &mut o,
-            "clockwork_controller_decision_seconds",
-            "histogram",
-            "Time spent inside scheduler calls, by entry point.",
-        );
-        for ((_, name), h) in CALLS.iter().zip(&self.decision) {
-            h.render(
-                &mut o,
-                "clockwork_controller_decision_seconds",
-                &format!("call=\"{name}\""),
-            );
-        }
-
-        family(
-            &mut o,
-            "clockwork_http_requests_total",
-            "counter",
-            "HTTP requests answered, by endpoint and status code.",
-        );
-        for (&(e, c), n) in &self.http {
-            sample(
-                &mut o,
-                "clockwork_http_requests_total",
-                &format!("endpoint=\"{e}\",code=\"{c}\""),
-                n,
-            );
-        }
-        family(
-            &mut o,
-            "clockwork_http_request_duration_seconds",
-            "histogram",
-            "HTTP request handling time (request read to response written), by endpoint.",
-        );
-        for (e, h) in ENDPOINTS.iter().zip(&self.http_latency) {
-            if h.count > 0 {
-                h.render(
-                    &mut o,
-                    "clockwork_http_request_duration_seconds",
-                    &format!("endpoint=\"{e}\""),
-                );
-            }
-        }
-        let http: [(&str, &str, &str, u64); 4] = [
-            (
-                "clockwork_http_connections",
-                "gauge",
-                "Open HTTP connections.",
-                self.http_open,
-            ),
-            (
-                "clockwork_http_connections_total",
-                "counter",
-                "HTTP connections accepted.",
-                self.http_accepted,
-            ),
-            (
-                "clockwork_http_connections_refused_total",
-                "counter",
-                "HTTP connections refused at the connection limit.",
-                self.http_refused,
-            ),
-            (
-                "clockwork_http_late_answers_total",
-                "counter",
-                "Successful inferences whose HTTP answer finished writing after the request's deadline (counted late in the request log too).",
-                self.http_late_answers,
-            ),
+            (gpu_labels(w, g), if fresh { b.last_ratio } else { 0.0 })
+        }));
+        s.http_connections = [
+            self.http_open,
+            self.http_accepted,
+            self.http_refused,
+            self.http_late_answers,
         ];
-        for (name, kind, help, v) in http {
-            family(&mut o, name, kind, help);
-            sample(&mut o, name, "", v);
+    }
+
+    /// The exposition text (Prometheus text format 0.0.4).
+    pub(crate) fn render(&self, sched: &Scheduler, workers: usize, now: Nanos) -> String {
+        self.snapshot(sched, workers, now);
+        let mut o = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail, and our encoders return no error of their own.
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut o, &self.registry)
+        {
+            tracing::error!(error = %e, "metrics exposition failed");
         }
         o
     }
@@ -782,23 +814,155 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clockwork_core::{ClientStatus, RequestId};
+
+    fn scheduler_with_models() -> Scheduler {
+        let mut sched = Scheduler::new(clockwork_scheduler::Config::default()).unwrap();
+        for p in [
+            clockwork_core::model::resnet18(),
+            clockwork_core::model::resnet50(),
+            clockwork_core::model::resnet152(),
+        ] {
+            let copies = if p.name == "resnet152_v2" { 334 } else { 333 };
+            sched.register_models(Nanos::ZERO, p, copies).unwrap();
+        }
+        sched
+    }
+
+    fn response(model: u32, status: ClientStatus, latency: Nanos) -> InferResponse {
+        InferResponse {
+            id: RequestId(u64::from(model)),
+            model: ModelId(model),
+            status,
+            batch_size: 1,
+            controller_latency: latency,
+            output: Vec::new(),
+            message: String::new(),
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_with_le_semantics() {
-        let mut h = Histogram::new(&[1.0, 2.0]);
-        for v in [0.5, 1.0, 1.5, 3.0] {
-            h.observe(v);
+        let sched = scheduler_with_models();
+        let mut m = Metrics::default();
+        for ms in [1, 2, 3, 20_000] {
+            m.response(
+                &sched,
+                &response(400, ClientStatus::Success, Nanos::from_millis(ms)),
+            );
         }
-        let mut s = String::new();
-        h.render(&mut s, "x", "a=\"b\"");
-        assert_eq!(
-            s,
-            "x_bucket{a=\"b\",le=\"1\"} 2\nx_bucket{a=\"b\",le=\"2\"} 3\nx_bucket{a=\"b\",le=\"+Inf\"} 4\nx_sum{a=\"b\"} 6\nx_count{a=\"b\"} 4\n"
+        let text = m.render(&sched, 0, Nanos::from_secs(1));
+        let series = "clockwork_request_duration_seconds_bucket{network=\"resnet50_v2\",outcome=\"success\",le=";
+        // 1 ms lands in le="0.001" (le is <=); 20 s only in +Inf.
+        for (le, n) in [
+            ("0.0005", 0),
+            ("0.001", 1),
+            ("0.002", 2),
+            ("0.005", 3),
+            ("10", 3),
+            ("+Inf", 4),
+        ] {
+            let line = format!("{series}\"{le}\"}} {n}");
+            assert!(text.contains(&line), "no {line} in\n{text}");
+        }
+        assert!(
+            text.contains("clockwork_requests_total{status=\"success\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "clockwork_model_requests_total{model=\"resnet50_v2-400\",status=\"success\"} 4"
+            ),
+            "{text}"
         );
     }
 
     #[test]
+    fn every_family_is_declared_before_traffic_in_text_format_0_0_4() {
+        let sched = scheduler_with_models();
+        let text = Metrics::default().render(&sched, 2, Nanos::from_secs(1));
+        for family in [
+            "# TYPE clockwork_requests_total counter",
+            "# TYPE clockwork_model_requests_total counter",
+            "# TYPE clockwork_request_duration_seconds histogram",
+            "# TYPE clockwork_requests_pending gauge",
+            "# TYPE clockwork_http_connections gauge",
+            "# TYPE clockwork_http_connections_total counter",
+            "# TYPE clockwork_gpu_busy_seconds_total counter",
+            "# TYPE clockwork_estimator_abs_error_seconds_total counter",
+            "# HELP clockwork_infers_total INFER actions sent.",
+        ] {
+            assert!(text.contains(family), "no {family} in\n{text}");
+        }
+        assert!(
+            text.contains("\nclockwork_models_registered 1000\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nclockwork_workers_connected 2\n"), "{text}");
+        assert!(!text.contains("# EOF"), "0.0.4 has no EOF marker");
+        // The scheduler-call histograms exist for every entry point from the start.
+        for (_, call) in CALLS {
+            let line = format!("clockwork_controller_decision_seconds_count{{call=\"{call}\"}} 0");
+            assert!(text.contains(&line), "no {line}");
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let sched = scheduler_with_models();
+        let mut m = Metrics::default();
+        // An endpoint label is a static string in practice; any string is escaped.
+        m.auth_refused("a\"b\\c\nd", "wrong");
+        let text = m.render(&sched, 0, Nanos::ZERO);
+        assert!(
+            text.contains("interface=\"a\\\"b\\\\c\\nd\",reason=\"wrong\"} 1"),
+            "{text}"
+        );
+    }
+
+    /// The exposition's cost for 1,000 model instances that all saw traffic (2,000
+    /// per-model series, 3 networks' latency histograms, every HTTP endpoint): printed,
+    /// not asserted (`cargo test --workspace --lib encode_cost -- --nocapture`).
+    #[test]
+    fn encode_cost_for_1000_models() {
+        let sched = scheduler_with_models();
+        let mut m = Metrics::default();
+        for i in 0..sched.model_count() {
+            for (k, status) in [ClientStatus::Success, ClientStatus::Rejected]
+                .into_iter()
+                .enumerate()
+            {
+                let latency = Nanos::from_micros(500 + 100 * k as u64 + u64::from(i));
+                m.response(&sched, &response(i, status, latency));
+            }
+        }
+        for (i, e) in ENDPOINTS.iter().enumerate() {
+            m.http(e, 200, Nanos::from_micros(100 * i as u64));
+        }
+        let text = m.render(&sched, 0, Nanos::from_secs(1));
+        let rounds = 50u32;
+        let t0 = std::time::Instant::now();
+        let mut bytes = 0;
+        for _ in 0..rounds {
+            bytes += m.render(&sched, 0, Nanos::from_secs(1)).len();
+        }
+        let per = t0.elapsed() / rounds;
+        assert_eq!(bytes, text.len() * rounds as usize);
+        assert!(text.contains(
+            "clockwork_model_requests_total{model=\"resnet50_v2-400\",status=\"success\"} 1"
+        ));
+        // And the cost of counting one response once its series exist.
+        let t0 = std::time::Instant::now();
+        let n = 100_000u32;
+        for i in 0..n {
+            let r = response(i % 1000, ClientStatus::Success, Nanos::from_micros(700));
+            m.response(&sched, &r);
+        }
+        let per_response = t0.elapsed() / n;
+        println!(
+            "metrics encode, 1,000 models (prometheus-client): {per:?} per scrape, {} bytes, {} lines; {per_response:?} per counted response",
+            text.len(),
+            text.lines().count()
+        );
     }
 }
