@@ -14,6 +14,7 @@
 //! (`state`).
 
 mod admin;
+mod answer;
 mod bounds;
 pub(super) mod bridge;
 mod fp16;

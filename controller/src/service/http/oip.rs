@@ -2,6 +2,7 @@
 //! binary tensor extension), SLO parameters, inference responses, model names, and
 //! model profiles given as JSON.
 
+use super::answer::{AnswerBody, AnswerParameters, OutputEntry};
 use super::bounds::MAX_COPIES;
 use clockwork_core::{BatchProfile, ModelId, ModelProfile, Nanos, Slo};
 use serde::Deserialize;
@@ -333,45 +334,34 @@ pub(super) struct InferAnswer<'a> {
     pub(super) binary: bool,
 }
 
-impl InferAnswer<'_> {
+impl<'a> InferAnswer<'a> {
     /// The JSON body around `outputs`: model name and version, the request's id, and
     /// Clockwork's parameters (batch size, controller latency, emulated).
-    pub(super) fn envelope(&self, outputs: Vec<Value>) -> Value {
-        let mut params = json!({
-            "clockwork_batch_size": self.batch_size,
-            "clockwork_controller_latency_us": self.controller_latency.get() / 1_000,
-        });
-        if self.emulated {
-            params["clockwork_emulated"] = json!(true);
+    pub(super) fn envelope(&self, outputs: Vec<OutputEntry<'a>>) -> AnswerBody<'a> {
+        AnswerBody {
+            id: self.id,
+            model_name: self.model_name,
+            model_version: "1",
+            outputs,
+            parameters: AnswerParameters {
+                clockwork_batch_size: self.batch_size,
+                clockwork_controller_latency_us: self.controller_latency.get() / 1_000,
+                clockwork_emulated: self.emulated,
+            },
         }
-        let mut v = json!({
-            "model_name": self.model_name,
-            "model_version": "1",
-            "parameters": params,
-            "outputs": outputs,
-        });
-        if let Some(id) = self.id {
-            v["id"] = json!(id);
-        }
-        v
     }
 
     /// The JSON body and the binary tail of a model without a tensor signature: one
     /// opaque `UINT8` output.
-    pub(super) fn encode(&self) -> (Value, Vec<u8>) {
-        let mut out = json!({
-            "name": OUTPUT_NAME,
-            "datatype": "UINT8",
-            "shape": [self.output.len()],
-        });
-        let tail = if self.binary {
-            out["parameters"] = json!({ "binary_data_size": self.output.len() });
-            self.output.to_vec()
+    pub(super) fn encode(&self) -> (AnswerBody<'a>, Vec<u8>) {
+        let shape = vec![self.output.len() as i64];
+        if self.binary {
+            let out = OutputEntry::binary(OUTPUT_NAME, "UINT8", shape, self.output.len());
+            (self.envelope(vec![out]), self.output.to_vec())
         } else {
-            out["data"] = Value::Array(self.output.iter().map(|&b| json!(b)).collect());
-            Vec::new()
-        };
-        (self.envelope(vec![out]), tail)
+            let out = OutputEntry::uint8(OUTPUT_NAME, shape, self.output);
+            (self.envelope(vec![out]), Vec::new())
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! Every check happens before the request is queued, so a bad request changes nothing
 //! in the scheduler. A request carries exactly one item along the batch axis.
 
+use super::answer::OutputEntry;
 use super::oip::{self, RawInput};
 use clockwork_core::{Slo, TensorSpec};
 use serde_json::{json, Value};
@@ -225,44 +226,13 @@ pub(super) fn parse_typed(
     })
 }
 
-/// The elements of `bytes` (little endian) as JSON numbers of `datatype`.
-fn decode(datatype: &str, bytes: &[u8]) -> Result<Vec<Value>, String> {
-    macro_rules! each {
-        ($t:ty, $n:literal, $f:expr) => {
-            bytes
-                .chunks_exact($n)
-                .map(|c| {
-                    let mut a = [0u8; $n];
-                    a.copy_from_slice(c);
-                    $f(<$t>::from_le_bytes(a))
-                })
-                .collect()
-        };
-    }
-    Ok(match datatype {
-        "UINT8" => bytes.iter().map(|&b| json!(b)).collect(),
-        "INT8" => bytes.iter().map(|&b| json!(b as i8)).collect(),
-        "BOOL" => bytes.iter().map(|&b| json!(b != 0)).collect(),
-        "UINT16" => each!(u16, 2, |x| json!(x)),
-        "INT16" => each!(i16, 2, |x| json!(x)),
-        "UINT32" => each!(u32, 4, |x| json!(x)),
-        "INT32" => each!(i32, 4, |x| json!(x)),
-        "UINT64" => each!(u64, 8, |x| json!(x)),
-        "INT64" => each!(i64, 8, |x| json!(x)),
-        "FP16" => each!(u16, 2, |x| json!(super::fp16::to_f32(x))),
-        "FP32" => each!(f32, 4, |x| json!(x)),
-        "FP64" => each!(f64, 8, |x| json!(x)),
-        other => return Err(format!("output datatype {other} cannot be sent as JSON")),
-    })
-}
-
 /// The answer's `outputs` entries and binary tail: `output` (one item of every
 /// output, in the model's order) split by the outputs' item bytes, `choices` rendered.
-pub(super) fn render_outputs(
-    outputs: &[TensorSpec],
+pub(super) fn render_outputs<'a>(
+    outputs: &'a [TensorSpec],
     choices: &[OutputChoice],
-    output: &[u8],
-) -> Result<(Vec<Value>, Vec<u8>), String> {
+    output: &'a [u8],
+) -> Result<(Vec<OutputEntry<'a>>, Vec<u8>), String> {
     let total: usize = outputs.iter().map(|t| t.item_bytes as usize).sum();
     if output.len() != total {
         return Err(format!(
@@ -281,18 +251,12 @@ pub(super) fn render_outputs(
     for c in choices {
         let t = &outputs[c.index];
         let bytes = &output[starts[c.index]..starts[c.index] + t.item_bytes as usize];
-        let mut entry = json!({
-            "name": t.name,
-            "datatype": t.datatype,
-            "shape": item_shape(t),
-        });
-        if c.binary {
-            entry["parameters"] = json!({ "binary_data_size": bytes.len() });
+        entries.push(if c.binary {
             tail.extend_from_slice(bytes);
+            OutputEntry::binary(&t.name, &t.datatype, item_shape(t), bytes.len())
         } else {
-            entry["data"] = Value::Array(decode(&t.datatype, bytes)?);
-        }
-        entries.push(entry);
+            OutputEntry::json(&t.name, &t.datatype, item_shape(t), bytes)?
+        });
     }
     Ok((entries, tail))
 }
@@ -445,6 +409,7 @@ mod tests {
             },
         ];
         let (entries, tail) = render_outputs(&o, &all, &out).unwrap();
+        let entries = serde_json::to_value(&entries).unwrap();
         assert_eq!(entries[0]["name"], "z");
         assert_eq!(entries[0]["shape"], json!([1, 1]));
         assert_eq!(entries[0]["parameters"]["binary_data_size"], 4);

@@ -366,7 +366,7 @@ pub(super) struct Response {
 
 impl Response {
     /// A JSON response.
-    pub(super) fn json(status: u16, v: &serde_json::Value) -> Self {
+    pub(super) fn json<T: serde::Serialize + ?Sized>(status: u16, v: &T) -> Self {
         Self {
             status,
             content_type: "application/json",
