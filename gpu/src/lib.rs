@@ -78,6 +78,7 @@ mod config;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod cuda_exec;
 pub mod cuda_plan;
 mod device;
 mod emulated;
