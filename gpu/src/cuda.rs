@@ -14,7 +14,16 @@
 //! * **LOAD** (PCIe stream): write the model's page links into the mirror, copy the
 //!   mirror, then one async H2D copy per page from pinned memory, between two timing
 //!   events.
-//! * **INFER** (EXEC stream): a stand-in kernel, shipped as PTX ([`KERNEL_PTX`], from
+//! * **Real models** (an ONNX file as the profile's source) run through the executor of
+//!   [`crate::cuda_exec`]: registration plans and prepares every batch size and keeps
+//!   the weights' host image (device layout and precision) in pinned memory; LOAD copies
+//!   it into the pages and then captures one CUDA graph per batch size on the PCIe
+//!   stream before its end event (so capture counts in LOAD time); INFER copies the
+//!   batch input in, replays the graph and copies the output out between the timing
+//!   events. The gate also checks that libcudnn and libcublasLt load
+//!   ([`GpuError::MissingLibrary`] otherwise). Written without a GPU: see
+//!   docs/cuda-backend.md for what awaits its first run.
+//! * **INFER** of an emulated model (EXEC stream): a stand-in kernel, shipped as PTX ([`KERNEL_PTX`], from
 //!   [`KERNEL_SRC`]) and JIT-compiled by the driver at start, so only libcuda is needed
 //!   at run time (PTX ISA 7.0 for `sm_70`: Volta and newer; the bindings themselves are
 //!   cudarc's `cuda-12080`, so expect to need a CUDA 12 driver). It walks the model's
@@ -228,6 +237,18 @@ impl Lane {
 /// One CUDA device, owned by its engine thread.
 #[derive(Debug)]
 pub(crate) struct CudaDevice {
+    // Declared first so that they are dropped first (fields drop in order), while the
+    // streams the library handles were bound to still exist: graphs, then the models'
+    // descriptors and buffers, then the handles.
+    /// Graphs replaced by a LOAD while an INFER may still replay them: dropped once
+    /// EXEC is idle.
+    retired: Vec<Graph>,
+    /// Models registered from ONNX files, executed for real.
+    real: HashMap<ModelId, RealModel>,
+    /// cuDNN, cuBLASLt, our kernels and the workspace (real models).
+    libs: Libraries,
+    /// The model of the INFER on EXEC (or last finished), when it is a real one.
+    last_real: Option<ModelId>,
     ctx: Arc<CudaContext>,
     name: String,
     exec: Lane,
@@ -240,15 +261,6 @@ pub(crate) struct CudaDevice {
     next_page_host: PinnedHostSlice<u32>,
     out: CudaSlice<f32>,
     host_weights: HashMap<ModelId, PinnedHostSlice<u8>>,
-    /// cuDNN, cuBLASLt, our kernels and the workspace (real models).
-    libs: Libraries,
-    /// Models registered from ONNX files, executed for real.
-    real: HashMap<ModelId, RealModel>,
-    /// The model of the INFER on EXEC (or last finished), when it is a real one.
-    last_real: Option<ModelId>,
-    /// Graphs replaced by a LOAD while an INFER may still replay them: dropped once
-    /// EXEC is idle.
-    retired: Vec<Graph>,
 }
 
 impl CudaDevice {

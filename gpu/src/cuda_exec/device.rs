@@ -257,7 +257,8 @@ impl Libraries {
         Ok(libs)
     }
 
-    fn set_stream(&self, stream: &CudaStream) -> Result<(), ExecError> {
+    /// Bind the cuDNN handle to `stream` (outside any capture).
+    pub(crate) fn set_stream(&self, stream: &CudaStream) -> Result<(), ExecError> {
         // SAFETY: the handle is live; the stream outlives every call recorded while it
         // is set (the caller records and ends its capture before the stream can go).
         dnn_ok("cudnnSetStream", unsafe {
@@ -640,16 +641,16 @@ impl Prepared {
         })
     }
 
-    /// Enqueue every op on `stream` (captured, normally): activations at `arena`,
-    /// weight `i` at `weights[i]`.
-    fn record(
+    /// Enqueue every op on `stream` (captured, or eagerly as a warm-up): activations
+    /// at `arena`, weight `i` at `weights[i]`. The cuDNN handle must be bound to
+    /// `stream` ([`Libraries::set_stream`]).
+    pub(crate) fn record(
         &self,
         libs: &Libraries,
         stream: &Arc<CudaStream>,
         arena: u64,
         weights: &[u64],
     ) -> Result<(), ExecError> {
-        libs.set_stream(stream)?;
         let ws = libs.workspace(stream);
         let one = 1.0f32;
         let zero = 0.0f32;
@@ -868,6 +869,7 @@ impl Graph {
         arena: u64,
         weights: &[u64],
     ) -> Result<Self, ExecError> {
+        libs.set_stream(stream)?;
         let s = stream.cu_stream();
         // SAFETY: a live stream of the current context; thread-local mode makes unsafe
         // calls from this thread during the capture fail instead of corrupting it.

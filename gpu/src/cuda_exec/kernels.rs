@@ -215,6 +215,59 @@ mod tests {
         assert_eq!((l.grid, l.block), (4, BLOCK));
     }
 
+    /// The layout kernels' index arithmetic, written as in `elementwise.cu` (output
+    /// index `i` -> input index), against plain loops over the logical dimensions.
+    #[test]
+    fn layout_index_math_matches_the_loops() {
+        let (n, c, h, w) = (2u64, 3, 4, 5);
+        let hw = h * w;
+        // nchw_to_nhwc: out[i] = in[(b*c + ch)*hw + pix], ch = i % c, pix = (i/c) % hw.
+        let to_nhwc = |i: u64| {
+            let (ch, rest) = (i % c, i / c);
+            let (pix, b) = (rest % hw, rest / hw);
+            (b * c + ch) * hw + pix
+        };
+        // nhwc_to_nchw: out[i] = in[(b*hw + pix)*c + ch], pix = i % hw, ch = (i/hw) % c.
+        let to_nchw = |i: u64| {
+            let (pix, rest) = (i % hw, i / hw);
+            let (ch, b) = (rest % c, rest / c);
+            (b * hw + pix) * c + ch
+        };
+        for b in 0..n {
+            for ch in 0..c {
+                for y in 0..h {
+                    for x in 0..w {
+                        let nchw = ((b * c + ch) * h + y) * w + x;
+                        let nhwc = ((b * h + y) * w + x) * c + ch;
+                        assert_eq!(to_nhwc(nhwc), nchw);
+                        assert_eq!(to_nchw(nchw), nhwc);
+                    }
+                }
+            }
+        }
+        // downsample by (2, 3): [n, h, w, c] -> [n, p, q, c], p = ceil(h/2), q = ceil(w/3).
+        let (sh, sw) = (2u64, 3);
+        let (p, q) = (h.div_ceil(sh), w.div_ceil(sw));
+        let down = |i: u64| {
+            let (ch, r) = (i % c, i / c);
+            let (x, r) = (r % q, r / q);
+            let (y, b) = (r % p, r / p);
+            ((b * h + y * sh) * w + x * sw) * c + ch
+        };
+        let mut i = 0;
+        for b in 0..n {
+            for y in 0..p {
+                for x in 0..q {
+                    for ch in 0..c {
+                        assert_eq!(down(i), ((b * h + y * sh) * w + x * sw) * c + ch);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(i, n * p * q * c);
+    }
+
     #[test]
     fn the_source_loops_over_the_grid() {
         // Correct for any grid only because every kernel uses the grid-stride loop.

@@ -52,6 +52,9 @@ pub(crate) struct RealModel {
     staging_out: PinnedHostSlice<u8>,
     /// Values of one request's input.
     in_values: usize,
+    /// Whether every batch size ran once eagerly (the first LOAD does it, before the
+    /// first capture, so that the libraries' lazy set-up is not captured).
+    warmed: bool,
 }
 
 impl RealModel {
@@ -160,13 +163,15 @@ impl RealModel {
                 staging_in,
                 staging_out,
                 in_values,
+                warmed: false,
             },
             image,
         ))
     }
 
-    /// After a LOAD into `pages` of the slab at `slab_base`: record every batch size's
-    /// graph on `stream` with the weights where this LOAD puts them. The graphs replaced
+    /// After a LOAD into `pages` of the slab at `slab_base` (its copies enqueued on
+    /// `stream`): record every batch size's graph on `stream` with the weights where
+    /// this LOAD puts them; the first time, run each batch size once eagerly first. The graphs replaced
     /// are returned (the caller drops them once no replay of them can be in flight).
     pub(crate) fn capture(
         &mut self,
@@ -177,6 +182,14 @@ impl RealModel {
     ) -> Result<Vec<Graph>, ExecError> {
         let addresses = weight_addresses(&self.placement, pages, slab_base)?;
         let (arena, _sync) = self.arena.device_ptr(stream);
+        if !self.warmed {
+            libs.set_stream(stream)?;
+            for b in &self.batches {
+                // Ordered after the LOAD's copies on the same stream: real weights.
+                b.prepared.record(libs, stream, arena, &addresses)?;
+            }
+            self.warmed = true;
+        }
         let mut old = Vec::new();
         for b in &mut self.batches {
             let graph = Graph::capture(&b.prepared, libs, stream, arena, &addresses)?;
