@@ -31,8 +31,8 @@ pub enum ExecError {
     },
     /// A CUDA library is not installed (or not on the loader's path).
     #[error(
-        "CUDA library {lib} not found (looked for {names}): install it or add its directory \
-         to LD_LIBRARY_PATH"
+        "{lib} not found (looked for {names}): install it or add its directory to \
+         LD_LIBRARY_PATH"
     )]
     MissingLibrary {
         /// The library (`"cuDNN"`, `"cuBLASLt"`, ...).

@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn the_source_loops_over_the_grid() {
         // Correct for any grid only because every kernel uses the grid-stride loop.
-        assert_eq!(ELEMENTWISE_SRC.matches("GRID_STRIDE(i, n)").count(), 8);
+        assert_eq!(ELEMENTWISE_SRC.matches("GRID_STRIDE(i, n) {").count(), 8);
     }
 
     /// The source compiles wherever libnvrtc is present (no driver needed), to the same
