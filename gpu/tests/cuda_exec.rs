@@ -6,7 +6,7 @@
 
 use clockwork_gpu::cuda_exec::descriptors::{ConvLaunch, MatmulEpilogue};
 use clockwork_gpu::cuda_exec::kernels::{ptx_params, Kernel, KernelArg, Operand, ELEMENTWISE_PTX};
-use clockwork_gpu::cuda_exec::weights::{decode, host_image, weight_addresses};
+use clockwork_gpu::cuda_exec::weights::{decode, host_image, pack_weights, weight_addresses};
 use clockwork_gpu::cuda_exec::{workspace_bytes, ExecError, Launch, Schedule};
 use clockwork_gpu::cuda_plan::{reference, ArenaSpan, ElementwiseOp, Plan, Step};
 use clockwork_models::{ImportLimits, ImportedModel, ModelKind, Precision};
@@ -258,5 +258,30 @@ fn host_image_holds_each_weight_at_its_slot_in_the_plan_precision() {
         let pages: Vec<u32> = (0..placement.pages).map(|p| 5 + p).collect();
         let addrs = weight_addresses(&placement, &pages, 1 << 40).expect("addresses");
         assert_eq!(addrs[0], (1 << 40) + 5 * PAGE);
+    }
+}
+
+/// The CUDA backend refuses a model whose weights, packed in pages in the device layout,
+/// need more pages than the profile's `weights_bytes` (the ONNX weight bytes) grant: the
+/// generated models must fit, in both precisions.
+#[test]
+fn generated_models_fit_the_pages_their_profile_grants() {
+    for kind in [
+        ModelKind::SmallCnn,
+        ModelKind::Resnet18,
+        ModelKind::Resnet50,
+    ] {
+        let model = import(kind);
+        let granted = model.metadata().weight_bytes.div_ceil(PAGE);
+        for precision in [Precision::Fp32, Precision::Fp16] {
+            let plan = Plan::build(&model, 1, precision).expect("plans");
+            let sizes: Vec<u64> = plan.weights.iter().map(|w| w.bytes).collect();
+            let pages = u64::from(pack_weights(&sizes, PAGE).expect("packs").pages);
+            println!("{kind} {precision}: {pages} pages, {granted} granted");
+            assert!(
+                pages <= granted,
+                "{kind} {precision}: {pages} pages, {granted} granted"
+            );
+        }
     }
 }

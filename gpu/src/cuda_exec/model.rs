@@ -6,7 +6,7 @@
 use super::device::{Graph, Libraries, Prepared};
 use super::error::ExecError;
 use super::schedule::Schedule;
-use super::weights::{decode, f16_bits, host_image, weight_addresses};
+use super::weights::{decode, f16_bits, host_image, pack_weights, weight_addresses};
 use crate::cuda_plan::{element_bytes, Plan, WeightPlacement};
 use clockwork_core::ModelProfile;
 use clockwork_models::{ImportLimits, ImportedModel, ModelConfig, Precision};
@@ -109,9 +109,7 @@ impl RealModel {
                 "the batch sizes' plans hold different weights".into(),
             ));
         }
-        let placement = first
-            .plan
-            .place_weights(page_size)
+        let placement = pack_weights(&sizes, page_size)
             .map_err(|e| e.to_string())
             .map_err(fail("placing the weights"))?;
         let granted = profile.weights_bytes.div_ceil(page_size);

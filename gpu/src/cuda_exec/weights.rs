@@ -6,8 +6,74 @@
 //! this LOAD. It does not copy anything (that is the backend's LOAD).
 
 use super::error::ExecError;
-use crate::cuda_plan::{reference, Plan, WeightPlacement};
+use crate::cuda_plan::{reference, PlacementError, Plan, WeightPlacement, WeightSlot, ALIGN};
 use clockwork_models::Precision;
+
+/// Place weights of `sizes` (in the plan's order) in pages of `page_size` bytes, largest
+/// first, each in the first page with room (first-fit decreasing), 256-byte aligned; a
+/// weight larger than a page takes a run of fresh pages at offset 0 (what is left of its
+/// last page takes smaller ones). Packs tighter than the plan's in-order placement
+/// (`Plan::place_weights`), so that a model's weights in the device layout fit the pages
+/// its profile's byte count grants (ResNet-18 in fp32 needs 3 pages of 16 MiB this way,
+/// 4 in order).
+pub fn pack_weights(sizes: &[u64], page_size: u64) -> Result<WeightPlacement, PlacementError> {
+    if page_size == 0 || !page_size.is_multiple_of(ALIGN) {
+        return Err(PlacementError::BadPageSize(page_size));
+    }
+    let align = |x: u64| x.div_ceil(ALIGN) * ALIGN;
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    // Stable: equal sizes keep the plan's order.
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    // Bytes used in each page so far (an aligned end).
+    let mut used: Vec<u64> = Vec::new();
+    let mut slots = vec![
+        WeightSlot {
+            page: 0,
+            offset: 0,
+            bytes: 0
+        };
+        sizes.len()
+    ];
+    let page_index = |p: usize| u32::try_from(p).map_err(|_| PlacementError::TooManyPages);
+    for i in order {
+        let bytes = sizes[i];
+        if bytes > page_size {
+            let n = bytes.div_ceil(page_size);
+            let first = used.len();
+            for k in 1..=n {
+                used.push(if k == n {
+                    align(bytes - (n - 1) * page_size)
+                } else {
+                    page_size
+                });
+            }
+            slots[i] = WeightSlot {
+                page: page_index(first)?,
+                offset: 0,
+                bytes,
+            };
+            continue;
+        }
+        let page = match used.iter().position(|&u| u + bytes <= page_size) {
+            Some(p) => p,
+            None => {
+                used.push(0);
+                used.len() - 1
+            }
+        };
+        slots[i] = WeightSlot {
+            page: page_index(page)?,
+            offset: used[page],
+            bytes,
+        };
+        used[page] = align(used[page] + bytes);
+    }
+    Ok(WeightPlacement {
+        page_size,
+        slots,
+        pages: page_index(used.len())?,
+    })
+}
 
 /// `value` as IEEE 754 half-precision bits, rounded to nearest even; overflow becomes
 /// infinity, NaN stays NaN.
@@ -259,6 +325,44 @@ mod tests {
             weight_addresses(&p, &[9, 4], base),
             Err(ExecError::Weight { index: 2, .. })
         ));
+    }
+
+    #[test]
+    fn packing_largest_first_saves_pages_without_overlap() {
+        let page = 4096;
+        let sizes = [2048, 3072, 2048, 1024, 10_000, 300];
+        // In order: 2048 | 3072 | 2048+1024 | 10000 over 3 pages (+300 after it) = 6.
+        assert_eq!(place_weights(&sizes, page).unwrap().pages, 6);
+        let p = pack_weights(&sizes, page).unwrap();
+        // 10000 on pages 0-2 (a 2048 fills what is left of page 2), 3072 + 1024 on page
+        // 3, 2048 + 300 on page 4.
+        assert_eq!(p.pages, 5);
+        assert_eq!(
+            (p.slots[4].page, p.slots[4].offset),
+            (0, 0),
+            "the big one first"
+        );
+        let mut spans: Vec<(u64, u64)> = p
+            .slots
+            .iter()
+            .map(|s| (s.linear_start(page), s.linear_start(page) + s.bytes))
+            .collect();
+        for (slot, &bytes) in p.slots.iter().zip(&sizes) {
+            assert_eq!(slot.bytes, bytes);
+            assert_eq!(slot.offset % 256, 0);
+            assert!(
+                bytes > page || slot.offset + bytes <= page,
+                "{slot:?} stays in its page"
+            );
+        }
+        spans.sort_unstable();
+        assert!(
+            spans.windows(2).all(|w| w[0].1 <= w[1].0),
+            "no overlap: {spans:?}"
+        );
+        assert!(spans.last().unwrap().1 <= u64::from(p.pages) * page);
+        assert_eq!(pack_weights(&[], page).unwrap().pages, 0);
+        assert!(pack_weights(&[1], 1000).is_err());
     }
 
     #[test]
