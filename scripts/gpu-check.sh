@@ -69,13 +69,13 @@ else
     : >"$results"
     for spec in "small_cnn fp32" "small_cnn fp16" "resnet18 fp32" "resnet18 fp16" "resnet50 fp32" "resnet50 fp16"; do
         read -r kind prec <<<"$spec"
-        if ! timeout 150 "$BIN/cuda_real" "$kind" "$prec" "$work/models" 50 | tee -a "$results"; then
+        if ! timeout 60 "$BIN/cuda_real" "$kind" "$prec" "$work/models" 50 | tee -a "$results"; then
             echo "cuda_real $kind $prec FAILED"
             real_status=1
         fi
     done
     if python3 -c "import onnxruntime, numpy" 2>/dev/null; then
-        timeout 240 python3 scripts/compare_onnxruntime.py "$results" || real_status=1
+        timeout 150 python3 scripts/compare_onnxruntime.py "$results" || real_status=1
     else
         echo "(python3 cannot import onnxruntime and numpy: outputs not compared)"
     fi
