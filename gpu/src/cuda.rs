@@ -14,7 +14,16 @@
 //! * **LOAD** (PCIe stream): write the model's page links into the mirror, copy the
 //!   mirror, then one async H2D copy per page from pinned memory, between two timing
 //!   events.
-//! * **INFER** (EXEC stream): a stand-in kernel, shipped as PTX ([`KERNEL_PTX`], from
+//! * **Real models** (an ONNX file as the profile's source) run through the executor of
+//!   [`crate::cuda_exec`]: registration plans and prepares every batch size and keeps
+//!   the weights' host image (device layout and precision) in pinned memory; LOAD copies
+//!   it into the pages and then captures one CUDA graph per batch size on the PCIe
+//!   stream before its end event (so capture counts in LOAD time); INFER copies the
+//!   batch input in, replays the graph and copies the output out between the timing
+//!   events. The gate also checks that libcudnn and libcublasLt load
+//!   ([`GpuError::MissingLibrary`] otherwise). Written without a GPU: see
+//!   docs/cuda-backend.md for what awaits its first run.
+//! * **INFER** of an emulated model (EXEC stream): a stand-in kernel, shipped as PTX ([`KERNEL_PTX`], from
 //!   [`KERNEL_SRC`]) and JIT-compiled by the driver at start, so only libcuda is needed
 //!   at run time (PTX ISA 7.0 for `sm_70`: Volta and newer; the bindings themselves are
 //!   cudarc's `cuda-12080`, so expect to need a CUDA 12 driver). It walks the model's
@@ -34,8 +43,11 @@
 //!   buffers are written only while their stream is idle).
 
 use crate::backend::{batch_exec_time, DeviceBackend, Timeline};
+use crate::cuda_exec::device::{Graph, Libraries};
+use crate::cuda_exec::model::RealModel;
+use crate::cuda_exec::ExecError;
 use crate::error::GpuError;
-use clockwork_core::{ModelId, ModelProfile, Nanos};
+use clockwork_core::{ModelId, ModelProfile, ModelSource, Nanos};
 use cudarc::driver::{
     result, sys, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr,
     DriverError, LaunchConfig, PinnedHostSlice, PushKernelArg,
@@ -187,13 +199,18 @@ pub(crate) fn device_count() -> Result<usize, GpuError> {
     }
 }
 
-/// The whole gate for a set of ordinals: driver, devices, ordinals.
+/// The whole gate for a set of ordinals: driver, devices, ordinals, then the libraries
+/// the real-model executor calls (cuDNN, cuBLASLt), before any of them is used.
 pub(crate) fn check_ordinals(ordinals: &[usize]) -> Result<(), GpuError> {
     let count = device_count()?;
     if let Some(&ordinal) = ordinals.iter().find(|&&o| o >= count) {
         return Err(GpuError::BadOrdinal { ordinal, count });
     }
-    Ok(())
+    crate::cuda_exec::libs::check().map_err(|e| GpuError::MissingLibrary(e.to_string()))
+}
+
+fn exec_error(e: ExecError) -> GpuError {
+    GpuError::Model(e.to_string())
 }
 
 /// One timeline: a stream and its pair of timing events.
@@ -220,6 +237,18 @@ impl Lane {
 /// One CUDA device, owned by its engine thread.
 #[derive(Debug)]
 pub(crate) struct CudaDevice {
+    // Declared first so that they are dropped first (fields drop in order), while the
+    // streams the library handles were bound to still exist: graphs, then the models'
+    // descriptors and buffers, then the handles.
+    /// Graphs replaced by a LOAD while an INFER may still replay them: dropped once
+    /// EXEC is idle.
+    retired: Vec<Graph>,
+    /// Models registered from ONNX files, executed for real.
+    real: HashMap<ModelId, RealModel>,
+    /// cuDNN, cuBLASLt, our kernels and the workspace (real models).
+    libs: Libraries,
+    /// The model of the INFER on EXEC (or last finished), when it is a real one.
+    last_real: Option<ModelId>,
     ctx: Arc<CudaContext>,
     name: String,
     exec: Lane,
@@ -263,6 +292,7 @@ impl CudaDevice {
         let table_len = total_pages.max(1) as usize;
         let next_page = pcie.stream.alloc_zeros::<u32>(table_len).map_err(driver)?;
         let out = exec.stream.alloc_zeros::<f32>(1).map_err(driver)?;
+        let libs = Libraries::new(&ctx, &exec.stream).map_err(exec_error)?;
         // SAFETY: `alloc_pinned` returns uninitialised memory; it is fully written
         // (`fill`) before any read or copy.
         let mut next_page_host = unsafe { ctx.alloc_pinned::<u32>(table_len) }.map_err(driver)?;
@@ -282,6 +312,10 @@ impl CudaDevice {
             next_page_host,
             out,
             host_weights: HashMap::new(),
+            libs,
+            real: HashMap::new(),
+            last_real: None,
+            retired: Vec::new(),
         })
     }
 
@@ -303,6 +337,29 @@ impl DeviceBackend for CudaDevice {
     }
 
     fn register(&mut self, model: ModelId, profile: &ModelProfile) -> Result<(), GpuError> {
+        if let ModelSource::Onnx { path } = &profile.source {
+            let (real, image) = RealModel::new(
+                &self.ctx,
+                &self.exec.stream,
+                &self.libs,
+                profile,
+                std::path::Path::new(path),
+                self.page_size,
+            )
+            .map_err(exec_error)?;
+            // SAFETY: uninitialised pinned memory, fully written by `copy_from_slice`
+            // (the image has exactly `len` bytes) before use.
+            let mut host =
+                unsafe { self.ctx.alloc_pinned::<u8>(image.len().max(1)) }.map_err(driver)?;
+            let dst = host.as_mut_slice().map_err(driver)?;
+            dst.fill(0);
+            dst[..image.len()].copy_from_slice(&image);
+            self.host_weights.insert(model, host);
+            self.real.insert(model, real);
+            // Allocations (possibly stream-ordered) must finish before other streams use them.
+            self.ctx.synchronize().map_err(driver)?;
+            return Ok(());
+        }
         let len = usize::try_from(profile.weights_bytes)
             .map_err(|_| GpuError::InvalidConfig("weights larger than the address space".into()))?
             .max(1);
@@ -355,6 +412,17 @@ impl DeviceBackend for CudaDevice {
             // SAFETY: see above.
             unsafe { result::memcpy_htod_async(dst, chunk, stream.cu_stream()) }.map_err(driver)?;
         }
+        if let Some(real) = self.real.get_mut(&model) {
+            // The graphs are captured on the PCIe stream after the copies, so the LOAD's
+            // measured time covers max(copies, capture). Capturing enqueues nothing.
+            let old = real
+                .capture(&self.libs, stream, pages, slab)
+                .map_err(exec_error)?;
+            self.retired.extend(old);
+            if !self.exec.busy {
+                self.retired.clear();
+            }
+        }
         self.pcie.end.record(stream).map_err(driver)?;
         self.pcie.busy = true;
         Ok(())
@@ -362,13 +430,26 @@ impl DeviceBackend for CudaDevice {
 
     fn start_infer(
         &mut self,
-        _model: ModelId,
+        model: ModelId,
         profile: &ModelProfile,
         batch_index: usize,
         pages: &[u32],
-        _input: &[u8],
+        input: &[u8],
         _now: Nanos,
     ) -> Result<(), GpuError> {
+        // EXEC is idle: no replay of a retired graph can be in flight.
+        self.retired.clear();
+        if let Some(real) = self.real.get_mut(&model) {
+            real.stage_input(batch_index, input).map_err(exec_error)?;
+            let stream = &self.exec.stream;
+            self.exec.start.record(stream).map_err(driver)?;
+            real.enqueue(batch_index, stream).map_err(exec_error)?;
+            self.exec.end.record(stream).map_err(driver)?;
+            self.exec.busy = true;
+            self.last_real = Some(model);
+            return Ok(());
+        }
+        self.last_real = None;
         let busy_ns = batch_exec_time(profile, batch_index)?.get();
         let first = pages.first().copied().unwrap_or(NO_PAGE);
         let n_pages = u32::try_from(pages.len()).unwrap_or(u32::MAX);
@@ -405,6 +486,9 @@ impl DeviceBackend for CudaDevice {
     }
 
     fn copy_output(&mut self, output: &mut [u8]) -> Result<(), GpuError> {
+        if let Some(real) = self.last_real.and_then(|m| self.real.get(&m)) {
+            return real.copy_output(output).map_err(exec_error);
+        }
         // The stand-in kernel computes no outputs: zeros of the declared size.
         output.fill(0);
         Ok(())

@@ -27,6 +27,9 @@ pub enum GpuError {
     /// `Backend::Cuda` was asked for, but this build has no `cuda` feature.
     #[error("clockwork-gpu was built without the `cuda` feature; rebuild with `--features cuda`")]
     NotCompiledWithCuda,
+    /// A CUDA library the real-model executor needs (cuDNN, cuBLASLt) cannot be loaded.
+    #[error("{0}")]
+    MissingLibrary(String),
     /// A CUDA driver call failed.
     #[error("CUDA error: {0}")]
     Driver(String),

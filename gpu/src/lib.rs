@@ -35,8 +35,9 @@
 //! * **Inputs and outputs.** An INFER carries the batch's input bytes and an output
 //!   buffer, both allocated by the submitter, so the engine threads allocate nothing on
 //!   the INFER path. A successful INFER comes back with that buffer filled
-//!   ([`Completion::output`]); the emulated device (and, for now, the CUDA stand-in
-//!   kernel) fills it with zeros: emulated outputs are zeros of the declared size.
+//!   ([`Completion::output`]); the emulated device (and the CUDA stand-in kernel that
+//!   runs timing-table models) fills it with zeros: emulated outputs are zeros of the
+//!   declared size. CUDA devices run ONNX models for real ([`cuda_exec`]).
 //! * **Checks.** The device owns the checks of what reaches it: window (12), model
 //!   registered (10, 52 or 62 by kind) and batch size (31), each answered with a
 //!   completion; [`DeviceSet::submit`] owns the GPU id ([`SubmitError::InvalidGpu`]).
@@ -78,6 +79,7 @@ mod config;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod cuda_exec;
 pub mod cuda_plan;
 mod device;
 mod emulated;

@@ -65,6 +65,20 @@ fn cuda_without_cuda_is_a_clear_error() {
     fails(&["--cuda-devices", "0"], 2, "cuda");
 }
 
+/// Built with CUDA, on a machine without the driver (CI) or without cuDNN/cuBLASLt,
+/// `--cuda` fails at start naming what is missing (exit 2, no panic); the executor's
+/// libraries are checked before any of them is called.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_without_its_libraries_is_a_clear_error() {
+    if clockwork_gpu::cuda_device_count().is_ok() && clockwork_gpu::cuda_exec::libs::check().is_ok()
+    {
+        println!("a CUDA device and its libraries are here: nothing to refuse");
+        return;
+    }
+    fails(&["--cuda"], 2, "found");
+}
+
 #[test]
 fn address_in_use_exits_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
