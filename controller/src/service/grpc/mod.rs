@@ -16,7 +16,7 @@
 mod framing;
 mod infer;
 mod messages;
-mod rt;
+pub(in crate::service) mod rt;
 mod service;
 
 use super::auth::ApiAuth;

@@ -2,6 +2,7 @@
 //! tasks on the controller's executor (they are `!Send`, and stay on its thread), and
 //! a futures-io stream (a glommio `TcpStream`, or TLS over one) as hyper's I/O
 //! (`hyper::rt::{Read, Write}`).
+//! The HTTP front end's hyper engine (HTTP/1.1) uses the same `Io`.
 //! No tokio runtime runs; hyper is given no timer (the front end sets no HTTP/2
 //! keep-alive pings, so it needs none).
 
@@ -14,7 +15,7 @@ use std::task::{Context, Poll};
 
 /// Spawns hyper's tasks on the current glommio executor.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct LocalExec;
+pub(in crate::service) struct LocalExec;
 
 impl<F> Executor<F> for LocalExec
 where
@@ -31,13 +32,13 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// A futures-io stream for hyper. Reads go through a scratch buffer (hyper hands
 /// out uninitialised memory; copying keeps this free of `unsafe`).
-pub(super) struct Io<S> {
+pub(in crate::service) struct Io<S> {
     stream: S,
     scratch: Vec<u8>,
 }
 
 impl<S> Io<S> {
-    pub(super) fn new(stream: S) -> Self {
+    pub(in crate::service) fn new(stream: S) -> Self {
         Self {
             stream,
             scratch: Vec::new(),
