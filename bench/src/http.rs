@@ -332,7 +332,13 @@ fn http_runs(
     http: &mut Vec<Summary>,
     raw: &mut Vec<Summary>,
 ) -> anyhow::Result<()> {
-    let h = http_run(&stack.url(), body, header_len, args.warmup, args.round_trips)?;
+    let h = http_run(
+        &stack.url(),
+        body,
+        header_len,
+        args.warmup,
+        args.round_trips,
+    )?;
     http.push(Summary::of(&h));
     let h = raw_run(
         stack.http_addr,
@@ -424,9 +430,23 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
         // The two engines take turns going first.
         if rep % 2 == 0 {
             http_runs(&stack, &body, header_len, args, &mut http, &mut raw)?;
-            http_runs(&hyper_stack, &body, header_len, args, &mut hyper, &mut hyper_raw)?;
+            http_runs(
+                &hyper_stack,
+                &body,
+                header_len,
+                args,
+                &mut hyper,
+                &mut hyper_raw,
+            )?;
         } else {
-            http_runs(&hyper_stack, &body, header_len, args, &mut hyper, &mut hyper_raw)?;
+            http_runs(
+                &hyper_stack,
+                &body,
+                header_len,
+                args,
+                &mut hyper,
+                &mut hyper_raw,
+            )?;
             http_runs(&stack, &body, header_len, args, &mut http, &mut raw)?;
         }
     }

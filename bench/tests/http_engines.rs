@@ -17,7 +17,11 @@ fn one_http_run_measures_both_engines_and_reports_their_ratios() {
         "2",
     ]);
     assert_eq!(v["bench"], "http");
-    for row in ["hyper engine, ureq", "hyper engine, raw", "HTTP, raw client"] {
+    for row in [
+        "hyper engine, ureq",
+        "hyper engine, raw",
+        "HTTP, raw client",
+    ] {
         assert!(stdout.contains(row), "no row {row}: {stdout}");
     }
     let f = |k: &str| {

@@ -63,9 +63,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use auth::{ApiAuth, BearerToken, TokenError};
-pub use http::{
-    AdminAccess, AdminTokenError, HttpEngine, HttpLimits, DEFAULT_MAX_SLO, STATE_FILE,
-};
+pub use http::{AdminAccess, AdminTokenError, HttpEngine, HttpLimits, DEFAULT_MAX_SLO, STATE_FILE};
 pub use links::serve;
 pub use logs::LogFiles;
 pub use worker_addr::WorkerAddr;

@@ -47,16 +47,14 @@ pub fn tls_worker_at(addr: SocketAddr, tls: clockwork_net::tls::TlsServer) -> Wo
 }
 
 /// The variable that picks the HTTP engine the test controllers run
-/// (`CLOCKWORK_TEST_HTTP_ENGINE=hyper`; unset: the default engine), so that the same
-/// HTTP tests run against both engines.
+/// (`CLOCKWORK_TEST_HTTP_ENGINE=native`; unset: the default engine, hyper), so that
+/// the same HTTP tests run against both engines.
 pub const ENGINE_VAR: &str = "CLOCKWORK_TEST_HTTP_ENGINE";
 
 /// The HTTP engine of this test run (see [`ENGINE_VAR`]).
 pub fn http_engine() -> HttpEngine {
     match std::env::var(ENGINE_VAR) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .unwrap_or_else(|e| panic!("{ENGINE_VAR}: {e}")),
+        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|e| panic!("{ENGINE_VAR}: {e}")),
         _ => HttpEngine::default(),
     }
 }

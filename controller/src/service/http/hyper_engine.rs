@@ -96,7 +96,10 @@ where
             if e.is_parse() && !e.is_parse_version_h2() {
                 let status = if e.is_parse_too_large() { 431 } else { 400 };
                 if unanswered {
-                    Some(Response::error(status, format!("malformed HTTP request: {e}")))
+                    Some(Response::error(
+                        status,
+                        format!("malformed HTTP request: {e}"),
+                    ))
                 } else {
                     shared
                         .borrow_mut()
@@ -262,8 +265,7 @@ async fn read_request(
 /// a `HEAD` answer's body is not sent).
 fn to_hyper(r: Response, close: bool) -> hyper::Response<Full<Bytes>> {
     let mut out = hyper::Response::new(Full::new(Bytes::from(r.body)));
-    *out.status_mut() =
-        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *out.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = out.headers_mut();
     h.insert(header::SERVER, HeaderValue::from_static("clockwork-rs"));
     h.insert(
@@ -278,7 +280,10 @@ fn to_hyper(r: Response, close: bool) -> hyper::Response<Full<Bytes>> {
             (Ok(n), Ok(v)) => {
                 h.append(n, v);
             }
-            _ => tracing::warn!(header = name, "an answer header is not valid HTTP; left out"),
+            _ => tracing::warn!(
+                header = name,
+                "an answer header is not valid HTTP; left out"
+            ),
         }
     }
     if close {
