@@ -33,9 +33,9 @@ pub struct ControllerArgs {
     /// Prometheus `/metrics`), e.g. 127.0.0.1:8000; none when omitted.
     #[arg(long)]
     pub http: Option<SocketAddr>,
-    /// Which HTTP/1.1 implementation serves --http: `hyper` (hyper's server on the
-    /// controller's executor) or `native` (the front end's own, kept for one release);
-    /// same endpoints and limits (docs/http.md, "HTTP engines").
+    /// Which HTTP/1.1 implementation serves --http: `native` (the front end's own) or
+    /// `hyper` (hyper's server on the controller's executor; more memory per held
+    /// connection); same endpoints and limits (docs/http.md, "HTTP engines").
     #[arg(long, value_name = "ENGINE", default_value_t = HttpEngine::default())]
     pub http_engine: HttpEngine,
     /// Address for the gRPC front end (the Open Inference Protocol's
@@ -360,8 +360,8 @@ mod tests {
     }
 
     #[test]
-    fn the_http_engine_is_hyper_unless_asked_and_a_bad_name_is_refused() {
-        assert_eq!(config(&[]).unwrap().http_engine, HttpEngine::Hyper);
+    fn the_http_engine_is_native_unless_asked_and_a_bad_name_is_refused() {
+        assert_eq!(config(&[]).unwrap().http_engine, HttpEngine::Native);
         let c = config(&["--http", "127.0.0.1:8000", "--http-engine", "native"]).unwrap();
         assert_eq!(c.http_engine, HttpEngine::Native);
         let c = config(&["--http-engine", "hyper"]).unwrap();

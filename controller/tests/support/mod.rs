@@ -47,7 +47,7 @@ pub fn tls_worker_at(addr: SocketAddr, tls: clockwork_net::tls::TlsServer) -> Wo
 }
 
 /// The variable that picks the HTTP engine the test controllers run
-/// (`CLOCKWORK_TEST_HTTP_ENGINE=native`; unset: the default engine, hyper), so that
+/// (`CLOCKWORK_TEST_HTTP_ENGINE=hyper`; unset: the default engine, native), so that
 /// the same HTTP tests run against both engines.
 pub const ENGINE_VAR: &str = "CLOCKWORK_TEST_HTTP_ENGINE";
 
