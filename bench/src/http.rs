@@ -9,6 +9,11 @@
 //! (`--exec-us`), so the protocol's share of the round trip is visible. Runs of the two
 //! variants are interleaved; the median over runs of each percentile is reported.
 //!
+//! The HTTP front end's two engines (`--http-engine native|hyper`) are measured in the
+//! same run, each on its own controller and worker (alike but for the engine), runs
+//! interleaved, taking turns going first: `hyper_vs_http_*_ratio` is hyper over the
+//! native engine (docs/http.md, "HTTP engines").
+//!
 //! Two HTTP clients: `ureq` (a real client library, blocking, keep-alive; its ratio is
 //! the headline `p50_ratio`/`p99_ratio`) and a minimal `std::net` keep-alive client
 //! that writes each prebuilt request in one call (`raw_*`: the server's share with
@@ -23,7 +28,7 @@ mod grpc;
 use crate::stats::{histogram, median, ratio, Summary};
 use anyhow::{anyhow, bail};
 use clockwork_client::Client;
-use clockwork_controller::service::{serve, ServiceConfig};
+use clockwork_controller::service::{serve, HttpEngine, ServiceConfig};
 use clockwork_core::{BatchProfile, ClientStatus, ModelId, ModelProfile, Nanos, Slo};
 use clockwork_net::runtime::{self, run_here, ExecutorConfig};
 use clockwork_worker::{Worker, WorkerConfig};
@@ -241,65 +246,182 @@ fn raw_run(
     Ok(h)
 }
 
+/// A controller with one emulated worker, serving the benchmark model natively and
+/// over HTTP with `engine`; stopped by [`Stack::stop`].
+struct Stack {
+    client_addr: SocketAddr,
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    model: ModelId,
+    stop: Arc<AtomicBool>,
+    ctl: runtime::ExecutorHandle<Result<(), String>>,
+    worker: clockwork_worker::WorkerHandle,
+}
+
+impl Stack {
+    fn start(p: &ModelProfile, engine: HttpEngine) -> anyhow::Result<Self> {
+        let mut wcfg = WorkerConfig::emulated(1);
+        wcfg.listen = free_port()?;
+        wcfg.link.token = TOKEN.into();
+        let worker = Worker::serve(wcfg).map_err(|e| anyhow!("worker: {e}"))?;
+        let client_addr = free_port()?;
+        let http_addr = free_port()?;
+        let mut cfg = ServiceConfig::new(vec![worker.local_addr()], client_addr, TOKEN);
+        cfg.http = Some(http_addr);
+        cfg.http_engine = engine;
+        let grpc_addr = free_port()?;
+        cfg.grpc = Some(grpc_addr);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let ctl = runtime::spawn(ExecutorConfig::named("bench-ctl"), move || async move {
+            let shutdown = async move {
+                while !s.load(Ordering::Relaxed) {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            serve(cfg, shutdown).await.map_err(|e| e.to_string())
+        })
+        .map_err(|e| anyhow!("controller executor: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(http_addr).is_err() || TcpStream::connect(grpc_addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("the controller's HTTP and gRPC ports did not open");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Register natively; wait until the model is served (worker joined, weights loaded).
+        let reg = p.clone();
+        let model = run_here(ExecutorConfig::named("bench-setup"), async move {
+            let mut c = None;
+            for _ in 0..500 {
+                if let Ok(x) = Client::connect(client_addr, TOKEN, "bench-setup").await {
+                    c = Some(x);
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            let mut c = c.ok_or_else(|| anyhow!("cannot reach the controller"))?;
+            let (model, _) = c.register(reg, 1).await?;
+            for _ in 0..1000 {
+                let r = c.infer(model, Slo::Default, Vec::new()).await?;
+                if r.status == ClientStatus::Success {
+                    return Ok(model);
+                }
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+            Err(anyhow!("the model never served"))
+        })
+        .map_err(|e| anyhow!("setup executor: {e}"))??;
+        Ok(Self {
+            client_addr,
+            http_addr,
+            grpc_addr,
+            model,
+            stop,
+            ctl,
+            worker,
+        })
+    }
+
+    /// The inference path and URL of the benchmark model.
+    fn path(&self) -> String {
+        format!("/v2/models/bench_tiny-{}/infer", self.model.0)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}{}", self.http_addr, self.path())
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.ctl
+            .join()
+            .map_err(|e| anyhow!("controller: {e}"))?
+            .map_err(|e| anyhow!("controller: {e}"))?;
+        drop(self.worker);
+        Ok(())
+    }
+}
+
+/// One run of both HTTP clients (`ureq`, then raw) against `stack`'s HTTP port.
+fn http_runs(
+    stack: &Stack,
+    body: &[u8],
+    header_len: Option<usize>,
+    args: &HttpArgs,
+    http: &mut Vec<Summary>,
+    raw: &mut Vec<Summary>,
+) -> anyhow::Result<()> {
+    let h = http_run(
+        &stack.url(),
+        body,
+        header_len,
+        args.warmup,
+        args.round_trips,
+    )?;
+    http.push(Summary::of(&h));
+    let h = raw_run(
+        stack.http_addr,
+        &stack.path(),
+        body,
+        header_len,
+        args.warmup,
+        args.round_trips,
+    )?;
+    raw.push(Summary::of(&h));
+    Ok(())
+}
+
+/// The hyper engine against the native HTTP engine, both measured in this run: the
+/// rows of the table and the JSON fields (`hyper_*`; the `*_ratio`s are hyper over
+/// native HTTP, the 1.2x rule).
+fn hyper_report(
+    http: &[Summary],
+    raw: &[Summary],
+    hyper: &[Summary],
+    hyper_raw: &[Summary],
+) -> serde_json::Value {
+    let med =
+        |v: &[Summary], f: fn(&Summary) -> u64| median(v.iter().map(|s| f(s) as f64).collect());
+    let us = |ns: f64| ns / 1e3;
+    let p = |v: &[Summary]| (med(v, |s| s.p50), med(v, |s| s.p99));
+    let ((h50, h99), (r50, r99)) = (p(http), p(raw));
+    let ((y50, y99), (yr50, yr99)) = (p(hyper), p(hyper_raw));
+    let q = |a: f64, b: f64| ratio(a as u64, b as u64);
+    let (p50_ratio, p99_ratio) = (q(y50, h50), q(y99, h99));
+    let (raw_p50_ratio, raw_p99_ratio) = (q(yr50, r50), q(yr99, r99));
+    println!(
+        "HTTP hyper engine / native engine (ureq): p50 x{p50_ratio:.2} ({:+.1} us), p99 x{p99_ratio:.2} ({:+.1} us)",
+        us(y50 - h50),
+        us(y99 - h99)
+    );
+    println!(
+        "HTTP hyper engine / native engine (raw):  p50 x{raw_p50_ratio:.2} ({:+.1} us), p99 x{raw_p99_ratio:.2} ({:+.1} us)",
+        us(yr50 - r50),
+        us(yr99 - r99)
+    );
+    serde_json::json!({
+        "hyper_p50_us": us(y50),
+        "hyper_p99_us": us(y99),
+        "hyper_raw_p50_us": us(yr50),
+        "hyper_raw_p99_us": us(yr99),
+        "hyper_vs_http_p50_ratio": p50_ratio,
+        "hyper_vs_http_p99_ratio": p99_ratio,
+        "hyper_vs_http_raw_p50_ratio": raw_p50_ratio,
+        "hyper_vs_http_raw_p99_ratio": raw_p99_ratio,
+    })
+}
+
 pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
     if args.round_trips == 0 || args.repeats == 0 || args.exec_us == 0 {
         bail!("--round-trips, --repeats and --exec-us must be at least 1");
     }
     let p = profile(args);
     p.validate()?;
-    let mut wcfg = WorkerConfig::emulated(1);
-    wcfg.listen = free_port()?;
-    wcfg.link.token = TOKEN.into();
-    let worker = Worker::serve(wcfg).map_err(|e| anyhow!("worker: {e}"))?;
-    let client_addr = free_port()?;
-    let http_addr = free_port()?;
-    let mut cfg = ServiceConfig::new(vec![worker.local_addr()], client_addr, TOKEN);
-    cfg.http = Some(http_addr);
-    let grpc_addr = free_port()?;
-    cfg.grpc = Some(grpc_addr);
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let ctl = runtime::spawn(ExecutorConfig::named("bench-ctl"), move || async move {
-        let shutdown = async move {
-            while !s.load(Ordering::Relaxed) {
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        serve(cfg, shutdown).await.map_err(|e| e.to_string())
-    })
-    .map_err(|e| anyhow!("controller executor: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(http_addr).is_err() || TcpStream::connect(grpc_addr).is_err() {
-        if Instant::now() > deadline {
-            bail!("the controller's HTTP and gRPC ports did not open");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Register natively; wait until the model is served (worker joined, weights loaded).
-    let reg = p;
-    let model = run_here(ExecutorConfig::named("bench-setup"), async move {
-        let mut c = None;
-        for _ in 0..500 {
-            if let Ok(x) = Client::connect(client_addr, TOKEN, "bench-setup").await {
-                c = Some(x);
-                break;
-            }
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-        }
-        let mut c = c.ok_or_else(|| anyhow!("cannot reach the controller"))?;
-        let (model, _) = c.register(reg, 1).await?;
-        for _ in 0..1000 {
-            let r = c.infer(model, Slo::Default, Vec::new()).await?;
-            if r.status == ClientStatus::Success {
-                return Ok(model);
-            }
-            glommio::timer::sleep(Duration::from_millis(5)).await;
-        }
-        Err(anyhow!("the model never served"))
-    })
-    .map_err(|e| anyhow!("setup executor: {e}"))??;
-    let path = format!("/v2/models/bench_tiny-{}/infer", model.0);
-    let url = format!("http://{http_addr}{path}");
+    // Two controllers, alike but for the HTTP engine; the native protocol is measured
+    // on the first.
+    let stack = Stack::start(&p, HttpEngine::Native)?;
+    let hyper_stack = Stack::start(&p, HttpEngine::Hyper)?;
     let (body, header_len) = http_body(args.input_bytes);
     let input: Vec<u8> = (0..args.input_bytes).map(|i| i as u8).collect();
     println!(
@@ -309,35 +431,48 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
     let mut native = Vec::new();
     let mut http = Vec::new();
     let mut raw = Vec::new();
+    let mut hyper = Vec::new();
+    let mut hyper_raw = Vec::new();
     let mut grpc = Vec::new();
-    let grpc_model = format!("bench_tiny-{}", model.0);
+    let grpc_model = format!("bench_tiny-{}", stack.model.0);
     for rep in 0..args.repeats {
         eprintln!(
-            "  run {}/{}: native, HTTP (ureq), HTTP (raw), gRPC",
+            "  run {}/{}: native, HTTP (ureq, raw) on the native and the hyper engine, gRPC",
             rep + 1,
             args.repeats
         );
         let h = native_run(
-            client_addr,
-            model,
+            stack.client_addr,
+            stack.model,
             input.clone(),
             args.warmup,
             args.round_trips,
         )?;
         native.push(Summary::of(&h));
-        let h = http_run(&url, &body, header_len, args.warmup, args.round_trips)?;
-        http.push(Summary::of(&h));
-        let h = raw_run(
-            http_addr,
-            &path,
-            &body,
-            header_len,
-            args.warmup,
-            args.round_trips,
-        )?;
-        raw.push(Summary::of(&h));
+        // The two engines take turns going first.
+        if rep % 2 == 0 {
+            http_runs(&stack, &body, header_len, args, &mut http, &mut raw)?;
+            http_runs(
+                &hyper_stack,
+                &body,
+                header_len,
+                args,
+                &mut hyper,
+                &mut hyper_raw,
+            )?;
+        } else {
+            http_runs(
+                &hyper_stack,
+                &body,
+                header_len,
+                args,
+                &mut hyper,
+                &mut hyper_raw,
+            )?;
+            http_runs(&stack, &body, header_len, args, &mut http, &mut raw)?;
+        }
         let h = grpc::grpc_run(
-            grpc_addr,
+            stack.grpc_addr,
             &grpc_model,
             &input,
             args.warmup,
@@ -345,12 +480,8 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
         )?;
         grpc.push(Summary::of(&h));
     }
-    stop.store(true, Ordering::Relaxed);
-    ctl.join()
-        .map_err(|e| anyhow!("controller: {e}"))?
-        .map_err(|e| anyhow!("controller: {e}"))?;
-    drop(worker);
-
+    stack.stop()?;
+    hyper_stack.stop()?;
     let med =
         |v: &[Summary], f: fn(&Summary) -> u64| median(v.iter().map(|s| f(s) as f64).collect());
     let us = |ns: f64| ns / 1e3;
@@ -359,6 +490,8 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
         ("HTTP, ureq client", &http),
         ("HTTP, raw client", &raw),
         ("gRPC, hyper h2", &grpc),
+        ("hyper engine, ureq", &hyper),
+        ("hyper engine, raw", &hyper_raw),
     ];
     println!(
         "{:<20} {:>10} {:>10} {:>10} {:>10}",
@@ -401,9 +534,7 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
         us(g50 - n50),
         us(g99 - n99)
     );
-    println!(
-        "{}",
-        serde_json::json!({
+    let mut line = serde_json::json!({
             "bench": "http",
             "round_trips": args.round_trips,
             "repeats": args.repeats,
@@ -426,7 +557,11 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
             "grpc_p99_ratio": grpc_p99_ratio,
             "grpc_http_p50_ratio": grpc_http_p50_ratio,
             "grpc_http_p99_ratio": grpc_http_p99_ratio,
-        })
-    );
+    });
+    let engines = hyper_report(&http, &raw, &hyper, &hyper_raw);
+    if let (Some(line), Some(engines)) = (line.as_object_mut(), engines.as_object()) {
+        line.extend(engines.clone());
+    }
+    println!("{line}");
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! (`clockwork-bench local`, which flattens these flags into a hidden subcommand) both
 //! start this way, so they accept the same flags and refuse the same bad values.
 
-use crate::service::{serve, AdminAccess, BearerToken, ServiceConfig, ServiceError, WorkerAddr};
+use crate::service::{
+    serve, AdminAccess, BearerToken, HttpEngine, ServiceConfig, ServiceError, WorkerAddr,
+};
 use clockwork_core::{Nanos, Secret};
 use clockwork_net::runtime::{self, ExecutorConfig, RuntimeError, DEFAULT_TICK_US, TICK_US_RANGE};
 use clockwork_net::tls::{TlsClient, TlsServer};
@@ -31,6 +33,11 @@ pub struct ControllerArgs {
     /// Prometheus `/metrics`), e.g. 127.0.0.1:8000; none when omitted.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// Which HTTP/1.1 implementation serves --http: `native` (the front end's own) or
+    /// `hyper` (hyper's server on the controller's executor; more memory per held
+    /// connection); same endpoints and limits (docs/http.md, "HTTP engines").
+    #[arg(long, value_name = "ENGINE", default_value_t = HttpEngine::default())]
+    pub http_engine: HttpEngine,
     /// Address for the gRPC front end (the Open Inference Protocol's
     /// `inference.GRPCInferenceService`, as Triton serves it), e.g. 127.0.0.1:8001;
     /// none when omitted. It shares the HTTP front end's admin token and limits.
@@ -228,6 +235,7 @@ impl ControllerArgs {
         cfg.reconnect_interval = Duration::from(ms(self.reconnect_ms, "reconnect-ms")?);
         cfg.log_dir.clone_from(&self.log_dir);
         cfg.http = self.http;
+        cfg.http_engine = self.http_engine;
         cfg.grpc = self.grpc;
         cfg.model_repository.clone_from(&self.model_repository);
         self.admin_config(&mut cfg)?;
@@ -356,6 +364,20 @@ mod tests {
         argv.extend_from_slice(flags);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         cli.args.service_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_http_engine_is_native_unless_asked_and_a_bad_name_is_refused() {
+        assert_eq!(config(&[]).unwrap().http_engine, HttpEngine::Native);
+        let c = config(&["--http", "127.0.0.1:8000", "--http-engine", "native"]).unwrap();
+        assert_eq!(c.http_engine, HttpEngine::Native);
+        let c = config(&["--http-engine", "hyper"]).unwrap();
+        assert_eq!(c.http_engine, HttpEngine::Hyper);
+        let e = config(&["--http-engine", "tokio"]).unwrap_err();
+        assert!(
+            e.contains("--http-engine") && e.contains("native or hyper"),
+            "{e}"
+        );
     }
 
     #[test]

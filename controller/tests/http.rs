@@ -4,7 +4,7 @@
 mod support;
 
 use clockwork_client::Client;
-use clockwork_controller::service::{serve, HttpLimits, ServiceConfig, ServiceError};
+use clockwork_controller::service::{serve, HttpEngine, HttpLimits, ServiceConfig, ServiceError};
 use clockwork_core::{ClientStatus, ModelId, Slo};
 use clockwork_net::runtime::{self, ExecutorConfig};
 use clockwork_worker::WorkerHandle;
@@ -399,8 +399,15 @@ fn malformed_http_is_400_and_closes_only_that_connection() {
 
     let garbage = raw_exchange(c.http, b"THIS IS NOT HTTP\r\n\r\n");
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
-    assert!(garbage.contains("\"error\""), "{garbage}");
-    assert!(garbage.contains("Connection: close"), "{garbage}");
+    assert!(
+        garbage.to_ascii_lowercase().contains("connection: close"),
+        "{garbage}"
+    );
+    // hyper answers a head it cannot parse itself, with an empty body (docs/http.md,
+    // "HTTP engines"); the native engine says why in JSON.
+    if support::http_engine() == HttpEngine::Native {
+        assert!(garbage.contains("\"error\""), "{garbage}");
+    }
     // The keep-alive client is undisturbed.
     assert_eq!(infer_empty(&a, &c, "tiny-0").status, 200);
 

@@ -130,6 +130,7 @@ pub async fn serve(
             super::ApiAuth::new(cfg.api_token.clone(), cfg.http_admin.bearer().cloned()),
             cfg.metrics_need_token,
             cfg.http_tls.as_ref().map(TlsServer::acceptor),
+            cfg.http_engine,
         ))
     });
     let grpc = grpc_listener.map(|l| {
@@ -142,7 +143,7 @@ pub async fn serve(
             cfg.grpc_tls.as_ref().map(TlsServer::acceptor),
         ))
     });
-    tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, grpc = ?cfg.grpc, workers = cfg.workers.len(), "controller serving");
+    tracing::info!(clients = %cfg.client_listen, http = ?cfg.http, http_engine = %cfg.http_engine, grpc = ?cfg.grpc, workers = cfg.workers.len(), "controller serving");
     shutdown.await;
     tracing::info!("controller shutting down");
     // Stop taking work, then answer what is pending.

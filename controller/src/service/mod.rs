@@ -63,7 +63,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use auth::{ApiAuth, BearerToken, TokenError};
-pub use http::{AdminAccess, AdminTokenError, HttpLimits, DEFAULT_MAX_SLO, STATE_FILE};
+pub use http::{AdminAccess, AdminTokenError, HttpEngine, HttpLimits, DEFAULT_MAX_SLO, STATE_FILE};
 pub use links::serve;
 pub use logs::LogFiles;
 pub use worker_addr::WorkerAddr;
@@ -93,6 +93,8 @@ pub struct ServiceConfig {
     pub http: Option<SocketAddr>,
     /// Limits of the HTTP front end (the gRPC front end's too).
     pub http_limits: HttpLimits,
+    /// Which HTTP/1.1 implementation serves the HTTP port.
+    pub http_engine: HttpEngine,
     /// Where the gRPC front end (the Open Inference Protocol's
     /// `inference.GRPCInferenceService`) listens; `None` runs none.
     pub grpc: Option<SocketAddr>,
@@ -145,6 +147,7 @@ impl ServiceConfig {
             worker_busy_poll: Duration::ZERO,
             http: None,
             http_limits: HttpLimits::default(),
+            http_engine: HttpEngine::default(),
             grpc: None,
             model_repository: None,
             http_admin: AdminAccess::Closed,

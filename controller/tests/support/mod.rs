@@ -4,7 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use clockwork_controller::service::{serve, AdminAccess, ServiceConfig};
+use clockwork_controller::service::{serve, AdminAccess, HttpEngine, ServiceConfig};
 use clockwork_net::runtime::{self, ExecutorConfig};
 use clockwork_worker::{Worker, WorkerConfig, WorkerHandle};
 use std::io::{Read, Write};
@@ -46,6 +46,19 @@ pub fn tls_worker_at(addr: SocketAddr, tls: clockwork_net::tls::TlsServer) -> Wo
     Worker::serve(cfg).expect("worker starts")
 }
 
+/// The variable that picks the HTTP engine the test controllers run
+/// (`CLOCKWORK_TEST_HTTP_ENGINE=hyper`; unset: the default engine, native), so that
+/// the same HTTP tests run against both engines.
+pub const ENGINE_VAR: &str = "CLOCKWORK_TEST_HTTP_ENGINE";
+
+/// The HTTP engine of this test run (see [`ENGINE_VAR`]).
+pub fn http_engine() -> HttpEngine {
+    match std::env::var(ENGINE_VAR) {
+        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|e| panic!("{ENGINE_VAR}: {e}")),
+        _ => HttpEngine::default(),
+    }
+}
+
 /// A running controller with its HTTP port; stopped on drop.
 pub struct Controller {
     pub http: SocketAddr,
@@ -57,7 +70,7 @@ pub struct Controller {
 
 impl Controller {
     /// Starts a controller serving HTTP, after `setup` adjusted its configuration
-    /// (the HTTP address, the worker and the admin token are set already).
+    /// (the HTTP address and engine, the worker and the admin token are set already).
     pub fn start(
         worker: SocketAddr,
         setup: impl FnOnce(&mut ServiceConfig) + Send + 'static,
@@ -74,6 +87,7 @@ impl Controller {
         let mut cfg = ServiceConfig::new(workers, native, TOKEN);
         cfg.reconnect_interval = Duration::from_millis(50);
         cfg.http = Some(http);
+        cfg.http_engine = http_engine();
         cfg.http_admin = AdminAccess::token(ADMIN_TOKEN).unwrap();
         setup(&mut cfg);
         let stop = Arc::new(AtomicBool::new(false));

@@ -2,6 +2,7 @@
 //! tasks on the controller's executor (they are `!Send`, and stay on its thread), and
 //! a futures-io stream (a glommio `TcpStream`, or TLS over one) as hyper's I/O
 //! (`hyper::rt::{Read, Write}`).
+//! The HTTP front end's hyper engine (HTTP/1.1) uses the same `Io`.
 //! No tokio runtime runs; hyper is given no timer (the front end sets no HTTP/2
 //! keep-alive pings, so it needs none). Public so that a Rust gRPC client on a glommio
 //! executor (`clockwork-bench http`) drives hyper's HTTP/2 client the same way.

@@ -100,6 +100,7 @@ impl Bridge {
                 admin,
                 api,
                 metrics_need_token: true,
+                engine: super::HttpEngine::Native,
             },
         }
     }
