@@ -33,6 +33,11 @@ pub fn dim(what: &'static str, value: usize) -> Result<i32, ExecError> {
     })
 }
 
+/// A (height, width) pair of [`dim`]s.
+fn dims(what: &'static str, [h, w]: [usize; 2]) -> Result<[i32; 2], ExecError> {
+    Ok([dim(what, h)?, dim(what, w)?])
+}
+
 /// An NHWC (channels-last) activation of logical shape `[n, c, h, w]`.
 pub fn nhwc_tensor(n: usize, c: usize, h: usize, w: usize) -> Result<TensorDesc, ExecError> {
     let (n, c, h, w) = (dim("n", n)?, dim("c", c)?, dim("h", h)?, dim("w", w)?);
@@ -162,18 +167,9 @@ pub fn conv_desc(g: &ConvGeometry, bias: bool, relu: bool) -> Result<ConvDesc, S
         } else {
             None
         },
-        pad: [
-            dim("pad", g.pad[0]).map_err(e)?,
-            dim("pad", g.pad[1]).map_err(e)?,
-        ],
-        stride: [
-            dim("stride", g.stride[0]).map_err(e)?,
-            dim("stride", g.stride[1]).map_err(e)?,
-        ],
-        dilation: [
-            dim("dilation", g.dilation[0]).map_err(e)?,
-            dim("dilation", g.dilation[1]).map_err(e)?,
-        ],
+        pad: dims("pad", g.pad).map_err(e)?,
+        stride: dims("stride", g.stride).map_err(e)?,
+        dilation: dims("dilation", g.dilation).map_err(e)?,
         groups: dim("groups", g.groups).map_err(e)?,
         launch,
     })
@@ -211,18 +207,9 @@ pub fn pool_desc(kind: PoolKind, g: &PoolGeometry) -> Result<PoolDesc, String> {
     }
     Ok(PoolDesc {
         kind,
-        window: [
-            dim("window", g.window[0]).map_err(e)?,
-            dim("window", g.window[1]).map_err(e)?,
-        ],
-        pad: [
-            dim("pad", g.pad[0]).map_err(e)?,
-            dim("pad", g.pad[1]).map_err(e)?,
-        ],
-        stride: [
-            dim("stride", g.stride[0]).map_err(e)?,
-            dim("stride", g.stride[1]).map_err(e)?,
-        ],
+        window: dims("window", g.window).map_err(e)?,
+        pad: dims("pad", g.pad).map_err(e)?,
+        stride: dims("stride", g.stride).map_err(e)?,
         x: nhwc_tensor(g.n, g.c, g.h, g.w).map_err(e)?,
         y: nhwc_tensor(g.n, g.c, g.p, g.q).map_err(e)?,
     })
