@@ -9,18 +9,11 @@ use clockwork_gpu::cuda_exec::kernels::{ptx_params, Kernel, KernelArg, Operand, 
 use clockwork_gpu::cuda_exec::weights::{decode, host_image, pack_weights, weight_addresses};
 use clockwork_gpu::cuda_exec::{workspace_bytes, ExecError, Launch, Schedule};
 use clockwork_gpu::cuda_plan::{reference, ArenaSpan, ElementwiseOp, Plan, Step};
-use clockwork_models::{ImportLimits, ImportedModel, ModelKind, Precision};
+use clockwork_models::{ModelKind, Precision};
 
-const PAGE: u64 = 16 << 20;
+mod common;
 
-fn import(kind: ModelKind) -> ImportedModel {
-    ImportedModel::import_bytes(kind.name(), &kind.onnx_bytes(7), &ImportLimits::default())
-        .expect("generated models import")
-}
-
-fn count(plan: &Plan, kind: &str) -> usize {
-    plan.steps.iter().filter(|s| s.kind() == kind).count()
-}
+use common::{count, import, PAGE};
 
 /// Every launch reads and writes inside the arena, its weights exist, and each kernel's
 /// arguments have the types of its PTX entry's parameters, in order.

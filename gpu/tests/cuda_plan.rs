@@ -7,16 +7,9 @@ use clockwork_gpu::cuda_plan::{
 };
 use clockwork_models::{ImportLimits, ImportedModel, ModelKind, Precision};
 
-const PAGE: u64 = 16 << 20;
+mod common;
 
-fn import(kind: ModelKind) -> ImportedModel {
-    ImportedModel::import_bytes(kind.name(), &kind.onnx_bytes(7), &ImportLimits::default())
-        .expect("generated models import")
-}
-
-fn count(plan: &Plan, kind: &str) -> usize {
-    plan.steps.iter().filter(|s| s.kind() == kind).count()
-}
+use common::{count, import, PAGE};
 
 fn fused_convs(plan: &Plan) -> usize {
     plan.steps
