@@ -450,26 +450,15 @@ pub(crate) fn run(args: &HttpArgs) -> anyhow::Result<()> {
         )?;
         native.push(Summary::of(&h));
         // The two engines take turns going first.
-        if rep % 2 == 0 {
-            http_runs(&stack, &body, header_len, args, &mut http, &mut raw)?;
-            http_runs(
-                &hyper_stack,
-                &body,
-                header_len,
-                args,
-                &mut hyper,
-                &mut hyper_raw,
-            )?;
-        } else {
-            http_runs(
-                &hyper_stack,
-                &body,
-                header_len,
-                args,
-                &mut hyper,
-                &mut hyper_raw,
-            )?;
-            http_runs(&stack, &body, header_len, args, &mut http, &mut raw)?;
+        let mut turns = [
+            (&stack, &mut http, &mut raw),
+            (&hyper_stack, &mut hyper, &mut hyper_raw),
+        ];
+        if rep % 2 == 1 {
+            turns.reverse();
+        }
+        for (s, ureq_runs, raw_runs) in turns {
+            http_runs(s, &body, header_len, args, ureq_runs, raw_runs)?;
         }
         let h = grpc::grpc_run(
             stack.grpc_addr,
