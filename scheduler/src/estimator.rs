@@ -1,7 +1,8 @@
-//! Execution-time and LOAD estimators (reference 3.1): a percentile (p99 by default) of
-//! a sliding window of the last N measurements (10 by default), seeded with the
-//! profiled value. With N = 10, p99 is the window's maximum: a single slow run raises
-//! the estimate for the next ten.
+//! Execution-time and LOAD estimators (reference 3.1): a percentile of a sliding window
+//! of the last N measurements (10 by default), seeded with the profiled value. The
+//! original uses p99, with N = 10 the window's maximum, so that a single slow run
+//! raises the estimate for the next ten; the default here is p90, the second largest
+//! (`Config::estimator_percentile` says why).
 //!
 //! GPU clock normalisation (multiplying by the SM clock) is not done: emulated devices
 //! report no clock, and the reference clock would cancel out on a pinned-clock GPU.

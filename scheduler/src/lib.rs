@@ -27,7 +27,7 @@
 //!
 //! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`margins`]
 //! (the completion buffer and lead time, measured), [`ahead`] (the EXEC schedule-ahead), [`estimator`], [`timeline`], [`batching`],
-//! [`load_tracker`], [`eviction`], [`stats`], [`telemetry`], [`output`]; the state
+//! [`rollout`] (the next batch and admission under pressure), [`load_tracker`], [`eviction`], [`stats`], [`telemetry`], [`output`]; the state
 //! machine in `scheduler` (split by concern).
 
 #![forbid(unsafe_code)]
@@ -47,6 +47,7 @@ pub mod load_tracker;
 pub mod margins;
 mod model_state;
 pub mod output;
+pub mod rollout;
 mod scheduler;
 pub mod stats;
 pub mod telemetry;

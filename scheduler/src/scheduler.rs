@@ -177,6 +177,21 @@ pub struct Scheduler {
     lead: MeasuredMargin,
     /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
     tightest: TightestSlo,
+    /// Reused space of dispatch rollouts ([`crate::rollout`]).
+    rollout: RolloutScratch,
+    /// The same for admission tests, which borrow the scheduler immutably.
+    admission_scratch: std::cell::RefCell<RolloutScratch>,
+}
+
+/// Space a dispatch rollout reuses: candidate models (urgency, id), their live
+/// targets and estimates, one span of each per model, and positions.
+#[derive(Debug, Default)]
+struct RolloutScratch {
+    models: Vec<(Nanos, u32)>,
+    targets: Vec<Nanos>,
+    est: Vec<Nanos>,
+    spans: Vec<(usize, usize, usize, usize)>,
+    from: Vec<usize>,
 }
 
 impl Scheduler {
@@ -188,6 +203,8 @@ impl Scheduler {
             buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
             tightest: TightestSlo::default(),
+            rollout: RolloutScratch::default(),
+            admission_scratch: std::cell::RefCell::default(),
             cfg,
             models: Vec::new(),
             retired: BitSet::default(),

@@ -16,10 +16,11 @@
 //! so that `start + estimate <= head_target <= last_target`,
 //! `latest >= start >= now + future`: no action is ever sent with its window closed.
 
-use super::{InFlightKind, InferRecord, Scheduler};
+use super::{InFlightKind, InferRecord, RolloutScratch, Scheduler};
 use crate::arena::Key;
-use crate::batching::choose_batch;
+use crate::batching::{choose_batch, Choice};
 use crate::gpu_state::{HeapEntry, Lane};
+use crate::rollout::{best_first, QueueView, MAX_CANDIDATES, MAX_QUEUED};
 use clockwork_core::{Action, ActionKind, ClientStatus, ModelId, Nanos, Window};
 use std::cmp::Reverse;
 
@@ -92,15 +93,142 @@ impl Scheduler {
                         model: e.model,
                     }));
                 }
-                Some(_) => self.try_batch(mi, g, avail, now),
+                Some(_) => match self.rollout_pick(mi, g, avail) {
+                    Some((other, k)) => {
+                        // The popped model keeps its place in the heap.
+                        if let Some(r) = self.models[mi].replica_mut(g) {
+                            r.heap_key = Some(e.urgency);
+                            self.gpus[g as usize].heap.push(Reverse(e));
+                        }
+                        self.try_batch(other, g, avail, now, Some(k));
+                    }
+                    None => self.try_batch(mi, g, avail, now, None),
+                },
             }
         }
+    }
+
+    /// Under pressure, another model that GPU `g` should run first instead of `mi`
+    /// (the most urgent), with the size index of its batch: a rollout over the queues
+    /// of the [`MAX_CANDIDATES`] most urgent models that only this GPU serves
+    /// ([`crate::rollout`]). `None` keeps `mi`: everything queued fits before `mi`'s
+    /// head target, `mi` is served elsewhere too, or no other first batch serves more.
+    fn rollout_pick(&mut self, mi: usize, g: u32, start: Nanos) -> Option<(usize, usize)> {
+        let head = self.models[mi].queue.front()?.target;
+        if !self.under_pressure(mi, g, start, head) {
+            return None;
+        }
+        let mut scratch = std::mem::take(&mut self.rollout);
+        self.fill_rollout(&mut scratch, mi, g, start, None);
+        let mut from = std::mem::take(&mut scratch.from);
+        let views = self.rollout_views(&scratch);
+        from.clear();
+        from.resize(views.len(), 0);
+        let pick = best_first(start, &views, 0, &mut from);
+        drop(views);
+        scratch.from = from;
+        let out = match pick {
+            Some((q, k)) if q != 0 => Some((scratch.models[q].1 as usize, k)),
+            _ => None,
+        };
+        self.rollout = scratch;
+        out
+    }
+
+    /// Whether GPU `g`, free at `start`, may not serve everything queued on it in
+    /// earliest-deadline order: its queued work at batch-1 cost (the credit, which lags
+    /// by at most a quarter) does not fit before `head` (the earliest target), and
+    /// model `mi` is served by this GPU alone (a rollout sees one GPU).
+    pub(super) fn under_pressure(&self, mi: usize, g: u32, start: Nanos, head: Nanos) -> bool {
+        let credit = self.gpus[g as usize].credit;
+        start + Nanos(credit.saturating_mul(2)) > head && self.models[mi].ready_replicas() == 1
+    }
+
+    /// Fills `scratch` with a rollout's queues on GPU `g` from `start`: model `mi`
+    /// first, then the most urgent others that only `g` serves (up to
+    /// [`MAX_CANDIDATES`] in all), each with the targets of its live queued requests
+    /// that can still make it. `extra`, a new request's target, joins `mi`'s queue;
+    /// its position there is returned.
+    pub(super) fn fill_rollout(
+        &self,
+        scratch: &mut RolloutScratch,
+        mi: usize,
+        g: u32,
+        start: Nanos,
+        extra: Option<Nanos>,
+    ) -> Option<usize> {
+        let gpu = &self.gpus[g as usize];
+        scratch.models.clear();
+        scratch.models.push((Nanos::ZERO, mi as u32));
+        for Reverse(e) in gpu.heap.iter() {
+            let oi = e.model as usize;
+            let o = &self.models[oi];
+            let live = o
+                .replica(g)
+                .is_some_and(|r| r.ready && r.heap_key == Some(e.urgency));
+            if oi == mi || !live || o.ready_replicas() != 1 {
+                continue;
+            }
+            // The most urgent others, kept sorted by insertion.
+            let others = &mut scratch.models;
+            if others.len() < MAX_CANDIDATES {
+                others.push((e.urgency, e.model));
+            } else if let Some(last) = others.last_mut().filter(|l| e.urgency < l.0) {
+                *last = (e.urgency, e.model);
+            } else {
+                continue;
+            }
+            others[1..].sort_unstable();
+        }
+        scratch.targets.clear();
+        scratch.est.clear();
+        scratch.spans.clear();
+        let mut extra_at = None;
+        for (n, &(_, model)) in scratch.models.iter().enumerate() {
+            let o = &self.models[model as usize];
+            let est1 = o.b1();
+            let t0 = scratch.targets.len();
+            let live = o
+                .queue
+                .iter()
+                .filter(|q| self.requests.contains(q.key) && start + est1 <= q.target)
+                .take(MAX_QUEUED)
+                .map(|q| q.target);
+            scratch.targets.extend(live);
+            if let Some(x) = extra.filter(|_| n == 0) {
+                let at = t0 + scratch.targets[t0..].partition_point(|&t| t <= x);
+                scratch.targets.insert(at, x);
+                extra_at = Some(at - t0);
+            }
+            let e0 = scratch.est.len();
+            scratch.est.extend((0..o.sizes().len()).map(|k| o.est(k)));
+            scratch
+                .spans
+                .push((t0, scratch.targets.len(), e0, scratch.est.len()));
+        }
+        extra_at
+    }
+
+    /// The queue views of a filled rollout scratch.
+    pub(super) fn rollout_views<'a>(&'a self, scratch: &'a RolloutScratch) -> Vec<QueueView<'a>> {
+        scratch
+            .spans
+            .iter()
+            .zip(&scratch.models)
+            .map(|(&(t0, t1, e0, e1), &(_, model))| QueueView {
+                targets: &scratch.targets[t0..t1],
+                sizes: self.models[model as usize].sizes(),
+                est: &scratch.est[e0..e1],
+            })
+            .collect()
     }
 
     /// Forms and sends one batch of model `mi` on GPU `g` starting at `start`, after
     /// dropping queue heads no GPU can serve in time. Leaves the model alone if its
     /// head cannot make it here but can on another GPU holding it.
-    fn try_batch(&mut self, mi: usize, g: u32, start: Nanos, now: Nanos) {
+    /// `size`, when given, is the batch's size index (a rollout's choice), used if it
+    /// still fits; otherwise [`choose_batch`] picks.
+    fn try_batch(&mut self, mi: usize, g: u32, start: Nanos, now: Nanos, size: Option<usize>) {
         let est1 = self.models[mi].b1();
         while let Some(front) = self.models[mi].queue.front().copied() {
             if start + est1 <= front.target {
@@ -148,14 +276,28 @@ impl Scheduler {
             *slot = self.gpus[r.gpu as usize].exec.available(now, future, lag);
             n_others += 1;
         }
-        let Some(choice) = choose_batch(
-            m.sizes(),
-            |k| m.est(k),
-            m.queue.len(),
-            |i| m.queue[i].target,
-            start,
-            (!overloaded).then_some(&others[..n_others]),
-        ) else {
+        let forced = size.filter(|&k| {
+            m.sizes()
+                .get(k)
+                .is_some_and(|&b| b as usize <= m.queue.len())
+                && m.queue
+                    .front()
+                    .is_some_and(|f| start + m.est(k) <= f.target)
+        });
+        let chosen = forced.map(|k| Choice {
+            size_index: k,
+            skip: 0,
+        });
+        let Some(choice) = chosen.or_else(|| {
+            choose_batch(
+                m.sizes(),
+                |k| m.est(k),
+                m.queue.len(),
+                |i| m.queue[i].target,
+                start,
+                (!overloaded).then_some(&others[..n_others]),
+            )
+        }) else {
             // Unreachable: the head was checked feasible at batch size 1 above.
             return;
         };

@@ -6,6 +6,7 @@ use crate::arena::Key;
 use crate::gpu_state::HeapEntry;
 use crate::model_state::QueueEntry;
 use crate::output::{ClientKey, InputRef};
+use crate::rollout::serves;
 use crate::telemetry::{LogRecord, RequestLog};
 use clockwork_core::{ClientStatus, ModelId, Nanos, RequestId, Slo};
 use std::borrow::Cow;
@@ -205,12 +206,36 @@ impl Scheduler {
             if start + Nanos(g.credit.saturating_mul(2)) + b1 <= target {
                 return true;
             }
+            if self.under_pressure(mi, r.gpu, start, target) {
+                return self.rollout_admits(mi, r.gpu, start, target);
+            }
             start = start + self.work_ahead(r.gpu, mi, target);
             start <= target
         });
         // Checked last: it looks at every GPU.
         on_replica
             || ((m.replicas.len() as u32) < self.live_gpus && self.load_plan_meets(mi, now, target))
+    }
+
+    /// Whether a request of model `mi` with target `target` would be served if GPU
+    /// `g`, free at `start`, ran what is queued on it earliest-deadline-first with
+    /// batching ([`crate::rollout::serves`]).
+    fn rollout_admits(&self, mi: usize, g: u32, start: Nanos, target: Nanos) -> bool {
+        let mut scratch = self.admission_scratch.take();
+        let ok = self
+            .fill_rollout(&mut scratch, mi, g, start, Some(target))
+            .is_some_and(|at| {
+                let mut from = std::mem::take(&mut scratch.from);
+                let views = self.rollout_views(&scratch);
+                from.clear();
+                from.resize(views.len(), 0);
+                let ok = serves(start, &views, (0, at), &mut from);
+                drop(views);
+                scratch.from = from;
+                ok
+            });
+        self.admission_scratch.replace(scratch);
+        ok
     }
 
     /// Whether another replica of model `mi` (it has one) could be loaded now and

@@ -1,0 +1,220 @@
+//! Policy lab: single-GPU dispatch policies in an ideal world (every model resident,
+//! no network, no margins, the devices' seeded noise) on the arrivals of issue 13's
+//! tight-SLO rows, to try an idea before it goes into the scheduler. `Edf` is the
+//! simple baseline (`clockwork_sim::edf_baseline`); `Rollout` scores every feasible
+//! first batch of every queued model by EDF over the rest of the known queues;
+//! `RolloutModel` only each model's largest feasible batch (what the scheduler's
+//! dispatch does, `clockwork_scheduler::rollout`); `RolloutK3` only the three most
+//! urgent models. Prints attainment and requests per batch.
+//!
+//! `cargo run --example policy_lab` (`SEED=n`, `SECS=n` change the seed and the
+//! simulated seconds, default 1 and 20).
+use clockwork_core::{Nanos, Slo};
+use clockwork_gpu::{Jitter, NoiseModel};
+use clockwork_sim::presets::Case;
+use clockwork_workload::ArrivalSource;
+
+#[derive(Clone, Copy, Debug)]
+enum Policy {
+    Edf,
+    Rollout,
+    RolloutModel,
+    RolloutK3,
+}
+
+struct Req {
+    at: Nanos,
+    model: usize,
+    d: Nanos,
+}
+
+fn arrivals(c: &Case) -> Vec<Req> {
+    let mut src = c.arrivals();
+    let mut v = Vec::new();
+    while let Some(a) = src.next_arrival() {
+        if a.at >= c.duration {
+            break;
+        }
+        let slo = match a.slo {
+            Slo::Absolute(n) => n,
+            _ => c.slo,
+        };
+        v.push(Req {
+            at: a.at,
+            model: a.model,
+            d: a.at + slo,
+        });
+    }
+    v
+}
+
+/// EDF on known queues from `t` (offsets `off`): served count.
+fn rollout(t0: Nanos, q: &[Vec<Nanos>], off: &mut [usize], sizes: &[(u32, Nanos)]) -> u64 {
+    let e1 = sizes[0].1;
+    let mut t = t0;
+    let mut served = 0;
+    loop {
+        let mut pick: Option<(Nanos, usize)> = None;
+        for (m, qq) in q.iter().enumerate() {
+            while off[m] < qq.len() && t + e1 > qq[off[m]] {
+                off[m] += 1;
+            }
+            if off[m] < qq.len() && pick.is_none_or(|(d, _)| qq[off[m]] < d) {
+                pick = Some((qq[off[m]], m));
+            }
+        }
+        let Some((head, m)) = pick else { return served };
+        let len = q[m].len() - off[m];
+        let (b, e) = sizes
+            .iter()
+            .rev()
+            .find(|&&(b, e)| b as usize <= len && t + e <= head)
+            .copied()
+            .unwrap_or(sizes[0]);
+        off[m] += b as usize;
+        served += u64::from(b);
+        t = t + e;
+    }
+}
+
+fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
+    let sizes: Vec<(u32, Nanos)> = c
+        .profile
+        .batches
+        .iter()
+        .map(|b| (b.batch_size, b.exec_time))
+        .collect();
+    let e1 = sizes[0].1;
+    let mut jitter = Jitter::new(NoiseModel::Normal { rel_sigma: c.noise }, c.seed, 0);
+    let n = c.instances as usize;
+    let mut q: Vec<Vec<Nanos>> = vec![Vec::new(); n];
+    let mut served = 0u64;
+    let mut batches = 0u64;
+    let mut free = Nanos::ZERO;
+    let mut next = 0;
+    let mut off = vec![0usize; n];
+    loop {
+        while next < reqs.len() && reqs[next].at <= free {
+            let r = &reqs[next];
+            let qq = &mut q[r.model];
+            let pos = qq.partition_point(|&x| x <= r.d);
+            qq.insert(pos, r.d);
+            next += 1;
+        }
+        let now = free;
+        for qq in q.iter_mut() {
+            let k = qq.iter().take_while(|&&d| now + e1 > d).count();
+            qq.drain(..k);
+        }
+        if q.iter().all(|qq| qq.is_empty()) {
+            if next < reqs.len() {
+                free = free.max(reqs[next].at);
+                continue;
+            }
+            break;
+        }
+        let choice = match policy {
+            Policy::Edf => {
+                off.iter_mut().for_each(|o| *o = 0);
+                edf_choice(now, &q, &sizes)
+            }
+            Policy::RolloutModel | Policy::RolloutK3 | Policy::Rollout => {
+                let base = edf_choice(now, &q, &sizes);
+                let mut best = (0u64, base);
+                let mut order: Vec<(Nanos, usize)> = q
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, qq)| !qq.is_empty())
+                    .map(|(m, qq)| (qq[0], m))
+                    .collect();
+                order.sort();
+                let kmax = if matches!(policy, Policy::RolloutK3) {
+                    3
+                } else {
+                    usize::MAX
+                };
+                for &(_, m) in order.iter().take(kmax) {
+                    let qq = &q[m];
+                    let largest = sizes
+                        .iter()
+                        .rev()
+                        .find(|&&(b, e)| b as usize <= qq.len() && now + e <= qq[0])
+                        .map_or(0, |s| s.0);
+                    for &(b, e) in &sizes {
+                        if b as usize > qq.len() || now + e > qq[0] {
+                            continue;
+                        }
+                        if matches!(policy, Policy::RolloutModel) && b != largest {
+                            continue;
+                        }
+                        off.iter_mut().for_each(|o| *o = 0);
+                        off[m] = b as usize;
+                        let s = u64::from(b) + rollout(now + e, &q, &mut off, &sizes);
+                        if s > best.0 || (s == best.0 && (m, b) == base) {
+                            best = (s, (m, b));
+                        }
+                    }
+                }
+                best.1
+            }
+        };
+        let (m, b) = choice;
+        let e = sizes.iter().find(|s| s.0 == b).unwrap().1;
+        let end = now + jitter.apply(e);
+        for d in q[m].drain(..b as usize) {
+            if end <= d {
+                served += 1;
+            }
+        }
+        batches += 1;
+        free = end;
+    }
+    (
+        served as f64 / reqs.len() as f64,
+        served as f64 / batches.max(1) as f64,
+    )
+}
+
+fn edf_choice(now: Nanos, q: &[Vec<Nanos>], sizes: &[(u32, Nanos)]) -> (usize, u32) {
+    let (_, m) = q
+        .iter()
+        .enumerate()
+        .filter(|(_, qq)| !qq.is_empty())
+        .map(|(m, qq)| (qq[0], m))
+        .min()
+        .unwrap();
+    let len = q[m].len();
+    let head = q[m][0];
+    let b = sizes
+        .iter()
+        .rev()
+        .find(|&&(b, e)| b as usize <= len && now + e <= head)
+        .map_or(1, |s| s.0);
+    (m, b)
+}
+
+fn main() {
+    let seed = std::env::var("SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let secs = std::env::var("SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let cases = Case::tight_slo_rows(Nanos::from_secs(secs), Nanos::from_micros(150), seed);
+    for c in &cases {
+        let reqs = arrivals(c);
+        let mut line = format!("{:>12}", c.name);
+        for p in [
+            Policy::Edf,
+            Policy::Rollout,
+            Policy::RolloutModel,
+            Policy::RolloutK3,
+        ] {
+            let (a, mb) = run(c, &reqs, p);
+            line += &format!("  {p:?} {:.3}% mb {:.3}", 100.0 * a, mb);
+        }
+        println!("{line}");
+    }
+}
