@@ -15,12 +15,20 @@
 //! RTT the controller measures at the handshake, [`MeasuredMargin::seed`]) plus the
 //! margin, or at their minimum before any link is measured. A cold controller therefore
 //! admits a 5 ms SLO on a 1 ms model from its first request; one slow result widens a
-//! margin at once, and it shrinks again once that result has left the window.
+//! margin at once, and it shrinks again once that result has left the window or is
+//! older than [`AGE`], whichever comes first. The age limit matters when results stop:
+//! a margin widened past a tight SLO makes every request of it refused, so no result
+//! would ever come back to shrink it (seen on real processes: one 3.7 ms return delay
+//! on a loaded VM, then every 5 ms request refused for the rest of the run). Once its
+//! samples are all older than [`AGE`], a margin is back at its seed.
 //! Correctness does not depend on them: a success that arrives after its deadline is
 //! answered `Timeout`, never late, and an action that reaches its worker after its
 //! window is dropped there.
 
 use clockwork_core::Nanos;
+
+/// How long a measured delay counts ([`MeasuredMargin::age`]).
+pub const AGE: Nanos = Nanos::from_secs(1);
 
 /// Results a margin looks back over.
 pub const WINDOW: usize = 256;
@@ -30,11 +38,16 @@ pub const MARGIN: Nanos = Nanos::from_micros(100);
 /// A sliding maximum of delays and the margin derived from it.
 #[derive(Debug, Clone)]
 pub struct MeasuredMargin {
-    delays: Vec<u64>,
+    /// (delay, when it was recorded), ns.
+    delays: Vec<(u64, u64)>,
     next: usize,
     min: Nanos,
     max: Nanos,
+    /// What the margin falls back to with no sample younger than [`AGE`].
+    seeded: Nanos,
     current: Nanos,
+    /// When the sample that sets `current` gets older than [`AGE`].
+    expires: Nanos,
 }
 
 impl MeasuredMargin {
@@ -46,7 +59,9 @@ impl MeasuredMargin {
             next: 0,
             min,
             max,
+            seeded: min,
             current: min,
+            expires: Nanos::MAX,
         }
     }
 
@@ -56,36 +71,64 @@ impl MeasuredMargin {
     }
 
     /// A link's one-way delay was measured (half its RTT) before any result: the
-    /// margin covers it until results say more. Never lowers the margin.
+    /// margin covers it until results say more, and again whenever every result it saw
+    /// is older than [`AGE`]. Never lowers the margin.
     pub fn seed(&mut self, one_way: Nanos) {
         let v = (one_way + MARGIN).clamp(self.min, self.max);
+        self.seeded = self.seeded.max(v);
         self.current = self.current.max(v);
     }
 
-    /// One result's delay.
-    pub fn record(&mut self, delay: Nanos) {
+    /// One result's delay, measured at `now`.
+    pub fn record(&mut self, delay: Nanos, now: Nanos) {
         if self.min == self.max {
             return;
         }
         let d = delay.get();
+        let sample = (d, now.get());
         if self.delays.len() < WINDOW {
-            self.delays.push(d);
+            self.delays.push(sample);
         } else {
             // Overwrites the oldest (next < WINDOW).
-            self.delays[self.next] = d;
+            self.delays[self.next] = sample;
         }
         self.next = (self.next + 1) % WINDOW;
-        let worst = if Nanos(d) + MARGIN >= self.current {
+        if Nanos(d) + MARGIN >= self.current {
             // Grows at once.
-            d
-        } else if self.delays.len() <= 32 || self.next.is_multiple_of(32) {
-            // Shrinks with each of the first results, then every 32nd: O(WINDOW / 32)
-            // per result.
-            self.delays.iter().copied().max().unwrap_or(d)
-        } else {
-            return;
-        };
-        self.current = (Nanos(worst) + MARGIN).clamp(self.min, self.max);
+            self.current = (Nanos(d) + MARGIN).clamp(self.min, self.max);
+            self.expires = now + AGE;
+        } else if self.delays.len() <= 32 || self.next.is_multiple_of(32) || now >= self.expires {
+            // Shrinks with each of the first results, then every 32nd (O(WINDOW / 32)
+            // per result), or when the sample that set it got too old.
+            self.recompute(now);
+        }
+    }
+
+    /// Forgets samples older than [`AGE`] if the one that sets the margin is among
+    /// them. O(1) unless it is, then O([`WINDOW`]).
+    pub fn age(&mut self, now: Nanos) {
+        if now >= self.expires {
+            self.recompute(now);
+        }
+    }
+
+    /// The margin from the samples younger than [`AGE`] (the seed without any).
+    fn recompute(&mut self, now: Nanos) {
+        let live = self
+            .delays
+            .iter()
+            .filter(|&&(_, at)| Nanos(at) + AGE > now)
+            .max_by_key(|&&(d, at)| (d, at));
+        match live {
+            Some(&(d, at)) => {
+                self.current = (Nanos(d) + MARGIN).clamp(self.min, self.max);
+                self.expires = Nanos(at) + AGE;
+            }
+            None => {
+                self.current = self.seeded;
+                self.expires = Nanos::MAX;
+            }
+        }
     }
 }
 
@@ -106,33 +149,33 @@ mod tests {
         b.seed(us(300));
         assert_eq!(b.get(), us(400));
         // The first result sets it.
-        b.record(us(2_000));
+        b.record(us(2_000), Nanos::ZERO);
         assert_eq!(b.get(), us(2_100));
         // Once that result has left the window (and a shrink check came round).
         for _ in 0..(WINDOW + 32) {
-            b.record(us(50));
+            b.record(us(50), Nanos::ZERO);
         }
         // 50 µs + 100 µs margin, floored at the 200 µs minimum.
         assert_eq!(b.get(), us(200));
         for _ in 0..(WINDOW + 32) {
-            b.record(us(900));
+            b.record(us(900), Nanos::ZERO);
         }
         assert_eq!(b.get(), us(1_000));
         // One slow result widens it immediately.
-        b.record(us(3_000));
+        b.record(us(3_000), Nanos::ZERO);
         assert_eq!(b.get(), us(3_100));
         // And it stays while that result is in the window...
         for _ in 0..(WINDOW - 2) {
-            b.record(us(100));
+            b.record(us(100), Nanos::ZERO);
         }
         assert_eq!(b.get(), us(3_100));
         // ...and shrinks once it has left.
         for _ in 0..64 {
-            b.record(us(100));
+            b.record(us(100), Nanos::ZERO);
         }
         assert_eq!(b.get(), us(200));
         // Never above the maximum.
-        b.record(us(60_000));
+        b.record(us(60_000), Nanos::ZERO);
         assert_eq!(b.get(), us(5_000));
         // A seed never lowers it.
         b.seed(us(10));
@@ -144,8 +187,39 @@ mod tests {
         let mut b = MeasuredMargin::new(us(5_000), us(5_000));
         b.seed(us(1));
         for _ in 0..100 {
-            b.record(us(10));
+            b.record(us(10), Nanos::ZERO);
         }
         assert_eq!(b.get(), us(5_000));
+    }
+
+    #[test]
+    fn a_widened_margin_falls_back_once_its_samples_are_old_even_with_no_result() {
+        let mut b = MeasuredMargin::new(us(200), us(5_000));
+        b.seed(us(300));
+        let t0 = Nanos::from_secs(10);
+        b.record(us(150), t0);
+        assert_eq!(b.get(), us(250));
+        // One slow result: widened at once.
+        b.record(us(3_700), t0 + us(10));
+        assert_eq!(b.get(), us(3_800));
+        // No result comes back after it (every request is refused): time alone brings
+        // it back, to the largest sample still young enough...
+        b.age(t0 + AGE);
+        assert_eq!(b.get(), us(3_800), "not yet older than AGE");
+        b.age(t0 + AGE + us(9));
+        assert_eq!(b.get(), us(3_800), "the slow one is younger than AGE");
+        b.age(t0 + AGE + us(10));
+        assert_eq!(
+            b.get(),
+            us(400),
+            "all older than AGE: the seed (300 + 100 us)"
+        );
+        // A result after the quiet spell sets it again.
+        b.record(us(500), t0 + AGE + ms(1));
+        assert_eq!(b.get(), us(600));
+    }
+
+    fn ms(v: u64) -> Nanos {
+        Nanos::from_millis(v)
     }
 }

@@ -301,6 +301,8 @@ impl Scheduler {
     /// answered `Timeout`; in-flight requests past their deadline are answered
     /// `Timeout`; GPUs whose timeline has room again get work; LOADs are planned.
     pub fn handle_timeout(&mut self, now: Nanos) {
+        self.buffer.age(now);
+        self.lead.age(now);
         while let Some((at, mi)) = self.model_timers.pop_due(now) {
             self.expire_front(mi as usize, at, now);
         }

@@ -1259,3 +1259,27 @@ fn a_pressed_gpu_runs_the_batch_that_serves_more_first() {
     assert_ne!(h.answer_of(a1).unwrap().status, ClientStatus::Success);
     assert_eq!(h.s.stats().late_successes, 0);
 }
+
+/// One slow result widens the margins past a 5 ms SLO, so every such request is
+/// refused and no result comes back to shrink them: they must fall back with time
+/// (`margins::AGE`), or the controller refuses that SLO for good.
+#[test]
+fn margins_widened_by_one_slow_result_recover_with_no_results() {
+    let mut h = H::with(Config::default());
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let t0 = ms(1_000);
+    h.request(t0, m, Slo::Absolute(ms(10)));
+    let inf = h.infers();
+    assert_eq!(inf.len(), 1);
+    // The result comes back 5.5 ms after the run ended (a stalled host).
+    h.infer_ok(t0 + ms(9), W0, &inf[0].1, t0 + us(100), us(3_320));
+    let tight = Slo::Absolute(ms(5));
+    let r = h.request(t0 + ms(20), m, tight);
+    assert_eq!(h.answer_of(r).unwrap().status, ClientStatus::Rejected);
+    assert!(h.infers().is_empty());
+    // A second later, with no result since, the same request is served again.
+    let r = h.request(t0 + ms(20) + clockwork_scheduler::margins::AGE, m, tight);
+    assert!(h.answer_of(r).is_none(), "admitted");
+    assert_eq!(h.infers().len(), 1);
+}

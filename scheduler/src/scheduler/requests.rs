@@ -65,6 +65,8 @@ impl Scheduler {
         input: InputRef,
     ) {
         self.stats.offered += 1;
+        self.buffer.age(now);
+        self.lead.age(now);
         let refused = Refused {
             client,
             id,

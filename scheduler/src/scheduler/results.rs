@@ -59,7 +59,7 @@ impl Scheduler {
         let rec = Origin { worker: wk, sent };
         if matches!(kind, InFlightKind::Infer(_) | InFlightKind::Load { .. }) {
             // The action's trip out: worker receipt - send (controller clock).
-            self.lead.record(result.received.saturating_sub(sent));
+            self.lead.record(result.received.saturating_sub(sent), now);
         }
         match kind {
             InFlightKind::Infer(inf) => {
@@ -81,7 +81,7 @@ impl Scheduler {
                 };
                 if let Some(t) = timing {
                     // Same path back as an INFER's result.
-                    self.buffer.record(now.saturating_sub(t.end));
+                    self.buffer.record(now.saturating_sub(t.end), now);
                 }
                 self.load_result(
                     now,
@@ -190,7 +190,7 @@ impl Scheduler {
                 self.stats
                     .completion_error
                     .record(i.exec.end.signed_diff(inf.expected_end));
-                self.buffer.record(now.saturating_sub(i.exec.end));
+                self.buffer.record(now.saturating_sub(i.exec.end), now);
                 self.stats.late_successes += u64::from(inf.late_answered);
                 let out_bytes = m.profile().output_bytes as usize;
                 let split = out_bytes > 0 && i.outputs.len() >= out_bytes * inf.members.len();
