@@ -2,20 +2,22 @@
 //! 3.3 fix them at 1 ms, 5 ms and 10 ms).
 //!
 //! - **Completion buffer.** A request's batches are planned to complete `buffer` before
-//!   its deadline: the time the result needs to reach the controller. It is the largest
-//!   *return delay* (result received at the controller − completion on the worker, in
-//!   the controller's clock) among the last [`WINDOW`] INFER and LOAD results, plus
-//!   [`MARGIN`], kept between `Config::min_buffer` and `Config::buffer`.
+//!   its deadline: the time the result needs to reach the controller. It is the p99
+//!   ([`IGNORED_PER`]; the maximum below 100 samples) of the *return delays* (result
+//!   received at the controller − completion on the worker, in the controller's clock)
+//!   of the last [`WINDOW`] INFER and LOAD results, plus [`MARGIN`], kept between
+//!   `Config::min_buffer` and `Config::buffer`.
 //! - **Lead time** (`future`). Nothing is planned to start before `now + lead`: the
-//!   time an action needs to reach the worker. It is the largest *send delay* (worker
-//!   receipt − send, controller clock) among the last [`WINDOW`] results, plus
+//!   time an action needs to reach the worker. It is the p99 of the *send delays*
+//!   (worker receipt − send, controller clock) of the last [`WINDOW`] results, plus
 //!   [`MARGIN`], kept between `Config::min_future` and `Config::future`.
 //!
 //! Both start low, not at their maximum: at the link's measured one-way delay (half the
 //! RTT the controller measures at the handshake, [`MeasuredMargin::seed`]) plus the
 //! margin, or at their minimum before any link is measured. A cold controller therefore
-//! admits a 5 ms SLO on a 1 ms model from its first request; one slow result widens a
-//! margin at once, and it shrinks again once that result has left the window or is
+//! admits a 5 ms SLO on a 1 ms model from its first request; slow results widen a
+//! margin at once (one is enough below 100 samples, three in a full window), and it
+//! shrinks again once they have left the window or are
 //! older than [`AGE`], whichever comes first. The age limit matters when results stop:
 //! a margin widened past a tight SLO makes every request of it refused, so no result
 //! would ever come back to shrink it (seen on real processes: one 3.7 ms return delay
@@ -29,6 +31,13 @@ use clockwork_core::Nanos;
 
 /// How long a measured delay counts ([`MeasuredMargin::age`]).
 pub const AGE: Nanos = Nanos::from_secs(1);
+
+/// One delay in this many (of those younger than [`AGE`] in the window) is ignored:
+/// the margin is their p99, not their maximum (with a full window, the third largest).
+/// A stall of the host that delays one result in a thousand by milliseconds no longer
+/// refuses every tight request for the next 256 results; the few requests such a
+/// stall delays are answered `Timeout` at their deadline, never late.
+pub const IGNORED_PER: usize = 100;
 
 /// Results a margin looks back over.
 pub const WINDOW: usize = 256;
@@ -46,8 +55,10 @@ pub struct MeasuredMargin {
     /// What the margin falls back to with no sample younger than [`AGE`].
     seeded: Nanos,
     current: Nanos,
-    /// When the sample that sets `current` gets older than [`AGE`].
+    /// When a sample at or above `current` gets older than [`AGE`].
     expires: Nanos,
+    /// Reused by [`MeasuredMargin::recompute`].
+    scratch: Vec<(u64, u64)>,
 }
 
 impl MeasuredMargin {
@@ -62,6 +73,7 @@ impl MeasuredMargin {
             seeded: min,
             current: min,
             expires: Nanos::MAX,
+            scratch: Vec::with_capacity(WINDOW),
         }
     }
 
@@ -93,42 +105,52 @@ impl MeasuredMargin {
             self.delays[self.next] = sample;
         }
         self.next = (self.next + 1) % WINDOW;
-        if Nanos(d) + MARGIN >= self.current {
-            // Grows at once.
-            self.current = (Nanos(d) + MARGIN).clamp(self.min, self.max);
-            self.expires = now + AGE;
-        } else if self.delays.len() <= 32 || self.next.is_multiple_of(32) || now >= self.expires {
-            // Shrinks with each of the first results, then every 32nd (O(WINDOW / 32)
-            // per result), or when the sample that set it got too old.
+        if Nanos(d) + MARGIN > self.current
+            || self.delays.len() <= 32
+            || self.next.is_multiple_of(32)
+            || now >= self.expires
+        {
+            // Grows at once with a delay above it (when that moves the percentile);
+            // shrinks with each of the first results, then every 32nd (O(WINDOW) per
+            // 32 results), or when a sample that sets it got too old.
             self.recompute(now);
         }
     }
 
-    /// Forgets samples older than [`AGE`] if the one that sets the margin is among
-    /// them. O(1) unless it is, then O([`WINDOW`]).
+    /// Forgets samples older than [`AGE`] if one that sets the margin is among them.
+    /// O(1) unless it is, then O([`WINDOW`] log [`WINDOW`]).
     pub fn age(&mut self, now: Nanos) {
         if now >= self.expires {
             self.recompute(now);
         }
     }
 
-    /// The margin from the samples younger than [`AGE`] (the seed without any).
+    /// The margin from the samples younger than [`AGE`] (the seed without any): the
+    /// largest after ignoring one in [`IGNORED_PER`] of them.
     fn recompute(&mut self, now: Nanos) {
-        let live = self
-            .delays
-            .iter()
-            .filter(|&&(_, at)| Nanos(at) + AGE > now)
-            .max_by_key(|&&(d, at)| (d, at));
-        match live {
-            Some(&(d, at)) => {
-                self.current = (Nanos(d) + MARGIN).clamp(self.min, self.max);
-                self.expires = Nanos(at) + AGE;
-            }
-            None => {
-                self.current = self.seeded;
-                self.expires = Nanos::MAX;
-            }
+        self.scratch.clear();
+        self.scratch.extend(
+            self.delays
+                .iter()
+                .copied()
+                .filter(|&(_, at)| Nanos(at) + AGE > now),
+        );
+        if self.scratch.is_empty() {
+            self.current = self.seeded;
+            self.expires = Nanos::MAX;
+            return;
         }
+        let ignored = self.scratch.len() / IGNORED_PER;
+        self.scratch.sort_unstable_by(|a, b| b.cmp(a));
+        let top = &self.scratch[..=ignored];
+        let (d, _) = top[ignored];
+        self.current = (Nanos(d) + MARGIN).clamp(self.min, self.max);
+        // The margin changes when any of the samples at or above it gets too old.
+        self.expires = top
+            .iter()
+            .map(|&(_, at)| Nanos(at) + AGE)
+            .min()
+            .unwrap_or(Nanos::MAX);
     }
 }
 
@@ -161,21 +183,27 @@ mod tests {
             b.record(us(900), Nanos::ZERO);
         }
         assert_eq!(b.get(), us(1_000));
-        // One slow result widens it immediately.
+        // In a full window one slow result (a stall of the host) is ignored...
+        b.record(us(3_000), Nanos::ZERO);
+        b.record(us(3_000), Nanos::ZERO);
+        assert_eq!(b.get(), us(1_000));
+        // ...three (more than one in a hundred) widen it at once.
         b.record(us(3_000), Nanos::ZERO);
         assert_eq!(b.get(), us(3_100));
-        // And it stays while that result is in the window...
-        for _ in 0..(WINDOW - 2) {
+        // And it stays while they are in the window...
+        for _ in 0..(WINDOW - 3) {
             b.record(us(100), Nanos::ZERO);
         }
         assert_eq!(b.get(), us(3_100));
-        // ...and shrinks once it has left.
+        // ...and shrinks once they have left.
         for _ in 0..64 {
             b.record(us(100), Nanos::ZERO);
         }
         assert_eq!(b.get(), us(200));
         // Never above the maximum.
-        b.record(us(60_000), Nanos::ZERO);
+        for _ in 0..3 {
+            b.record(us(60_000), Nanos::ZERO);
+        }
         assert_eq!(b.get(), us(5_000));
         // A seed never lowers it.
         b.seed(us(10));
