@@ -8,7 +8,10 @@
 //! urgent models. Prints attainment and requests per batch.
 //!
 //! `cargo run --example policy_lab` (`SEED=n`, `SECS=n` change the seed and the
-//! simulated seconds, default 1 and 20).
+//! simulated seconds, default 1 and 20). Two knobs model what a networked controller
+//! cannot avoid: `STALE_US=n` decides each batch n µs before the GPU is free (arrivals
+//! after that wait for the next batch; an idle GPU starts a new arrival n µs late),
+//! `BUFFER_US=n` plans completion n µs before each deadline.
 use clockwork_core::{Nanos, Slo};
 use clockwork_gpu::{Jitter, NoiseModel};
 use clockwork_sim::presets::Case;
@@ -39,10 +42,16 @@ fn arrivals(c: &Case) -> Vec<Req> {
             Slo::Absolute(n) => n,
             _ => c.slo,
         };
+        let buffer = Nanos::from_micros(
+            std::env::var("BUFFER_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        );
         v.push(Req {
             at: a.at,
             model: a.model,
-            d: a.at + slo,
+            d: a.at + slo - buffer,
         });
     }
     v
@@ -85,6 +94,12 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
         .map(|b| (b.batch_size, b.exec_time))
         .collect();
     let e1 = sizes[0].1;
+    let stale = Nanos::from_micros(
+        std::env::var("STALE_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let mut jitter = Jitter::new(NoiseModel::Normal { rel_sigma: c.noise }, c.seed, 0);
     let n = c.instances as usize;
     let mut q: Vec<Vec<Nanos>> = vec![Vec::new(); n];
@@ -94,7 +109,8 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
     let mut next = 0;
     let mut off = vec![0usize; n];
     loop {
-        while next < reqs.len() && reqs[next].at <= free {
+        let cut = free.saturating_sub(stale);
+        while next < reqs.len() && reqs[next].at <= cut {
             let r = &reqs[next];
             let qq = &mut q[r.model];
             let pos = qq.partition_point(|&x| x <= r.d);
@@ -108,7 +124,7 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
         }
         if q.iter().all(|qq| qq.is_empty()) {
             if next < reqs.len() {
-                free = free.max(reqs[next].at);
+                free = free.max(reqs[next].at + stale);
                 continue;
             }
             break;
