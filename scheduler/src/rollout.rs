@@ -22,8 +22,8 @@
 //! `docs/benchmarks.md`).
 //!
 //! The same machinery decides admission under pressure: a request is admitted when
-//! earliest-deadline-first over the queues with it added would serve it
-//! ([`serves`]); the batch-1 work-ahead estimate is kept for GPUs under no pressure and
+//! the plan the dispatch would follow with it added (the rollout's first batch, then
+//! earliest-deadline-first) serves it ([`serves`]); the batch-1 work-ahead estimate is kept for GPUs under no pressure and
 //! models with several replicas.
 //!
 //! Pure functions over slices: the scheduler copies each candidate's live targets
@@ -66,17 +66,62 @@ impl QueueView<'_> {
     }
 }
 
-/// Whether request `target.1` of queue `target.0` completes by its target when
-/// earliest-deadline-first with batching runs all of `queues` from `start` (as
-/// [`served_after`] does): the admission test of a request under pressure.
+/// Whether request `target.1` of queue `target.0` completes by its target when the
+/// dispatch runs the queues from `start`: its first batch chosen as [`best_first`]
+/// chooses it (from the most urgent head that can still make it), then
+/// earliest-deadline-first with batching as in [`served_after`]. The admission test of
+/// a request under pressure: admitted when the plan the GPU would follow serves it.
 pub fn serves(
     start: Nanos,
     queues: &[QueueView<'_>],
     target: (usize, usize),
     from: &mut [usize],
 ) -> bool {
+    // The most urgent queue whose head (after the doomed ones) can still make it.
+    let mut base: Option<(Nanos, usize)> = None;
+    for (q, view) in queues.iter().enumerate() {
+        let Some(i) = (0..view.targets.len()).find(|&i| view.largest_fitting(i, start).is_some())
+        else {
+            continue;
+        };
+        if q == target.0 && i > target.1 {
+            // Doomed already.
+            return false;
+        }
+        let u = view.urgency(i).unwrap_or(Nanos::MAX);
+        if base.is_none_or(|(b, _)| u < b) {
+            base = Some((u, q));
+        }
+    }
+    let Some((_, base)) = base else {
+        return false;
+    };
+    // `best_first` scores from each queue's front; doomed heads are dropped by its
+    // rollouts, and the chosen queue's head can make it.
+    let Some((q, k)) = best_first(start, queues, base, from) else {
+        return false;
+    };
     from.iter_mut().for_each(|f| *f = 0);
-    let mut t = start;
+    // The chosen batch starts at the first request of `q` that can make it.
+    let first = (0..queues[q].targets.len())
+        .find(|&i| queues[q].largest_fitting(i, start).is_some())
+        .unwrap_or(0);
+    let b = queues[q].sizes[k] as usize;
+    if q == target.0 && (first..first + b).contains(&target.1) {
+        return true;
+    }
+    from[q] = first + b;
+    edf_serves(start + queues[q].est[k], queues, target, from)
+}
+
+/// [`serves`] after the first batch: earliest-deadline-first from `t` with the queues
+/// at positions `from`.
+fn edf_serves(
+    mut t: Nanos,
+    queues: &[QueueView<'_>],
+    target: (usize, usize),
+    from: &mut [usize],
+) -> bool {
     loop {
         let mut pick: Option<(Nanos, usize, usize)> = None;
         for (q, view) in queues.iter().enumerate() {
@@ -227,6 +272,27 @@ mod tests {
         assert_eq!(best_first(Nanos::ZERO, &qs, 0, &mut from), Some((1, 1)));
         from = [0; 2];
         assert_eq!(served_after(Nanos::ZERO, &qs, &mut from), 1, "EDF alone");
+    }
+
+    #[test]
+    fn admission_follows_the_plan_the_dispatch_would_choose() {
+        // The queues of the test above: the dispatch runs B's pair first, so B's
+        // second request is served (EDF alone would drop it) and A's head is not.
+        let est = [us(1_000), us(1_100)];
+        let a = [us(1_000)];
+        let b = [us(1_200), us(1_200)];
+        let qs = [view(&a, &est), view(&b, &est)];
+        let mut from = [0; 2];
+        assert!(serves(Nanos::ZERO, &qs, (1, 1), &mut from));
+        assert!(!serves(Nanos::ZERO, &qs, (0, 0), &mut from));
+        // Behind the pair, a third B request due later: EDF after the first batch.
+        let b = [us(1_200), us(1_200), us(2_100)];
+        let qs = [view(&a, &est), view(&b, &est)];
+        assert!(serves(Nanos::ZERO, &qs, (1, 2), &mut from));
+        // A request that cannot make it even alone is never served.
+        let late = [us(500)];
+        let qs = [view(&late, &est), view(&b, &est)];
+        assert!(!serves(Nanos::ZERO, &qs, (0, 0), &mut from));
     }
 
     #[test]

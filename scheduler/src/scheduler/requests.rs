@@ -220,8 +220,9 @@ impl Scheduler {
     }
 
     /// Whether a request of model `mi` with target `target` would be served if GPU
-    /// `g`, free at `start`, ran what is queued on it earliest-deadline-first with
-    /// batching ([`crate::rollout::serves`]).
+    /// `g`, free at `start`, ran what is queued on it as its dispatch would: the
+    /// rollout's first batch, then earliest-deadline-first with batching
+    /// ([`crate::rollout::serves`]).
     fn rollout_admits(&self, mi: usize, g: u32, start: Nanos, target: Nanos) -> bool {
         let mut scratch = self.admission_scratch.take();
         let ok = self
