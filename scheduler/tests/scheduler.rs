@@ -1209,7 +1209,9 @@ fn measured_times_at_registration_replace_the_placeholder_profile() {
 /// Issue 13, "better choices near the deadline": a GPU comes free with model A's head
 /// due just after a batch-1 run and model B's two requests due just after a batch-2
 /// run. Earliest-deadline-first runs A (the more urgent head) and then B's two miss;
-/// the dispatch rollout runs B's pair first: two served instead of one.
+/// the dispatch rollout runs B's pair first: two served instead of one. (A request
+/// that arrives when the plan already cannot serve it is refused at admission: the
+/// order of arrivals here is what admits all three.)
 #[test]
 fn a_pressed_gpu_runs_the_batch_that_serves_more_first() {
     let mut h = H::new();
@@ -1224,11 +1226,13 @@ fn a_pressed_gpu_runs_the_batch_that_serves_more_first() {
     let busy = h.infers();
     assert_eq!(busy.len(), 1, "{:?} {:?}", h.answers, h.sent);
     let free = t0 + us(4_320);
-    // B's two requests, due 5.4 ms after the GPU is free, then A's, due 3.4 ms after.
+    // B's first request, due 5.4 ms after the GPU is free; A's, due 3.4 ms after (the
+    // plan then serves one of the two either way, so both are admitted); B's second,
+    // due with B's first: now the plan is B's pair first, which serves it.
     let b_target = free + us(5_400);
     let b1 = h.request(t0 + us(100), b, slo(b_target, t0 + us(100)));
-    let b2 = h.request(t0 + us(200), b, slo(b_target, t0 + us(200)));
-    let a1 = h.request(t0 + us(300), a, slo(free + us(3_400), t0 + us(300)));
+    let a1 = h.request(t0 + us(200), a, slo(free + us(3_400), t0 + us(200)));
+    let b2 = h.request(t0 + us(300), b, slo(b_target, t0 + us(300)));
     assert!(h.infers().is_empty(), "queued while the GPU is busy");
     assert!(h.answers.is_empty(), "all three admitted: {:?}", h.answers);
     // The GPU gets its next batch once it has room within the schedule-ahead.
