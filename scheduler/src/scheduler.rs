@@ -521,6 +521,7 @@ impl Scheduler {
 
     /// Turns the actions queued during this call into one `Send` per worker.
     fn flush(&mut self) {
+        self.prune_timers();
         for wk in self.dirty_workers.drain(..) {
             let w = &mut self.workers[wk as usize];
             if w.pending.is_empty() || !w.alive {
@@ -535,6 +536,72 @@ impl Scheduler {
                 actions,
                 members,
             });
+        }
+    }
+
+    /// Drops timers at the head of the queues that would fire for nothing, and moves
+    /// queue-expiry and rescue timers whose model's front moved later to its new time,
+    /// so that [`Scheduler::next_deadline`] names a time when something is due (a
+    /// driver wakes for it: issue 13 counted 0.4 wake-ups per request on the main job
+    /// for timers with nothing due). Amortised O(1): each entry is dropped or moved
+    /// once. GPU EXEC and PCIe wakes are only dropped when superseded: an EXEC wake
+    /// must stay armed while the GPU has no room, whatever is queued.
+    fn prune_timers(&mut self) {
+        while let Some((at, &mi)) = self.model_timers.peek() {
+            let m = &mut self.models[mi as usize];
+            if m.expiry_armed != Some(at) {
+                self.model_timers.pop_next();
+                continue;
+            }
+            let Some(front) = m.queue.front() else {
+                m.expiry_armed = None;
+                self.model_timers.pop_next();
+                continue;
+            };
+            let due = front.target - m.b1() - self.lead.get() + Nanos(1);
+            if due <= at {
+                break;
+            }
+            m.expiry_armed = Some(due);
+            self.model_timers.pop_next();
+            self.model_timers.push(due, mi);
+        }
+        while let Some((at, &mi)) = self.rescue_timers.peek() {
+            let m = &self.models[mi as usize];
+            let stale = m.rescue_armed != Some(at);
+            let front = m.queue.front().map(|f| f.target);
+            if stale {
+                self.rescue_timers.pop_next();
+                continue;
+            }
+            let Some(target) = front else {
+                self.models[mi as usize].rescue_armed = None;
+                self.rescue_timers.pop_next();
+                continue;
+            };
+            let due = self.rescue_point(mi as usize, target);
+            if due <= at {
+                break;
+            }
+            self.models[mi as usize].rescue_armed = Some(due);
+            self.rescue_timers.pop_next();
+            self.rescue_timers.push(due, mi);
+        }
+        while let Some((at, &(g, lane))) = self.gpu_timers.peek() {
+            let gpu = &mut self.gpus[g as usize];
+            let slot = match lane {
+                Lane::Exec => &mut gpu.exec_wake,
+                Lane::Pcie => &mut gpu.pcie_wake,
+                Lane::Deadline => &mut gpu.deadline_wake,
+            };
+            if *slot != Some(at) {
+                self.gpu_timers.pop_next();
+            } else if lane == Lane::Deadline && gpu.infers.is_empty() {
+                gpu.deadline_wake = None;
+                self.gpu_timers.pop_next();
+            } else {
+                break;
+            }
         }
     }
 

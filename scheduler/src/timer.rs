@@ -87,6 +87,22 @@ impl<T> TimerQueue<T> {
         }
     }
 
+    /// The earliest timer, without popping it.
+    pub(crate) fn peek(&self) -> Option<(Nanos, &T)> {
+        let f = self.fifo.front().map(|(t, v)| (*t, v));
+        let h = self.heap.peek().map(|e| (e.0.at, &e.0.item));
+        match (f, h) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Pops the earliest timer, due or not.
+    pub(crate) fn pop_next(&mut self) -> Option<(Nanos, T)> {
+        let t = self.next_time()?;
+        self.pop_due(t)
+    }
+
     fn pop_heap(&mut self) -> Option<(Nanos, T)> {
         self.heap.pop().map(|Reverse(e)| (e.at, e.item))
     }
@@ -103,6 +119,7 @@ mod tests {
             q.push(Nanos(t), v);
         }
         assert_eq!(q.next_time(), Some(Nanos(1)));
+        assert_eq!(q.peek(), Some((Nanos(1), &'e')));
         assert_eq!(q.pop_due(Nanos(0)), None);
         let mut got = Vec::new();
         while let Some((t, v)) = q.pop_due(Nanos(100)) {
@@ -113,5 +130,11 @@ mod tests {
             vec![(1, 'e'), (5, 'a'), (6, 'c'), (7, 'b'), (9, 'd'), (9, 'f')]
         );
         assert_eq!(q.next_time(), None);
+        assert_eq!(q.peek(), None);
+        q.push(Nanos(3), 'g');
+        q.push(Nanos(2), 'h');
+        assert_eq!(q.pop_next(), Some((Nanos(2), 'h')));
+        assert_eq!(q.pop_next(), Some((Nanos(3), 'g')));
+        assert_eq!(q.pop_next(), None);
     }
 }

@@ -1287,3 +1287,39 @@ fn margins_widened_by_one_slow_result_recover_with_no_results() {
     assert!(h.answer_of(r).is_none(), "admitted");
     assert_eq!(h.infers().len(), 1);
 }
+
+/// A driver sleeps until `next_deadline`; once every request is answered and nothing is
+/// queued or in flight, no timer is left to wake it for nothing (issue 13: the queue
+/// expiry of a request already sent and the in-flight deadline of answered INFERs
+/// were 0.4 wake-ups per request on the main job, each finding nothing due).
+#[test]
+fn no_timer_is_left_once_everything_is_answered() {
+    let mut h = H::new();
+    let ids = h.register(Nanos::ZERO, resnet50(), 2);
+    h.join(Nanos::ZERO, W0, 1376, &ids);
+    let t0 = ms(1_000);
+    // C runs at once; A waits behind it (a 20 ms SLO keeps the schedule-ahead short),
+    // with its queue expiry armed, and is sent when the GPU has room.
+    h.request(t0, ids[1], Slo::Absolute(ms(20)));
+    let c = h.infers();
+    h.request(t0 + us(100), ids[0], Slo::Absolute(ms(20)));
+    assert!(h.infers().is_empty(), "A queued");
+    let mut a = Vec::new();
+    while a.is_empty() {
+        let wake = h.s.next_deadline().unwrap();
+        h.s.handle_timeout(wake);
+        h.pump();
+        a = h.infers();
+    }
+    let free = t0 + us(4_320);
+    h.infer_ok(free, W0, &c[0].1, t0 + ms(1), us(3_320));
+    h.infer_ok(free + us(3_400), W0, &a[0].1, free, us(3_320));
+    assert_eq!(h.s.stats().success, 2);
+    let now = free + us(3_400);
+    // Wakes already due are run; after them, nothing is armed.
+    while let Some(t) = h.s.next_deadline().filter(|&t| t <= now) {
+        h.s.handle_timeout(t.max(now));
+        h.pump();
+    }
+    assert_eq!(h.s.next_deadline(), None);
+}
