@@ -160,32 +160,55 @@ fn edf_serves(
 /// runs its largest batch that meets that head's target; heads that can no longer
 /// make it even alone are dropped. `from` is left at the end positions.
 pub fn served_after(start: Nanos, queues: &[QueueView<'_>], from: &mut [usize]) -> usize {
+    served_beyond(start, queues, from, 0)
+}
+
+/// [`served_after`], giving up (with a count of at most `floor`) as soon as the requests
+/// served so far plus all those left could not exceed `floor`.
+fn served_beyond(
+    start: Nanos,
+    queues: &[QueueView<'_>],
+    from: &mut [usize],
+    floor: usize,
+) -> usize {
     let mut t = start;
     let mut served = 0;
+    let mut left: usize = queues
+        .iter()
+        .zip(from.iter())
+        .map(|(v, &f)| v.targets.len().saturating_sub(f))
+        .sum();
     loop {
-        let mut pick: Option<(Nanos, usize, usize)> = None;
+        if floor > 0 && served + left <= floor {
+            return served;
+        }
+        // The most urgent head that can still make it alone, dropping those that
+        // cannot; its batch size only once it is picked.
+        let mut pick: Option<(Nanos, usize)> = None;
         for (q, view) in queues.iter().enumerate() {
-            // Drop heads that cannot make it even alone.
-            let k = loop {
-                match view.largest_fitting(from[q], t) {
-                    Some(k) => break Some(k),
-                    None if from[q] < view.targets.len() => from[q] += 1,
-                    None => break None,
-                }
-            };
-            let (Some(k), Some(u)) = (k, view.urgency(from[q])) else {
+            let est1 = view.est.first().copied().unwrap_or(Nanos::ZERO);
+            while from[q] < view.targets.len() && t + est1 > view.targets[from[q]] {
+                from[q] += 1;
+                left -= 1;
+            }
+            let Some(&head) = view.targets.get(from[q]) else {
                 continue;
             };
-            if pick.is_none_or(|(best, _, _)| u < best) {
-                pick = Some((u, q, k));
+            let u = head.saturating_sub(est1);
+            if pick.is_none_or(|(best, _)| u < best) {
+                pick = Some((u, q));
             }
         }
-        let Some((_, q, k)) = pick else {
+        let Some((_, q)) = pick else {
+            return served;
+        };
+        let Some(k) = queues[q].largest_fitting(from[q], t) else {
             return served;
         };
         let b = queues[q].sizes[k] as usize;
         from[q] += b;
         served += b;
+        left -= b;
         t = t + queues[q].est[k];
     }
 }
@@ -201,26 +224,32 @@ pub fn best_first(
     base: usize,
     from: &mut [usize],
 ) -> Option<(usize, usize)> {
-    let score = |q: usize, k: usize, from: &mut [usize]| {
+    // A candidate's rollout gives up once it cannot beat the best so far.
+    let score = |q: usize, k: usize, from: &mut [usize], beat: usize| {
         from.iter_mut().for_each(|f| *f = 0);
         let b = queues[q].sizes[k] as usize;
         from[q] = b;
-        b + served_after(start + queues[q].est[k], queues, from)
+        b + served_beyond(
+            start + queues[q].est[k],
+            queues,
+            from,
+            beat.saturating_sub(b),
+        )
     };
     let base_k = queues.get(base)?.largest_fitting(0, start)?;
-    let mut best = (score(base, base_k, from), base, base_k);
+    let mut best = (score(base, base_k, from, 0), base, base_k);
     let total: usize = queues.iter().map(|v| v.targets.len()).sum();
-    if best.0 == total {
-        return Some((best.1, best.2));
-    }
     for (q, view) in queues.iter().enumerate() {
+        if best.0 == total {
+            break;
+        }
         if q == base {
             continue;
         }
         let Some(k) = view.largest_fitting(0, start) else {
             continue;
         };
-        let s = score(q, k, from);
+        let s = score(q, k, from, best.0);
         if s > best.0 {
             best = (s, q, k);
         }
