@@ -26,6 +26,7 @@ pub mod memory;
 pub mod runtime;
 pub mod tcp;
 pub mod tls;
+pub mod wakes;
 
 pub use clock_sync::ClockSync;
 pub use conn::{Connection, FrameReader, FrameWriter, ReadNow};

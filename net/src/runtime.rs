@@ -586,6 +586,7 @@ async fn tick_guard(mut ladder: Ladder) {
             first_poll = false;
             ladder = Ladder::arm(ladder.tick, cx);
         } else {
+            crate::wakes::note(crate::wakes::Cause::Tick);
             ladder.rearm(cx);
         }
         Poll::<()>::Pending

@@ -21,6 +21,7 @@ use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::ClientStatus;
 use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Nanos, Window, WorkerId};
 use clockwork_net::tls::TlsServer;
+use clockwork_net::wakes::{self, Cause};
 use clockwork_net::{
     bind_exclusive, connect_named, Activity, FrameWriter, LinkConfig, Listener, Liveness, NetError,
     TcpConnection,
@@ -170,6 +171,9 @@ pub async fn serve(
     drop(timer);
     // Give the client writers a moment to deliver the last answers.
     glommio::timer::sleep(Duration::from_millis(50)).await;
+    if let Some(report) = wakes::report() {
+        eprintln!("{report}");
+    }
     Ok(())
 }
 
@@ -189,9 +193,12 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
         };
         let t = now();
         if at <= t {
+            let first = wakes::note(Cause::SchedTimer);
             let mut s = shared.borrow_mut();
             s.timed(Call::Timeout, |sc| sc.handle_timeout(t));
-            s.drain();
+            if s.drain() == 0 {
+                wakes::reclassify(Cause::SchedTimer, Cause::SchedTimerIdle, first);
+            }
             continue;
         }
         let wait = Duration::from_nanos((at - t).get());
@@ -386,7 +393,9 @@ async fn run_worker_link(
             s.drain();
         }
         loop {
-            let r = match reader.recv_msg::<FromWorker>().await.and_then(to_result) {
+            let got = reader.recv_msg::<FromWorker>().await;
+            wakes::note(Cause::WorkerRead);
+            let r = match got.and_then(to_result) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => return LinkLoss::Net(e),
@@ -427,6 +436,7 @@ async fn watchdog(
             };
         }
         glommio::timer::sleep(liveness.heartbeat.min(liveness.timeout - silent)).await;
+        wakes::note(Cause::Watchdog);
     }
 }
 
@@ -434,6 +444,7 @@ async fn watchdog(
 async fn heartbeat(tx: Rc<LocalSender<ToWorker>>, interval: Duration) {
     loop {
         glommio::timer::sleep(interval).await;
+        wakes::note(Cause::Heartbeat);
         if tx.try_send(ToWorker::Heartbeat).is_err() {
             return;
         }
@@ -502,7 +513,9 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: clockwor
     let key = shared.borrow_mut().open_route(Route::Native(tx));
     tracing::debug!(client = %peer.name, key = key.0, "client connected");
     loop {
-        let req = match reader.recv_msg::<clockwork_core::ClientRequest>().await {
+        let got = reader.recv_msg::<clockwork_core::ClientRequest>().await;
+        wakes::note(Cause::ClientRead);
+        let req = match got {
             Ok(r) => r,
             Err(e) => {
                 if !e.is_disconnect() {

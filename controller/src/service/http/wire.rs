@@ -81,6 +81,7 @@ async fn read_some(
         },
     )
     .await;
+    clockwork_net::wakes::note(clockwork_net::wakes::Cause::HttpRead);
     let n = match &r {
         Ok(Some(n)) => *n,
         _ => 0,
