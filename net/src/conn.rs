@@ -323,7 +323,7 @@ impl<S: AsyncRead + ReadNow + Unpin> FrameReader<S> {
         let stream = &mut self.stream;
         let rx = &mut self.rx;
         futures_lite::future::or(async { Ok(stream.read(rx.spare()).await?) }, async {
-            glommio::timer::sleep(left).await;
+            crate::timer::sleep(left).await;
             Err(NetError::Timeout("the rest of a partial frame"))
         })
         .await

@@ -25,6 +25,7 @@ pub mod liveness;
 pub mod memory;
 pub mod runtime;
 pub mod tcp;
+pub mod timer;
 pub mod tls;
 pub mod wakes;
 

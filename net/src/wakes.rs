@@ -39,6 +39,10 @@ pub enum Cause {
     SchedTimer,
     /// The scheduler's timer fired but nothing was due (a stale or moved deadline).
     SchedTimerIdle,
+    /// The scheduler's timer woke before its deadline (glommio's timer wheel).
+    SchedTimerEarly,
+    /// The scheduler's next deadline moved earlier, so its timer is set again.
+    SchedKick,
     /// A link's heartbeat timer.
     Heartbeat,
     /// A link's liveness watchdog.
@@ -48,7 +52,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 12] = [
         Self::Tick,
         Self::ClientRead,
         Self::HttpRead,
@@ -56,6 +60,8 @@ impl Cause {
         Self::ControllerRead,
         Self::SchedTimer,
         Self::SchedTimerIdle,
+        Self::SchedTimerEarly,
+        Self::SchedKick,
         Self::Heartbeat,
         Self::Watchdog,
         Self::Other,
@@ -71,6 +77,8 @@ impl Cause {
             Self::ControllerRead => "controller read",
             Self::SchedTimer => "scheduler timer",
             Self::SchedTimerIdle => "scheduler timer, nothing due",
+            Self::SchedTimerEarly => "scheduler timer, early",
+            Self::SchedKick => "scheduler deadline moved earlier",
             Self::Heartbeat => "heartbeat",
             Self::Watchdog => "watchdog",
             Self::Other => "other",
@@ -146,7 +154,8 @@ pub fn reclassify(from: Cause, to: Cause, first: bool) {
 
 /// This thread's counts since its first [`note`], as text (one line per cause that
 /// occurred, then the voluntary context switches and how many of them no noted event
-/// followed); `None` when accounting is off.
+/// followed, then glommio's task counters); `None` when accounting is off. Call it on
+/// the executor that counted, inside its future (glommio's counters need it).
 pub fn report() -> Option<String> {
     if !enabled() {
         return None;
@@ -169,6 +178,13 @@ pub fn report() -> Option<String> {
             }
         }
         let slept = u64::try_from(total - c.start.unwrap_or(total)).unwrap_or(0);
+        // glommio's counters since the executor started (or since the last report).
+        let stats = glommio::executor().executor_stats();
+        out.push_str(&format!(
+            "  glommio: {} task polls, {} task-queue runs\n",
+            stats.tasks_executed(),
+            stats.scheduler_runs()
+        ));
         out.push_str(&format!(
             "  voluntary context switches {slept}, of them followed by no noted event {}\n",
             slept.saturating_sub(attributed)

@@ -170,7 +170,7 @@ pub async fn serve(
     }
     drop(timer);
     // Give the client writers a moment to deliver the last answers.
-    glommio::timer::sleep(Duration::from_millis(50)).await;
+    clockwork_net::timer::sleep(Duration::from_millis(50)).await;
     if let Some(report) = wakes::report() {
         eprintln!("{report}");
     }
@@ -202,18 +202,40 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
             continue;
         }
         let wait = Duration::from_nanos((at - t).get());
-        let closed = futures_lite::future::or(
+        let woke = futures_lite::future::or(
             async {
-                glommio::timer::sleep(wait).await;
-                false
+                clockwork_net::timer::sleep(wait).await;
+                TimerWake::Slept
             },
-            async { kick.recv().await.is_none() },
+            async {
+                match kick.recv().await {
+                    Some(()) => TimerWake::Kicked,
+                    None => TimerWake::Closed,
+                }
+            },
         )
         .await;
-        if closed {
-            return;
+        match woke {
+            TimerWake::Closed => return,
+            TimerWake::Kicked => {
+                wakes::note(Cause::SchedKick);
+            }
+            TimerWake::Slept if now() < at => {
+                wakes::note(Cause::SchedTimerEarly);
+            }
+            TimerWake::Slept => {}
         }
     }
+}
+
+/// Why the timer task's wait ended.
+enum TimerWake {
+    /// Its sleep until the deadline ended.
+    Slept,
+    /// The deadline moved earlier.
+    Kicked,
+    /// The service is shutting down.
+    Closed,
 }
 
 /// How a worker link is kept and watched.
@@ -300,7 +322,7 @@ async fn worker_task(
                     tracing::warn!(worker = %id, %addr, error = %e, "cannot reach worker; retrying");
                     last_error = Some(text);
                 }
-                glommio::timer::sleep(watch.reconnect).await;
+                clockwork_net::timer::sleep(watch.reconnect).await;
                 continue;
             }
         };
@@ -316,7 +338,7 @@ async fn worker_task(
             s.timed(Call::Worker, |sc| sc.worker_lost(t, id));
             s.drain();
         }
-        glommio::timer::sleep(watch.reconnect).await;
+        clockwork_net::timer::sleep(watch.reconnect).await;
     }
 }
 
@@ -435,7 +457,7 @@ async fn watchdog(
                 late: t - due,
             };
         }
-        glommio::timer::sleep(liveness.heartbeat.min(liveness.timeout - silent)).await;
+        clockwork_net::timer::sleep(liveness.heartbeat.min(liveness.timeout - silent)).await;
         wakes::note(Cause::Watchdog);
     }
 }
@@ -443,7 +465,7 @@ async fn watchdog(
 /// Queue a heartbeat for the worker every `interval` (cancelled with its link).
 async fn heartbeat(tx: Rc<LocalSender<ToWorker>>, interval: Duration) {
     loop {
-        glommio::timer::sleep(interval).await;
+        clockwork_net::timer::sleep(interval).await;
         wakes::note(Cause::Heartbeat);
         if tx.try_send(ToWorker::Heartbeat).is_err() {
             return;
@@ -486,7 +508,7 @@ async fn accept_task(shared: SharedRef, listener: Rc<Listener>) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                clockwork_net::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }

@@ -76,7 +76,7 @@ async fn read_some(
     let r = futures_lite::future::or(
         async { stream.read(&mut buf[start..]).await.map(Some) },
         async {
-            glommio::timer::sleep(left).await;
+            clockwork_net::timer::sleep(left).await;
             Ok(None)
         },
     )
@@ -427,7 +427,7 @@ pub(super) async fn write_response(
         stream.flush().await
     };
     futures_lite::future::or(w, async {
-        glommio::timer::sleep(timeout).await;
+        clockwork_net::timer::sleep(timeout).await;
         Err(std::io::ErrorKind::TimedOut.into())
     })
     .await
