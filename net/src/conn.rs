@@ -304,6 +304,8 @@ impl<S: AsyncRead + ReadNow + Unpin> FrameReader<S> {
             self.rx.commit(n);
             self.last_read_ts = MonotonicClock::read().get();
             self.activity.heard(self.last_read_ts);
+            // Bytes arrived, so the executor is awake: the tick guard need not wake it.
+            crate::runtime::awake();
         }
         self.partial_since = None;
         Ok(())

@@ -194,6 +194,7 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
         let t = now();
         if at <= t {
             let first = wakes::note(Cause::SchedTimer);
+            clockwork_net::runtime::awake();
             let mut s = shared.borrow_mut();
             s.timed(Call::Timeout, |sc| sc.handle_timeout(t));
             if s.drain() == 0 {

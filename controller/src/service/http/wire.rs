@@ -82,6 +82,7 @@ async fn read_some(
     )
     .await;
     clockwork_net::wakes::note(clockwork_net::wakes::Cause::HttpRead);
+    clockwork_net::runtime::awake();
     let n = match &r {
         Ok(Some(n)) => *n,
         _ => 0,
