@@ -63,6 +63,11 @@
 //! 3. **Every executor gets the tick guard**: build executors only through this module,
 //!    never with `LocalExecutorBuilder` directly, and do not disable the tick outside
 //!    tests.
+//! 4. **Sleep with [`crate::timer::sleep`]**, not `glommio::timer::sleep`: glommio's
+//!    timer registers again on every poll, and past 255 live timers its wheel fires
+//!    timers early and the executor spins to each deadline (`timer`'s module docs).
+//! 5. **Call [`awake`] where a wake-up's work starts** in a service's own event sources
+//!    (frame reads already do), so that the tick guard does not wake a busy executor.
 //!
 //! # Host requirements
 //!
