@@ -515,11 +515,20 @@ async fn guarded<F: Future>(tick: Duration, fut: F) -> F::Output {
     // first scheduling round(s) before this poll, which nothing outside glommio can
     // cover. The guard task takes the ladder over on its own first poll.
     let ladder = std::future::poll_fn(|cx| Poll::Ready(Ladder::arm(tick, cx))).await;
+    // Until the guard task registers its ladder, `awake` must not reach one left by an
+    // earlier executor on this thread (glommio may drop a cancelled task's future late).
+    unregister_guard();
     let guard = glommio::spawn_local(tick_guard(ladder));
     let output = fut.await;
     // Dropping a glommio `Task` cancels it, which drops (deregisters) its timers.
     drop(guard);
+    unregister_guard();
     output
+}
+
+/// Forgets this thread's guard registration (see [`awake`]).
+fn unregister_guard() {
+    GUARD.with(|guard| *guard.borrow_mut() = Weak::new());
 }
 
 /// Tells the tick guard of this thread's executor that the executor is awake and
