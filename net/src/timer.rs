@@ -12,25 +12,62 @@
 //! deadline. On the main job this kept the controller's executor spinning for a large
 //! part of every millisecond (docs/benchmarks.md, "Controller CPU per request").
 //!
-//! [`Sleep`] keeps exactly one registration: each poll before the deadline first drops
-//! the registration it made last time and then registers afresh (two O(1) operations
-//! on the reactor's timer set). Use [`sleep`] / [`sleep_until`] instead of
-//! `glommio::timer::sleep` wherever a sleep can be polled more than once.
+//! [`Sleep`] keeps exactly one registration, made through a waker of its own that notes
+//! when the timer fires: a poll for another reason (a combinator's other branch) leaves
+//! the registration as it is, and a poll after the timer fired registers afresh (after
+//! dropping the old one). A timer that fired before the deadline can only be the
+//! wheel's doing, and registering for the rest of the same millisecond would fire at
+//! once again, so such a sleep aims one wheel slot (1 ms) past its deadline instead:
+//! on the wheel a sleep ends within a millisecond after its deadline rather than
+//! spinning through the one before it. Off the wheel (fewer than 256 timers) timers
+//! fire at or after their deadline and nothing changes. Use [`sleep`] /
+//! [`sleep_until`] instead of `glommio::timer::sleep`.
 
 use glommio::timer::Timer;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+
+/// The slot of glommio's timer wheel: how early it can fire a timer, and how far past
+/// the deadline a sleep aims once its timer fired early.
+const WHEEL_SLOT: Duration = Duration::from_millis(1);
 
 /// A future that completes at its deadline and holds at most one timer registration.
 #[derive(Debug)]
 #[must_use = "a sleep does nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
-    /// The registration made by the last poll (dropping a glommio `Timer`, or resetting
-    /// it, removes its registration).
-    timer: Option<Timer>,
+    /// The registration made by the last poll that registered (dropping a glommio
+    /// `Timer` removes its registration).
+    armed: Option<Armed>,
+}
+
+#[derive(Debug)]
+struct Armed {
+    /// Held for its registration only.
+    _timer: Timer,
+    /// What the timer wakes: it notes that the timer fired, then wakes the task.
+    signal: Arc<Signal>,
+}
+
+#[derive(Debug)]
+struct Signal {
+    fired: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Relaxed);
+        self.task.wake_by_ref();
+    }
 }
 
 /// Sleeps for `duration` (measured from now, not from the first poll).
@@ -42,7 +79,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
-        timer: None,
+        armed: None,
     }
 }
 
@@ -59,26 +96,47 @@ impl Future for Sleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         if now >= self.deadline {
-            self.timer = None;
+            self.armed = None;
             return Poll::Ready(());
         }
-        let left = self.deadline - now;
-        let timer = match &mut self.timer {
-            // `reset` removes the registration the last poll made; the poll below
-            // registers the timer again, once.
-            Some(timer) => {
-                timer.reset(left);
-                timer
+        let early = match &self.armed {
+            // Polled for another reason (a combinator's other branch): the registration
+            // stands.
+            Some(a)
+                if !a.signal.fired.load(Ordering::Relaxed)
+                    && a.signal.task.will_wake(cx.waker()) =>
+            {
+                return Poll::Pending;
             }
-            None => self.timer.insert(Timer::new(left)),
+            Some(a) => a.signal.fired.load(Ordering::Relaxed),
+            None => false,
         };
-        match Pin::new(timer).poll(cx) {
-            // The clock moved past the deadline between the two reads.
-            Poll::Ready(_) => {
-                self.timer = None;
-                Poll::Ready(())
+        // Fired before the deadline: glommio's wheel, which would fire a timer for this
+        // millisecond again at once. Aim at the next slot instead of spinning to the
+        // deadline (the sleep then ends within a millisecond after it).
+        let wait = if early {
+            self.deadline - now + WHEEL_SLOT
+        } else {
+            self.deadline - now
+        };
+        // Drop (deregister) the last registration before making the next.
+        self.armed = None;
+        let signal = Arc::new(Signal {
+            fired: AtomicBool::new(false),
+            task: cx.waker().clone(),
+        });
+        let waker = Waker::from(Arc::clone(&signal));
+        let mut timer = Timer::new(wait);
+        match Pin::new(&mut timer).poll(&mut Context::from_waker(&waker)) {
+            // The clock moved past the timer between the two reads.
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => {
+                self.armed = Some(Armed {
+                    _timer: timer,
+                    signal,
+                });
+                Poll::Pending
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

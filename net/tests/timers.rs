@@ -71,6 +71,62 @@ fn a_sleep_polled_many_times_does_not_make_the_executor_spin() {
     );
 }
 
+/// Puts the reactor on glommio's 1 ms wheel (300 long sleeps held by other tasks), then
+/// counts the task polls of 40 sleeps of 2.5 ms while another task wakes the executor
+/// every 300 µs; also returns the latest end of a sleep after its deadline.
+fn wheel_probe(glommio_sleep: bool) -> (u64, Duration) {
+    let cfg = ExecutorConfig::named("wheel").with_tick(Duration::from_secs(1));
+    run_here(cfg, async move {
+        let holders: Vec<_> = (0..300)
+            .map(|_| {
+                glommio::spawn_local(async {
+                    clockwork_net::timer::sleep(Duration::from_secs(30)).await;
+                })
+            })
+            .collect();
+        let waker = glommio::spawn_local(async {
+            loop {
+                clockwork_net::timer::sleep(Duration::from_micros(300)).await;
+            }
+        });
+        clockwork_net::timer::sleep(Duration::from_millis(5)).await;
+        let _ = glommio::executor().executor_stats();
+        let mut latest = Duration::ZERO;
+        for _ in 0..40 {
+            let deadline = Instant::now() + Duration::from_micros(2500);
+            if glommio_sleep {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            } else {
+                clockwork_net::timer::sleep_until(deadline).await;
+            }
+            let now = Instant::now();
+            assert!(now >= deadline, "a sleep ended before its deadline");
+            latest = latest.max(now - deadline);
+        }
+        let polls = glommio::executor().executor_stats().tasks_executed();
+        drop(waker);
+        drop(holders);
+        (polls, latest)
+    })
+    .expect("executor")
+}
+
+#[test]
+fn on_glommios_timer_wheel_a_sleep_does_not_spin_to_its_deadline() {
+    let quiet = probe_polls(0, false);
+    let (ours, late) = wheel_probe(false);
+    // Shown, not asserted: glommio's own sleep on the wheel spins.
+    let (glommio, _) = wheel_probe(true);
+    eprintln!(
+        "task polls on the wheel: clockwork_net sleep {ours} (latest end {late:?} after the \
+         deadline), glommio sleep {glommio}; off the wheel {quiet}"
+    );
+    assert!(
+        ours <= quiet * 2 + 50,
+        "{ours} task polls on the wheel against {quiet} off it: the sleeps spin"
+    );
+}
+
 #[test]
 fn sleep_until_ends_at_its_deadline_and_not_before() {
     let cfg = ExecutorConfig::named("sleep-until");
