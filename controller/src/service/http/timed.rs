@@ -141,9 +141,9 @@ struct Alarm {
 
 impl Alarm {
     /// Whether `deadline` has passed; if not, the polling task is woken when it does.
-    /// Every poll registers the timer afresh and drops the last registration
-    /// (`clockwork_net::timer`): registering only once per deadline would miss the
-    /// wake-up when glommio's timer wheel fires the timer early.
+    /// Every poll goes to the deadline's `clockwork_net::timer::Sleep`, which registers
+    /// again once its timer has fired (registering only once per deadline would miss
+    /// the wake-up when glommio's timer wheel fires the timer early).
     fn expired(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
         if Instant::now() >= deadline {
             self.armed = None;
