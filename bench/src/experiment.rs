@@ -65,6 +65,7 @@ fn base(out: PathBuf, secs: f64) -> LocalArgs {
             .parse()
             .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 8000))),
         no_http: true,
+        tick_us: clockwork_net::runtime::DEFAULT_TICK_US,
         active: 15,
         trace_dir: None,
         day: 1,

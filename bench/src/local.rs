@@ -23,7 +23,7 @@ use clockwork_core::model::{builtin_profiles, named_profiles};
 use clockwork_core::{
     ClientResponse, ClientStatus, ModelId, ModelProfile, MonotonicClock, Nanos, RequestId, Slo,
 };
-use clockwork_net::runtime::{run_here, ExecutorConfig};
+use clockwork_net::runtime::{run_here, ExecutorConfig, DEFAULT_TICK_US, TICK_US_RANGE};
 use clockwork_workload::azure::replay::scale_for_rate;
 use clockwork_workload::azure::{ReplayConfig, TraceSource};
 use clockwork_workload::profiles::registration_runs;
@@ -137,6 +137,11 @@ pub(crate) struct LocalArgs {
     /// Do not start the HTTP front end.
     #[arg(long)]
     pub(crate) no_http: bool,
+    /// Tick guard period of the controller's and the workers' executors in
+    /// microseconds (their `--tick-us`; docs/operations.md, "Idle CPU and the tick guard").
+    #[arg(long, default_value_t = DEFAULT_TICK_US,
+          value_parser = clap::value_parser!(u64).range(TICK_US_RANGE))]
+    pub(crate) tick_us: u64,
     /// Output folder (default: out/local-<unix time>).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -543,6 +548,8 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
             format!("local-worker-{i}"),
             "--log".into(),
             "warn".into(),
+            "--tick-us".into(),
+            args.tick_us.to_string(),
         ]);
         workers.push(ChildProc::start(
             &format!("worker {i}"),
@@ -579,6 +586,8 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
         "50".into(),
         "--log".into(),
         "warn".into(),
+        "--tick-us".into(),
+        args.tick_us.to_string(),
     ];
     let mut client_cpu = None;
     if let Some((model, cores)) = &cpu_run {
@@ -1166,6 +1175,7 @@ pub(crate) fn args_json(a: &LocalArgs) -> serde_json::Value {
         "start_minute": a.start_minute,
         "noise": a.noise,
         "seed": a.seed,
+        "tick_us": a.tick_us,
         "backend": format!("{:?}", a.cpu.backend).to_lowercase(),
         "model_kind": (a.cpu.backend == BackendKind::Cpu).then(|| a.cpu.model_kind.name()),
         "load": a.cpu.load,

@@ -304,6 +304,8 @@ impl<S: AsyncRead + ReadNow + Unpin> FrameReader<S> {
             self.rx.commit(n);
             self.last_read_ts = MonotonicClock::read().get();
             self.activity.heard(self.last_read_ts);
+            // Bytes arrived, so the executor is awake: the tick guard need not wake it.
+            crate::runtime::awake();
         }
         self.partial_since = None;
         Ok(())
@@ -323,7 +325,7 @@ impl<S: AsyncRead + ReadNow + Unpin> FrameReader<S> {
         let stream = &mut self.stream;
         let rx = &mut self.rx;
         futures_lite::future::or(async { Ok(stream.read(rx.spare()).await?) }, async {
-            glommio::timer::sleep(left).await;
+            crate::timer::sleep(left).await;
             Err(NetError::Timeout("the rest of a partial frame"))
         })
         .await

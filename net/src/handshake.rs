@@ -96,7 +96,7 @@ async fn with_timeout<T>(
     f: impl Future<Output = Result<T, NetError>>,
 ) -> Result<T, NetError> {
     futures_lite::future::or(f, async move {
-        glommio::timer::sleep(d).await;
+        crate::timer::sleep(d).await;
         Err(NetError::Timeout(what))
     })
     .await

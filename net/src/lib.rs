@@ -25,7 +25,9 @@ pub mod liveness;
 pub mod memory;
 pub mod runtime;
 pub mod tcp;
+pub mod timer;
 pub mod tls;
+pub mod wakes;
 
 pub use clock_sync::ClockSync;
 pub use conn::{Connection, FrameReader, FrameWriter, ReadNow};

@@ -93,7 +93,7 @@ pub async fn watch(activity: Activity, timeout: Duration) -> NetError {
                 silent_ms: u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
             };
         }
-        glommio::timer::sleep(timeout - silent).await;
+        crate::timer::sleep(timeout - silent).await;
     }
 }
 

@@ -39,7 +39,7 @@ impl ClosedConnections {
             // Wait for the burst to end: one trim for the lot.
             loop {
                 let before = closed.get();
-                glommio::timer::sleep(QUIET).await;
+                crate::timer::sleep(QUIET).await;
                 if closed.get() == before {
                     break;
                 }

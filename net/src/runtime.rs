@@ -22,8 +22,19 @@
 //! **Why the default tick is 1 ms.** A wrong park then costs at most about 1 ms, which
 //! is inside the controller's 1 ms `future` slack and far inside the 5–10 ms
 //! schedule-ahead windows, so a stall never turns into a missed action by itself. The
-//! cost is about 1000 timer wake-ups per second per idle executor, a few µs each (well
-//! under 1 % of a core). Busy executors pay nothing extra: they are awake anyway.
+//! cost is about 1000 timer wake-ups per second per idle executor; on the 2-core dev VM
+//! a glommio wake-up costs tens of µs (an idle release controller used 5.2 % of a
+//! core).
+//!
+//! **Postponed while awake.** A busy executor does not need the tick to wake it, but a
+//! timer fires whether or not the executor was woken by other work in between: at the
+//! main job's ≈ 700 requests/s the controller's work comes in bursts with gaps of
+//! about a millisecond, and a third of its wake-ups were the tick's
+//! (`CLOCKWORK_WAKE_STATS`, [`crate::wakes`]). So services call [`awake`] where a
+//! wake-up's work starts (every frame read does, in `conn`): it re-arms the guard's
+//! timers a full period from now, so the tick fires only after 7/8 of a tick without
+//! such work. That keeps the bound: no guard timer is ever more than its period ahead,
+//! so a wrong park still ends within one tick.
 //!
 //! **Interaction with `spin_before_park`.** After every wake-up an executor spins for
 //! `spin_before_park` before it parks again, and the tick wakes it every `tick`. An idle
@@ -52,6 +63,11 @@
 //! 3. **Every executor gets the tick guard**: build executors only through this module,
 //!    never with `LocalExecutorBuilder` directly, and do not disable the tick outside
 //!    tests.
+//! 4. **Sleep with [`crate::timer::sleep`]**, not `glommio::timer::sleep`: glommio's
+//!    timer registers again on every poll, and past 255 live timers its wheel fires
+//!    timers early and the executor spins to each deadline (`timer`'s module docs).
+//! 5. **Call [`awake`] where a wake-up's work starts** in a service's own event sources
+//!    (frame reads already do), so that the tick guard does not wake a busy executor.
 //!
 //! # Host requirements
 //!
@@ -62,12 +78,14 @@
 //! (container runtimes often ship one); glommio-ng then reports a start-up error, which
 //! [`spawn`] and [`run_here`] return as [`RuntimeError::Executor`].
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::{Rc, Weak};
 use std::sync::Once;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -497,11 +515,57 @@ async fn guarded<F: Future>(tick: Duration, fut: F) -> F::Output {
     // first scheduling round(s) before this poll, which nothing outside glommio can
     // cover. The guard task takes the ladder over on its own first poll.
     let ladder = std::future::poll_fn(|cx| Poll::Ready(Ladder::arm(tick, cx))).await;
+    // Until the guard task registers its ladder, `awake` must not reach one left by an
+    // earlier executor on this thread (glommio may drop a cancelled task's future late).
+    unregister_guard();
     let guard = glommio::spawn_local(tick_guard(ladder));
     let output = fut.await;
     // Dropping a glommio `Task` cancels it, which drops (deregisters) its timers.
     drop(guard);
+    unregister_guard();
     output
+}
+
+/// Forgets this thread's guard registration (see [`awake`]).
+fn unregister_guard() {
+    GUARD.with(|guard| *guard.borrow_mut() = Weak::new());
+}
+
+/// Tells the tick guard of this thread's executor that the executor is awake and
+/// running tasks: its timers are pushed back (rung 0 to a full tick from now, when it
+/// was armed more than an eighth of a tick ago), so that the guard does not wake an
+/// executor that other work keeps awake.
+///
+/// Call it where a wake-up's work starts (a frame read, a timer of the service's own):
+/// while such events come at least every 7/8 tick, the guard then costs no wake-ups
+/// of its own, and the bound on a wrong park stays one tick (module docs, "Postponed
+/// while awake"). Cheap: a thread-local look-up and a clock read, and at most about
+/// ten timer re-arms per tick. Does nothing on a thread without a guarded executor.
+pub fn awake() {
+    GUARD.with(|guard| {
+        let Some(ladder) = guard.borrow().upgrade() else {
+            return;
+        };
+        // Busy only if called from inside the guard's own poll, which never happens;
+        // skipping is safe either way (the guard re-arms on its own).
+        if let Ok(mut ladder) = ladder.try_borrow_mut() {
+            ladder.postpone(Instant::now());
+        };
+    });
+}
+
+/// How many times a tick guard on this thread has run since the thread started (after
+/// its first poll): each is a wake-up by one of its timers, unless the executor was
+/// awake anyway when the timer fired.
+pub fn tick_wakeups() -> u64 {
+    TICKS.with(Cell::get)
+}
+
+thread_local! {
+    /// The ladder of the guard on this thread's executor, for [`awake`].
+    static GUARD: RefCell<Weak<RefCell<Ladder>>> = const { RefCell::new(Weak::new()) };
+    /// See [`tick_wakeups`].
+    static TICKS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Number of timers the tick guard keeps armed; see [`tick_guard`].
@@ -510,7 +574,9 @@ const GUARD_RUNGS: u32 = 16;
 /// One timer of the tick guard.
 struct Rung {
     period: Duration,
-    deadline: Instant,
+    /// From when on this rung is re-armed (a fresh timer `period` ahead) when the guard
+    /// runs or [`awake`] is called.
+    rearm_at: Instant,
     /// Held for its registration only: dropping a glommio `Timer` deregisters it.
     _timer: Timer,
 }
@@ -518,15 +584,16 @@ struct Rung {
 impl Rung {
     /// Arms a fresh timer `period` from `now`, registered with `cx`'s waker (a glommio
     /// `Timer` registers on its first poll, and every further poll of a pending one
-    /// registers it again, so each timer is polled exactly once).
-    fn arm(period: Duration, now: Instant, cx: &mut Context<'_>) -> Self {
+    /// registers it again, so each timer is polled exactly once). It may be re-armed
+    /// `refresh` after `now`.
+    fn arm(period: Duration, refresh: Duration, now: Instant, cx: &mut Context<'_>) -> Self {
         let mut timer = Timer::new(period);
         // Pending unless `period` is zero, which `guarded` rules out; either way the
         // timer is registered or done, which is all this poll is for.
         let _ = Pin::new(&mut timer).poll(cx);
         Self {
             period,
-            deadline: now + period,
+            rearm_at: now + refresh,
             _timer: timer,
         }
     }
@@ -536,33 +603,70 @@ impl Rung {
 struct Ladder {
     tick: Duration,
     rungs: Vec<Rung>,
+    /// The guard task's waker, which every rung is registered with (also when
+    /// [`awake`] re-arms one from another task).
+    waker: Waker,
+    /// The earliest `Rung::rearm_at`: before it, [`Ladder::postpone`] has nothing to do.
+    next_rearm: Instant,
+}
+
+/// How long after arming rung `i` may be re-armed: rung 0 after an eighth of its
+/// period (so that while the executor is awake at least every 7/8 tick, [`awake`]
+/// keeps it from ever firing), the others half-way (so that they never fire while the
+/// guard or [`awake`] runs at least every tick).
+fn refresh(i: usize, period: Duration) -> Duration {
+    if i == 0 {
+        period / 8
+    } else {
+        period / 2
+    }
 }
 
 impl Ladder {
     fn arm(tick: Duration, cx: &mut Context<'_>) -> Self {
         let now = Instant::now();
         let rungs = (0..GUARD_RUNGS)
-            .map(|i| Rung::arm(tick.saturating_mul(1 << i), now, cx))
+            .map(|i| {
+                let period = tick.saturating_mul(1 << i);
+                Rung::arm(period, refresh(i as usize, period), now, cx)
+            })
             .collect();
-        Self { tick, rungs }
+        let mut ladder = Self {
+            tick,
+            rungs,
+            waker: cx.waker().clone(),
+            next_rearm: now,
+        };
+        ladder.update_next_rearm();
+        ladder
     }
 
-    /// Re-arms the rungs that are due; see [`tick_guard`].
-    fn rearm(&mut self, cx: &mut Context<'_>) {
-        let now = Instant::now();
+    fn update_next_rearm(&mut self) {
+        if let Some(at) = self.rungs.iter().map(|r| r.rearm_at).min() {
+            self.next_rearm = at;
+        }
+    }
+
+    /// Re-arms every rung that is due for it (see [`refresh`]; one that has fired
+    /// always is), and rung 0 anyway when `fired` (the guard runs because a timer fired:
+    /// rung 0's, unless the executor stalled; glommio's 1 ms timer wheel, which it uses
+    /// beyond 255 timers, fires timers up to 1 ms early), registered with `cx`'s waker.
+    fn rearm(&mut self, now: Instant, cx: &mut Context<'_>, fired: bool) {
         for (i, rung) in self.rungs.iter_mut().enumerate() {
-            let remaining = rung.deadline.saturating_duration_since(now);
-            // Rung 0 is re-armed when it has fired; the others half-way through their
-            // period, so they never fire while the guard keeps running.
-            let due = if i == 0 {
-                remaining.is_zero()
-            } else {
-                remaining <= rung.period / 2
-            };
-            if due {
-                *rung = Rung::arm(rung.period, now, cx);
+            if now >= rung.rearm_at || (fired && i == 0) {
+                *rung = Rung::arm(rung.period, refresh(i, rung.period), now, cx);
             }
         }
+        self.update_next_rearm();
+    }
+
+    /// [`Ladder::rearm`] from outside the guard task ([`awake`]), with the guard's waker.
+    fn postpone(&mut self, now: Instant) {
+        if now < self.next_rearm {
+            return;
+        }
+        let waker = self.waker.clone();
+        self.rearm(now, &mut Context::from_waker(&waker), false);
     }
 }
 
@@ -571,26 +675,62 @@ impl Ladder {
 ///
 /// A single task sleeping in a loop is not enough: once its timer has fired the task
 /// is runnable but holds no timer, and a wrong park at that moment is permanent again
-/// (the stress test hit this). So the guard keeps a ladder of timers: rung 0 fires
-/// every `tick` and wakes the guard; rung `i >= 1` is kept between `2^(i-1)` and `2^i`
-/// ticks ahead and is re-armed before it fires. While the guard runs every tick only
-/// rung 0 fires (one wake-up per tick); if the guard does not run for a while (a wrong
-/// park, a stalled thread) the farther rungs are still armed, so a stall of length `L`
-/// is followed by a wake-up within about `L` more. With 16 rungs the ladder reaches
-/// `2^15` ticks (≈ 33 s at 1 ms).
-async fn tick_guard(mut ladder: Ladder) {
+/// (the stress test hit this). So the guard keeps a ladder of timers: rung `i` (period
+/// `tick * 2^i`) is kept between `2^(i-1)` and `2^i` ticks ahead, re-armed once it is
+/// half-way; rung 0 is re-armed from an eighth of its period on, and at the latest when
+/// it fires, which wakes the guard. While the executor sleeps, rung 0 fires every
+/// `tick` and the guard re-arms the rest, so only rung 0 fires (one wake-up per tick);
+/// while the executor is woken by other work at least every 7/8 tick, [`awake`] re-arms
+/// the rungs before they fire and the guard costs no wake-ups. No rung is ever more
+/// than its period ahead, so a wrong park still ends within a tick. If the guard does
+/// not run for a while (a wrong park, a stalled thread) the farther rungs are still
+/// armed, so a stall of length `L` is followed by a wake-up within about `L` more.
+/// With 16 rungs the ladder reaches `2^15` ticks (≈ 33 s at 1 ms).
+async fn tick_guard(ladder: Ladder) {
     let mut first_poll = true;
+    let ladder = Rc::new(RefCell::new(ladder));
+    // Unregistered when the guard ends (dropped with its executor's root future).
+    let _registered = Registered::new(&ladder);
     std::future::poll_fn(move |cx| {
+        let mut ladder = ladder.borrow_mut();
         if first_poll {
             // Take the timers over from the root task that armed them.
             first_poll = false;
-            ladder = Ladder::arm(ladder.tick, cx);
+            *ladder = Ladder::arm(ladder.tick, cx);
         } else {
-            ladder.rearm(cx);
+            crate::wakes::note(crate::wakes::Cause::Tick);
+            TICKS.with(|t| t.set(t.get() + 1));
+            if !ladder.waker.will_wake(cx.waker()) {
+                ladder.waker = cx.waker().clone();
+            }
+            ladder.rearm(Instant::now(), cx, true);
         }
         Poll::<()>::Pending
     })
     .await;
+}
+
+/// This thread's guard registration for [`awake`], undone on drop (unless a later
+/// guard on this thread has registered since).
+struct Registered(Weak<RefCell<Ladder>>);
+
+impl Registered {
+    fn new(ladder: &Rc<RefCell<Ladder>>) -> Self {
+        let weak = Rc::downgrade(ladder);
+        GUARD.with(|guard| guard.borrow_mut().clone_from(&weak));
+        Self(weak)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        GUARD.with(|guard| {
+            let mut guard = guard.borrow_mut();
+            if guard.ptr_eq(&self.0) {
+                *guard = Weak::new();
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -624,6 +764,48 @@ mod tests {
         assert_eq!(cfg.cpu, None);
         assert_eq!(cfg.spin_before_park, None);
         assert_eq!(cfg.preempt_timer, None);
+    }
+
+    /// Runs an executor (tick 10 ms) for `run_for` with one task that wakes every
+    /// 200 µs, calling [`awake`] on each wake-up when `awake`; returns how many times the
+    /// guard ran.
+    fn guard_runs(awake_calls: bool, run_for: Duration) -> u64 {
+        let cfg = ExecutorConfig::named("tick-postpone").with_tick(Duration::from_millis(10));
+        let before = tick_wakeups();
+        run_here(cfg, async move {
+            let end = Instant::now() + run_for;
+            while Instant::now() < end {
+                glommio::timer::sleep(Duration::from_micros(200)).await;
+                if awake_calls {
+                    awake();
+                }
+            }
+        })
+        .expect("executor");
+        tick_wakeups() - before
+    }
+
+    #[test]
+    fn awake_keeps_the_guard_from_waking_a_busy_executor() {
+        let run_for = Duration::from_millis(300);
+        // Without `awake` the 10 ms rung 0 fires about 30 times in 300 ms.
+        let plain = guard_runs(false, run_for);
+        // With it every rung is pushed back every 200 µs (or at the latest when the
+        // thread was late by more than 7/8 of a tick, 8.75 ms).
+        let postponed = guard_runs(true, run_for);
+        assert!(
+            plain >= 10,
+            "the guard ran only {plain} times in {run_for:?}"
+        );
+        assert!(
+            postponed * 4 <= plain,
+            "awake() did not keep the guard quiet: {postponed} runs against {plain} without it"
+        );
+    }
+
+    #[test]
+    fn awake_outside_an_executor_does_nothing() {
+        awake();
     }
 
     #[test]

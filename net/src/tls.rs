@@ -170,7 +170,7 @@ async fn within<T>(
     f: impl std::future::Future<Output = io::Result<T>>,
 ) -> io::Result<T> {
     futures_lite::future::or(f, async {
-        glommio::timer::sleep(timeout).await;
+        crate::timer::sleep(timeout).await;
         Err(io::Error::new(io::ErrorKind::TimedOut, what))
     })
     .await

@@ -55,6 +55,9 @@ struct Scenario {
     run_for: Duration,
     timer_period: Duration,
     timer_tasks: usize,
+    /// Every task calls `runtime::awake()` on each turn, so the guard's timers are
+    /// always being pushed back (the worst case for the guard's bound).
+    awake: bool,
 }
 
 impl Scenario {
@@ -65,6 +68,7 @@ impl Scenario {
             run_for: Duration::from_millis(60),
             timer_period: Duration::from_micros(200),
             timer_tasks: 2,
+            awake: false,
         }
     }
 }
@@ -137,6 +141,9 @@ async fn stress_body(s: Scenario, yields: Arc<AtomicU64>, firings: Arc<AtomicU64
                 let mut last = Instant::now();
                 while last < deadline {
                     glommio::timer::sleep(s.timer_period).await;
+                    if s.awake {
+                        runtime::awake();
+                    }
                     let now = Instant::now();
                     max_gap.set(max_gap.get().max(now - last));
                     last = now;
@@ -152,6 +159,9 @@ async fn stress_body(s: Scenario, yields: Arc<AtomicU64>, firings: Arc<AtomicU64
         async move {
             while Instant::now() < deadline {
                 futures_lite::future::yield_now().await;
+                if s.awake {
+                    runtime::awake();
+                }
                 yields.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -173,6 +183,11 @@ async fn stress_body(s: Scenario, yields: Arc<AtomicU64>, firings: Arc<AtomicU64
 static STRESS_LOCK: Mutex<()> = Mutex::new(());
 
 fn assert_guarded_runs(preempt: Duration, runs: usize) {
+    assert_guarded_scenario(Scenario::stress(preempt), runs);
+}
+
+fn assert_guarded_scenario(scenario: Scenario, runs: usize) {
+    let preempt = scenario.preempt;
     // A poisoned lock only means another stress test failed; this one can still run.
     let _serial = STRESS_LOCK
         .lock()
@@ -180,7 +195,7 @@ fn assert_guarded_runs(preempt: Duration, runs: usize) {
     let mut hung_at_start = 0;
     let mut worst_gap = Duration::ZERO;
     for run in 0..runs {
-        match run_scenario(Scenario::stress(preempt), run, WATCHDOG) {
+        match run_scenario(scenario, run, WATCHDOG) {
             Outcome::Done(report) => {
                 assert!(
                     report.yields > 0,
@@ -218,6 +233,18 @@ fn assert_guarded_runs(preempt: Duration, runs: usize) {
 #[test]
 fn guarded_stress_preempt_50us() {
     assert_guarded_runs(Duration::from_micros(50), stress_runs());
+}
+
+/// The same trigger with every task calling `runtime::awake()` on each turn: the
+/// guard's timers are pushed back all the time, and a wrong park must still end
+/// within about a tick.
+#[test]
+fn guarded_stress_preempt_50us_awake() {
+    let scenario = Scenario {
+        awake: true,
+        ..Scenario::stress(Duration::from_micros(50))
+    };
+    assert_guarded_scenario(scenario, stress_runs());
 }
 
 /// A less aggressive preempt timer: fewer wrong parks per run, more rounds per run.

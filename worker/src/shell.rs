@@ -116,7 +116,7 @@ pub(crate) async fn run(
             Some(Err(e)) => {
                 // E.g. out of file descriptors: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                clockwork_net::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -254,10 +254,10 @@ impl Shell {
                 tracing::warn!(in_flight, "drain timed out; cancelling what is left");
                 break;
             }
-            glommio::timer::sleep(Duration::from_millis(2)).await;
+            clockwork_net::timer::sleep(Duration::from_millis(2)).await;
         }
         // Let the writers finish the frame they are sending.
-        glommio::timer::sleep(Duration::from_millis(20)).await;
+        clockwork_net::timer::sleep(Duration::from_millis(20)).await;
         tracing::info!(waited_ms = start.elapsed().as_millis() as u64, "drained");
     }
 
@@ -367,7 +367,7 @@ async fn reader_loop(
 /// Queue a heartbeat for the writer every `interval` until the link's writer is gone.
 async fn heartbeat_loop(tx: Rc<LocalSender<Outgoing>>, interval: Duration) {
     loop {
-        glommio::timer::sleep(interval).await;
+        clockwork_net::timer::sleep(interval).await;
         if tx.try_send(Outgoing::Heartbeat).is_err() {
             return;
         }

@@ -21,6 +21,7 @@ use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
 use clockwork_core::ClientStatus;
 use clockwork_core::{Action, ActionId, ActionKind, ModelProfile, Nanos, Window, WorkerId};
 use clockwork_net::tls::TlsServer;
+use clockwork_net::wakes::{self, Cause};
 use clockwork_net::{
     bind_exclusive, connect_named, Activity, FrameWriter, LinkConfig, Listener, Liveness, NetError,
     TcpConnection,
@@ -169,7 +170,10 @@ pub async fn serve(
     }
     drop(timer);
     // Give the client writers a moment to deliver the last answers.
-    glommio::timer::sleep(Duration::from_millis(50)).await;
+    clockwork_net::timer::sleep(Duration::from_millis(50)).await;
+    if let Some(report) = wakes::report() {
+        eprintln!("{report}");
+    }
     Ok(())
 }
 
@@ -189,24 +193,50 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
         };
         let t = now();
         if at <= t {
+            let first = wakes::note(Cause::SchedTimer);
+            clockwork_net::runtime::awake();
             let mut s = shared.borrow_mut();
             s.timed(Call::Timeout, |sc| sc.handle_timeout(t));
-            s.drain();
+            if s.drain() == 0 {
+                wakes::reclassify(Cause::SchedTimer, Cause::SchedTimerIdle, first);
+            }
             continue;
         }
         let wait = Duration::from_nanos((at - t).get());
-        let closed = futures_lite::future::or(
+        let woke = futures_lite::future::or(
             async {
-                glommio::timer::sleep(wait).await;
-                false
+                clockwork_net::timer::sleep(wait).await;
+                TimerWake::Slept
             },
-            async { kick.recv().await.is_none() },
+            async {
+                match kick.recv().await {
+                    Some(()) => TimerWake::Kicked,
+                    None => TimerWake::Closed,
+                }
+            },
         )
         .await;
-        if closed {
-            return;
+        match woke {
+            TimerWake::Closed => return,
+            TimerWake::Kicked => {
+                wakes::note(Cause::SchedKick);
+            }
+            TimerWake::Slept if now() < at => {
+                wakes::note(Cause::SchedTimerEarly);
+            }
+            TimerWake::Slept => {}
         }
     }
+}
+
+/// Why the timer task's wait ended.
+enum TimerWake {
+    /// Its sleep until the deadline ended.
+    Slept,
+    /// The deadline moved earlier.
+    Kicked,
+    /// The service is shutting down.
+    Closed,
 }
 
 /// How a worker link is kept and watched.
@@ -293,7 +323,7 @@ async fn worker_task(
                     tracing::warn!(worker = %id, %addr, error = %e, "cannot reach worker; retrying");
                     last_error = Some(text);
                 }
-                glommio::timer::sleep(watch.reconnect).await;
+                clockwork_net::timer::sleep(watch.reconnect).await;
                 continue;
             }
         };
@@ -309,7 +339,7 @@ async fn worker_task(
             s.timed(Call::Worker, |sc| sc.worker_lost(t, id));
             s.drain();
         }
-        glommio::timer::sleep(watch.reconnect).await;
+        clockwork_net::timer::sleep(watch.reconnect).await;
     }
 }
 
@@ -386,7 +416,9 @@ async fn run_worker_link(
             s.drain();
         }
         loop {
-            let r = match reader.recv_msg::<FromWorker>().await.and_then(to_result) {
+            let got = reader.recv_msg::<FromWorker>().await;
+            wakes::note(Cause::WorkerRead);
+            let r = match got.and_then(to_result) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => return LinkLoss::Net(e),
@@ -426,14 +458,16 @@ async fn watchdog(
                 late: t - due,
             };
         }
-        glommio::timer::sleep(liveness.heartbeat.min(liveness.timeout - silent)).await;
+        clockwork_net::timer::sleep(liveness.heartbeat.min(liveness.timeout - silent)).await;
+        wakes::note(Cause::Watchdog);
     }
 }
 
 /// Queue a heartbeat for the worker every `interval` (cancelled with its link).
 async fn heartbeat(tx: Rc<LocalSender<ToWorker>>, interval: Duration) {
     loop {
-        glommio::timer::sleep(interval).await;
+        clockwork_net::timer::sleep(interval).await;
+        wakes::note(Cause::Heartbeat);
         if tx.try_send(ToWorker::Heartbeat).is_err() {
             return;
         }
@@ -475,7 +509,7 @@ async fn accept_task(shared: SharedRef, listener: Rc<Listener>) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                clockwork_net::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -502,7 +536,9 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: clockwor
     let key = shared.borrow_mut().open_route(Route::Native(tx));
     tracing::debug!(client = %peer.name, key = key.0, "client connected");
     loop {
-        let req = match reader.recv_msg::<clockwork_core::ClientRequest>().await {
+        let got = reader.recv_msg::<clockwork_core::ClientRequest>().await;
+        wakes::note(Cause::ClientRead);
+        let req = match got {
             Ok(r) => r,
             Err(e) => {
                 if !e.is_disconnect() {

@@ -294,10 +294,13 @@ impl Shared {
         }
     }
 
-    /// Route everything the scheduler produced. Called after every input.
-    fn drain(&mut self) {
+    /// Route everything the scheduler produced. Called after every input. Returns how
+    /// many outputs it routed.
+    fn drain(&mut self) -> usize {
+        let mut routed = 0;
         while let Some(out) = self.sched.poll_output() {
             self.route_output(out);
+            routed += 1;
         }
         if let Some(logs) = &mut self.logs {
             while let Some(rec) = self.sched.poll_log() {
@@ -313,6 +316,7 @@ impl Shared {
                 let _ = k.try_send(());
             }
         }
+        routed
     }
 
     /// Calls into the scheduler, timing the call for the decision-time metric.

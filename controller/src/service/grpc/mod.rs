@@ -67,7 +67,7 @@ pub(super) async fn accept_task(
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "gRPC accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                clockwork_net::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -192,7 +192,7 @@ async fn answer(
                 })
         },
         async {
-            glommio::timer::sleep(limits.request_timeout).await;
+            clockwork_net::timer::sleep(limits.request_timeout).await;
             Ok(None)
         },
     )

@@ -227,7 +227,7 @@ async fn read_request(
     let read = futures_lite::future::or(
         async { Some(Limited::new(body, max).collect().await) },
         async {
-            glommio::timer::sleep(left).await;
+            clockwork_net::timer::sleep(left).await;
             None
         },
     )

@@ -164,7 +164,7 @@ pub(super) async fn accept_task(
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "HTTP accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                clockwork_net::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -713,7 +713,7 @@ async fn infer(
             None
         },
         async {
-            glommio::timer::sleep(limit).await;
+            clockwork_net::timer::sleep(limit).await;
             None
         },
     )

@@ -26,8 +26,8 @@
 //! service's to say ([`Watch::serving`], [`Watch::answered`]).
 
 use super::HttpLimits;
+use clockwork_net::timer::Sleep;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::timer::Timer;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
@@ -133,29 +133,29 @@ impl Watch {
     }
 }
 
-/// A glommio timer armed for one deadline, waking the task that polled it.
+/// A timer armed for one deadline, waking the task that polled it.
 #[derive(Debug, Default)]
 struct Alarm {
-    armed: Option<(Instant, Timer)>,
+    armed: Option<Sleep>,
 }
 
 impl Alarm {
     /// Whether `deadline` has passed; if not, the polling task is woken when it does.
-    /// The timer is registered once per deadline (glommio registers again on every
-    /// poll of a pending timer).
+    /// Every poll goes to the deadline's `clockwork_net::timer::Sleep`, which registers
+    /// again once its timer has fired (registering only once per deadline would miss
+    /// the wake-up when glommio's timer wheel fires the timer early).
     fn expired(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             self.armed = None;
             return true;
         }
-        if self.armed.as_ref().is_none_or(|(d, _)| *d != deadline) {
-            let mut timer = Timer::new(deadline - now);
-            if Pin::new(&mut timer).poll(cx).is_ready() {
-                self.armed = None;
-                return true;
-            }
-            self.armed = Some((deadline, timer));
+        let sleep = match &mut self.armed {
+            Some(s) if s.deadline() == deadline => s,
+            other => other.insert(clockwork_net::timer::sleep_until(deadline)),
+        };
+        if Pin::new(sleep).poll(cx).is_ready() {
+            self.armed = None;
+            return true;
         }
         false
     }

@@ -76,11 +76,13 @@ async fn read_some(
     let r = futures_lite::future::or(
         async { stream.read(&mut buf[start..]).await.map(Some) },
         async {
-            glommio::timer::sleep(left).await;
+            clockwork_net::timer::sleep(left).await;
             Ok(None)
         },
     )
     .await;
+    clockwork_net::wakes::note(clockwork_net::wakes::Cause::HttpRead);
+    clockwork_net::runtime::awake();
     let n = match &r {
         Ok(Some(n)) => *n,
         _ => 0,
@@ -426,7 +428,7 @@ pub(super) async fn write_response(
         stream.flush().await
     };
     futures_lite::future::or(w, async {
-        glommio::timer::sleep(timeout).await;
+        clockwork_net::timer::sleep(timeout).await;
         Err(std::io::ErrorKind::TimedOut.into())
     })
     .await
