@@ -59,11 +59,45 @@ impl QueueView<'_> {
             .find(|&k| self.sizes[k] as usize <= left && t + self.est[k] <= head)
     }
 
-    /// Urgency of request `from` at batch size 1: its latest start.
-    fn urgency(&self, from: usize) -> Option<Nanos> {
-        let head = *self.targets.get(from)?;
-        Some(head.saturating_sub(self.est.first().copied().unwrap_or(Nanos::ZERO)))
+    /// The batch-1 estimate.
+    fn est1(&self) -> Nanos {
+        self.est.first().copied().unwrap_or(Nanos::ZERO)
     }
+
+    /// The first request from `from` on that can still make it alone from `t` (the
+    /// queue's length if none can).
+    fn first_fitting(&self, from: usize, t: Nanos) -> usize {
+        let est1 = self.est1();
+        from + self.targets[from.min(self.targets.len())..].partition_point(|&d| t + est1 > d)
+    }
+}
+
+/// One step of earliest-deadline-first with batching at `t`: every queue's heads that
+/// can no longer make it even alone are dropped (`from` moves past them; their count
+/// is returned), then the queue with the most urgent head (latest start at batch 1)
+/// runs its largest batch that meets that head's target: `(queue, size index)`, or
+/// `None` when nothing is left.
+fn edf_step(
+    t: Nanos,
+    queues: &[QueueView<'_>],
+    from: &mut [usize],
+) -> (usize, Option<(usize, usize)>) {
+    let mut dropped = 0;
+    let mut pick: Option<(Nanos, usize)> = None;
+    for (q, view) in queues.iter().enumerate() {
+        let first = view.first_fitting(from[q], t);
+        dropped += first - from[q];
+        from[q] = first;
+        let Some(&head) = view.targets.get(first) else {
+            continue;
+        };
+        let u = head.saturating_sub(view.est1());
+        if pick.is_none_or(|(best, _)| u < best) {
+            pick = Some((u, q));
+        }
+    }
+    let batch = pick.and_then(|(_, q)| Some((q, queues[q].largest_fitting(from[q], t)?)));
+    (dropped, batch)
 }
 
 /// Whether request `target.1` of queue `target.0` completes by its target when the
@@ -78,22 +112,13 @@ pub fn serves(
     from: &mut [usize],
 ) -> bool {
     // The most urgent queue whose head (after the doomed ones) can still make it.
-    let mut base: Option<(Nanos, usize)> = None;
-    for (q, view) in queues.iter().enumerate() {
-        let Some(i) = (0..view.targets.len()).find(|&i| view.largest_fitting(i, start).is_some())
-        else {
-            continue;
-        };
-        if q == target.0 && i > target.1 {
-            // Doomed already.
-            return false;
-        }
-        let u = view.urgency(i).unwrap_or(Nanos::MAX);
-        if base.is_none_or(|(b, _)| u < b) {
-            base = Some((u, q));
-        }
+    from.iter_mut().for_each(|f| *f = 0);
+    let (_, first_batch) = edf_step(start, queues, from);
+    if from[target.0] > target.1 {
+        // Doomed already.
+        return false;
     }
-    let Some((_, base)) = base else {
+    let Some((base, _)) = first_batch else {
         return false;
     };
     // `best_first` scores from each queue's front; doomed heads are dropped by its
@@ -103,9 +128,7 @@ pub fn serves(
     };
     from.iter_mut().for_each(|f| *f = 0);
     // The chosen batch starts at the first request of `q` that can make it.
-    let first = (0..queues[q].targets.len())
-        .find(|&i| queues[q].largest_fitting(i, start).is_some())
-        .unwrap_or(0);
+    let first = queues[q].first_fitting(0, start);
     let b = queues[q].sizes[k] as usize;
     if q == target.0 && (first..first + b).contains(&target.1) {
         return true;
@@ -123,27 +146,12 @@ fn edf_serves(
     from: &mut [usize],
 ) -> bool {
     loop {
-        let mut pick: Option<(Nanos, usize, usize)> = None;
-        for (q, view) in queues.iter().enumerate() {
-            let k = loop {
-                match view.largest_fitting(from[q], t) {
-                    Some(k) => break Some(k),
-                    None if from[q] < view.targets.len() => from[q] += 1,
-                    None => break None,
-                }
-            };
-            if q == target.0 && from[q] > target.1 {
-                // Dropped: it could no longer make it even alone.
-                return false;
-            }
-            let (Some(k), Some(u)) = (k, view.urgency(from[q])) else {
-                continue;
-            };
-            if pick.is_none_or(|(best, _, _)| u < best) {
-                pick = Some((u, q, k));
-            }
+        let (_, batch) = edf_step(t, queues, from);
+        if from[target.0] > target.1 {
+            // Dropped: it could no longer make it even alone.
+            return false;
         }
-        let Some((_, q, k)) = pick else {
+        let Some((q, k)) = batch else {
             return false;
         };
         let b = queues[q].sizes[k] as usize;
@@ -182,27 +190,9 @@ fn served_beyond(
         if floor > 0 && served + left <= floor {
             return served;
         }
-        // The most urgent head that can still make it alone, dropping those that
-        // cannot; its batch size only once it is picked.
-        let mut pick: Option<(Nanos, usize)> = None;
-        for (q, view) in queues.iter().enumerate() {
-            let est1 = view.est.first().copied().unwrap_or(Nanos::ZERO);
-            while from[q] < view.targets.len() && t + est1 > view.targets[from[q]] {
-                from[q] += 1;
-                left -= 1;
-            }
-            let Some(&head) = view.targets.get(from[q]) else {
-                continue;
-            };
-            let u = head.saturating_sub(est1);
-            if pick.is_none_or(|(best, _)| u < best) {
-                pick = Some((u, q));
-            }
-        }
-        let Some((_, q)) = pick else {
-            return served;
-        };
-        let Some(k) = queues[q].largest_fitting(from[q], t) else {
+        let (dropped, batch) = edf_step(t, queues, from);
+        left -= dropped;
+        let Some((q, k)) = batch else {
             return served;
         };
         let b = queues[q].sizes[k] as usize;

@@ -177,10 +177,9 @@ pub struct Scheduler {
     lead: MeasuredMargin,
     /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
     tightest: TightestSlo,
-    /// Reused space of dispatch rollouts ([`crate::rollout`]).
-    rollout: RolloutScratch,
-    /// The same for admission tests, which borrow the scheduler immutably.
-    admission_scratch: std::cell::RefCell<RolloutScratch>,
+    /// Reused space of rollouts ([`crate::rollout`]); in a cell because admission tests
+    /// borrow the scheduler immutably.
+    rollout: std::cell::RefCell<RolloutScratch>,
 }
 
 /// Space a dispatch rollout reuses: candidate models (urgency, id), their live
@@ -203,8 +202,7 @@ impl Scheduler {
             buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
             tightest: TightestSlo::default(),
-            rollout: RolloutScratch::default(),
-            admission_scratch: std::cell::RefCell::default(),
+            rollout: std::cell::RefCell::default(),
             cfg,
             models: Vec::new(),
             retired: BitSet::default(),
@@ -547,29 +545,37 @@ impl Scheduler {
     /// once. GPU EXEC and PCIe wakes are only dropped when superseded: an EXEC wake
     /// must stay armed while the GPU has no room, whatever is queued.
     fn prune_timers(&mut self) {
+        // The two per-model timers alike: (armed time, queue front's target) first,
+        // then the change.
         while let Some((at, &mi)) = self.model_timers.peek() {
-            let m = &mut self.models[mi as usize];
-            if m.expiry_armed != Some(at) {
+            let m = &self.models[mi as usize];
+            let (stale, front) = (
+                m.expiry_armed != Some(at),
+                m.queue.front().map(|f| f.target),
+            );
+            if stale {
                 self.model_timers.pop_next();
                 continue;
             }
-            let Some(front) = m.queue.front() else {
-                m.expiry_armed = None;
+            let Some(target) = front else {
+                self.models[mi as usize].expiry_armed = None;
                 self.model_timers.pop_next();
                 continue;
             };
-            let due = front.target - m.b1() - self.lead.get() + Nanos(1);
+            let due = self.expiry_point(mi as usize, target);
             if due <= at {
                 break;
             }
-            m.expiry_armed = Some(due);
+            self.models[mi as usize].expiry_armed = Some(due);
             self.model_timers.pop_next();
             self.model_timers.push(due, mi);
         }
         while let Some((at, &mi)) = self.rescue_timers.peek() {
             let m = &self.models[mi as usize];
-            let stale = m.rescue_armed != Some(at);
-            let front = m.queue.front().map(|f| f.target);
+            let (stale, front) = (
+                m.rescue_armed != Some(at),
+                m.queue.front().map(|f| f.target),
+            );
             if stale {
                 self.rescue_timers.pop_next();
                 continue;

@@ -118,21 +118,16 @@ impl Scheduler {
         if !self.under_pressure(mi, g, start, head) {
             return None;
         }
-        let mut scratch = std::mem::take(&mut self.rollout);
-        self.fill_rollout(&mut scratch, mi, g, start, None);
-        let mut from = std::mem::take(&mut scratch.from);
-        let views = self.rollout_views(&scratch);
-        from.clear();
-        from.resize(views.len(), 0);
-        let pick = best_first(start, &views, 0, &mut from);
-        drop(views);
-        scratch.from = from;
-        let out = match pick {
-            Some((q, k)) if q != 0 => Some((scratch.models[q].1 as usize, k)),
-            _ => None,
-        };
-        self.rollout = scratch;
-        out
+        self.with_rollout(
+            mi,
+            g,
+            start,
+            None,
+            |views, from, _, models| match best_first(start, views, 0, from) {
+                Some((q, k)) if q != 0 => Some((models[q].1 as usize, k)),
+                _ => None,
+            },
+        )
     }
 
     /// Whether GPU `g`, free at `start`, may not serve everything queued on it in
@@ -209,9 +204,21 @@ impl Scheduler {
         extra_at
     }
 
-    /// The queue views of a filled rollout scratch.
-    pub(super) fn rollout_views<'a>(&'a self, scratch: &'a RolloutScratch) -> Vec<QueueView<'a>> {
-        scratch
+    /// Runs `f` on a rollout of GPU `g` from `start` ([`Scheduler::fill_rollout`]): its
+    /// queue views, positions (zero, one per view), the position of `extra` in the first
+    /// queue, and the models (urgency, id) in view order. Reuses the scheduler's scratch.
+    pub(super) fn with_rollout<R>(
+        &self,
+        mi: usize,
+        g: u32,
+        start: Nanos,
+        extra: Option<Nanos>,
+        f: impl FnOnce(&[QueueView<'_>], &mut [usize], Option<usize>, &[(Nanos, u32)]) -> R,
+    ) -> R {
+        let mut scratch = self.rollout.take();
+        let extra_at = self.fill_rollout(&mut scratch, mi, g, start, extra);
+        let mut from = std::mem::take(&mut scratch.from);
+        let views: Vec<QueueView<'_>> = scratch
             .spans
             .iter()
             .zip(&scratch.models)
@@ -220,7 +227,14 @@ impl Scheduler {
                 sizes: self.models[model as usize].sizes(),
                 est: &scratch.est[e0..e1],
             })
-            .collect()
+            .collect();
+        from.clear();
+        from.resize(views.len(), 0);
+        let out = f(&views, &mut from, extra_at, &scratch.models);
+        drop(views);
+        scratch.from = from;
+        self.rollout.replace(scratch);
+        out
     }
 
     /// Forms and sends one batch of model `mi` on GPU `g` starting at `start`, after

@@ -224,21 +224,9 @@ impl Scheduler {
     /// rollout's first batch, then earliest-deadline-first with batching
     /// ([`crate::rollout::serves`]).
     fn rollout_admits(&self, mi: usize, g: u32, start: Nanos, target: Nanos) -> bool {
-        let mut scratch = self.admission_scratch.take();
-        let ok = self
-            .fill_rollout(&mut scratch, mi, g, start, Some(target))
-            .is_some_and(|at| {
-                let mut from = std::mem::take(&mut scratch.from);
-                let views = self.rollout_views(&scratch);
-                from.clear();
-                from.resize(views.len(), 0);
-                let ok = serves(start, &views, (0, at), &mut from);
-                drop(views);
-                scratch.from = from;
-                ok
-            });
-        self.admission_scratch.replace(scratch);
-        ok
+        self.with_rollout(mi, g, start, Some(target), |views, from, at, _| {
+            at.is_some_and(|at| serves(start, views, (0, at), from))
+        })
     }
 
     /// Whether another replica of model `mi` (it has one) could be loaded now and
@@ -354,8 +342,7 @@ impl Scheduler {
         let Some(&front) = self.models[mi].queue.front() else {
             return;
         };
-        // Due strictly after the last feasible start, so firing makes progress.
-        let at = front.target - self.models[mi].b1() - self.lead.get() + Nanos(1);
+        let at = self.expiry_point(mi, front.target);
         let rescue = self.rescue_point(mi, front.target);
         let m = &mut self.models[mi];
         if !m.replicas.is_empty() && m.rescue_armed.is_none_or(|a| a > rescue) {
@@ -369,6 +356,13 @@ impl Scheduler {
         m.expiry_armed = Some(at);
         // Model indices come from ModelId (u32).
         self.model_timers.push(at, mi as u32);
+    }
+
+    /// When the expiry timer of a queued request of model `mi` with completion target
+    /// `target` is due: strictly after its last feasible start (a batch-1 run sent
+    /// then), so that firing makes progress.
+    pub(super) fn expiry_point(&self, mi: usize, target: Nanos) -> Nanos {
+        target - self.models[mi].b1() - self.lead.get() + Nanos(1)
     }
 
     /// The last moment at which a LOAD on another GPU could still help a queued
