@@ -14,6 +14,7 @@
 //! `BUFFER_US=n` plans completion n µs before each deadline.
 use clockwork_core::{Nanos, Slo};
 use clockwork_gpu::{Jitter, NoiseModel};
+use clockwork_scheduler::rollout::{served_after, QueueView};
 use clockwork_sim::presets::Case;
 use clockwork_workload::ArrivalSource;
 
@@ -57,35 +58,6 @@ fn arrivals(c: &Case) -> Vec<Req> {
     v
 }
 
-/// EDF on known queues from `t` (offsets `off`): served count.
-fn rollout(t0: Nanos, q: &[Vec<Nanos>], off: &mut [usize], sizes: &[(u32, Nanos)]) -> u64 {
-    let e1 = sizes[0].1;
-    let mut t = t0;
-    let mut served = 0;
-    loop {
-        let mut pick: Option<(Nanos, usize)> = None;
-        for (m, qq) in q.iter().enumerate() {
-            while off[m] < qq.len() && t + e1 > qq[off[m]] {
-                off[m] += 1;
-            }
-            if off[m] < qq.len() && pick.is_none_or(|(d, _)| qq[off[m]] < d) {
-                pick = Some((qq[off[m]], m));
-            }
-        }
-        let Some((head, m)) = pick else { return served };
-        let len = q[m].len() - off[m];
-        let (b, e) = sizes
-            .iter()
-            .rev()
-            .find(|&&(b, e)| b as usize <= len && t + e <= head)
-            .copied()
-            .unwrap_or(sizes[0]);
-        off[m] += b as usize;
-        served += u64::from(b);
-        t = t + e;
-    }
-}
-
 fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
     let sizes: Vec<(u32, Nanos)> = c
         .profile
@@ -93,6 +65,8 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
         .iter()
         .map(|b| (b.batch_size, b.exec_time))
         .collect();
+    // The same sizes and times as the scheduler's rollout views take them.
+    let (batch_sizes, est): (Vec<u32>, Vec<Nanos>) = sizes.iter().copied().unzip();
     let e1 = sizes[0].1;
     let stale = Nanos::from_micros(
         std::env::var("STALE_US")
@@ -144,6 +118,15 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
                     .map(|(m, qq)| (qq[0], m))
                     .collect();
                 order.sort();
+                // EDF after each candidate is the scheduler's own rollout.
+                let views: Vec<QueueView<'_>> = q
+                    .iter()
+                    .map(|targets| QueueView {
+                        targets,
+                        sizes: &batch_sizes,
+                        est: &est,
+                    })
+                    .collect();
                 let kmax = if matches!(policy, Policy::RolloutK3) {
                     3
                 } else {
@@ -165,7 +148,7 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
                         }
                         off.iter_mut().for_each(|o| *o = 0);
                         off[m] = b as usize;
-                        let s = u64::from(b) + rollout(now + e, &q, &mut off, &sizes);
+                        let s = u64::from(b) + served_after(now + e, &views, &mut off) as u64;
                         if s > best.0 || (s == best.0 && (m, b) == base) {
                             best = (s, (m, b));
                         }
