@@ -353,7 +353,7 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
             "case": c.name, "rate_rps": c.rate, "slo_ms": slo_ms, "offered": r.offered,
             "slo_attainment": r.slo_attainment,
             "edf_baseline_attainment": base.map(|b| b.attainment()),
-            "edf_baseline_mean_batch": base.map(|b| b.offered as f64 / b.batches.max(1) as f64),
+            "edf_baseline_served_per_batch": base.map(|b| b.served as f64 / b.batches.max(1) as f64),
             "late_successes": r.stats.late_successes,
             "rejected_at_admission": rejected,
             "failure_latency_p50_ms": r.failure_latency_p50.as_millis_f64(),
