@@ -2,9 +2,18 @@
 //! executor of one GPU (EXEC or PCIe) becomes free.
 //!
 //! It holds the actions sent but not yet answered, in send order, each with its
-//! predicted start floor (it cannot start before it was planned to) and its estimated
-//! duration. The predicted free time is their chain from the last reported completion:
+//! start floor and its estimated duration. The floor is when the action reaches its
+//! worker (sent + lead time), not when it was planned to start: its window opens when
+//! it is sent, so the worker runs it as soon as the executor is free. The predicted
+//! free time is their chain from the last reported completion:
 //! `t = begin; for each: t = max(t, floor) + duration`, then `max(t, now + future)`.
+//!
+//! With the planned start as the floor (as before 2026-12-06), a GPU that ran batch
+//! after batch faster than estimated never caught up in the prediction: each batch
+//! was planned at the previous one's predicted end, so the chain kept every
+//! estimate's excess and the predicted free time drifted later for as long as the GPU
+//! stayed busy, past the schedule-ahead; the next batch was then handed out only after
+//! the GPU had gone idle, and queued requests were dropped as unable to start in time.
 //!
 //! - A success result sets `begin` to the worker-reported end and retires that action
 //!   and every older one (the executor runs one action at a time, in order).
@@ -54,12 +63,13 @@ impl Timeline {
         self.tail.max(floor)
     }
 
-    /// Appends an action predicted to start at `start` (normally the value of
-    /// [`Timeline::available`]) and to run for `duration`; returns its predicted end.
-    pub fn push(&mut self, action: u64, start: Nanos, duration: Nanos) -> Nanos {
+    /// Appends an action that reaches its worker at `reach` (sent + lead time), is
+    /// predicted to start at `start` (normally the value of [`Timeline::available`],
+    /// never before `reach`) and to run for `duration`; returns its predicted end.
+    pub fn push(&mut self, action: u64, reach: Nanos, start: Nanos, duration: Nanos) -> Nanos {
         self.pending.push_back(Work {
             action,
-            floor: start,
+            floor: reach.min(start),
             duration,
         });
         self.tail = self.tail.max(start) + duration;
@@ -119,13 +129,13 @@ mod tests {
         let mut t = Timeline::new();
         assert_eq!(t.available(ms(100), F, LAG), ms(101));
         let s = t.available(ms(100), F, LAG);
-        assert_eq!(t.push(1, s, ms(3)), ms(104));
+        assert_eq!(t.push(1, ms(101), s, ms(3)), ms(104));
         assert_eq!(t.available(ms(100), F, LAG), ms(104));
-        t.push(2, ms(104), ms(3));
+        t.push(2, ms(101), ms(104), ms(3));
         assert_eq!(t.available(ms(100), F, LAG), ms(107));
-        // First completes early: the second may start right away (its floor is 104).
+        // First completes early: the second, at its worker since 101, runs right away.
         t.complete(1, ms(102));
-        assert_eq!(t.available(ms(102), F, LAG), ms(107));
+        assert_eq!(t.available(ms(102), F, LAG), ms(105));
         // Second fails: nothing outstanding.
         t.remove(2);
         assert_eq!(t.outstanding(), 0);
@@ -133,11 +143,27 @@ mod tests {
     }
 
     #[test]
+    fn a_gpu_faster_than_estimated_pulls_the_whole_chain_in() {
+        // Each action is estimated at 10 and runs 8, and the next is sent (reaching
+        // the worker one later) while the previous runs. Each completion must move
+        // the prediction to the real pace; with the planned start as the floor it
+        // stayed at the estimated pace (21, 31, ...) however early the GPU finished.
+        let mut t = Timeline::new();
+        assert_eq!(t.push(1, ms(1), ms(1), ms(10)), ms(11));
+        assert_eq!(t.push(2, ms(2), ms(11), ms(10)), ms(21));
+        t.complete(1, ms(9));
+        assert_eq!(t.available(ms(9), F, LAG), ms(19));
+        assert_eq!(t.push(3, ms(10), ms(19), ms(10)), ms(29));
+        t.complete(2, ms(17));
+        assert_eq!(t.available(ms(17), F, LAG), ms(27));
+    }
+
+    #[test]
     fn completion_of_a_later_action_retires_the_older_ones() {
         let mut t = Timeline::new();
-        t.push(1, ms(1), ms(3));
-        t.push(2, ms(4), ms(3));
-        t.push(3, ms(7), ms(3));
+        t.push(1, ms(1), ms(1), ms(3));
+        t.push(2, ms(1), ms(4), ms(3));
+        t.push(3, ms(1), ms(7), ms(3));
         t.complete(2, ms(8));
         assert_eq!(t.outstanding(), 1);
         assert_eq!(t.tail(), ms(11));
@@ -146,15 +172,15 @@ mod tests {
     #[test]
     fn lag_rule_unsticks_an_overdue_head() {
         let mut t = Timeline::new();
-        t.push(1, ms(1), ms(5)); // predicted end 6
-        t.push(2, ms(6), ms(2)); // predicted end 8
-                                 // At 10 the head is overdue by 4 < lag: still predicted from the chain.
+        t.push(1, ms(1), ms(1), ms(5)); // predicted end 6
+        t.push(2, ms(1), ms(6), ms(2)); // predicted end 8
+                                        // At 10 the head is overdue by 4 < lag: still predicted from the chain.
         assert_eq!(t.available(ms(10), F, LAG), ms(11));
         // At 30 the head is overdue by 24 > lag: assumed ended at 20, then 2 runs.
         assert_eq!(t.available(ms(30), F, LAG), ms(31));
         let mut t = Timeline::new();
-        t.push(1, ms(1), ms(5));
-        t.push(2, ms(6), ms(50));
+        t.push(1, ms(1), ms(1), ms(5));
+        t.push(2, ms(1), ms(6), ms(50));
         assert_eq!(t.available(ms(30), F, LAG), ms(70));
     }
 }

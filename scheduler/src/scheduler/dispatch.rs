@@ -426,7 +426,7 @@ impl Scheduler {
         let gpu = &mut self.gpus[g as usize];
         let sample = est.get() as f64 / (f64::from(batch_size.max(1)) * b1);
         gpu.cost_ratio += (sample.min(1.0) - gpu.cost_ratio) / 16.0;
-        let end = gpu.exec.push(id.0, start, est);
+        let end = gpu.exec.push(id.0, now + future, start, est);
         gpu.infers.push(id.0);
         if let Some(super::InFlight {
             kind: InFlightKind::Infer(rec),

@@ -306,7 +306,7 @@ impl Scheduler {
             },
         );
         let gpu = &mut self.gpus[g as usize];
-        let end = gpu.pcie.push(id.0, start, expected);
+        let end = gpu.pcie.push(id.0, now + future, start, expected);
         // plan_eviction guaranteed free_pages >= pages after the UNLOADs above.
         gpu.free_pages = gpu.free_pages.saturating_sub(pages);
         gpu.residents.push(model);
