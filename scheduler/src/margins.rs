@@ -2,11 +2,15 @@
 //! 3.3 fix them at 1 ms, 5 ms and 10 ms).
 //!
 //! - **Completion buffer.** A request's batches are planned to complete `buffer` before
-//!   its deadline: the time the result needs to reach the controller. It is the p99
-//!   ([`IGNORED_PER`]; the maximum below 100 samples) of the *return delays* (result
-//!   received at the controller − completion on the worker, in the controller's clock)
-//!   of the last [`WINDOW`] INFER and LOAD results, plus [`MARGIN`], kept between
-//!   `Config::min_buffer` and `Config::buffer`.
+//!   its deadline: the time the result needs to reach the controller, and what the plan
+//!   may be late by. It is the p99 ([`IGNORED_PER`]; the maximum below 100 samples) of
+//!   the *return delays* (result received at the controller − completion on the
+//!   worker, in the controller's clock; or − the completion the plan predicted when
+//!   the action ended later than that) of the last [`WINDOW`] INFER and LOAD results,
+//!   plus [`MARGIN`], kept between `Config::min_buffer` and `Config::buffer`. The
+//!   lateness term covers runs longer than their estimate (a V100 batch of 16 varies by
+//!   ±0.4 ms at 2 % noise) and the runs before them; without it a batch planned to end
+//!   at its head's target could end after the deadline (a late success).
 //! - **Lead time** (`future`). Nothing is planned to start before `now + lead`: the
 //!   time an action needs to reach the worker. It is the p99 of the *send delays*
 //!   (worker receipt − send, controller clock) of the last [`WINDOW`] results, plus
