@@ -68,6 +68,13 @@ pub struct ControllerArgs {
     /// for a constant buffer (the original Clockwork's 5 ms).
     #[arg(long, default_value_t = 0.2)]
     pub min_buffer_ms: f64,
+    /// Percentile of the last ten measured runs that each execution estimate uses, in
+    /// (0, 1]: 0.9 (the default) is the second largest, 1 the largest (the original
+    /// Clockwork's p99 of ten). Lower plans a busy GPU closer to its real pace and
+    /// serves more near saturation, at the risk of batches that end after their
+    /// target (docs/scheduler.md).
+    #[arg(long, default_value_t = 0.9)]
+    pub estimator_percentile: f64,
     /// Largest batch size.
     #[arg(long, default_value_t = 16)]
     pub max_batch: u32,
@@ -223,6 +230,13 @@ impl ControllerArgs {
                 "--buffer-ms must be below the default SLO (--slo-ms)".into(),
             ));
         }
+        let p = self.estimator_percentile;
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(ArgsError(format!(
+                "--estimator-percentile must be above 0 and at most 1, got {p}"
+            )));
+        }
+        s.estimator_percentile = p;
         if self.max_batch == 0 {
             return Err(ArgsError("--max-batch must be at least 1".into()));
         }
@@ -431,6 +445,8 @@ mod tests {
             "4",
             "--max-batch",
             "8",
+            "--estimator-percentile",
+            "0.8",
             "--reconnect-ms",
             "50",
             "--log-dir",
@@ -447,12 +463,14 @@ mod tests {
         assert_eq!(c.scheduler.default_slo, Nanos::from_millis(50));
         assert_eq!(c.scheduler.buffer, c.scheduler.min_buffer);
         assert_eq!(c.scheduler.max_batch, 8);
+        assert_eq!(c.scheduler.estimator_percentile, 0.8);
         assert_eq!(c.reconnect_interval, Duration::from_millis(50));
         assert!(c.scheduler.telemetry);
         assert!(c.http.is_none());
         assert!(c.grpc.is_none());
         let d = config(&[]).unwrap();
         assert!(!d.scheduler.telemetry);
+        assert_eq!(d.scheduler.estimator_percentile, 0.9);
         assert!(d.model_repository.is_none());
         assert_eq!(d.reconnect_interval, Duration::from_millis(200));
     }
@@ -466,6 +484,14 @@ mod tests {
             ),
             (&["--slo-ms", "nan"][..], "--slo-ms must be a positive"),
             (&["--max-loads", "0"][..], "--max-loads must be at least 1"),
+            (
+                &["--estimator-percentile", "0"][..],
+                "--estimator-percentile must be above 0",
+            ),
+            (
+                &["--estimator-percentile", "1.5"][..],
+                "--estimator-percentile must be above 0",
+            ),
             (
                 &["--schedule-ahead-ms", "3600000"][..],
                 "--schedule-ahead-ms must be a positive",
