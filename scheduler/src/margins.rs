@@ -3,14 +3,17 @@
 //!
 //! - **Completion buffer.** A request's batches are planned to complete `buffer` before
 //!   its deadline: the time the result needs to reach the controller, and what the plan
-//!   may be late by. It is the p99 ([`IGNORED_PER`]; the maximum below 100 samples) of
-//!   the *return delays* (result received at the controller − completion on the
-//!   worker, in the controller's clock; or − the completion the plan predicted when
-//!   the action ended later than that) of the last [`WINDOW`] INFER and LOAD results,
-//!   plus [`MARGIN`], kept between `Config::min_buffer` and `Config::buffer`. The
-//!   lateness term covers runs longer than their estimate (a V100 batch of 16 varies by
-//!   ±0.4 ms at 2 % noise) and the runs before them; without it a batch planned to end
-//!   at its head's target could end after the deadline (a late success).
+//!   may be late by. Two parts, kept together between `Config::min_buffer` and
+//!   `Config::buffer`: the p99 ([`IGNORED_PER`]; the maximum below 100 samples) of the
+//!   *return delays* (result received at the controller − completion on the worker, in
+//!   the controller's clock) of the last [`WINDOW`] INFER and LOAD results, plus
+//!   [`MARGIN`]; and the *plan lateness*, the most an INFER of the last [`WINDOW`]
+//!   ended after the end the plan predicted for it (a late LOAD shows in the INFERs
+//!   planned after it) ([`MeasuredMargin::strict`]: the
+//!   maximum, nothing added). The lateness covers runs longer than their estimate (a
+//!   V100 batch of 16 varies by ±0.4 ms at 2 % noise) and the runs before them; without
+//!   it a batch planned to end at its head's target could end after the deadline (a
+//!   late success, answered `Timeout`). Its p99 would ignore exactly the run that does.
 //! - **Lead time** (`future`). Nothing is planned to start before `now + lead`: the
 //!   time an action needs to reach the worker. It is the p99 of the *send delays*
 //!   (worker receipt − send, controller clock) of the last [`WINDOW`] results, plus
@@ -63,6 +66,10 @@ pub struct MeasuredMargin {
     expires: Nanos,
     /// Reused by [`MeasuredMargin::recompute`].
     scratch: Vec<(u64, u64)>,
+    /// One sample in this many is ignored (0: none, the margin is the maximum).
+    ignored_per: usize,
+    /// Added to the sample that sets the margin.
+    margin: Nanos,
 }
 
 impl MeasuredMargin {
@@ -78,6 +85,20 @@ impl MeasuredMargin {
             current: min,
             expires: Nanos::MAX,
             scratch: Vec::with_capacity(WINDOW),
+            ignored_per: IGNORED_PER,
+            margin: MARGIN,
+        }
+    }
+
+    /// A margin from zero up to `max` that is the largest sample younger than [`AGE`]
+    /// among the last [`WINDOW`], with nothing added and none ignored (for
+    /// [`crate::Scheduler`]'s plan lateness, where the one run in a hundred that the
+    /// p99 would ignore is exactly the one that ends after its deadline).
+    pub fn strict(max: Nanos) -> Self {
+        Self {
+            ignored_per: 0,
+            margin: Nanos::ZERO,
+            ..Self::new(Nanos::ZERO, max)
         }
     }
 
@@ -90,7 +111,7 @@ impl MeasuredMargin {
     /// margin covers it until results say more, and again whenever every result it saw
     /// is older than [`AGE`]. Never lowers the margin.
     pub fn seed(&mut self, one_way: Nanos) {
-        let v = (one_way + MARGIN).clamp(self.min, self.max);
+        let v = (one_way + self.margin).clamp(self.min, self.max);
         self.seeded = self.seeded.max(v);
         self.current = self.current.max(v);
     }
@@ -109,7 +130,7 @@ impl MeasuredMargin {
             self.delays[self.next] = sample;
         }
         self.next = (self.next + 1) % WINDOW;
-        if Nanos(d) + MARGIN > self.current
+        if Nanos(d) + self.margin > self.current
             || self.delays.len() <= 32
             || self.next.is_multiple_of(32)
             || now >= self.expires
@@ -144,11 +165,15 @@ impl MeasuredMargin {
             self.expires = Nanos::MAX;
             return;
         }
-        let ignored = self.scratch.len() / IGNORED_PER;
+        let ignored = self
+            .scratch
+            .len()
+            .checked_div(self.ignored_per)
+            .unwrap_or(0);
         self.scratch.sort_unstable_by(|a, b| b.cmp(a));
         let top = &self.scratch[..=ignored];
         let (d, _) = top[ignored];
-        self.current = (Nanos(d) + MARGIN).clamp(self.min, self.max);
+        self.current = (Nanos(d) + self.margin).clamp(self.min, self.max);
         // The margin changes when any of the samples at or above it gets too old.
         self.expires = top
             .iter()
@@ -253,5 +278,22 @@ mod tests {
 
     fn ms(v: u64) -> Nanos {
         Nanos::from_millis(v)
+    }
+
+    #[test]
+    fn a_strict_margin_is_the_largest_recent_sample_with_nothing_added() {
+        let mut l = MeasuredMargin::strict(ms(5));
+        assert_eq!(l.get(), Nanos::ZERO);
+        for _ in 0..WINDOW {
+            l.record(Nanos::ZERO, Nanos::ZERO);
+        }
+        // Even one sample in a full window sets it (a p99 margin would ignore it).
+        l.record(us(400), Nanos::ZERO);
+        assert_eq!(l.get(), us(400));
+        l.record(ms(9), Nanos::ZERO);
+        assert_eq!(l.get(), ms(5), "capped at its maximum");
+        // Back to zero once those samples are older than AGE.
+        l.age(AGE + Nanos(1));
+        assert_eq!(l.get(), Nanos::ZERO);
     }
 }

@@ -171,8 +171,11 @@ pub struct Scheduler {
     logs: VecDeque<LogRecord>,
     stats: Stats,
     rng: Rng,
-    /// The completion buffer, measured from results' return delays.
+    /// The completion buffer's return-trip part, measured from results' return delays.
     buffer: MeasuredMargin,
+    /// The completion buffer's plan-lateness part: how much later than predicted
+    /// actions ended (the largest recent, [`MeasuredMargin::strict`]).
+    lateness: MeasuredMargin,
     /// The lead time (`future`), measured from actions' send delays.
     lead: MeasuredMargin,
     /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
@@ -200,6 +203,7 @@ impl Scheduler {
         Ok(Self {
             rng: Rng::new(cfg.seed),
             buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
+            lateness: MeasuredMargin::strict(cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
             tightest: TightestSlo::default(),
             rollout: std::cell::RefCell::default(),
@@ -233,9 +237,10 @@ impl Scheduler {
         &self.cfg
     }
 
-    /// The completion buffer new requests get now ([`crate::margins`]).
-    pub const fn completion_buffer(&self) -> Nanos {
-        self.buffer.get()
+    /// The completion buffer new requests get now ([`crate::margins`]): the return
+    /// trip plus the plan's lateness, at most `Config::buffer`.
+    pub fn completion_buffer(&self) -> Nanos {
+        (self.buffer.get() + self.lateness.get()).min(self.cfg.buffer)
     }
 
     /// The lead time now: nothing is planned to start sooner after it is sent
@@ -300,6 +305,7 @@ impl Scheduler {
     /// `Timeout`; GPUs whose timeline has room again get work; LOADs are planned.
     pub fn handle_timeout(&mut self, now: Nanos) {
         self.buffer.age(now);
+        self.lateness.age(now);
         self.lead.age(now);
         while let Some((at, mi)) = self.model_timers.pop_due(now) {
             self.expire_front(mi as usize, at, now);

@@ -66,6 +66,7 @@ impl Scheduler {
     ) {
         self.stats.offered += 1;
         self.buffer.age(now);
+        self.lateness.age(now);
         self.lead.age(now);
         let refused = Refused {
             client,
@@ -101,7 +102,7 @@ impl Scheduler {
             return;
         };
         self.tightest.record(slo);
-        let Some(d) = deadlines(now, slo, self.buffer.get(), self.lead.get(), b1) else {
+        let Some(d) = deadlines(now, slo, self.completion_buffer(), self.lead.get(), b1) else {
             self.refuse(now, refused, ClientStatus::Rejected, None);
             return;
         };

@@ -80,9 +80,9 @@ impl Scheduler {
                     _ => None,
                 };
                 if let Some(t) = timing {
-                    // Same path back as an INFER's result, and the same lateness.
-                    self.buffer
-                        .record(now.saturating_sub(t.end.min(expected_end)), now);
+                    // Same path back as an INFER's result. (A late LOAD makes the
+                    // INFERs planned after it late: their lateness counts, not its own.)
+                    self.buffer.record(now.saturating_sub(t.end), now);
                 }
                 self.load_result(
                     now,
@@ -194,8 +194,9 @@ impl Scheduler {
                 // The buffer covers the return trip and the plan's own lateness: the
                 // batch was planned to end by its head's target, so the answer must
                 // arrive within the buffer of that planned end.
-                self.buffer
-                    .record(now.saturating_sub(i.exec.end.min(inf.expected_end)), now);
+                self.buffer.record(now.saturating_sub(i.exec.end), now);
+                self.lateness
+                    .record(i.exec.end.saturating_sub(inf.expected_end), now);
                 self.stats.late_successes += u64::from(inf.late_answered);
                 let out_bytes = m.profile().output_bytes as usize;
                 let split = out_bytes > 0 && i.outputs.len() >= out_bytes * inf.members.len();
