@@ -175,7 +175,7 @@ impl ModelState {
     /// windows' percentiles often put batch 2 below batch 1. Then INFER4's rule (the
     /// most pressing strategy, [`crate::batching`]) ranked batch 1 as more pressing
     /// and ran one request of two queued; on issue 13's H200 rows that was one batch
-    /// in seven, and the capacity lost at 98 % load cost more requests than any margin.
+    /// in thirteen, and the capacity lost at 98 % load cost more requests than any margin.
     /// A larger batch is not faster than a smaller one in any plan.
     pub(crate) fn est(&self, k: usize) -> Nanos {
         if k >= self.estimators.len().max(1) {

@@ -1269,7 +1269,7 @@ fn a_pressed_gpu_runs_the_batch_that_serves_more_first() {
 /// run-to-run noise). Two queued requests with time to spare must still run as one
 /// batch of 2: with the raw estimates, INFER4's rule ranked batch 1 as the more
 /// pressing strategy and ran them one by one, which cost issue 13's H200 rows one
-/// batch in seven of their capacity.
+/// batch in thirteen of their capacity.
 #[test]
 fn two_queued_requests_run_together_when_batch_2_measures_faster_than_batch_1() {
     let mut p = resnet50();
