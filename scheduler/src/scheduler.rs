@@ -174,7 +174,7 @@ pub struct Scheduler {
     /// The completion buffer's return-trip part, measured from results' return delays.
     buffer: MeasuredMargin,
     /// The completion buffer's plan-lateness part: how much later than predicted
-    /// actions ended (the largest recent, [`MeasuredMargin::strict`]).
+    /// INFERs ended (the p99 of recent ones, [`MeasuredMargin::unpadded`]).
     lateness: MeasuredMargin,
     /// The lead time (`future`), measured from actions' send delays.
     lead: MeasuredMargin,
@@ -203,7 +203,7 @@ impl Scheduler {
         Ok(Self {
             rng: Rng::new(cfg.seed),
             buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
-            lateness: MeasuredMargin::strict(cfg.buffer),
+            lateness: MeasuredMargin::unpadded(cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
             tightest: TightestSlo::default(),
             rollout: std::cell::RefCell::default(),
