@@ -7,15 +7,16 @@
 //!   `Config::buffer`: the p99 ([`IGNORED_PER`]; the maximum below 100 samples) of the
 //!   *return delays* (result received at the controller − completion on the worker, in
 //!   the controller's clock) of the last [`WINDOW`] INFER and LOAD results, plus
-//!   [`MARGIN`]; and the *plan lateness*, the p99 of how much later than the plan
-//!   predicted the last [`WINDOW`] INFERs ended ([`MeasuredMargin::unpadded`]: nothing
-//!   added; a late LOAD shows in the INFERs planned after it). The lateness covers runs
-//!   longer than their estimate (a V100 batch of 16 varies by ±0.4 ms at 2 % noise) and
-//!   the runs before them; without it a batch planned to end at its head's target
-//!   could end after the deadline (a late success, answered `Timeout`). It is a p99,
-//!   not the maximum, for the reason the return delays are: on real processes one
-//!   stalled worker wake-up made the maximum refuse a 2.5 ms SLO for a second at a
-//!   time (`docs/benchmarks.md`).
+//!   [`MARGIN`]; and the *plan overrun*, the p99 of how much later than planned the
+//!   last [`WINDOW`] INFERs ended ([`MeasuredMargin::unpadded`]: nothing added), each
+//!   measured from the later of its planned end and its arrival at the worker plus its
+//!   estimate. A batch is planned to end by its head's target, so a run longer than its
+//!   estimate (a V100 batch of 16 varies by ±0.4 ms at 2 % noise), a run before it that
+//!   ended late or a LOAD that did could end it after the deadline: a late success,
+//!   answered `Timeout`. An action that reached its worker late is the lead time's
+//!   business, not the buffer's: counted here, the host's stalled wake-ups on real
+//!   processes widened the buffer and refused a 2.5 ms SLO for a second at a time
+//!   (`docs/benchmarks.md`).
 //! - **Lead time** (`future`). Nothing is planned to start before `now + lead`: the
 //!   time an action needs to reach the worker. It is the p99 of the *send delays*
 //!   (worker receipt − send, controller clock) of the last [`WINDOW`] results, plus
@@ -91,7 +92,7 @@ impl MeasuredMargin {
 
     /// A margin from zero up to `max` that is the p99 of the samples younger than
     /// [`AGE`] among the last [`WINDOW`] (the maximum below 100), with nothing added
-    /// (for [`crate::Scheduler`]'s plan lateness).
+    /// (for [`crate::Scheduler`]'s plan overrun).
     pub fn unpadded(max: Nanos) -> Self {
         Self {
             margin: Nanos::ZERO,

@@ -173,9 +173,9 @@ pub struct Scheduler {
     rng: Rng,
     /// The completion buffer's return-trip part, measured from results' return delays.
     buffer: MeasuredMargin,
-    /// The completion buffer's plan-lateness part: how much later than predicted
-    /// INFERs ended (the p99 of recent ones, [`MeasuredMargin::unpadded`]).
-    lateness: MeasuredMargin,
+    /// The completion buffer's plan-overrun part: how much later than planned INFERs
+    /// ended (the p99 of recent ones, [`MeasuredMargin::unpadded`]; `crate::margins`).
+    overrun: MeasuredMargin,
     /// The lead time (`future`), measured from actions' send delays.
     lead: MeasuredMargin,
     /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
@@ -203,7 +203,7 @@ impl Scheduler {
         Ok(Self {
             rng: Rng::new(cfg.seed),
             buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
-            lateness: MeasuredMargin::unpadded(cfg.buffer),
+            overrun: MeasuredMargin::unpadded(cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
             tightest: TightestSlo::default(),
             rollout: std::cell::RefCell::default(),
@@ -238,9 +238,9 @@ impl Scheduler {
     }
 
     /// The completion buffer new requests get now ([`crate::margins`]): the return
-    /// trip plus the plan's lateness, at most `Config::buffer`.
+    /// trip plus the plan's overrun, at most `Config::buffer`.
     pub fn completion_buffer(&self) -> Nanos {
-        (self.buffer.get() + self.lateness.get()).min(self.cfg.buffer)
+        (self.buffer.get() + self.overrun.get()).min(self.cfg.buffer)
     }
 
     /// The lead time now: nothing is planned to start sooner after it is sent
@@ -305,7 +305,7 @@ impl Scheduler {
     /// `Timeout`; GPUs whose timeline has room again get work; LOADs are planned.
     pub fn handle_timeout(&mut self, now: Nanos) {
         self.buffer.age(now);
-        self.lateness.age(now);
+        self.overrun.age(now);
         self.lead.age(now);
         while let Some((at, mi)) = self.model_timers.pop_due(now) {
             self.expire_front(mi as usize, at, now);

@@ -66,7 +66,7 @@ impl Scheduler {
     ) {
         self.stats.offered += 1;
         self.buffer.age(now);
-        self.lateness.age(now);
+        self.overrun.age(now);
         self.lead.age(now);
         let refused = Refused {
             client,

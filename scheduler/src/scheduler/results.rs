@@ -80,8 +80,7 @@ impl Scheduler {
                     _ => None,
                 };
                 if let Some(t) = timing {
-                    // Same path back as an INFER's result. (A late LOAD makes the
-                    // INFERs planned after it late: their lateness counts, not its own.)
+                    // Same path back as an INFER's result.
                     self.buffer.record(now.saturating_sub(t.end), now);
                 }
                 self.load_result(
@@ -191,12 +190,15 @@ impl Scheduler {
                 self.stats
                     .completion_error
                     .record(i.exec.end.signed_diff(inf.expected_end));
-                // The buffer covers the return trip and the plan's own lateness: the
-                // batch was planned to end by its head's target, so the answer must
-                // arrive within the buffer of that planned end.
+                // The buffer covers the return trip and the plan's overrun: the batch
+                // was planned to end by its head's target, so the answer must arrive
+                // within the buffer of that planned end. An action that reached its
+                // worker late is measured from its arrival (the lead time covers
+                // that delay, not the buffer).
                 self.buffer.record(now.saturating_sub(i.exec.end), now);
-                self.lateness
-                    .record(i.exec.end.saturating_sub(inf.expected_end), now);
+                let planned_end = inf.expected_end.max(result.received + inf.expected);
+                self.overrun
+                    .record(i.exec.end.saturating_sub(planned_end), now);
                 self.stats.late_successes += u64::from(inf.late_answered);
                 let out_bytes = m.profile().output_bytes as usize;
                 let split = out_bytes > 0 && i.outputs.len() >= out_bytes * inf.members.len();
