@@ -1307,6 +1307,73 @@ fn two_queued_requests_run_together_when_batch_2_measures_faster_than_batch_1() 
     }
 }
 
+/// The completion buffer covers the return trip and how much later than planned a
+/// batch ended (issue 13): one that ran 550 µs past its planned end widens it by that
+/// much; one that only reached its worker late and then ran its estimate does not (the
+/// lead time covers late deliveries; counted in the buffer, a loaded host's stalls
+/// refused tight SLOs for a second at a time).
+#[test]
+fn the_buffer_covers_a_batch_that_ended_late_but_not_one_that_arrived_late() {
+    for arrived_late in [false, true] {
+        let mut h = H::with(Config::default());
+        let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+        h.join(Nanos::ZERO, W0, 1376, &[m]);
+        let before = h.s.completion_buffer();
+        let t0 = ms(1_000);
+        h.request(t0, m, Slo::Absolute(ms(100)));
+        let inf = h.infers();
+        assert_eq!(inf.len(), 1);
+        let a = &inf[0].1;
+        let ActionKind::Infer {
+            gpu,
+            expected_duration: est,
+            ..
+        } = a.kind
+        else {
+            unreachable!()
+        };
+        // Planned: start at t0 + lead (100 µs, cold), end at t0 + 100 µs + est.
+        let (received, ran) = if arrived_late {
+            (t0 + ms(2), est)
+        } else {
+            (t0 + us(50), est + us(600))
+        };
+        let end = received + ran;
+        let t = |b: Nanos, e: Nanos| Timing {
+            begin: b,
+            end: e,
+            duration: e - b,
+        };
+        h.s.handle_result(
+            end + us(50),
+            W0,
+            &ActionResult {
+                action_id: a.id,
+                status: WorkerStatus::Success,
+                received,
+                sent: end,
+                outcome: Outcome::Inferred(Inferred {
+                    gpu,
+                    padded_batch: 1,
+                    copy_input: t(received, received),
+                    exec: t(received, end),
+                    copy_output: t(end, end),
+                    gpu_clock_before_mhz: 0,
+                    gpu_clock_mhz: 0,
+                    outputs: Vec::new(),
+                }),
+            },
+        );
+        let after = h.s.completion_buffer();
+        if arrived_late {
+            assert_eq!(after, before, "a late delivery is the lead time's business");
+        } else {
+            // 50 µs + 600 µs - the 100 µs lead the plan started after.
+            assert_eq!(after, before + us(550));
+        }
+    }
+}
+
 /// One slow result widens the margins past a 5 ms SLO, so every such request is
 /// refused and no result comes back to shrink them: they must fall back with time
 /// (`margins::AGE`), or the controller refuses that SLO for good.
