@@ -59,7 +59,9 @@ fn a_cold_scheduler_serves_a_5ms_slo_from_its_first_request() {
 /// Issue 13's H200 rows, 3 simulated seconds each, cold start included. Before the
 /// margins followed the link (5 s, seed 1): 71 % at 10 ms, 0 % at 5 and 2.5 ms (every
 /// request refused); the simple EDF baseline with no network and no margins: 99.9 %,
-/// 90.6 %, 72.9 %.
+/// 90.6 %, 72.9 %. The floors also hold the plan's fixes of 2026-12-06: with batch 2
+/// estimated below batch 1 and the drifting predicted free time, these 3 s served
+/// 98.36 % and 83.74 % at 10 and 5 ms (now 99.69 % and 87.47 %).
 #[test]
 fn h200_tight_slos_are_served() {
     let rows = Case::tight_slo_rows(Nanos::from_secs(3), Nanos::from_micros(150), 1);
@@ -67,9 +69,9 @@ fn h200_tight_slos_are_served() {
         let r = c.run(c.scheduler_config()).unwrap();
         assert_clean(&r);
         let floor = match c.slo.get() {
-            10_000_000 => 0.9,
-            5_000_000 => 0.7,
-            _ => 0.5,
+            10_000_000 => 0.99,
+            5_000_000 => 0.85,
+            _ => 0.6,
         };
         assert!(
             r.slo_attainment >= floor,
