@@ -112,6 +112,15 @@ struct InferRecord {
     late_answered: u32,
 }
 
+/// The two timers a model with queued requests can have armed.
+#[derive(Debug, Clone, Copy)]
+enum ModelTimer {
+    /// Its front's last feasible start ([`Scheduler::expiry_point`]).
+    Expiry,
+    /// Its front's rescue point ([`Scheduler::rescue_point`]).
+    Rescue,
+}
+
 #[derive(Debug)]
 enum InFlightKind {
     Infer(InferRecord),
@@ -304,9 +313,7 @@ impl Scheduler {
     /// answered `Timeout`; in-flight requests past their deadline are answered
     /// `Timeout`; GPUs whose timeline has room again get work; LOADs are planned.
     pub fn handle_timeout(&mut self, now: Nanos) {
-        self.buffer.age(now);
-        self.overrun.age(now);
-        self.lead.age(now);
+        self.age_margins(now);
         while let Some((at, mi)) = self.model_timers.pop_due(now) {
             self.expire_front(mi as usize, at, now);
         }
@@ -543,6 +550,13 @@ impl Scheduler {
         }
     }
 
+    /// Lets the measured margins forget samples older than [`crate::margins::AGE`].
+    fn age_margins(&mut self, now: Nanos) {
+        self.buffer.age(now);
+        self.overrun.age(now);
+        self.lead.age(now);
+    }
+
     /// Drops timers at the head of the queues that would fire for nothing, and moves
     /// queue-expiry and rescue timers whose model's front moved later to its new time,
     /// so that [`Scheduler::next_deadline`] names a time when something is due (a
@@ -551,54 +565,8 @@ impl Scheduler {
     /// once. GPU EXEC and PCIe wakes are only dropped when superseded: an EXEC wake
     /// must stay armed while the GPU has no room, whatever is queued.
     fn prune_timers(&mut self) {
-        // The two per-model timers alike: (armed time, queue front's target) first,
-        // then the change.
-        while let Some((at, &mi)) = self.model_timers.peek() {
-            let m = &self.models[mi as usize];
-            let (stale, front) = (
-                m.expiry_armed != Some(at),
-                m.queue.front().map(|f| f.target),
-            );
-            if stale {
-                self.model_timers.pop_next();
-                continue;
-            }
-            let Some(target) = front else {
-                self.models[mi as usize].expiry_armed = None;
-                self.model_timers.pop_next();
-                continue;
-            };
-            let due = self.expiry_point(mi as usize, target);
-            if due <= at {
-                break;
-            }
-            self.models[mi as usize].expiry_armed = Some(due);
-            self.model_timers.pop_next();
-            self.model_timers.push(due, mi);
-        }
-        while let Some((at, &mi)) = self.rescue_timers.peek() {
-            let m = &self.models[mi as usize];
-            let (stale, front) = (
-                m.rescue_armed != Some(at),
-                m.queue.front().map(|f| f.target),
-            );
-            if stale {
-                self.rescue_timers.pop_next();
-                continue;
-            }
-            let Some(target) = front else {
-                self.models[mi as usize].rescue_armed = None;
-                self.rescue_timers.pop_next();
-                continue;
-            };
-            let due = self.rescue_point(mi as usize, target);
-            if due <= at {
-                break;
-            }
-            self.models[mi as usize].rescue_armed = Some(due);
-            self.rescue_timers.pop_next();
-            self.rescue_timers.push(due, mi);
-        }
+        self.prune_model_timers(ModelTimer::Expiry);
+        self.prune_model_timers(ModelTimer::Rescue);
         while let Some((at, &(g, lane))) = self.gpu_timers.peek() {
             let gpu = &mut self.gpus[g as usize];
             let slot = match lane {
@@ -613,6 +581,53 @@ impl Scheduler {
                 self.gpu_timers.pop_next();
             } else {
                 break;
+            }
+        }
+    }
+
+    /// [`Scheduler::prune_timers`] for one kind of per-model timer: drops entries that
+    /// are superseded or whose model's queue is empty, and moves those whose front's
+    /// due time moved later, until the earliest entry is one that is due then.
+    fn prune_model_timers(&mut self, kind: ModelTimer) {
+        loop {
+            let timers = match kind {
+                ModelTimer::Expiry => &self.model_timers,
+                ModelTimer::Rescue => &self.rescue_timers,
+            };
+            let Some((at, &mi)) = timers.peek() else {
+                return;
+            };
+            let m = &self.models[mi as usize];
+            let armed = match kind {
+                ModelTimer::Expiry => m.expiry_armed,
+                ModelTimer::Rescue => m.rescue_armed,
+            };
+            // A stale entry goes; a live one goes too when its model's queue is empty
+            // (and disarms), or moves to its front's time when that is later.
+            let live = armed == Some(at);
+            let due = m.queue.front().filter(|_| live).map(|f| match kind {
+                ModelTimer::Expiry => self.expiry_point(mi as usize, f.target),
+                ModelTimer::Rescue => self.rescue_point(mi as usize, f.target),
+            });
+            if due.is_some_and(|due| due <= at) {
+                return;
+            }
+            let (timers, armed) = match kind {
+                ModelTimer::Expiry => (
+                    &mut self.model_timers,
+                    &mut self.models[mi as usize].expiry_armed,
+                ),
+                ModelTimer::Rescue => (
+                    &mut self.rescue_timers,
+                    &mut self.models[mi as usize].rescue_armed,
+                ),
+            };
+            timers.pop_next();
+            if live {
+                *armed = due;
+                if let Some(due) = due {
+                    timers.push(due, mi);
+                }
             }
         }
     }

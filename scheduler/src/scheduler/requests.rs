@@ -65,9 +65,7 @@ impl Scheduler {
         input: InputRef,
     ) {
         self.stats.offered += 1;
-        self.buffer.age(now);
-        self.overrun.age(now);
-        self.lead.age(now);
+        self.age_margins(now);
         let refused = Refused {
             client,
             id,
