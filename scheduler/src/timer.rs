@@ -67,12 +67,7 @@ impl<T> TimerQueue<T> {
 
     /// The earliest armed time.
     pub(crate) fn next_time(&self) -> Option<Nanos> {
-        let f = self.fifo.front().map(|&(t, _)| t);
-        let h = self.heap.peek().map(|e| e.0.at);
-        match (f, h) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.peek().map(|(t, _)| t)
     }
 
     /// Pops one timer due at or before `now`.
