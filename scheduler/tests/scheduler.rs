@@ -260,6 +260,21 @@ impl H {
         std::mem::take(&mut self.sent)
     }
 
+    /// Runs the scheduler's timers, one wake-up at a time as a driver would, until it
+    /// sends INFERs; every wake-up must come before `before`.
+    fn infers_at_wakes_before(&mut self, before: Nanos) -> Vec<(WorkerId, Action)> {
+        loop {
+            let wake = self.s.next_deadline().expect("a timer is armed");
+            assert!(wake < before, "woken at {wake:?}, not before {before:?}");
+            self.s.handle_timeout(wake);
+            self.pump();
+            let inf = self.infers();
+            if !inf.is_empty() {
+                return inf;
+            }
+        }
+    }
+
     fn infers(&mut self) -> Vec<(WorkerId, Action)> {
         let (inf, rest): (Vec<_>, Vec<_>) = self
             .take_sent()
@@ -1235,15 +1250,9 @@ fn a_pressed_gpu_runs_the_batch_that_serves_more_first() {
     let b2 = h.request(t0 + us(300), b, slo(b_target, t0 + us(300)));
     assert!(h.infers().is_empty(), "queued while the GPU is busy");
     assert!(h.answers.is_empty(), "all three admitted: {:?}", h.answers);
-    // The GPU gets its next batch once it has room within the schedule-ahead.
-    let mut next = Vec::new();
-    while next.is_empty() {
-        let wake = h.s.next_deadline().unwrap();
-        assert!(wake < free, "a batch is sent before the GPU is free");
-        h.s.handle_timeout(wake);
-        h.pump();
-        next = h.infers();
-    }
+    // The GPU gets its next batch once it has room within the schedule-ahead, before
+    // it is free.
+    let next = h.infers_at_wakes_before(free);
     assert_eq!(next.len(), 1);
     let ActionKind::Infer {
         model, batch_size, ..
@@ -1290,16 +1299,10 @@ fn two_queued_requests_run_together_when_batch_2_measures_faster_than_batch_1() 
     let r1 = h.request(t0 + us(100), a, slo);
     let r2 = h.request(t0 + us(200), a, slo);
     assert!(h.infers().is_empty(), "queued while the GPU is busy");
-    let mut next = Vec::new();
-    while next.is_empty() {
-        let wake = h.s.next_deadline().unwrap();
-        h.s.handle_timeout(wake);
-        h.pump();
-        next = h.infers();
-    }
+    let free = t0 + us(4_320);
+    let next = h.infers_at_wakes_before(free);
     assert_eq!(next.len(), 1, "one batch for both: {next:?}");
     assert!(matches!(next[0].1.kind, ActionKind::Infer { model, batch_size: 2, .. } if model == a));
-    let free = t0 + us(4_320);
     h.infer_ok(free, W0, &busy[0].1, t0 + ms(1), us(3_320));
     h.infer_ok(free + us(3_400), W0, &next[0].1, free, us(3_310));
     for id in [r1, r2] {
@@ -1414,14 +1417,8 @@ fn no_timer_is_left_once_everything_is_answered() {
     let c = h.infers();
     h.request(t0 + us(100), ids[0], Slo::Absolute(ms(20)));
     assert!(h.infers().is_empty(), "A queued");
-    let mut a = Vec::new();
-    while a.is_empty() {
-        let wake = h.s.next_deadline().unwrap();
-        h.s.handle_timeout(wake);
-        h.pump();
-        a = h.infers();
-    }
     let free = t0 + us(4_320);
+    let a = h.infers_at_wakes_before(free);
     h.infer_ok(free, W0, &c[0].1, t0 + ms(1), us(3_320));
     h.infer_ok(free + us(3_400), W0, &a[0].1, free, us(3_320));
     assert_eq!(h.s.stats().success, 2);
