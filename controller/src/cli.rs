@@ -78,6 +78,10 @@ pub struct ControllerArgs {
     /// Largest batch size.
     #[arg(long, default_value_t = 16)]
     pub max_batch: u32,
+    /// Most model instances this controller registers in all (retired ones included),
+    /// over every interface: a registration that would pass it is refused whole.
+    #[arg(long, default_value_t = clockwork_scheduler::config::DEFAULT_MAX_MODELS)]
+    pub max_models: u32,
     /// Outstanding LOADs per GPU.
     #[arg(long, default_value_t = 2)]
     pub max_loads: u32,
@@ -241,6 +245,10 @@ impl ControllerArgs {
             return Err(ArgsError("--max-batch must be at least 1".into()));
         }
         s.max_batch = self.max_batch;
+        if self.max_models == 0 {
+            return Err(ArgsError("--max-models must be at least 1".into()));
+        }
+        s.max_models = self.max_models;
         if self.max_loads == 0 {
             return Err(ArgsError("--max-loads must be at least 1".into()));
         }
@@ -447,6 +455,8 @@ mod tests {
             "8",
             "--estimator-percentile",
             "0.8",
+            "--max-models",
+            "5000",
             "--reconnect-ms",
             "50",
             "--log-dir",
@@ -464,6 +474,7 @@ mod tests {
         assert_eq!(c.scheduler.buffer, c.scheduler.min_buffer);
         assert_eq!(c.scheduler.max_batch, 8);
         assert_eq!(c.scheduler.estimator_percentile, 0.8);
+        assert_eq!(c.scheduler.max_models, 5000);
         assert_eq!(c.reconnect_interval, Duration::from_millis(50));
         assert!(c.scheduler.telemetry);
         assert!(c.http.is_none());
@@ -471,6 +482,7 @@ mod tests {
         let d = config(&[]).unwrap();
         assert!(!d.scheduler.telemetry);
         assert_eq!(d.scheduler.estimator_percentile, 0.9);
+        assert_eq!(d.scheduler.max_models, 1 << 20);
         assert!(d.model_repository.is_none());
         assert_eq!(d.reconnect_interval, Duration::from_millis(200));
     }
@@ -484,6 +496,10 @@ mod tests {
             ),
             (&["--slo-ms", "nan"][..], "--slo-ms must be a positive"),
             (&["--max-loads", "0"][..], "--max-loads must be at least 1"),
+            (
+                &["--max-models", "0"][..],
+                "--max-models must be at least 1",
+            ),
             (
                 &["--estimator-percentile", "0"][..],
                 "--estimator-percentile must be above 0",

@@ -114,13 +114,21 @@ fn a_bad_registration_is_refused_in_words() {
     let w = worker(1);
     let ctl = start(vec![w.local_addr()], None);
     let addr = ctl.native;
-    let err = client_run(async move {
+    let (err, too_many, after) = client_run(async move {
         let mut c = connect(addr).await;
         let mut p = resnet50();
         p.batches.clear();
-        c.register(p, 1).await.err().unwrap().to_string()
+        let err = c.register(p, 1).await.err().unwrap().to_string();
+        // Four billion copies: refused in words, not an allocation that aborts.
+        let too_many = c.register(resnet50(), u32::MAX).await.err().unwrap();
+        // Neither registered anything: the next model still gets id 0, and serves.
+        let (first, n) = c.register(resnet50(), 1).await.unwrap();
+        infer_until_success(&mut c, first).await;
+        (err, too_many.to_string(), (first, n))
     });
     assert!(err.contains("no batch sizes"), "{err}");
+    assert!(too_many.contains("--max-models"), "{too_many}");
+    assert_eq!(after, (ModelId(0), 1));
 }
 
 #[test]

@@ -65,7 +65,16 @@ pub struct Config {
     pub telemetry: bool,
     /// Seed of the scheduler's own random choices (sampling GPUs for a LOAD).
     pub seed: u64,
+    /// Most model instances ever registered (retired ones included: ids are not
+    /// reused). A registration that would pass it is refused whole. Every instance
+    /// costs memory here and on each worker, so this bounds what any one client can
+    /// ask for over the native port or HTTP. Default [`DEFAULT_MAX_MODELS`].
+    pub max_models: u32,
 }
+
+/// Default [`Config::max_models`]: 2^20, ten times the largest simulated cluster's
+/// 100,000 instances.
+pub const DEFAULT_MAX_MODELS: u32 = 1 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -86,6 +95,7 @@ impl Default for Config {
             load_capacity: Nanos::from_millis(100),
             telemetry: false,
             seed: 0,
+            max_models: DEFAULT_MAX_MODELS,
         }
     }
 }
@@ -126,6 +136,9 @@ impl Config {
         }
         if self.load_capacity == Nanos::ZERO {
             return Err(ConfigError::Invalid("load_capacity must be positive"));
+        }
+        if self.max_models == 0 {
+            return Err(ConfigError::Invalid("max_models must be at least 1"));
         }
         Ok(())
     }

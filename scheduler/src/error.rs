@@ -22,9 +22,18 @@ pub enum RegisterError {
     /// Zero copies asked for.
     #[error("copies must be at least 1")]
     NoCopies,
-    /// The model id space (`u32`) would overflow.
-    #[error("model id space exhausted")]
-    IdsExhausted,
+    /// The registration would pass [`crate::Config::max_models`].
+    #[error(
+        "{asked} more instances would make {total}; this controller takes at most {max} (--max-models)"
+    )]
+    TooManyModels {
+        /// Instances asked for.
+        asked: u32,
+        /// What the registry would then hold (registered so far + asked).
+        total: u64,
+        /// The bound.
+        max: u32,
+    },
     /// With the configured `max_batch` and `max_exec`, no batch size is usable (batch
     /// size 1 is missing from the profile).
     #[error("profile `{0}` has no batch size 1")]

@@ -8,7 +8,7 @@ use clockwork_core::{
     WorkerId, WorkerState, WorkerStatus, DEFAULT_PAGE_SIZE,
 };
 use clockwork_scheduler::{
-    infer_batches, BatchMember, ClientKey, Config, InputRef, Output, Scheduler,
+    infer_batches, BatchMember, ClientKey, Config, InputRef, Output, RegisterError, Scheduler,
 };
 use std::collections::HashMap;
 
@@ -715,6 +715,38 @@ fn models_can_be_registered_while_serving() {
         .answers
         .iter()
         .any(|r| r.model == new && r.status.is_success()));
+}
+
+#[test]
+fn a_registration_past_max_models_is_refused_whole_and_changes_nothing() {
+    let mut h = H::with(Config {
+        max_models: 3,
+        ..constant_margins()
+    });
+    let m = h.register(Nanos::ZERO, resnet50(), 2)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    h.take_sent();
+    // Four billion copies (what a native client may ask for) and one too many.
+    for copies in [u32::MAX, 2] {
+        let e = h.s.register_models(ms(1), resnet18(), copies).unwrap_err();
+        assert!(
+            matches!(e, RegisterError::TooManyModels { asked, max: 3, .. } if asked == copies),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("--max-models"), "{e}");
+    }
+    h.pump();
+    assert_eq!(h.s.model_count(), 2);
+    assert!(
+        h.take_sent().is_empty(),
+        "a refused registration sends nothing"
+    );
+    // The registry still serves and still takes what fits.
+    h.request(ms(1000), m, Slo::Default);
+    assert_eq!(h.infers().len(), 1);
+    let r = h.s.register_models(ms(1001), resnet18(), 1).unwrap();
+    assert_eq!((r.first, r.count), (ModelId(2), 1));
+    assert!(h.s.register_models(ms(1002), resnet18(), 1).is_err());
 }
 
 #[test]

@@ -209,9 +209,15 @@ impl Scheduler {
         if copies == 0 {
             return Err(RegisterError::NoCopies);
         }
+        // `max_models` is a u32, so every id below it fits the id space.
         let first = self.models.len() as u64;
-        if first + u64::from(copies) > u64::from(u32::MAX) {
-            return Err(RegisterError::IdsExhausted);
+        let total = first + u64::from(copies);
+        if total > u64::from(self.cfg.max_models) {
+            return Err(RegisterError::TooManyModels {
+                asked: copies,
+                total,
+                max: self.cfg.max_models,
+            });
         }
         let proto = ModelState::new(Arc::new(Shape::new(profile, &self.cfg)?), &self.cfg);
         self.models.reserve(copies as usize);
