@@ -94,9 +94,15 @@ impl MeasuredMargin {
     /// [`AGE`] among the last [`WINDOW`] (the maximum below 100), with nothing added
     /// (for [`crate::Scheduler`]'s plan overrun).
     pub fn unpadded(max: Nanos) -> Self {
+        Self::unpadded_between(Nanos::ZERO, max)
+    }
+
+    /// [`MeasuredMargin::unpadded`] kept between `min` (where it starts) and `max`
+    /// (for [`crate::Scheduler`]'s reaction slack, [`crate::ahead`]).
+    pub fn unpadded_between(min: Nanos, max: Nanos) -> Self {
         Self {
             margin: Nanos::ZERO,
-            ..Self::new(Nanos::ZERO, max)
+            ..Self::new(min, max)
         }
     }
 

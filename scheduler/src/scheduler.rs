@@ -27,7 +27,7 @@ mod results;
 mod workers;
 
 use crate::admission::Deadlines;
-use crate::ahead::{exec_ahead, TightestSlo};
+use crate::ahead::{exec_ahead, TightestSlo, MAX_SLACK, MIN_SLACK};
 use crate::arena::{Arena, Key};
 use crate::config::Config;
 use crate::error::ConfigError;
@@ -187,6 +187,9 @@ pub struct Scheduler {
     overrun: MeasuredMargin,
     /// The lead time (`future`), measured from actions' send delays.
     lead: MeasuredMargin,
+    /// The EXEC slack: how late the EXEC wake-ups ran against the time they asked for
+    /// ([`crate::ahead`]).
+    reaction: MeasuredMargin,
     /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
     tightest: TightestSlo,
     /// Reused space of rollouts ([`crate::rollout`]); in a cell because admission tests
@@ -214,6 +217,7 @@ impl Scheduler {
             buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
             overrun: MeasuredMargin::unpadded(cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
+            reaction: MeasuredMargin::unpadded_between(MIN_SLACK, MAX_SLACK),
             tightest: TightestSlo::default(),
             rollout: std::cell::RefCell::default(),
             cfg,
@@ -264,6 +268,7 @@ impl Scheduler {
             self.tightest.get(),
             self.lead.get(),
             self.cfg.schedule_ahead,
+            self.reaction.get(),
         )
     }
 
@@ -325,6 +330,8 @@ impl Scheduler {
             match lane {
                 Lane::Exec if gpu.exec_wake == Some(at) => {
                     gpu.exec_wake = None;
+                    // How late the driver ran this wake-up: the slack the next ones get.
+                    self.reaction.record(now - at, now);
                     self.dispatch_gpu(g, now);
                 }
                 Lane::Pcie if gpu.pcie_wake == Some(at) => {
@@ -555,6 +562,7 @@ impl Scheduler {
         self.buffer.age(now);
         self.overrun.age(now);
         self.lead.age(now);
+        self.reaction.age(now);
     }
 
     /// Drops timers at the head of the queues that would fire for nothing, and moves
