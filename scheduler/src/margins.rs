@@ -32,9 +32,9 @@
 //! a margin widened past a tight SLO makes every request of it refused, so no result
 //! would ever come back to shrink it (seen on real processes: one 3.7 ms return delay
 //! on a loaded VM, then every 5 ms request refused for the rest of the run). Once its
-//! samples are all older than [`AGE`], a margin is back at its seed; and at once, after
-//! [`QUIET`] without any new sample, when it is above its seed (a whole second of
-//! refusals per host stall was still too long for a 2.5 ms SLO).
+//! samples are all older than [`AGE`], a margin is back at its seed; and sooner, after
+//! [`QUIET`] without any new sample while requests are being refused (a whole second
+//! of refusals per host stall was still too long for a 2.5 ms SLO).
 //! Correctness does not depend on them: a success that arrives after its deadline is
 //! answered `Timeout`, never late, and an action that reaches its worker after its
 //! window is dropped there.
@@ -44,14 +44,15 @@ use clockwork_core::Nanos;
 /// How long a measured delay counts ([`MeasuredMargin::age`]).
 pub const AGE: Nanos = Nanos::from_secs(1);
 
-/// A margin above its seed that has seen no sample for this long forgets its samples
-/// and falls back to the seed ([`MeasuredMargin::age`]). A margin wide enough to
-/// refuse every request of a tight SLO stops the results that would narrow it: on
-/// real processes one host stall that delayed three results by 1.3 ms had a 2.5 ms
-/// SLO refused for the whole second of [`AGE`], again and again (attainment 4–43 %
-/// in runs where others made 58–62 %). Results come back every few milliseconds
-/// under any load these margins matter for; a spell of this length without one
-/// means the traffic stopped, most likely because of the margin itself.
+/// While requests are being refused, a margin above its seed that has seen no sample
+/// for this long forgets its samples and falls back to the seed
+/// ([`MeasuredMargin::thaw`]). A margin wide enough to refuse every request of a
+/// tight SLO stops the results that would narrow it: on real processes one host stall
+/// that delayed three results by 1.3 ms had a 2.5 ms SLO refused for the whole second
+/// of [`AGE`], again and again (attainment 4–43 % in runs where others made 58–62 %).
+/// The next request after the thaw is a probe: served, or answered `Timeout` if the
+/// delay is still there, which sets the margin again. Without refusals (a quiet link at
+/// a low request rate) the samples keep counting for [`AGE`].
 pub const QUIET: Nanos = Nanos::from_millis(100);
 
 /// One delay in this many (of those younger than [`AGE`] in the window) is ignored:
@@ -162,17 +163,23 @@ impl MeasuredMargin {
         }
     }
 
-    /// Forgets samples older than [`AGE`] if one that sets the margin is among them,
-    /// and every sample if the margin is above its seed and none came for [`QUIET`].
-    /// O(1) unless one of those happens, then O([`WINDOW`] log [`WINDOW`]).
+    /// Forgets samples older than [`AGE`] if one that sets the margin is among them.
+    /// O(1) unless it is, then O([`WINDOW`] log [`WINDOW`]).
     pub fn age(&mut self, now: Nanos) {
+        if now >= self.expires {
+            self.recompute(now);
+        }
+    }
+
+    /// The margin may be what stops its own samples (requests are refused and no
+    /// result has come back since): if it is above its seed and has seen no sample for
+    /// [`QUIET`], it forgets every sample and falls back to the seed. O(1).
+    pub fn thaw(&mut self, now: Nanos) {
         if self.current > self.seeded && now >= self.last_sample + QUIET {
             self.delays.clear();
             self.next = 0;
             self.current = self.seeded;
             self.expires = Nanos::MAX;
-        } else if now >= self.expires {
-            self.recompute(now);
         }
     }
 
@@ -272,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn a_widened_margin_falls_back_once_its_samples_are_old_or_results_stop() {
+    fn a_widened_margin_falls_back_once_its_samples_are_old_or_it_stops_its_own_results() {
         let mut b = MeasuredMargin::new(us(200), us(5_000));
         b.seed(us(300));
         let t0 = Nanos::from_secs(10);
@@ -298,14 +305,18 @@ mod tests {
         b.age(t0 + AGE + us(10));
         assert_eq!(b.get(), us(300), "the fast ones: 200 + 100 us");
 
-        // Now a slow result, and then none (every request is refused because of it):
-        // after QUIET without a result it falls back to the seed, not after AGE.
+        // Now a slow result, and then none. Ageing alone keeps it for AGE (a quiet
+        // link at a low request rate)...
         let t1 = t0 + AGE + ms(1);
         b.record(us(3_700), t1);
         assert_eq!(b.get(), us(3_800));
-        b.age(t1 + QUIET - Nanos(1));
+        b.age(t1 + QUIET + ms(500));
+        assert_eq!(b.get(), us(3_800), "younger than AGE");
+        // ...but while every request is refused because of it, a thaw after QUIET
+        // without a result brings it back to the seed.
+        b.thaw(t1 + QUIET - Nanos(1));
         assert_eq!(b.get(), us(3_800), "not quiet for QUIET yet");
-        b.age(t1 + QUIET);
+        b.thaw(t1 + QUIET);
         assert_eq!(b.get(), us(400), "the seed (300 + 100 us)");
         // A result after the quiet spell sets it again, from that result alone.
         b.record(us(500), t1 + QUIET + ms(1));

@@ -190,6 +190,9 @@ pub struct Scheduler {
     /// The EXEC slack: how late the EXEC wake-ups ran against the time they asked for
     /// ([`crate::ahead`]).
     reaction: MeasuredMargin,
+    /// A request was refused `Rejected` since the last INFER or LOAD result: the
+    /// margins may be what stops results ([`MeasuredMargin::thaw`]).
+    rejected_since_result: bool,
     /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
     tightest: TightestSlo,
     /// Reused space of rollouts ([`crate::rollout`]); in a cell because admission tests
@@ -218,6 +221,7 @@ impl Scheduler {
             overrun: MeasuredMargin::unpadded(cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
             reaction: MeasuredMargin::unpadded_between(MIN_SLACK, MAX_SLACK),
+            rejected_since_result: false,
             tightest: TightestSlo::default(),
             rollout: std::cell::RefCell::default(),
             cfg,
@@ -563,6 +567,11 @@ impl Scheduler {
         self.overrun.age(now);
         self.lead.age(now);
         self.reaction.age(now);
+        if self.rejected_since_result {
+            self.buffer.thaw(now);
+            self.overrun.thaw(now);
+            self.lead.thaw(now);
+        }
     }
 
     /// Drops timers at the head of the queues that would fire for nothing, and moves

@@ -750,6 +750,41 @@ fn a_registration_past_max_models_is_refused_whole_and_changes_nothing() {
 }
 
 #[test]
+fn a_buffer_that_refuses_every_request_thaws_after_a_quiet_spell() {
+    // Measured margins (the defaults), not the original's constants.
+    let mut h = H::with(Config::default());
+    let m = h.register(Nanos::ZERO, resnet50(), 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    h.take_sent();
+    let t = ms(1000);
+    h.request(t, m, Slo::Absolute(ms(10)));
+    let inf = h.infers();
+    assert_eq!(inf.len(), 1);
+    // A result that took 4 ms to come back (a host stall): the buffer follows it.
+    let end = t + us(3_420);
+    h.infer_ok(end + ms(4), W0, &inf[0].1, t + us(100), us(3_320));
+    assert!(h.s.completion_buffer() >= ms(4));
+    // With it a 6 ms SLO cannot fit a 3.32 ms batch: refused, and no result comes back
+    // to narrow the buffer...
+    let tight = Slo::Absolute(ms(6));
+    for at in [end + ms(5), end + ms(50), end + ms(99)] {
+        let r = h.request(at, m, tight);
+        assert_eq!(
+            h.answer_of(r).unwrap().status,
+            ClientStatus::Rejected,
+            "at {at:?}"
+        );
+    }
+    assert!(h.infers().is_empty());
+    // ...until 100 ms (margins::QUIET) have passed without one: back to the seed, and
+    // the next request is served.
+    let r = h.request(end + ms(4) + ms(100), m, tight);
+    assert!(h.answer_of(r).is_none(), "admitted");
+    assert!(h.s.completion_buffer() < ms(1));
+    assert_eq!(h.infers().len(), 1);
+}
+
+#[test]
 fn shutdown_answers_everything_pending() {
     let mut h = H::new();
     let m = h.register(Nanos::ZERO, resnet50(), 1)[0];

@@ -101,10 +101,12 @@ impl Scheduler {
         };
         self.tightest.record(slo);
         let Some(d) = deadlines(now, slo, self.completion_buffer(), self.lead.get(), b1) else {
+            self.rejected_since_result = true;
             self.refuse(now, refused, ClientStatus::Rejected, None);
             return;
         };
         if !self.some_plan_meets(mi, now, d.target) {
+            self.rejected_since_result = true;
             self.refuse(now, refused, ClientStatus::Rejected, None);
             if self.models[mi].replicas.is_empty() {
                 // Too tight to wait for a LOAD, maybe not once warm: load it for the

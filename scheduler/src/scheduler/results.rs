@@ -60,6 +60,7 @@ impl Scheduler {
         if matches!(kind, InFlightKind::Infer(_) | InFlightKind::Load { .. }) {
             // The action's trip out: worker receipt - send (controller clock).
             self.lead.record(result.received.saturating_sub(sent), now);
+            self.rejected_since_result = false;
         }
         match kind {
             InFlightKind::Infer(inf) => {
