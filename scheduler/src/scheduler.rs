@@ -266,13 +266,19 @@ impl Scheduler {
         self.lead.get()
     }
 
+    /// The EXEC slack now: the measured reaction delay of the scheduler's EXEC
+    /// wake-ups, within its bounds ([`crate::ahead`]).
+    pub fn exec_slack(&self) -> Nanos {
+        self.reaction.get().max(MIN_SLACK)
+    }
+
     /// How far ahead GPUs' EXEC timelines are filled now ([`crate::ahead`]).
     pub fn exec_schedule_ahead(&self) -> Nanos {
         exec_ahead(
             self.tightest.get(),
             self.lead.get(),
             self.cfg.schedule_ahead,
-            self.reaction.get(),
+            self.exec_slack(),
         )
     }
 

@@ -331,7 +331,17 @@ struct Snapshot {
     gpu_busy: Vec<(GpuLabels, f64)>,
     gpu_util: Vec<(GpuLabels, f64)>,
     http_connections: [u64; 4],
+    /// The plan's margins now, in seconds, in [`MARGINS`] order.
+    margins: [f64; 4],
 }
+
+/// The `margin` label values of `clockwork_plan_margin_seconds`.
+const MARGINS: [&str; 4] = [
+    "completion_buffer",
+    "lead_time",
+    "exec_slack",
+    "exec_schedule_ahead",
+];
 
 /// Writes one family: its HELP and TYPE, then each metric under its labels.
 fn family<S: EncodeLabelSet, M: EncodeMetric>(
@@ -469,6 +479,16 @@ impl Collector for Exposition {
             "Worker-measured INFER execution time per GPU (rate() of it is the utilisation).",
             MetricType::Counter,
             s.gpu_busy.iter().map(|&(g, v)| (g, ConstCounter::new(v))),
+        )?;
+        family(
+            e,
+            "clockwork_plan_margin_seconds",
+            "The scheduler's margins now, measured (docs/scheduler.md): completion_buffer (planned end to deadline), lead_time (send to earliest start), exec_slack (room for late wake-ups), exec_schedule_ahead (how far ahead GPUs get work).",
+            MetricType::Gauge,
+            MARGINS
+                .iter()
+                .zip(s.margins)
+                .map(|(&k, v)| ([("margin", k)], ConstGauge::new(v))),
         )?;
         family(
             e,
@@ -755,6 +775,12 @@ impl Metrics {
             retired,
             sched.pending_actions() as u64,
         ];
+        s.margins = [
+            secs(sched.completion_buffer()),
+            secs(sched.lead_time()),
+            secs(sched.exec_slack()),
+            secs(sched.exec_schedule_ahead()),
+        ];
         let error = |e: &clockwork_scheduler::stats::ErrorStats| ErrorSnapshot {
             samples: e.count,
             abs_sum: e.sum_abs as f64 * 1e-9,
@@ -899,6 +925,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nclockwork_workers_connected 2\n"), "{text}");
+        // A cold scheduler's margins: the configured minimums (buffer 200 µs, lead
+        // 100 µs), the slack's floor, and the full schedule-ahead (no SLO seen yet).
+        for (margin, v) in [
+            ("completion_buffer", "0.0002"),
+            ("lead_time", "0.0001"),
+            ("exec_slack", "0.00005"),
+            ("exec_schedule_ahead", "0.01"),
+        ] {
+            let line = format!("clockwork_plan_margin_seconds{{margin=\"{margin}\"}} {v}\n");
+            assert!(text.contains(&line), "no {line} in\n{text}");
+        }
         assert!(!text.contains("# EOF"), "0.0.4 has no EOF marker");
         // The scheduler-call histograms exist for every entry point from the start.
         for (_, call) in CALLS {
