@@ -178,8 +178,8 @@ impl MeasuredMargin {
         if self.current > self.seeded && now >= self.last_sample + QUIET {
             self.delays.clear();
             self.next = 0;
-            self.current = self.seeded;
-            self.expires = Nanos::MAX;
+            // With no sample left: the seed.
+            self.recompute(now);
         }
     }
 

@@ -268,8 +268,8 @@ impl Scheduler {
 
     /// The EXEC slack now: the measured reaction delay of the scheduler's EXEC
     /// wake-ups, within its bounds ([`crate::ahead`]).
-    pub fn exec_slack(&self) -> Nanos {
-        self.reaction.get().max(MIN_SLACK)
+    pub const fn exec_slack(&self) -> Nanos {
+        self.reaction.get()
     }
 
     /// How far ahead GPUs' EXEC timelines are filled now ([`crate::ahead`]).

@@ -101,12 +101,10 @@ impl Scheduler {
         };
         self.tightest.record(slo);
         let Some(d) = deadlines(now, slo, self.completion_buffer(), self.lead.get(), b1) else {
-            self.rejected_since_result = true;
             self.refuse(now, refused, ClientStatus::Rejected, None);
             return;
         };
         if !self.some_plan_meets(mi, now, d.target) {
-            self.rejected_since_result = true;
             self.refuse(now, refused, ClientStatus::Rejected, None);
             if self.models[mi].replicas.is_empty() {
                 // Too tight to wait for a LOAD, maybe not once warm: load it for the
@@ -153,6 +151,9 @@ impl Scheduler {
         status: ClientStatus,
         message: Option<Cow<'static, str>>,
     ) {
+        // A refusal the plan made: the margins may be what stops results coming back
+        // ([`crate::margins::MeasuredMargin::thaw`]).
+        self.rejected_since_result |= status == ClientStatus::Rejected;
         if self.cfg.telemetry {
             self.logs.push_back(LogRecord::Request(RequestLog {
                 t: now,
