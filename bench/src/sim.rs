@@ -356,6 +356,8 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
             "edf_baseline_served_per_batch": base.map(|b| b.served as f64 / b.batches.max(1) as f64),
             "late_successes": r.stats.late_successes,
             "rejected_at_admission": rejected,
+            "doubtful_admitted": r.stats.doubtful_admitted,
+            "doubtful_refused": r.stats.doubtful_refused,
             "failure_latency_p50_ms": r.failure_latency_p50.as_millis_f64(),
             "failure_latency_p50_over_slo": fail_p50,
             "failure_latency_p99_ms": r.failure_latency_p99.as_millis_f64(),

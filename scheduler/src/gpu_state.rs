@@ -6,6 +6,7 @@
 //! them when sent (the worker runs them in order on one executor), a failed LOAD
 //! returns them. An unexpected result triggers a resync from GET STATE.
 
+use crate::doubt::DoubtfulAdmissions;
 use crate::output::BatchMember;
 use crate::timeline::Timeline;
 use clockwork_core::{Action, GpuId, ModelId, Nanos, WorkerId};
@@ -62,6 +63,9 @@ pub(crate) struct GpuSlot {
     /// INFER actions sent here and not yet answered (ids), for the deadline check.
     /// Kept apart from the timeline, which may retire actions it infers are done.
     pub(crate) infers: Vec<u64>,
+    /// How the requests admitted for this GPU fared, and whether to queue one its
+    /// rollout doubts ([`crate::doubt`]).
+    pub(crate) doubt: DoubtfulAdmissions,
 }
 
 impl GpuSlot {

@@ -27,7 +27,7 @@
 //!
 //! Modules, one idea each: [`config`], [`admission`] (SLO arithmetic), [`margins`]
 //! (the completion buffer and lead time, measured), [`ahead`] (the EXEC schedule-ahead), [`estimator`], [`timeline`], [`batching`],
-//! [`rollout`] (the next batch and admission under pressure), [`load_tracker`], [`eviction`], [`stats`], [`telemetry`], [`output`]; the state
+//! [`rollout`] (the next batch and admission under pressure), [`doubt`] (whether a doubtful request is queued), [`load_tracker`], [`eviction`], [`stats`], [`telemetry`], [`output`]; the state
 //! machine in `scheduler` (split by concern).
 
 #![forbid(unsafe_code)]
@@ -39,6 +39,7 @@ pub mod ahead;
 mod arena;
 pub mod batching;
 pub mod config;
+pub mod doubt;
 pub mod error;
 pub mod estimator;
 pub mod eviction;

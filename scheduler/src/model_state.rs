@@ -280,6 +280,15 @@ impl ModelState {
         self.replicas.iter().filter(|r| r.ready).count() as u64
     }
 
+    /// The GPU of the model's one ready replica; `None` with none or several.
+    pub(crate) fn only_ready_replica(&self) -> Option<u32> {
+        let mut ready = self.replicas.iter().filter(|r| r.ready);
+        match (ready.next(), ready.next()) {
+            (Some(r), None) => Some(r.gpu),
+            _ => None,
+        }
+    }
+
     /// Priority of the model in a GPU's dispatch heap: the latest start of its head
     /// at batch size 1 (smaller is more urgent).
     pub(crate) fn urgency(&self) -> Option<Nanos> {

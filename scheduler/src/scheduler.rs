@@ -82,6 +82,9 @@ struct Request {
     cold: bool,
     /// Part of an INFER sent and not yet answered.
     in_flight: bool,
+    /// The GPU whose admission record ([`crate::doubt`]) its outcome feeds: the one
+    /// ready replica of its model at admission (`None` with none or several).
+    doubt_gpu: Option<u32>,
 }
 
 /// One answer to a client, before it becomes an [`Output::Respond`].
@@ -453,6 +456,9 @@ impl Scheduler {
         let Some(req) = self.requests.remove(key) else {
             return;
         };
+        if let Some(gpu) = req.doubt_gpu.and_then(|g| self.gpus.get_mut(g as usize)) {
+            gpu.doubt.record(status == ClientStatus::Success);
+        }
         if self.cfg.telemetry {
             self.log_request(now, &req, status);
         }

@@ -74,6 +74,12 @@ pub struct Stats {
     pub worker_failed: u64,
     /// Requests that arrived while no GPU had their model ready.
     pub cold_starts: u64,
+    /// Requests the rollout of a GPU under pressure said would miss, queued anyway
+    /// because that GPU's admitted requests were mostly served ([`crate::doubt`]).
+    pub doubtful_admitted: u64,
+    /// Requests the rollout said would miss, refused (`Rejected`, counted in
+    /// `rejected` too) because too many admitted requests failed there.
+    pub doubtful_refused: u64,
     /// Answers by [`ClientStatus::code`] (codes 0..=255).
     pub by_code: Vec<u64>,
     /// INFER actions sent.
@@ -123,6 +129,8 @@ impl Default for Stats {
             invalid: 0,
             worker_failed: 0,
             cold_starts: 0,
+            doubtful_admitted: 0,
+            doubtful_refused: 0,
             by_code: vec![0; 256],
             infers: 0,
             batched_requests: 0,

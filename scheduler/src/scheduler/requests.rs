@@ -33,6 +33,17 @@ fn cost_per_request(m: &crate::model_state::ModelState, ratio: f64) -> u64 {
     lately.max(m.best_per_request().get())
 }
 
+/// What admission found for a request ([`Scheduler::some_plan_meets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Some plan completes it by its target.
+    Meets,
+    /// Only the rollout of this GPU, under pressure, says it misses ([`crate::doubt`]).
+    Doubtful(u32),
+    /// No plan can complete it in time.
+    Misses,
+}
+
 /// A request being refused before admission: who asked, for what.
 #[derive(Debug, Clone, Copy)]
 struct Refused {
@@ -104,17 +115,18 @@ impl Scheduler {
             self.refuse(now, refused, ClientStatus::Rejected, None);
             return;
         };
-        if !self.some_plan_meets(mi, now, d.target) {
-            self.refuse(now, refused, ClientStatus::Rejected, None);
-            if self.models[mi].replicas.is_empty() {
-                // Too tight to wait for a LOAD, maybe not once warm: load it for the
-                // requests that follow.
-                self.models[mi].warm_demand = b1.get();
-                self.note_demand(mi, now);
-                self.schedule_loads(now);
-                self.flush();
+        match self.some_plan_meets(mi, now, d.target) {
+            Plan::Meets => {}
+            Plan::Doubtful(g) if self.gpus[g as usize].doubt.admit() => {
+                self.stats.doubtful_admitted += 1;
             }
-            return;
+            plan => {
+                if plan != Plan::Misses {
+                    self.stats.doubtful_refused += 1;
+                }
+                self.refuse(now, refused, ClientStatus::Rejected, None);
+                return self.warm_if_cold(mi, b1, now);
+            }
         }
         if cold {
             self.stats.cold_starts += 1;
@@ -129,6 +141,7 @@ impl Scheduler {
             input,
             cold,
             in_flight: false,
+            doubt_gpu: self.models[mi].only_ready_replica(),
         });
         let new_head = self.enqueue(mi, key, d.target, b1.get());
         self.note_demand(mi, now);
@@ -184,21 +197,37 @@ impl Scheduler {
         self.respond(now, answer);
     }
 
+    /// A request refused at admission may be for a model no GPU holds, with an SLO too
+    /// tight to wait for a LOAD but maybe not once warm: load it for the requests that
+    /// follow.
+    fn warm_if_cold(&mut self, mi: usize, b1: Nanos, now: Nanos) {
+        if self.models[mi].replicas.is_empty() {
+            self.models[mi].warm_demand = b1.get();
+            self.note_demand(mi, now);
+            self.schedule_loads(now);
+            self.flush();
+        }
+    }
+
     /// Whether some plan could complete the request by `target`: on a GPU that holds
     /// the model, after the queued work that runs before it there ([`Scheduler::work_ahead`]),
     /// on one loading it (from the later of the LOAD's end and the EXEC free time), or
     /// after a LOAD started now on a live GPU that does not hold it and that the load
-    /// policy would load it on ([`Scheduler::load_plan_meets`]). A lower bound on
-    /// completion, so `false` means no plan can meet the target: the request is refused
-    /// at admission instead of waiting in a queue until it expires.
-    fn some_plan_meets(&self, mi: usize, now: Nanos, target: Nanos) -> bool {
+    /// policy would load it on ([`Scheduler::load_plan_meets`]). Each of these is a
+    /// lower bound on completion, so [`Plan::Misses`] means no plan can meet the
+    /// target: the request is refused at admission instead of waiting in a queue until
+    /// it expires. [`Plan::Doubtful`]: only the rollout of a GPU under pressure says it
+    /// misses ([`crate::doubt`]).
+    fn some_plan_meets(&self, mi: usize, now: Nanos, target: Nanos) -> Plan {
         let m = &self.models[mi];
         let b1 = m.b1();
         let (future, lag) = (self.lead.get(), self.cfg.lag);
         if m.replicas.is_empty() {
             // A cold model may go to any live GPU, evicting what it must.
-            return self.live_gpus > 0 && now + future + m.load_estimate() + b1 <= target;
+            let fits = self.live_gpus > 0 && now + future + m.load_estimate() + b1 <= target;
+            return if fits { Plan::Meets } else { Plan::Misses };
         }
+        let mut doubtful = None;
         let on_replica = m.replicas.iter().any(|r| {
             let g = &self.gpus[r.gpu as usize];
             let mut start = g.exec.available(now, future, lag);
@@ -211,14 +240,27 @@ impl Scheduler {
                 return true;
             }
             if self.under_pressure(mi, r.gpu, start, target) {
-                return self.rollout_admits(mi, r.gpu, start, target);
+                let admits = self.rollout_admits(mi, r.gpu, start, target);
+                // The rollout's "no" is a doubt only where batch 1 could still start
+                // in time on this GPU.
+                if !admits && start + b1 <= target {
+                    doubtful = Some(r.gpu);
+                }
+                return admits;
             }
             start = start + self.work_ahead(r.gpu, mi, target);
             start <= target
         });
         // Checked last: it looks at every GPU.
-        on_replica
+        if on_replica
             || ((m.replicas.len() as u32) < self.live_gpus && self.load_plan_meets(mi, now, target))
+        {
+            Plan::Meets
+        } else if let Some(g) = doubtful {
+            Plan::Doubtful(g)
+        } else {
+            Plan::Misses
+        }
     }
 
     /// Whether a request of model `mi` with target `target` would be served if GPU

@@ -2,6 +2,7 @@
 
 use super::{InFlightKind, ModelRange, Scheduler};
 use crate::arena::Key;
+use crate::doubt::DoubtfulAdmissions;
 use crate::error::RegisterError;
 use crate::gpu_state::{BitSet, GpuSlot, WorkerSlot};
 use crate::model_state::{ModelState, Replica, Shape};
@@ -66,6 +67,7 @@ impl Scheduler {
                 credit: 0,
                 cost_ratio: 1.0,
                 infers: Vec::new(),
+                doubt: DoubtfulAdmissions::default(),
             });
             self.workers[wk as usize].gpus.push(g);
             self.live_gpus += 1;

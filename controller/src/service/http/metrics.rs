@@ -206,11 +206,19 @@ impl Default for Live {
 }
 
 /// The scheduler's counters, in exposition order: name (without `_total`), help.
-const SCHED_COUNTERS: [(&str, &str); 14] = [
+const SCHED_COUNTERS: [(&str, &str); 16] = [
     ("clockwork_requests_offered", "Inference requests received."),
     (
         "clockwork_cold_starts",
         "Requests that arrived while no GPU had their model ready.",
+    ),
+    (
+        "clockwork_admission_doubtful_queued",
+        "Requests the plan under pressure said would miss, queued because their GPU served most of what it admitted.",
+    ),
+    (
+        "clockwork_admission_doubtful_refused",
+        "Requests the plan under pressure said would miss, refused because too many admitted requests failed on their GPU.",
     ),
     ("clockwork_infers", "INFER actions sent."),
     (
@@ -323,7 +331,7 @@ fn gpu_labels(w: u32, g: u32) -> GpuLabels {
 /// What the scrape reads from outside the event-driven series, copied at scrape time.
 #[derive(Debug, Default)]
 struct Snapshot {
-    sched_counters: [u64; 14],
+    sched_counters: [u64; SCHED_COUNTERS.len()],
     gauges: [u64; 7],
     estimator: [(&'static str, ErrorSnapshot); 3],
     gpu_pages: Vec<(GpuLabels, u32)>,
@@ -747,6 +755,8 @@ impl Metrics {
         s.sched_counters = [
             st.offered,
             st.cold_starts,
+            st.doubtful_admitted,
+            st.doubtful_refused,
             st.infers,
             st.batched_requests,
             st.infer_failures,
