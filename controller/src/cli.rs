@@ -82,6 +82,13 @@ pub struct ControllerArgs {
     /// over every interface: a registration that would pass it is refused whole.
     #[arg(long, default_value_t = clockwork_scheduler::config::DEFAULT_MAX_MODELS)]
     pub max_models: u32,
+    /// Share of a GPU's admitted requests that may fail before the requests its plan
+    /// under pressure doubts are refused at admission instead of queued, in [0, 1]
+    /// (docs/scheduler.md, "Doubtful admissions"). 0 refuses every doubt, so that
+    /// failures come at once; higher serves more at tight SLOs, with more failures
+    /// coming late.
+    #[arg(long, default_value_t = clockwork_scheduler::doubt::LATE_FAILURES_MAX)]
+    pub late_failure_share: f64,
     /// Outstanding LOADs per GPU.
     #[arg(long, default_value_t = 2)]
     pub max_loads: u32,
@@ -249,6 +256,13 @@ impl ControllerArgs {
             return Err(ArgsError("--max-models must be at least 1".into()));
         }
         s.max_models = self.max_models;
+        let share = self.late_failure_share;
+        if !(0.0..=1.0).contains(&share) {
+            return Err(ArgsError(format!(
+                "--late-failure-share must be between 0 and 1, got {share}"
+            )));
+        }
+        s.late_failure_share = share;
         if self.max_loads == 0 {
             return Err(ArgsError("--max-loads must be at least 1".into()));
         }
@@ -457,6 +471,8 @@ mod tests {
             "0.8",
             "--max-models",
             "5000",
+            "--late-failure-share",
+            "0",
             "--reconnect-ms",
             "50",
             "--log-dir",
@@ -475,6 +491,7 @@ mod tests {
         assert_eq!(c.scheduler.max_batch, 8);
         assert_eq!(c.scheduler.estimator_percentile, 0.8);
         assert_eq!(c.scheduler.max_models, 5000);
+        assert_eq!(c.scheduler.late_failure_share, 0.0);
         assert_eq!(c.reconnect_interval, Duration::from_millis(50));
         assert!(c.scheduler.telemetry);
         assert!(c.http.is_none());
@@ -483,6 +500,7 @@ mod tests {
         assert!(!d.scheduler.telemetry);
         assert_eq!(d.scheduler.estimator_percentile, 0.9);
         assert_eq!(d.scheduler.max_models, 1 << 20);
+        assert_eq!(d.scheduler.late_failure_share, 0.1);
         assert!(d.model_repository.is_none());
         assert_eq!(d.reconnect_interval, Duration::from_millis(200));
     }
@@ -499,6 +517,10 @@ mod tests {
             (
                 &["--max-models", "0"][..],
                 "--max-models must be at least 1",
+            ),
+            (
+                &["--late-failure-share", "1.5"][..],
+                "--late-failure-share must be between 0 and 1",
             ),
             (
                 &["--estimator-percentile", "0"][..],

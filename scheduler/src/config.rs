@@ -70,6 +70,12 @@ pub struct Config {
     /// costs memory here and on each worker, so this bounds what any one client can
     /// ask for over the native port or HTTP. Default [`DEFAULT_MAX_MODELS`].
     pub max_models: u32,
+    /// Share of a GPU's admitted requests that may fail (any answer but `Success`)
+    /// before the requests its plan under pressure doubts are refused at admission
+    /// instead of queued ([`crate::doubt`]), in [0, 1]. 0 refuses every doubtful
+    /// request (every failure that can come early does, at some cost in goodput); 1
+    /// queues them all. Default [`crate::doubt::LATE_FAILURES_MAX`] (0.1).
+    pub late_failure_share: f64,
 }
 
 /// Default [`Config::max_models`]: 2^20, ten times the largest simulated cluster's
@@ -96,6 +102,7 @@ impl Default for Config {
             telemetry: false,
             seed: 0,
             max_models: DEFAULT_MAX_MODELS,
+            late_failure_share: crate::doubt::LATE_FAILURES_MAX,
         }
     }
 }
@@ -140,6 +147,9 @@ impl Config {
         if self.max_models == 0 {
             return Err(ConfigError::Invalid("max_models must be at least 1"));
         }
+        if !(0.0..=1.0).contains(&self.late_failure_share) {
+            return Err(ConfigError::Invalid("late_failure_share must be in [0, 1]"));
+        }
         Ok(())
     }
 }
@@ -161,5 +171,12 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let c = Config {
+                late_failure_share: bad,
+                ..Config::default()
+            };
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 }

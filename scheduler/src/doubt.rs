@@ -21,8 +21,8 @@
 //! the bound where they mostly fail: the bound caps how many admitted requests fail
 //! late.
 
-/// Share of admitted requests failing at or above which a GPU refuses the requests its
-/// rollout doubts. Measured in virtual time (`sim --preset tight-slo` and `--preset
+/// Default share of admitted requests failing at or above which a GPU refuses the
+/// requests its rollout doubts ([`crate::Config::late_failure_share`]). Measured in virtual time (`sim --preset tight-slo` and `--preset
 /// overload`, seeds 1 and 2, 20 s): admitted requests failed on 0.1 % of the H200
 /// 10 ms row, 1.7 % at 5 ms and 0.8 % at 2.5 ms with every doubtful request refused,
 /// and on 22 % of the 1.5x overload row, which must refuse at admission.
@@ -40,9 +40,10 @@ pub struct DoubtfulAdmissions {
 }
 
 impl DoubtfulAdmissions {
-    /// Whether to queue a request the rollout says will miss.
-    pub fn admit(&self) -> bool {
-        self.failed_share < LATE_FAILURES_MAX
+    /// Whether to queue a request the rollout says will miss, with `bound` the share
+    /// of admitted requests that may fail ([`crate::Config::late_failure_share`]).
+    pub fn admit(&self, bound: f64) -> bool {
+        self.failed_share < bound
     }
 
     /// An admitted request was answered; `served` if `Success`.
@@ -64,10 +65,15 @@ mod tests {
     #[test]
     fn doubtful_requests_are_queued_while_few_admitted_ones_fail() {
         let mut d = DoubtfulAdmissions::default();
-        assert!(d.admit(), "a cold record queues");
+        assert!(d.admit(LATE_FAILURES_MAX), "a cold record queues");
+        assert!(!d.admit(0.0), "a bound of 0 refuses every doubt");
         for i in 0..10_000 {
             d.record(i % 20 != 0); // one in twenty fails
-            assert!(d.admit(), "after {i}: share {}", d.failed_share());
+            assert!(
+                d.admit(LATE_FAILURES_MAX),
+                "after {i}: share {}",
+                d.failed_share()
+            );
         }
     }
 
@@ -78,17 +84,17 @@ mod tests {
         let mut first_refusal = None;
         for i in 0..1_000 {
             d.record(i % 3 != 0);
-            if first_refusal.is_none() && !d.admit() {
+            if first_refusal.is_none() && !d.admit(LATE_FAILURES_MAX) {
                 first_refusal = Some(i);
             }
         }
         // About a tenth of the window of 256 outcomes at a third failing.
         let first = first_refusal.expect("overload refuses doubtful requests");
         assert!((50..150).contains(&first), "first refusal after {first}");
-        assert!(!d.admit());
+        assert!(!d.admit(LATE_FAILURES_MAX));
         // The load falls: admitted requests are served, and doubtful ones queued again.
         let mut served = 0;
-        while !d.admit() {
+        while !d.admit(LATE_FAILURES_MAX) {
             d.record(true);
             served += 1;
         }

@@ -89,7 +89,8 @@ fn h200_tight_slos_are_served() {
 /// queued, not refused, and most of them are served (before, 58 of 29,976 in 20 s were
 /// refused on that doubt; queued, the row went from 99.80 % to 99.91 %). Under 1.5x
 /// overload, where many admitted requests fail, the doubt is followed: doubtful
-/// requests are refused, save a few admitted before the failures were measured.
+/// requests are refused, save a few admitted before the failures were measured. With
+/// `late_failure_share` 0 every doubt is refused, as before.
 #[test]
 fn doubtful_requests_are_queued_while_admitted_ones_are_served_and_refused_under_overload() {
     let rows = Case::tight_slo_rows(Nanos::from_secs(5), Nanos::from_micros(150), 1);
@@ -105,6 +106,18 @@ fn doubtful_requests_are_queued_while_admitted_ones_are_served_and_refused_under
         "{failed} failed, {} doubtful admitted",
         r.stats.doubtful_admitted
     );
+    // With no late failures allowed, the same doubts are refused, and more fail.
+    let strict = c
+        .run(Config {
+            late_failure_share: 0.0,
+            ..c.scheduler_config()
+        })
+        .unwrap();
+    assert_clean(&strict);
+    assert_eq!(strict.stats.doubtful_admitted, 0);
+    assert!(strict.stats.doubtful_refused > 0);
+    assert_eq!(strict.stats.rejected, strict.stats.doubtful_refused);
+    assert!(strict.success < r.success, "{} against {}", strict.success, r.success);
 
     let c = Case::overload_row(Nanos::from_secs(4), Nanos::from_micros(150), 2);
     let r = c.run(c.scheduler_config()).unwrap();

@@ -117,7 +117,11 @@ impl Scheduler {
         };
         match self.some_plan_meets(mi, now, d.target) {
             Plan::Meets => {}
-            Plan::Doubtful(g) if self.gpus[g as usize].doubt.admit() => {
+            Plan::Doubtful(g)
+                if self.gpus[g as usize]
+                    .doubt
+                    .admit(self.cfg.late_failure_share) =>
+            {
                 self.stats.doubtful_admitted += 1;
             }
             plan => {
