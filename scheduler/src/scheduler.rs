@@ -45,6 +45,7 @@ use clockwork_core::{
     RequestId, WorkerId,
 };
 use std::borrow::Cow;
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// A contiguous range of model ids, as allocated by [`Scheduler::register_models`].
@@ -196,6 +197,9 @@ pub struct Scheduler {
     /// A request was refused `Rejected` since the last INFER or LOAD result: the
     /// margins may be what stops results ([`MeasuredMargin::thaw`]).
     rejected_since_result: bool,
+    /// GPUs that got dispatch-heap entries during this call with no EXEC wake armed
+    /// ([`Scheduler::arm_exec_where_pushed`]).
+    exec_unarmed: Vec<u32>,
     /// The tightest SLO admitted recently (sets the EXEC schedule-ahead).
     tightest: TightestSlo,
     /// Reused space of rollouts ([`crate::rollout`]); in a cell because admission tests
@@ -225,6 +229,7 @@ impl Scheduler {
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
             reaction: MeasuredMargin::unpadded_between(MIN_SLACK, MAX_SLACK),
             rejected_since_result: false,
+            exec_unarmed: Vec::new(),
             tightest: TightestSlo::default(),
             rollout: std::cell::RefCell::default(),
             cfg,
@@ -363,7 +368,7 @@ impl Scheduler {
             self.loads_dirty = true;
         }
         self.schedule_loads(now);
-        self.flush();
+        self.flush(now);
     }
 
     /// Number of registered models (ids are `0..n`).
@@ -553,8 +558,11 @@ impl Scheduler {
         self.workers[worker as usize].pending_members.extend(listed);
     }
 
-    /// Turns the actions queued during this call into one `Send` per worker.
-    fn flush(&mut self) {
+    /// Arms the EXEC wakes that the work queued during this call needs, drops the
+    /// timers that would fire for nothing, and turns the actions queued during this
+    /// call into one `Send` per worker.
+    fn flush(&mut self, now: Nanos) {
+        self.arm_exec_where_pushed(now);
         self.prune_timers();
         for wk in self.dirty_workers.drain(..) {
             let w = &mut self.workers[wk as usize];
@@ -571,6 +579,48 @@ impl Scheduler {
                 members,
             });
         }
+    }
+
+    /// GPUs that got dispatch-heap entries during this call with no EXEC wake armed:
+    /// one without room arms it for when it will have some. (A GPU with nothing
+    /// queued keeps no EXEC wake: [`Scheduler::prune_timers`]. One with room was
+    /// dispatched by the caller.)
+    fn arm_exec_where_pushed(&mut self, now: Nanos) {
+        if self.exec_unarmed.is_empty() {
+            return;
+        }
+        let (sa, future, lag) = (self.exec_schedule_ahead(), self.lead.get(), self.cfg.lag);
+        let mut pushed = std::mem::take(&mut self.exec_unarmed);
+        for g in pushed.drain(..) {
+            let gpu = &self.gpus[g as usize];
+            if !gpu.alive || gpu.exec_wake.is_some() || gpu.heap.is_empty() {
+                continue;
+            }
+            let avail = gpu.exec.available(now, future, lag);
+            if avail >= now + sa {
+                self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+            }
+        }
+        self.exec_unarmed = pushed;
+    }
+
+    /// Pops the entries at the top of GPU `g`'s dispatch heap that the dispatch would
+    /// skip (superseded, a replica not ready, a model with nothing queued), as
+    /// [`Scheduler::dispatch_gpu`] does; whether a live entry is left.
+    fn drop_stale_heap_tops(&mut self, g: u32) -> bool {
+        let gpu = &mut self.gpus[g as usize];
+        while let Some(&Reverse(e)) = gpu.heap.peek() {
+            let m = &mut self.models[e.model as usize];
+            let queued = m.urgency().is_some();
+            if let Some(r) = m.replica_mut(g).filter(|r| r.heap_key == Some(e.urgency)) {
+                if r.ready && queued {
+                    return true;
+                }
+                r.heap_key = None;
+            }
+            gpu.heap.pop();
+        }
+        false
     }
 
     /// Lets the measured margins forget samples older than [`crate::margins::AGE`].
@@ -591,8 +641,9 @@ impl Scheduler {
     /// so that [`Scheduler::next_deadline`] names a time when something is due (a
     /// driver wakes for it: issue 13 counted 0.4 wake-ups per request on the main job
     /// for timers with nothing due). Amortised O(1): each entry is dropped or moved
-    /// once. GPU EXEC and PCIe wakes are only dropped when superseded: an EXEC wake
-    /// must stay armed while the GPU has no room, whatever is queued.
+    /// once. An EXEC wake is dropped when its GPU has nothing queued (the stale
+    /// entries at the top of its heap are popped to tell); a PCIe wake only when
+    /// superseded.
     fn prune_timers(&mut self) {
         self.prune_model_timers(ModelTimer::Expiry);
         self.prune_model_timers(ModelTimer::Rescue);
@@ -607,6 +658,11 @@ impl Scheduler {
                 self.gpu_timers.pop_next();
             } else if lane == Lane::Deadline && gpu.infers.is_empty() {
                 gpu.deadline_wake = None;
+                self.gpu_timers.pop_next();
+            } else if lane == Lane::Exec && !self.drop_stale_heap_tops(g) {
+                // Nothing queued here (another GPU took it, or it was answered): the
+                // next push arms it again.
+                self.gpus[g as usize].exec_wake = None;
                 self.gpu_timers.pop_next();
             } else {
                 break;

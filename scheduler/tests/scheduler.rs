@@ -1497,3 +1497,52 @@ fn no_timer_is_left_once_everything_is_answered() {
     }
     assert_eq!(h.s.next_deadline(), None);
 }
+
+/// A GPU with nothing queued keeps no EXEC wake-up: its driver would wake for nothing
+/// (issue 13 counted such wakes among the scheduler timers that find nothing due).
+/// After the one request is sent, the only timer left is its in-flight deadline.
+#[test]
+fn a_gpu_with_nothing_queued_keeps_no_exec_wake() {
+    let mut h = H::new();
+    let ids = h.register(Nanos::ZERO, resnet50(), 1);
+    h.join(Nanos::ZERO, W0, 1376, &ids);
+    let t0 = ms(1_000);
+    h.request(t0, ids[0], Slo::Absolute(ms(20)));
+    assert_eq!(h.infers().len(), 1);
+    assert_eq!(h.s.next_deadline(), Some(t0 + ms(20)));
+}
+
+/// Model A is on two GPUs, each busy with another model; A's request waits, and the
+/// GPU free first takes it. The other GPU's wake-up goes with it (nothing is queued
+/// there any more), and comes back with the next request it alone can serve: that
+/// request is sent when the GPU has room, not left to expire.
+#[test]
+fn an_exec_wake_dropped_with_the_queue_is_armed_again_by_the_next_request() {
+    let mut h = H::new();
+    let ids = h.register(Nanos::ZERO, resnet50(), 3);
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    h.join(Nanos::ZERO, W0, 1376, &[a, b]);
+    h.join(Nanos::ZERO, W1, 1376, &[a, c]);
+    let t0 = ms(1_000);
+    let slo = Slo::Absolute(ms(20));
+    // C runs on W1, then B on W0 half a millisecond later: W1 is free first.
+    h.request(t0, c, slo);
+    assert_eq!(h.infers().len(), 1);
+    h.request(t0 + us(500), b, slo);
+    assert_eq!(h.infers().len(), 1);
+    h.request(t0 + us(600), a, slo);
+    assert!(h.infers().is_empty(), "A waits for a GPU with room");
+    let sent = h.infers_at_wakes_before(t0 + ms(5));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, W1, "the GPU free first takes A");
+    // B again, which only W0 holds, just after A went: W0 is still busy, so B waits,
+    // and W0's wake-up sends it before W0 is free (t0 + 0.5 ms + lead + 3.32 ms).
+    let now = sent[0].1.window.earliest + us(10);
+    assert!(h.s.next_deadline().is_none_or(|t| t > now));
+    h.request(now, b, slo);
+    assert!(h.infers().is_empty(), "B waits for W0");
+    let sent = h.infers_at_wakes_before(t0 + ms(5));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, W0);
+    assert_eq!(h.s.stats().timeout_queued, 0);
+}

@@ -117,7 +117,12 @@ fn doubtful_requests_are_queued_while_admitted_ones_are_served_and_refused_under
     assert_eq!(strict.stats.doubtful_admitted, 0);
     assert!(strict.stats.doubtful_refused > 0);
     assert_eq!(strict.stats.rejected, strict.stats.doubtful_refused);
-    assert!(strict.success < r.success, "{} against {}", strict.success, r.success);
+    assert!(
+        strict.success < r.success,
+        "{} against {}",
+        strict.success,
+        r.success
+    );
 
     let c = Case::overload_row(Nanos::from_secs(4), Nanos::from_micros(150), 2);
     let r = c.run(c.scheduler_config()).unwrap();

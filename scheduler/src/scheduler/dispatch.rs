@@ -63,8 +63,11 @@ impl Scheduler {
             }
             let avail = gpu.exec.available(now, future, lag);
             if avail >= horizon {
-                // Room again once now + sa passes avail.
-                self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+                // Room again once now + sa passes avail; wanted only with work queued
+                // (a push onto an empty heap arms it: `arm_exec_where_pushed`).
+                if !gpu.heap.is_empty() {
+                    self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+                }
                 return;
             }
             let Some(Reverse(e)) = gpu.heap.pop() else {

@@ -398,7 +398,7 @@ impl Scheduler {
         for g in gpus {
             self.unload_if_retired(mi, g, now);
         }
-        self.flush();
+        self.flush(now);
         true
     }
 

@@ -156,7 +156,7 @@ impl Scheduler {
         // Armed only for requests that stay queued: most are sent at once.
         self.arm_expiry(mi);
         self.schedule_loads(now);
-        self.flush();
+        self.flush(now);
     }
 
     /// Answers a request that was never admitted; `message` replaces the status's
@@ -209,7 +209,7 @@ impl Scheduler {
             self.models[mi].warm_demand = b1.get();
             self.note_demand(mi, now);
             self.schedule_loads(now);
-            self.flush();
+            self.flush(now);
         }
     }
 
@@ -365,7 +365,11 @@ impl Scheduler {
         for r in &mut m.replicas {
             if r.ready && Some(r.gpu) != skip && r.heap_key.is_none_or(|k| urgency < k) {
                 r.heap_key = Some(urgency);
-                self.gpus[r.gpu as usize].heap.push(Reverse(entry));
+                let gpu = &mut self.gpus[r.gpu as usize];
+                gpu.heap.push(Reverse(entry));
+                if gpu.exec_wake.is_none() {
+                    self.exec_unarmed.push(r.gpu);
+                }
             }
         }
     }

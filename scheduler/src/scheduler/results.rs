@@ -158,7 +158,7 @@ impl Scheduler {
             }
         }
         self.schedule_loads(now);
-        self.flush();
+        self.flush(now);
     }
 
     fn infer_result(

@@ -96,7 +96,7 @@ impl Scheduler {
         }
         self.loads_dirty = true;
         self.schedule_loads(now);
-        self.flush();
+        self.flush(now);
     }
 
     /// A worker disconnected or failed. Its GPUs leave the plan at once. Requests in
@@ -166,7 +166,7 @@ impl Scheduler {
             self.dispatch_model(mi, now);
         }
         self.schedule_loads(now);
-        self.flush();
+        self.flush(now);
     }
 
     /// The controller is stopping: every request not yet answered (queued or in
@@ -179,7 +179,7 @@ impl Scheduler {
         for key in actions {
             self.actions.remove(key);
         }
-        self.flush();
+        self.flush(now);
     }
 
     /// Answers every request not yet answered (queued or in flight) `Unavailable`,
@@ -240,7 +240,7 @@ impl Scheduler {
                 self.register_on(wk as u32, m.0 as usize, now);
             }
         }
-        self.flush();
+        self.flush(now);
         Ok(range)
     }
 
