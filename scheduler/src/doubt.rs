@@ -22,10 +22,12 @@
 //! late.
 
 /// Default share of admitted requests failing at or above which a GPU refuses the
-/// requests its rollout doubts ([`crate::Config::late_failure_share`]). Measured in virtual time (`sim --preset tight-slo` and `--preset
-/// overload`, seeds 1 and 2, 20 s): admitted requests failed on 0.1 % of the H200
-/// 10 ms row, 1.7 % at 5 ms and 0.8 % at 2.5 ms with every doubtful request refused,
-/// and on 22 % of the 1.5x overload row, which must refuse at admission.
+/// requests its rollout doubts ([`crate::Config::late_failure_share`]). Measured in
+/// virtual time (`sim --preset tight-slo` and `--preset overload`, seed 1, 20 s) with
+/// every doubtful request refused: 0.01 % of admitted requests failed on the H200
+/// 10 ms row, 0.23 % at 5 ms, 0.76 % at 2.5 ms, 0.47 % on the V100 10 ms row, and 24 %
+/// on the 1.5x overload row, which must refuse at admission. `docs/scheduler.md` has
+/// what other bounds serve.
 pub const LATE_FAILURES_MAX: f64 = 0.1;
 
 /// Weight of one admitted request's outcome in the share (an exponential average over
