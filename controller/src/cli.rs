@@ -111,6 +111,13 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = DEFAULT_TICK_US,
           value_parser = clap::value_parser!(u64).range(TICK_US_RANGE))]
     pub tick_us: u64,
+    /// Longest period, in microseconds, the controller stretches its tick guard to
+    /// while the tightest recent SLO allows it (a twentieth of that SLO, never below
+    /// --tick-us): 5 ms at the default 100 ms SLO. Set it to --tick-us to keep the tick
+    /// fixed. docs/operations.md, "Idle CPU and the tick guard".
+    #[arg(long, default_value_t = crate::service::DEFAULT_TICK_MAX_US,
+          value_parser = clap::value_parser!(u64).range(TICK_US_RANGE))]
+    pub tick_max_us: u64,
     /// Log filter level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log: tracing::Level,
@@ -226,6 +233,8 @@ impl ControllerArgs {
     /// The service configuration, or what is wrong with the flags.
     pub fn service_config(&self) -> Result<ServiceConfig, ArgsError> {
         let mut cfg = ServiceConfig::new(self.workers.clone(), self.listen, self.token.clone());
+        cfg.tick = Duration::from_micros(self.tick_us);
+        cfg.tick_max = Duration::from_micros(self.tick_max_us);
         let s = &mut cfg.scheduler;
         s.default_slo = ms(self.slo_ms, "slo-ms")?;
         s.schedule_ahead = ms(self.schedule_ahead_ms, "schedule-ahead-ms")?;
@@ -473,6 +482,10 @@ mod tests {
             "5000",
             "--late-failure-share",
             "0",
+            "--tick-us",
+            "500",
+            "--tick-max-us",
+            "2000",
             "--reconnect-ms",
             "50",
             "--log-dir",
@@ -492,6 +505,8 @@ mod tests {
         assert_eq!(c.scheduler.estimator_percentile, 0.8);
         assert_eq!(c.scheduler.max_models, 5000);
         assert_eq!(c.scheduler.late_failure_share, 0.0);
+        assert_eq!(c.tick, Duration::from_micros(500));
+        assert_eq!(c.tick_max, Duration::from_millis(2));
         assert_eq!(c.reconnect_interval, Duration::from_millis(50));
         assert!(c.scheduler.telemetry);
         assert!(c.http.is_none());
@@ -501,6 +516,8 @@ mod tests {
         assert_eq!(d.scheduler.estimator_percentile, 0.9);
         assert_eq!(d.scheduler.max_models, 1 << 20);
         assert_eq!(d.scheduler.late_failure_share, 0.1);
+        assert_eq!(d.tick, Duration::from_millis(1));
+        assert_eq!(d.tick_max, Duration::from_millis(5));
         assert!(d.model_repository.is_none());
         assert_eq!(d.reconnect_interval, Duration::from_millis(200));
     }
@@ -540,6 +557,9 @@ mod tests {
         }
         let e = Cli::try_parse_from(["controller"]).unwrap_err().to_string();
         assert!(e.contains("--workers"), "{e}");
+        // Clap's own range check: a tick ceiling outside 100 us..=100 ms.
+        let e = config(&["--tick-max-us", "50"]).unwrap_err();
+        assert!(e.contains("--tick-max-us"), "{e}");
     }
 
     #[test]

@@ -36,6 +36,11 @@
 //! such work. That keeps the bound: no guard timer is ever more than its period ahead,
 //! so a wrong park still ends within one tick.
 //!
+//! **Stretched where deadlines allow.** [`set_tick`] changes a running guard's period.
+//! The controller uses it to follow its tightest SLO (a twentieth of it, between its
+//! `--tick-us` and `--tick-max-us`). At 100 ms SLOs a 5 ms bound on a wrong park costs
+//! nothing, and an idle controller then wakes a fifth as often.
+//!
 //! **Interaction with `spin_before_park`.** After every wake-up an executor spins for
 //! `spin_before_park` before it parks again, and the tick wakes it every `tick`. An idle
 //! executor with spin `S` and tick `T` therefore burns about `S / T` of a core (all of
@@ -554,6 +559,37 @@ pub fn awake() {
     });
 }
 
+/// Sets the period of this thread's tick guard from now on (the bound on a wrong park,
+/// and one wake-up per period while idle): every timer of the guard is armed again at
+/// the new period. A service whose deadlines are loose can afford a longer bound than
+/// its command line's tick, which is chosen for its tightest work (the controller
+/// follows its tightest SLO: `docs/operations.md`, "Idle CPU and the tick guard").
+/// Does nothing for a zero period, for the period already set, or on a thread without
+/// a guarded executor (also before the guard's first poll).
+pub fn set_tick(tick: Duration) {
+    if tick.is_zero() {
+        return;
+    }
+    GUARD.with(|guard| {
+        let Some(ladder) = guard.borrow().upgrade() else {
+            return;
+        };
+        // Busy only from inside the guard's own poll, which never calls this.
+        if let Ok(mut ladder) = ladder.try_borrow_mut() {
+            ladder.set_tick(tick, Instant::now());
+        };
+    });
+}
+
+/// The period of this thread's tick guard, if it has one (and has been polled).
+pub fn tick() -> Option<Duration> {
+    GUARD.with(|guard| {
+        let ladder = guard.borrow().upgrade()?;
+        let tick = ladder.try_borrow().ok()?.tick;
+        Some(tick)
+    })
+}
+
 /// How many times a tick guard on this thread has run since the thread started (after
 /// its first poll): each is a wake-up by one of its timers, unless the executor was
 /// awake anyway when the timer fired.
@@ -656,6 +692,23 @@ impl Ladder {
             if now >= rung.rearm_at || (fired && i == 0) {
                 *rung = Rung::arm(rung.period, refresh(i, rung.period), now, cx);
             }
+        }
+        self.update_next_rearm();
+    }
+
+    /// A new period: every rung is armed again at its new period (a shorter one must
+    /// bound a wrong park from now on, and a longer one must not leave the old rungs
+    /// waking the executor), with the guard's waker.
+    fn set_tick(&mut self, tick: Duration, now: Instant) {
+        if tick == self.tick {
+            return;
+        }
+        self.tick = tick;
+        let waker = self.waker.clone();
+        let cx = &mut Context::from_waker(&waker);
+        for (i, rung) in self.rungs.iter_mut().enumerate() {
+            let period = tick.saturating_mul(1 << i);
+            *rung = Rung::arm(period, refresh(i, period), now, cx);
         }
         self.update_next_rearm();
     }

@@ -141,3 +141,34 @@ fn sleep_until_ends_at_its_deadline_and_not_before() {
     })
     .expect("executor");
 }
+
+/// `runtime::set_tick` changes the tick guard's period from then on: `tick()` reports
+/// it, and an idle executor is woken by the guard at most once per new period (with
+/// the 1 ms tick it started with, the same idle spell would take one wake-up per
+/// millisecond). A zero period is ignored (the guard is never switched off).
+#[test]
+fn set_tick_changes_the_guards_period_from_then_on() {
+    use clockwork_net::runtime::{set_tick, tick, tick_wakeups};
+    let cfg = ExecutorConfig::named("set-tick").with_tick(Duration::from_millis(1));
+    run_here(cfg, async {
+        // The guard registers on its first poll.
+        clockwork_net::timer::sleep(Duration::from_millis(2)).await;
+        assert_eq!(tick(), Some(Duration::from_millis(1)));
+        set_tick(Duration::ZERO);
+        assert_eq!(tick(), Some(Duration::from_millis(1)));
+        let long = Duration::from_millis(25);
+        set_tick(long);
+        assert_eq!(tick(), Some(long));
+        let (t0, n0) = (Instant::now(), tick_wakeups());
+        clockwork_net::timer::sleep(Duration::from_millis(200)).await;
+        let (spell, ticks) = (t0.elapsed(), tick_wakeups() - n0);
+        let most = (spell.as_micros() / long.as_micros()) as u64 + 2;
+        assert!(
+            ticks <= most,
+            "{ticks} ticks in {spell:?} at a {long:?} tick"
+        );
+        set_tick(Duration::from_millis(1));
+        assert_eq!(tick(), Some(Duration::from_millis(1)));
+    })
+    .expect("executor");
+}

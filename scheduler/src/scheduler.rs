@@ -290,6 +290,13 @@ impl Scheduler {
         )
     }
 
+    /// The tightest SLO of recent requests (the last one to two buckets of
+    /// [`crate::ahead::TightestSlo`]), or the default SLO before any request: what a
+    /// driver may let a stall of its own cost a fraction of.
+    pub fn tightest_slo(&self) -> Nanos {
+        self.tightest.get().unwrap_or(self.cfg.default_slo)
+    }
+
     /// The driver measured the round trip of a worker's link (at its handshake, or
     /// later): until results say more, the completion buffer and the lead time cover
     /// half of it each ([`crate::margins`]). Never lowers a margin.

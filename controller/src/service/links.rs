@@ -79,7 +79,11 @@ pub async fn serve(
             bind_exclusive(addr).map_err(|source| ServiceError::GrpcListen { addr, source })
         })
         .transpose()?;
-    let shared: SharedRef = Rc::new(RefCell::new(Shared::new(sched, logs)));
+    let shared: SharedRef = Rc::new(RefCell::new(Shared::new(
+        sched,
+        logs,
+        (cfg.tick, cfg.tick_max),
+    )));
     if let Some(dir) = &cfg.model_repository {
         shared
             .borrow_mut()

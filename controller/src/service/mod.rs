@@ -41,6 +41,7 @@ mod path;
 mod pending;
 mod repository;
 mod stats;
+mod tick;
 mod worker_addr;
 
 use clockwork_core::client::{ClientResponse, ModelInfo};
@@ -127,7 +128,18 @@ pub struct ServiceConfig {
     pub result_grace: Duration,
     /// Most native client connections held at once; more are refused in words.
     pub max_client_connections: usize,
+    /// The tick guard's period at the tightest SLOs: the executor's configured tick
+    /// (`--tick-us`).
+    pub tick: Duration,
+    /// The longest tick the controller stretches its guard to under loose SLOs (a
+    /// twentieth of the tightest recent SLO; `service::tick`); at or below `tick` it
+    /// keeps `tick`.
+    pub tick_max: Duration,
 }
+
+/// Default [`ServiceConfig::tick_max`] in microseconds: 5 ms, a twentieth of the
+/// default 100 ms SLO.
+pub const DEFAULT_TICK_MAX_US: u64 = 5_000;
 
 impl ServiceConfig {
     /// A configuration with default scheduler settings.
@@ -160,6 +172,8 @@ impl ServiceConfig {
             liveness: Liveness::DEFAULT,
             result_grace: Duration::from_secs(1),
             max_client_connections: clockwork_net::handshake::DEFAULT_MAX_CONNECTIONS,
+            tick: Duration::from_micros(clockwork_net::runtime::DEFAULT_TICK_US),
+            tick_max: Duration::from_micros(DEFAULT_TICK_MAX_US),
         }
     }
 }
@@ -254,6 +268,8 @@ struct Shared {
     http_rows: HashMap<ClientKey, Vec<RequestLog>>,
     /// Closed client connections, for giving their memory back.
     closed_connections: clockwork_net::memory::ClosedConnections,
+    /// The tick guard's bounds ([`ServiceConfig::tick`], [`ServiceConfig::tick_max`]).
+    tick_bounds: (Duration, Duration),
 }
 
 impl std::fmt::Debug for Shared {
@@ -273,7 +289,7 @@ fn now() -> Nanos {
 }
 
 impl Shared {
-    fn new(sched: Scheduler, logs: Option<LogFiles>) -> Self {
+    fn new(sched: Scheduler, logs: Option<LogFiles>, tick_bounds: (Duration, Duration)) -> Self {
         Self {
             sched,
             workers: HashMap::new(),
@@ -291,6 +307,7 @@ impl Shared {
             registrations: None,
             http_rows: HashMap::new(),
             closed_connections: clockwork_net::memory::ClosedConnections::default(),
+            tick_bounds,
         }
     }
 
@@ -316,6 +333,8 @@ impl Shared {
                 let _ = k.try_send(());
             }
         }
+        let (floor, ceiling) = self.tick_bounds;
+        tick::follow(self.sched.tightest_slo(), floor, ceiling);
         routed
     }
 
