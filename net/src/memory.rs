@@ -5,7 +5,7 @@
 //! the controller's ~40 MB for them stayed resident (`docs/operations.md`). `malloc_trim(0)` releases the
 //! free pages of every arena. It walks the heap holding the arena's lock, so it runs
 //! on glommio's blocking thread, only after a burst of closes has ended (no close for
-//! [`QUIET`]), and only after at least [`TRIM_AFTER_CLOSES`] closes: ordinary churn
+//! `QUIET`), and only after at least `TRIM_AFTER_CLOSES` closes: ordinary churn
 //! never pays for it. Elsewhere (another libc) it does nothing.
 
 use std::cell::Cell;

@@ -7,9 +7,9 @@
 //! - one task per worker address that connects (and reconnects), sends GET STATE,
 //!   feeds results to the scheduler, and reports the link's loss as `worker_lost`:
 //!   closed, silent past the link timeout (both sides send heartbeats), or a result
-//!   overdue past its window ([`expected`]);
+//!   overdue past its window (`expected`);
 //! - one task per client connection that decodes requests and hands them to the one
-//!   request path (`path`: [`Shared::submit`] in, answers out on the client's route),
+//!   request path (`path`: `Shared::submit` in, answers out on the client's route),
 //!   which the HTTP front end shares;
 //! - one writer task per link, owning the link's `FrameWriter`, fed by a local queue,
 //!   so that nothing else ever awaits a socket write;
