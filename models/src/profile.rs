@@ -158,22 +158,13 @@ fn random_bytes(rng: &mut Rng, datatype: DataType, elements: usize) -> Vec<u8> {
         match datatype {
             DataType::Fp32 => bytes.extend_from_slice(&(unit as f32).to_le_bytes()),
             DataType::Fp64 => bytes.extend_from_slice(&unit.to_le_bytes()),
-            DataType::Fp16 => bytes.extend_from_slice(&f32_to_f16_bits(unit as f32).to_le_bytes()),
+            DataType::Fp16 => {
+                bytes.extend_from_slice(&half::f16::from_f32(unit as f32).to_bits().to_le_bytes())
+            }
             other => bytes.extend_from_slice(&small.to_le_bytes()[..other.size_bytes()]),
         }
     }
     bytes
-}
-
-/// IEEE half bits of a value in [-1, 1] (truncating the mantissa; subnormals flush to zero).
-fn f32_to_f16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
-    if exp <= 0 {
-        return sign;
-    }
-    sign | ((exp as u16) << 10) | ((bits >> 13) & 0x3ff) as u16
 }
 
 impl MeasuredProfile {
@@ -212,9 +203,18 @@ mod tests {
     }
 
     #[test]
-    fn half_floats() {
-        assert_eq!(f32_to_f16_bits(1.0), 0x3c00);
-        assert_eq!(f32_to_f16_bits(-0.5), 0xb800);
-        assert_eq!(f32_to_f16_bits(0.0), 0);
+    fn random_half_inputs_are_halves_in_range() {
+        let mut rng = Rng::new(7);
+        let bytes = random_bytes(&mut rng, DataType::Fp16, 1_000);
+        assert_eq!(bytes.len(), 2_000);
+        let values: Vec<f32> = bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect();
+        assert!(
+            values.iter().all(|v| (-1.0..=1.0).contains(v)),
+            "{values:?}"
+        );
+        assert!(values.iter().any(|&v| v < -0.5) && values.iter().any(|&v| v > 0.5));
     }
 }

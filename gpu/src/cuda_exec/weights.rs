@@ -76,57 +76,14 @@ pub fn pack_weights(sizes: &[u64], page_size: u64) -> Result<WeightPlacement, Pl
 }
 
 /// `value` as IEEE 754 half-precision bits, rounded to nearest even; overflow becomes
-/// infinity, NaN stays NaN.
+/// infinity, NaN stays NaN (the `half` crate's conversion).
 pub fn f16_bits(value: f32) -> u16 {
-    let x = value.to_bits();
-    let sign = ((x >> 16) & 0x8000) as u16;
-    let exp = ((x >> 23) & 0xff) as i32;
-    let man = x & 0x007f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if man != 0 { 0x0200 } else { 0 };
-    }
-    // Unbiased exponent, rebiased for half (bias 15).
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        // Subnormal half (or zero): shift the mantissa with its implicit bit.
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x0080_0000;
-        let shift = (14 - e) as u32;
-        let half = m >> shift;
-        let rem = m & ((1 << shift) - 1);
-        let mid = 1 << (shift - 1);
-        let round = u32::from(rem > mid || (rem == mid && half & 1 == 1));
-        return sign | (half + round) as u16;
-    }
-    let half = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    let round = u32::from(rem > 0x1000 || (rem == 0x1000 && half & 1 == 1));
-    // A carry out of the mantissa rolls into the exponent, up to infinity: still right.
-    sign | (half + round) as u16
+    half::f16::from_f32(value).to_bits()
 }
 
 /// Half-precision bits as `f32` (exact).
 pub fn f16_to_f32(bits: u16) -> f32 {
-    let sign = u32::from(bits & 0x8000) << 16;
-    let exp = u32::from((bits >> 10) & 0x1f);
-    let man = u32::from(bits & 0x3ff);
-    let v = match (exp, man) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: man * 2^-24.
-            let v = man as f32 * 2f32.powi(-24);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, _) => sign | 0x7fc0_0000,
-        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
-    };
-    f32::from_bits(v)
+    half::f16::from_bits(bits).to_f32()
 }
 
 /// Write `values` in `precision` (little-endian) into `out`, which holds exactly their bytes.

@@ -208,7 +208,7 @@ impl Serialize for JsonData<'_> {
                 chunks(b).try_for_each(|c| seq.serialize_element(&i64::from_le_bytes(c)))?
             }
             Element::F16 => chunks(b).try_for_each(|c| {
-                seq.serialize_element(&f64::from(super::fp16::to_f32(u16::from_le_bytes(c))))
+                seq.serialize_element(&f64::from(half::f16::from_le_bytes(c).to_f32()))
             })?,
             Element::F32 => chunks(b)
                 .try_for_each(|c| seq.serialize_element(&f64::from(f32::from_le_bytes(c))))?,
@@ -242,7 +242,7 @@ mod tests {
                 Element::I32 => json!(i32::from_le_bytes([a[0], a[1], a[2], a[3]])),
                 Element::U64 => json!(u64::from_le_bytes(a)),
                 Element::I64 => json!(i64::from_le_bytes(a)),
-                Element::F16 => json!(super::super::fp16::to_f32(u16::from_le_bytes([a[0], a[1]]))),
+                Element::F16 => json!(half::f16::from_le_bytes([a[0], a[1]]).to_f32()),
                 Element::F32 => json!(f32::from_le_bytes([a[0], a[1], a[2], a[3]])),
                 Element::F64 => json!(f64::from_le_bytes(a)),
             });

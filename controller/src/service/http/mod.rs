@@ -20,7 +20,6 @@ mod admin;
 mod answer;
 mod bounds;
 pub(super) mod bridge;
-mod fp16;
 mod hyper_engine;
 pub(crate) mod metrics;
 mod oip;

@@ -156,7 +156,7 @@ pub(super) fn encode_elem(datatype: &str, v: &Value, out: &mut Vec<u8>) -> Resul
             out.extend_from_slice(&x.to_le_bytes());
         }
         "FP16" => {
-            let x = super::fp16::from_f32(v.as_f64().ok_or_else(bad)? as f32);
+            let x = half::f16::from_f64(v.as_f64().ok_or_else(bad)?);
             out.extend_from_slice(&x.to_le_bytes());
         }
         "BYTES" => {
@@ -524,6 +524,23 @@ mod tests {
         assert!(!valid_network("net-3"));
         assert!(!valid_network("42"));
         assert!(!valid_network("a b"));
+    }
+
+    /// FP16 JSON numbers become the nearest half (ties to even, too large: infinity),
+    /// and answers read back what was sent.
+    #[test]
+    fn fp16_json_numbers_are_encoded_as_nearest_halves() {
+        let enc = |v: Value| {
+            let mut out = Vec::new();
+            encode_elem("FP16", &v, &mut out).map(|()| u16::from_le_bytes([out[0], out[1]]))
+        };
+        assert_eq!(enc(json!(1.0)), Ok(0x3c00));
+        assert_eq!(enc(json!(-2)), Ok(0xc000));
+        assert_eq!(enc(json!(65504.0)), Ok(0x7bff));
+        assert_eq!(enc(json!(1e6)), Ok(0x7c00));
+        assert_eq!(enc(json!(1.0 + 1.0 / 2048.0)), Ok(0x3c00));
+        assert_eq!(enc(json!(1.0 + 3.0 / 2048.0)), Ok(0x3c02));
+        assert!(enc(json!("one")).is_err());
     }
 
     #[test]
