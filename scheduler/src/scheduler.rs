@@ -45,7 +45,6 @@ use clockwork_core::{
     RequestId, WorkerId,
 };
 use std::borrow::Cow;
-use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// A contiguous range of model ids, as allocated by [`Scheduler::register_models`].
@@ -605,29 +604,10 @@ impl Scheduler {
             }
             let avail = gpu.exec.available(now, future, lag);
             if avail >= now + sa {
-                self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+                self.arm_exec_for_room(g, avail, sa);
             }
         }
         self.exec_unarmed = pushed;
-    }
-
-    /// Pops the entries at the top of GPU `g`'s dispatch heap that the dispatch would
-    /// skip (superseded, a replica not ready, a model with nothing queued), as
-    /// [`Scheduler::dispatch_gpu`] does; whether a live entry is left.
-    fn drop_stale_heap_tops(&mut self, g: u32) -> bool {
-        let gpu = &mut self.gpus[g as usize];
-        while let Some(&Reverse(e)) = gpu.heap.peek() {
-            let m = &mut self.models[e.model as usize];
-            let queued = m.urgency().is_some();
-            if let Some(r) = m.replica_mut(g).filter(|r| r.heap_key == Some(e.urgency)) {
-                if r.ready && queued {
-                    return true;
-                }
-                r.heap_key = None;
-            }
-            gpu.heap.pop();
-        }
-        false
     }
 
     /// Lets the measured margins forget samples older than [`crate::margins::AGE`].
@@ -666,7 +646,7 @@ impl Scheduler {
             } else if lane == Lane::Deadline && gpu.infers.is_empty() {
                 gpu.deadline_wake = None;
                 self.gpu_timers.pop_next();
-            } else if lane == Lane::Exec && !self.drop_stale_heap_tops(g) {
+            } else if lane == Lane::Exec && self.live_heap_top(g).is_none() {
                 // Nothing queued here (another GPU took it, or it was answered): the
                 // next push arms it again.
                 self.gpus[g as usize].exec_wake = None;

@@ -63,52 +63,70 @@ impl Scheduler {
             }
             let avail = gpu.exec.available(now, future, lag);
             if avail >= horizon {
-                // Room again once now + sa passes avail; wanted only with work queued
-                // (a push onto an empty heap arms it: `arm_exec_where_pushed`).
+                // Wanted only with work queued (a push onto an empty heap arms it:
+                // `arm_exec_where_pushed`).
                 if !gpu.heap.is_empty() {
-                    self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+                    self.arm_exec_for_room(g, avail, sa);
                 }
                 return;
             }
-            let Some(Reverse(e)) = gpu.heap.pop() else {
+            let Some((e, urgency)) = self.live_heap_top(g) else {
                 return;
             };
+            self.gpus[g as usize].heap.pop();
             let mi = e.model as usize;
-            let m = &mut self.models[mi];
-            let urgency = m.urgency();
-            let Some(r) = m.replica_mut(g) else {
-                continue;
+            let Some(r) = self.models[mi].replica_mut(g) else {
+                continue; // unreachable: a live entry's replica exists
             };
-            if r.heap_key != Some(e.urgency) {
-                continue; // superseded by a more urgent entry
+            if urgency > e.urgency {
+                // The head became less urgent since: re-file it.
+                r.heap_key = Some(urgency);
+                self.gpus[g as usize].heap.push(Reverse(HeapEntry {
+                    urgency,
+                    model: e.model,
+                }));
+                continue;
             }
             r.heap_key = None;
-            if !r.ready {
-                continue;
-            }
-            match urgency {
-                None => continue,
-                Some(u) if u > e.urgency => {
-                    // The head became less urgent since: re-file it.
-                    r.heap_key = Some(u);
-                    self.gpus[g as usize].heap.push(Reverse(HeapEntry {
-                        urgency: u,
-                        model: e.model,
-                    }));
-                }
-                Some(_) => match self.rollout_pick(mi, g, avail) {
-                    Some((other, k)) => {
-                        // The popped model keeps its place in the heap.
-                        if let Some(r) = self.models[mi].replica_mut(g) {
-                            r.heap_key = Some(e.urgency);
-                            self.gpus[g as usize].heap.push(Reverse(e));
-                        }
-                        self.try_batch(other, g, avail, now, Some(k));
+            match self.rollout_pick(mi, g, avail) {
+                Some((other, k)) => {
+                    // The popped model keeps its place in the heap.
+                    if let Some(r) = self.models[mi].replica_mut(g) {
+                        r.heap_key = Some(e.urgency);
+                        self.gpus[g as usize].heap.push(Reverse(e));
                     }
-                    None => self.try_batch(mi, g, avail, now, None),
-                },
+                    self.try_batch(other, g, avail, now, Some(k));
+                }
+                None => self.try_batch(mi, g, avail, now, None),
             }
         }
+    }
+
+    /// Arms GPU `g`'s EXEC wake-up for when it has room again: once `now + sa` passes
+    /// `avail`, its predicted free time.
+    pub(super) fn arm_exec_for_room(&mut self, g: u32, avail: Nanos, sa: Nanos) {
+        self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+    }
+
+    /// Pops the entries at the top of GPU `g`'s dispatch heap that the dispatch skips
+    /// (superseded by a more urgent entry of their model, a replica not ready, a model
+    /// with nothing queued; the latter two lose their heap key, so that the next head
+    /// files a fresh entry), and returns the live entry left on top, with its model's
+    /// urgency now (at or after the entry's: a less urgent head is re-filed).
+    pub(super) fn live_heap_top(&mut self, g: u32) -> Option<(HeapEntry, Nanos)> {
+        let gpu = &mut self.gpus[g as usize];
+        while let Some(&Reverse(e)) = gpu.heap.peek() {
+            let m = &mut self.models[e.model as usize];
+            let urgency = m.urgency();
+            if let Some(r) = m.replica_mut(g).filter(|r| r.heap_key == Some(e.urgency)) {
+                if let Some(u) = urgency.filter(|_| r.ready) {
+                    return Some((e, u));
+                }
+                r.heap_key = None;
+            }
+            gpu.heap.pop();
+        }
+        None
     }
 
     /// Under pressure, another model that GPU `g` should run first instead of `mi`

@@ -526,8 +526,8 @@ mod tests {
         assert!(!valid_network("a b"));
     }
 
-    /// FP16 JSON numbers become the nearest half (ties to even, too large: infinity),
-    /// and answers read back what was sent.
+    /// FP16 JSON numbers become the nearest half (ties to even, too large: infinity);
+    /// what is not a number is refused.
     #[test]
     fn fp16_json_numbers_are_encoded_as_nearest_halves() {
         let enc = |v: Value| {
