@@ -576,7 +576,7 @@ pub fn set_tick(tick: Duration) {
         };
         // Busy only from inside the guard's own poll, which never calls this.
         if let Ok(mut ladder) = ladder.try_borrow_mut() {
-            ladder.set_tick(tick, Instant::now());
+            ladder.set_tick(tick);
         };
     });
 }
@@ -699,18 +699,12 @@ impl Ladder {
     /// A new period: every rung is armed again at its new period (a shorter one must
     /// bound a wrong park from now on, and a longer one must not leave the old rungs
     /// waking the executor), with the guard's waker.
-    fn set_tick(&mut self, tick: Duration, now: Instant) {
+    fn set_tick(&mut self, tick: Duration) {
         if tick == self.tick {
             return;
         }
-        self.tick = tick;
         let waker = self.waker.clone();
-        let cx = &mut Context::from_waker(&waker);
-        for (i, rung) in self.rungs.iter_mut().enumerate() {
-            let period = tick.saturating_mul(1 << i);
-            *rung = Rung::arm(period, refresh(i, period), now, cx);
-        }
-        self.update_next_rearm();
+        *self = Self::arm(tick, &mut Context::from_waker(&waker));
     }
 
     /// [`Ladder::rearm`] from outside the guard task ([`awake`]), with the guard's waker.
