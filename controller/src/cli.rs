@@ -183,7 +183,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = 10_000.0)]
     pub http_request_timeout_ms: f64,
     /// A keep-alive HTTP connection with no new request for this many milliseconds is
-    /// closed.
+    /// closed; so is a gRPC connection with no call in progress (after a GOAWAY).
     #[arg(long, default_value_t = 60_000.0)]
     pub http_idle_timeout_ms: f64,
     // Link liveness and connection limits (docs/operations.md).

@@ -1,6 +1,7 @@
 //! The HTTP admin surface under abuse: the admin token, the bounds on profiles, SLOs
-//! and copies, the paged index, the connection limit, slow senders, answers that
-//! leave after their deadline, and registrations that outlive a restart. A
+//! and copies, the repository index (whole or paged), the connection limit, slow
+//! senders, answers that leave after their deadline, and registrations that outlive
+//! a restart. A
 //! controller with emulated workers on loopback; a real HTTP client (`ureq`) and raw
 //! sockets.
 
@@ -320,7 +321,7 @@ fn gpu_parking_profiles_and_huge_slos_are_refused_and_others_keep_being_served()
 }
 
 #[test]
-fn copies_are_capped_and_the_index_is_paged_while_serving_goes_on() {
+fn copies_are_capped_and_the_index_is_whole_or_paged_while_serving_goes_on() {
     let waddr = free_port();
     let _w = worker_at(waddr, 1);
     let c = start(Setup::new(waddr));
@@ -344,7 +345,23 @@ fn copies_are_capped_and_the_index_is_paged_while_serving_goes_on() {
         assert_eq!(n, copies);
         assert_eq!(infer(&a, &c, "tiny-0", json!({})).status, 200);
     }
-    let first = index(&a, &c, "");
+    // Without a limit, the whole index (as Triton's clients expect), in id order.
+    let whole = index(&a, &c, "");
+    let ids: Vec<u64> = whole
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["clockwork"]["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (0..2_501).collect::<Vec<u64>>());
+    assert_eq!(whole.json()[0]["name"], "tiny-0");
+    assert_eq!(whole.header("x-clockwork-total"), Some("2501"));
+    assert_eq!(whole.header("x-clockwork-next-offset"), None);
+    let rest = index(&a, &c, "?offset=2400");
+    assert_eq!(rest.json().as_array().unwrap().len(), 101);
+    // With one, a page.
+    let first = index(&a, &c, "?limit=1000");
     assert_eq!(first.json().as_array().unwrap().len(), 1_000);
     assert_eq!(first.header("x-clockwork-total"), Some("2501"));
     assert_eq!(first.header("x-clockwork-next-offset"), Some("1000"));

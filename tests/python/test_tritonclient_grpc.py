@@ -5,13 +5,15 @@ repository: server live, ready and metadata, model metadata and readiness, FP32
 inference of the generated small CNN (`small_cnn`) with raw tensor bytes (what
 tritonclient sends) and with typed `contents` (through the service's own stub),
 compared with onnxruntime's output for the same `model.onnx` (rtol 1e-4), the
-repository index, load and unload of a built-in profile under the admin token (and
-their refusal without it), the API token (health calls open, the others
+repository index (whole past the HTTP front end's page of 1,000 entries, also
+through `tritonclient[http]`), load and unload of a built-in profile under the admin
+token (and their refusal without it), the API token (health calls open, the others
 UNAUTHENTICATED without it), the statistics extension, and unknown models answered
 NOT_FOUND.
 
 Environment:
     CLOCKWORK_GRPC         the controller's gRPC address, e.g. 127.0.0.1:8001
+    CLOCKWORK_HTTP         its HTTP address (registers many instances for the index test)
     CLOCKWORK_REPO         the repository directory the controller serves
     CLOCKWORK_ADMIN_TOKEN  the controller's --admin-token (load/unload tests)
     CLOCKWORK_API_TOKEN    the controller's --api-token, if it has one
@@ -211,6 +213,47 @@ def test_repository_index(client):
     assert MODEL in names
     entry = next(m for m in index["models"] if m["name"] == MODEL)
     assert entry["state"] == "READY"
+
+
+def admin_post(path, body):
+    """POSTs JSON to the controller's HTTP port with the admin token; the JSON answer."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://{os.environ['CLOCKWORK_HTTP']}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.skipif(
+    not TOKEN or not os.environ.get("CLOCKWORK_HTTP"),
+    reason="set CLOCKWORK_ADMIN_TOKEN and CLOCKWORK_HTTP",
+)
+def test_repository_index_is_whole_past_one_page(client):
+    import tritonclient.http as httpclient
+
+    before = len(client.get_model_repository_index(as_json=True, headers=AUTH)["models"])
+    added = []
+    try:
+        # 1,100 instances in two registrations (1,000 at most per call).
+        for copies in (1000, 100):
+            path = f"/v2/repository/models/{BUILTIN}/load"
+            added += admin_post(path, {"parameters": {"copies": copies}})["models"]
+        assert len(added) == 1100 and len(set(added)) == 1100
+        models = client.get_model_repository_index(as_json=True, headers=AUTH)["models"]
+        assert len(models) == before + 1100
+        assert set(added) <= {m["name"] for m in models}
+        http = httpclient.InferenceServerClient(url=os.environ["CLOCKWORK_HTTP"])
+        listed = http.get_model_repository_index(headers=AUTH)
+        assert len(listed) == before + 1100
+        assert set(added) <= {m["name"] for m in listed}
+    finally:
+        admin_post(f"/v2/repository/models/{BUILTIN}/unload", {})
 
 
 @pytest.mark.skipif(not TOKEN, reason="set CLOCKWORK_ADMIN_TOKEN")

@@ -18,6 +18,7 @@
 //! over the same adapter; serving stays private.
 
 mod framing;
+mod idle;
 mod infer;
 pub mod messages;
 pub mod rt;
@@ -33,6 +34,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use idle::Activity;
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -40,6 +42,10 @@ use std::time::Duration;
 
 /// Most calls in flight on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
 const MAX_STREAMS: u32 = 1024;
+
+/// How long an idle connection told to go away (GOAWAY) may take to close before it
+/// is dropped (a peer that never sent its preface never finishes hyper's handshake).
+const LAST_WORD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every connection shares.
 struct Ctx {
@@ -49,7 +55,8 @@ struct Ctx {
 
 /// Accepts gRPC connections until the task is dropped. The HTTP front end's limits
 /// apply: `max_body_bytes` bounds a message, `max_connections` the connections,
-/// `request_timeout` how long a request's message may take to arrive.
+/// `request_timeout` how long a request's message may take to arrive, and
+/// `idle_timeout` how long a connection may go without a call (`idle`).
 pub(super) async fn accept_task(
     shared: SharedRef,
     listener: TcpListener,
@@ -113,19 +120,42 @@ where
         .limits()
         .max_body_bytes
         .clamp(16 * 1024, 16 * 1024 * 1024 - 1);
+    let activity = Rc::new(Activity::new(ctx.bridge.limits()));
     let service = {
         let ctx = ctx.clone();
+        let activity = activity.clone();
         hyper::service::service_fn(move |req| {
             let shared = shared.clone();
             let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, &ctx, req).await) }
+            let activity = activity.clone();
+            async move {
+                let _call = activity.call();
+                Ok::<_, Infallible>(handle(&shared, &ctx, req).await)
+            }
         })
     };
-    let served = hyper::server::conn::http2::Builder::new(rt::LocalExec)
+    let conn = hyper::server::conn::http2::Builder::new(rt::LocalExec)
         .max_concurrent_streams(MAX_STREAMS)
         .max_frame_size(u32::try_from(max_frame).unwrap_or(16 * 1024))
-        .serve_connection(rt::Io::new(stream), service)
-        .await;
+        .serve_connection(rt::Io::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let served = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
+        activity.expired().await;
+        None
+    })
+    .await;
+    let served = match served {
+        Some(served) => served,
+        None => {
+            tracing::debug!("gRPC connection idle too long; closing it");
+            conn.as_mut().graceful_shutdown();
+            let last_word = async {
+                clockwork_net::timer::sleep(LAST_WORD_TIMEOUT).await;
+                Ok(())
+            };
+            futures_lite::future::or(conn.as_mut(), last_word).await
+        }
+    };
     if let Err(e) = served {
         tracing::debug!(error = %e, "gRPC connection ended");
     }

@@ -298,25 +298,21 @@ pub(super) async fn call(
         }
         "RepositoryIndex" => {
             let r: RepositoryIndexRequest = decode(message)?;
-            let a = bridge.repository_index(&shared.borrow(), r.ready);
-            check(&a)?;
             let text =
                 |m: &Value, k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            RepositoryIndexResponse {
-                models: a
-                    .json
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|m| ModelIndex {
+            // The whole index, as Triton answers it (built a page at a time).
+            let mut models = Vec::new();
+            bridge
+                .repository_index(shared, r.ready, |page| {
+                    models.extend(page.iter().map(|m| ModelIndex {
                         name: text(m, "name"),
                         version: text(m, "version"),
                         state: text(m, "state"),
                         reason: text(m, "reason"),
-                    })
-                    .collect(),
-            }
-            .encode_to_vec()
+                    }));
+                })
+                .await;
+            RepositoryIndexResponse { models }.encode_to_vec()
         }
         "RepositoryModelLoad" | "RepositoryModelUnload" => {
             let r: RepositoryModelRequest = decode(message)?;

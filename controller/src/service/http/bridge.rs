@@ -142,10 +142,16 @@ impl Bridge {
         Answer::of(super::model_ready(s, name))
     }
 
-    /// `POST /v2/repository/index` with `{"ready": ready}`: the first page.
-    pub(in crate::service) fn repository_index(&self, s: &Shared, ready: bool) -> Answer {
-        let body = serde_json::json!({ "ready": ready }).to_string();
-        Answer::of(super::repository_index(s, "", body.as_bytes()))
+    /// `POST /v2/repository/index` with `{"ready": ready}`, whole: the entries
+    /// (`name`, `version`, `state`, `reason`, ...), handed to `each_page` a page at a
+    /// time with the executor let go between pages.
+    pub(in crate::service) async fn repository_index(
+        &self,
+        shared: &SharedRef,
+        ready: bool,
+        each_page: impl FnMut(Vec<Value>),
+    ) {
+        super::whole_index(shared, 0, ready, each_page).await;
     }
 
     /// `POST /v2/repository/models/{name}/load` (admin).

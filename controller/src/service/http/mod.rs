@@ -441,7 +441,7 @@ async fn route(
         ["v2", "repository", "index"] => (
             "repository_index",
             if post {
-                repository_index(&shared.borrow(), &req.query, &req.body)
+                repository_index(shared, &req.query, &req.body).await
             } else {
                 method_not_allowed("POST")
             },
@@ -811,14 +811,26 @@ fn infer_answer(model_name: &str, id: Option<&str>, render: &Render, a: &Answere
     }
 }
 
-/// Instances listed per page of the repository index when the caller gives no
-/// `limit`, and the most a caller may ask for: a page is built and sent on the
-/// scheduler's thread, so it must stay small (about 1,000 entries: a few ms).
+/// Entries per page of the repository index, and the most a caller may ask for: a
+/// page is built on the scheduler's thread, so it must stay small (about 1,000
+/// entries: a few ms). A whole index is built a page at a time.
 const INDEX_PAGE: usize = 1_000;
 
-/// `offset` and `limit` from a query string (`offset=2000&limit=500`).
-fn page_of(query: &str) -> Result<(usize, usize), String> {
-    let (mut offset, mut limit) = (0, INDEX_PAGE);
+/// The header of a repository index page that says where the next page starts.
+const NEXT_OFFSET_HEADER: &str = "X-Clockwork-Next-Offset";
+
+/// What a repository index request asks for.
+struct IndexQuery {
+    offset: usize,
+    /// One page of at most this many entries; `None`: the whole index from `offset`.
+    limit: Option<usize>,
+    only_ready: bool,
+}
+
+/// `offset` and `limit` from a query string (`offset=2000&limit=500`), and `ready`
+/// from the JSON body.
+fn index_query(query: &str, body: &[u8]) -> Result<IndexQuery, String> {
+    let (mut offset, mut limit) = (0, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let n = || {
@@ -829,36 +841,104 @@ fn page_of(query: &str) -> Result<(usize, usize), String> {
         match k {
             "offset" => offset = n()?,
             "limit" => {
-                limit = n()?;
-                if !(1..=INDEX_PAGE).contains(&limit) {
+                let l = n()?;
+                if !(1..=INDEX_PAGE).contains(&l) {
                     return Err(format!(
-                        "query parameter limit must be in 1..={INDEX_PAGE} (the page bound), got {limit}"
+                        "query parameter limit must be in 1..={INDEX_PAGE} (the page bound), got {l}"
                     ));
                 }
+                limit = Some(l);
             }
             _ => {}
         }
     }
-    Ok((offset, limit))
-}
-
-/// One page of the repository index: the instances (in id order), then the
-/// repository entries that are not registered. `X-Clockwork-Total` says how many
-/// entries there are in all; `X-Clockwork-Next-Offset` where the next page starts
-/// (absent on the last page).
-fn repository_index(s: &Shared, query: &str, body: &[u8]) -> Response {
-    let (offset, limit) = match page_of(query) {
-        Ok(p) => p,
-        Err(e) => return Response::error(400, e),
-    };
     let only_ready = if body.iter().all(u8::is_ascii_whitespace) {
         false
     } else {
         match serde_json::from_slice::<Value>(body) {
             Ok(v) => v.get("ready").and_then(Value::as_bool).unwrap_or(false),
-            Err(e) => return Response::error(400, format!("malformed JSON: {e}")),
+            Err(e) => return Err(format!("malformed JSON: {e}")),
         }
     };
+    Ok(IndexQuery {
+        offset,
+        limit,
+        only_ready,
+    })
+}
+
+/// `POST /v2/repository/index`: with `limit`, one page (`X-Clockwork-Total` says how
+/// many entries there are in all, `X-Clockwork-Next-Offset` where the next page
+/// starts, absent on the last page); without, the whole index from `offset`, as
+/// Triton's clients expect it.
+async fn repository_index(shared: &SharedRef, query: &str, body: &[u8]) -> Response {
+    let q = match index_query(query, body) {
+        Ok(q) => q,
+        Err(e) => return Response::error(400, e),
+    };
+    let Some(limit) = q.limit else {
+        // The JSON array's text, a page at a time (no tree of the whole index).
+        let mut text = b"[".to_vec();
+        let total = whole_index(shared, q.offset, q.only_ready, |page| {
+            for entry in page {
+                if text.len() > 1 {
+                    text.push(b',');
+                }
+                // Writing a `Value` to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut text, &entry);
+            }
+        })
+        .await;
+        text.push(b']');
+        return Response {
+            status: 200,
+            content_type: "application/json",
+            headers: vec![("X-Clockwork-Total", total.to_string())],
+            body: text,
+        };
+    };
+    let page = index_page(&shared.borrow(), q.offset, limit, q.only_ready);
+    let resp = Response::json(200, &Value::Array(page.entries))
+        .with("X-Clockwork-Total", page.total.to_string());
+    match page.next {
+        Some(next) => resp.with(NEXT_OFFSET_HEADER, next.to_string()),
+        None => resp,
+    }
+}
+
+/// The whole repository index from `offset`, handed to `each_page` a page at a time;
+/// the executor is let go between pages, so that a long index does not hold up the
+/// requests being scheduled. Returns how many entries there are in all.
+pub(super) async fn whole_index(
+    shared: &SharedRef,
+    mut offset: usize,
+    only_ready: bool,
+    mut each_page: impl FnMut(Vec<Value>),
+) -> usize {
+    loop {
+        let page = index_page(&shared.borrow(), offset, INDEX_PAGE, only_ready);
+        each_page(page.entries);
+        match page.next {
+            // Offsets only grow, so the loop ends.
+            Some(n) if n > offset => offset = n,
+            _ => return page.total,
+        }
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// One page of the repository index.
+struct IndexPage {
+    entries: Vec<Value>,
+    /// Entries in the whole index.
+    total: usize,
+    /// Where the next page starts; `None` on the last.
+    next: Option<usize>,
+}
+
+/// Up to `limit` entries of the repository index from `offset`: the instances (in id
+/// order), then the repository entries that are not registered.
+fn index_page(s: &Shared, offset: usize, limit: usize, only_ready: bool) -> IndexPage {
     let gpus = s.sched.live_gpus() > 0;
     // Which instances are listed: cheap to decide, so counting them all is too.
     let listed = |m: &ModelId| {
@@ -925,11 +1005,10 @@ fn repository_index(s: &Shared, query: &str, body: &[u8]) -> Response {
         }
     }
     let next = offset.saturating_add(out.len());
-    let resp = Response::json(200, &Value::Array(out)).with("X-Clockwork-Total", total.to_string());
-    if next < total && offset < total {
-        resp.with("X-Clockwork-Next-Offset", next.to_string())
-    } else {
-        resp
+    IndexPage {
+        entries: out,
+        total,
+        next: (next < total && offset < total).then_some(next),
     }
 }
 
