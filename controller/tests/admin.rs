@@ -298,6 +298,18 @@ fn gpu_parking_profiles_and_huge_slos_are_refused_and_others_keep_being_served()
     );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("load_time_us"), "{}", r.error());
+    // A request as large as a worker link's frame: its INFER could never be sent.
+    let r = post_as(
+        &a,
+        &c.url("/v2/repository/models/parker/load"),
+        Some(&bearer()),
+        &json!({ "parameters": { "profile": {
+            "weights_bytes": 1000, "input_bytes": 16 << 20, "output_bytes": 8,
+            "load_time_us": 1000,
+            "batches": [{ "batch_size": 1, "exec_time_us": 1000 }] } } }),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("worker link"), "{}", r.error());
     assert_eq!(get(&a, &c.url("/v2/models/parker")).status, 404);
     // ... and requests whose SLO lets them wait for most of an hour.
     for params in [

@@ -204,3 +204,38 @@ fn losing_the_only_worker_answers_requests_and_it_can_rejoin() {
     assert_eq!(after_loss, ClientStatus::Unavailable);
     assert!(rejoin_tries < 500);
 }
+
+#[test]
+fn registrations_past_one_link_frame_reach_the_worker_in_several() {
+    // 110,000 RegisterModel actions to one worker at once: more than one 16 MiB frame
+    // of the link holds (about 200 bytes each). Sent as one frame, the worker refused
+    // it and closed the link, and every reconnection sent it again.
+    let w = worker(1);
+    let ctl = start(vec![w.local_addr()], None);
+    let addr = ctl.native;
+    let served = client_run(async move {
+        let mut c = connect(addr).await;
+        let (first, n) = c.register(resnet50(), 110_000).await.unwrap();
+        let last = ModelId(first.0 + n - 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let r = c.infer(last, Slo::Default, Vec::new()).await.unwrap();
+            if r.status == ClientStatus::Success {
+                return true;
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    assert!(served, "the last instance was never served");
+    // The link was never lost on the way.
+    let m = support::plain(ctl.http, "GET", "/metrics", None, "");
+    let lost = m
+        .body
+        .lines()
+        .filter(|l| l.starts_with("clockwork_worker_links_lost_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert_eq!(lost, 0.0, "{}", m.body);
+    drop(w);
+}

@@ -17,7 +17,7 @@
 
 use crate::clock_sync::ClockSync;
 use crate::error::NetError;
-use crate::frame::{Decode, Encode, Frame, FrameEncoder, RecvBuffer};
+use crate::frame::{Decode, Encode, Frame, FrameEncoder, Header, RecvBuffer};
 use crate::liveness::Activity;
 use crate::tcp::ConnectionSlot;
 use clockwork_core::time::MonotonicClock;
@@ -138,6 +138,9 @@ pub struct FrameWriter<S> {
     stream: SharedStream<S>,
     enc: FrameEncoder,
     sync: Rc<RefCell<ClockSync>>,
+    /// Largest payload sent: the link's limit, which both ends share, so that a
+    /// frame the peer would refuse (and close the link for) is never written.
+    max_payload: usize,
 }
 
 /// A framed connection (both halves).
@@ -170,6 +173,7 @@ impl<S: AsyncRead + AsyncWrite + ReadNow + Unpin> Connection<S> {
                 stream,
                 enc: FrameEncoder::new(),
                 sync,
+                max_payload: max_frame,
             },
         }
     }
@@ -209,9 +213,11 @@ impl<S: AsyncRead + AsyncWrite + ReadNow + Unpin> Connection<S> {
         self.reader.label = label.into();
     }
 
-    /// Change the largest payload accepted (raised once the peer is authenticated).
+    /// Change the largest payload accepted, and sent (raised once the peer is
+    /// authenticated).
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.reader.rx.set_max_payload(max_frame);
+        self.writer.max_payload = max_frame;
     }
 
     /// How long a frame may take to arrive once its first bytes did.
@@ -368,12 +374,26 @@ impl<S: AsyncRead + ReadNow + Unpin> FrameReader<S> {
 }
 
 impl<S: AsyncWrite + Unpin> FrameWriter<S> {
-    /// Send one message as one frame, in one write.
+    /// Send one message as one frame, in one write. A message whose payload is over
+    /// the link's limit is not written: [`NetError::Oversized`], and the link stays
+    /// as it was (the caller may send it in parts).
     pub async fn send<T: Encode>(&mut self, msg: &T) -> Result<(), NetError> {
         let delta = self.sync.borrow().local_min();
         let bytes = self.enc.encode(msg, MonotonicClock::read().get(), delta)?;
+        let len = Header::parse_len(bytes);
+        if len > self.max_payload {
+            return Err(NetError::Oversized {
+                len: len as u64,
+                max: self.max_payload,
+            });
+        }
         self.stream.write_all(bytes).await?;
         Ok(())
+    }
+
+    /// The largest payload this writer sends.
+    pub fn max_frame(&self) -> usize {
+        self.max_payload
     }
 
     /// Send bytes that are already a frame (tests use it to inject malformed frames).

@@ -81,6 +81,14 @@ pub struct Header {
 }
 
 impl Header {
+    /// The payload length a frame built by [`FrameEncoder::encode`] declares.
+    pub fn parse_len(frame: &[u8]) -> usize {
+        match frame.get(8..12) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+            _ => 0,
+        }
+    }
+
     /// Bytes the whole frame takes, padding included.
     pub fn frame_len(&self) -> usize {
         HEADER_LEN + padded(self.payload_len as usize)

@@ -190,6 +190,29 @@ fn oversized_length_closes_only_its_connection_without_allocating() {
 }
 
 #[test]
+fn a_message_over_the_links_limit_is_not_sent_and_the_link_goes_on() {
+    let (err, limit) = run(async {
+        let (addr, log) = spawn_echo_server();
+        let mut conn = client(addr).await;
+        let small = ToWorker::Actions(vec![all_actions().remove(0)]);
+        let mut big = all_actions();
+        while big.len() < 200 {
+            big.extend(all_actions());
+        }
+        conn.set_max_frame(4096);
+        let err = conn.send(&ToWorker::Actions(big)).await.unwrap_err();
+        // Nothing of it went out: the link still carries messages both ways.
+        round_trip(&mut conn, &small).await;
+        assert!(log.borrow().ended.is_empty(), "{:?}", log.borrow().ended);
+        (err, 4096)
+    });
+    match err {
+        NetError::Oversized { len, max } => assert!(len > 4096 && max == limit, "{len} {max}"),
+        e => panic!("not Oversized: {e}"),
+    }
+}
+
+#[test]
 fn wrong_version_mid_stream_closes_only_its_connection() {
     let reason = run(async {
         let mut f = good_frame();

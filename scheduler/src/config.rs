@@ -76,7 +76,18 @@ pub struct Config {
     /// request (every failure that can come early does, at some cost in goodput); 1
     /// queues them all. Default [`crate::doubt::LATE_FAILURES_MAX`] (0.1).
     pub late_failure_share: f64,
+    /// Most input (and output) bytes one batch may carry: an INFER goes to its worker
+    /// in one frame, and its result comes back in one, so a batch larger than the
+    /// worker link's frame limit could never be sent (the worker would close the
+    /// link). Batch sizes above 1 whose inputs or outputs would pass it are not used;
+    /// a profile whose batch 1 passes it is refused. The controller sets it from its
+    /// link limit. Default [`DEFAULT_MAX_BATCH_BYTES`].
+    pub max_batch_bytes: u64,
 }
+
+/// Default [`Config::max_batch_bytes`]: a 16 MiB link frame less 64 KiB for the
+/// INFER's other fields and the archive's layout.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = (16 << 20) - (64 << 10);
 
 /// Default [`Config::max_models`]: 2^20, ten times the largest simulated cluster's
 /// 100,000 instances.
@@ -103,6 +114,7 @@ impl Default for Config {
             seed: 0,
             max_models: DEFAULT_MAX_MODELS,
             late_failure_share: crate::doubt::LATE_FAILURES_MAX,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
     }
 }
@@ -150,6 +162,9 @@ impl Config {
         if !(0.0..=1.0).contains(&self.late_failure_share) {
             return Err(ConfigError::Invalid("late_failure_share must be in [0, 1]"));
         }
+        if self.max_batch_bytes == 0 {
+            return Err(ConfigError::Invalid("max_batch_bytes must be positive"));
+        }
         Ok(())
     }
 }
@@ -178,5 +193,10 @@ mod tests {
             };
             assert!(c.validate().is_err(), "{bad}");
         }
+        let c = Config {
+            max_batch_bytes: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
     }
 }

@@ -38,4 +38,18 @@ pub enum RegisterError {
     /// size 1 is missing from the profile).
     #[error("profile `{0}` has no batch size 1")]
     NoBatchOne(String),
+    /// One request's input or output is more than a batch may carry over the worker
+    /// link ([`crate::Config::max_batch_bytes`]).
+    #[error(
+        "profile `{name}`: {bytes} bytes per request of input or output exceed the {max} bytes \
+         a batch may carry over the worker link"
+    )]
+    TooLargeForLink {
+        /// The profile's name.
+        name: String,
+        /// The larger of its input and output bytes per request.
+        bytes: u64,
+        /// The bound.
+        max: u64,
+    },
 }

@@ -86,13 +86,25 @@ pub(crate) struct ModelState {
 
 impl Shape {
     /// Usable batch sizes: the profile's, up to `max_batch`, without sizes above 1
-    /// whose profiled time exceeds `max_exec` (reference 1.5).
+    /// whose profiled time exceeds `max_exec` (reference 1.5) or whose inputs or
+    /// outputs would not fit a frame of the worker link (`max_batch_bytes`).
     pub(crate) fn new(profile: ModelProfile, cfg: &Config) -> Result<Self, RegisterError> {
+        let per_request = u64::from(profile.input_bytes.max(profile.output_bytes));
+        if per_request > cfg.max_batch_bytes {
+            return Err(RegisterError::TooLargeForLink {
+                name: profile.name,
+                bytes: per_request,
+                max: cfg.max_batch_bytes,
+            });
+        }
         let sizes: Vec<u32> = profile
             .batches
             .iter()
             .filter(|b| {
-                b.batch_size <= cfg.max_batch && (b.batch_size == 1 || b.exec_time <= cfg.max_exec)
+                b.batch_size <= cfg.max_batch
+                    && (b.batch_size == 1
+                        || (b.exec_time <= cfg.max_exec
+                            && u64::from(b.batch_size) * per_request <= cfg.max_batch_bytes))
             })
             .map(|b| b.batch_size)
             .collect();
@@ -293,5 +305,53 @@ impl ModelState {
     /// at batch size 1 (smaller is more urgent).
     pub(crate) fn urgency(&self) -> Option<Nanos> {
         self.queue.front().map(|e| e.target - self.b1())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clockwork_core::model::resnet50;
+
+    fn with_tensors(input: u32, output: u32) -> ModelProfile {
+        ModelProfile {
+            input_bytes: input,
+            output_bytes: output,
+            ..resnet50()
+        }
+    }
+
+    #[test]
+    fn batches_that_would_not_fit_a_link_frame_are_not_used() {
+        let cfg = Config {
+            max_batch_bytes: 4_500,
+            ..Config::default()
+        };
+        let all = Shape::new(resnet50(), &Config::default()).unwrap().sizes;
+        assert!(all.len() > 3, "{all:?}");
+        // 1,000 bytes per request: batches of up to 4 fit 4,500 bytes.
+        let s = Shape::new(with_tensors(1_000, 16), &cfg).unwrap();
+        assert!(s.sizes.iter().all(|&b| b <= 4), "{:?}", s.sizes);
+        assert_eq!(
+            s.sizes,
+            all.iter().copied().filter(|&b| b <= 4).collect::<Vec<_>>()
+        );
+        // Outputs count as well.
+        let s = Shape::new(with_tensors(16, 2_000), &cfg).unwrap();
+        assert_eq!(
+            s.sizes,
+            all.iter().copied().filter(|&b| b <= 2).collect::<Vec<_>>()
+        );
+        // A request that alone passes the bound: refused, in words.
+        let e = Shape::new(with_tensors(4_501, 16), &cfg).unwrap_err();
+        assert!(matches!(
+            e,
+            RegisterError::TooLargeForLink {
+                bytes: 4_501,
+                max: 4_500,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("worker link"), "{e}");
     }
 }

@@ -47,8 +47,14 @@ pub async fn serve(
     cfg: ServiceConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
-    let sched =
-        Scheduler::new(cfg.scheduler.clone()).map_err(|e| ServiceError::Config(e.to_string()))?;
+    let mut link = LinkConfig::new(cfg.token.expose(), cfg.name.clone());
+    link.max_connections = cfg.max_client_connections;
+    // An INFER goes to its worker in one frame of the link, and its result comes back
+    // in one: the scheduler forms no batch that could not.
+    let mut sched_cfg = cfg.scheduler.clone();
+    let frame_room = link.max_frame.saturating_sub(LINK_FRAME_HEADROOM) as u64;
+    sched_cfg.max_batch_bytes = sched_cfg.max_batch_bytes.min(frame_room.max(1));
+    let sched = Scheduler::new(sched_cfg).map_err(|e| ServiceError::Config(e.to_string()))?;
     let logs = match &cfg.log_dir {
         Some(dir) => Some(LogFiles::create(dir).map_err(|source| ServiceError::Logs {
             dir: dir.clone(),
@@ -56,8 +62,6 @@ pub async fn serve(
         })?),
         None => None,
     };
-    let mut link = LinkConfig::new(cfg.token.expose(), cfg.name.clone());
-    link.max_connections = cfg.max_client_connections;
     let listener =
         Listener::bind(cfg.client_listen, PeerRole::Client, link.clone()).map_err(|source| {
             ServiceError::Listen {
@@ -480,6 +484,44 @@ async fn heartbeat(tx: Rc<LocalSender<ToWorker>>, interval: Duration) {
 
 /// The worker link's writer task: sends what its queue gets and notes each LOAD and
 /// INFER as expected back. Returned with its handle, so that the link can cancel it.
+/// Room in a worker link's frame for an INFER's fields other than its inputs.
+const LINK_FRAME_HEADROOM: usize = 64 * 1024;
+
+/// Sends `msg` to a worker. A batch of actions over the link's frame limit (the
+/// actions a worker gets when it joins a controller with many thousands of
+/// instances, say) goes as several frames, in order, instead of one that the worker
+/// would refuse and close the link for. One action over the limit cannot be split:
+/// it is not sent and said so (the scheduler forms no INFER that large).
+async fn send_in_frames(
+    writer: &mut FrameWriter<clockwork_net::LinkStream>,
+    msg: ToWorker,
+) -> Result<(), NetError> {
+    let mut next = vec![msg];
+    while let Some(msg) = next.pop() {
+        match writer.send(&msg).await {
+            Err(NetError::Oversized { len, max }) => match msg {
+                ToWorker::Actions(mut first) if first.len() > 1 => {
+                    let second = first.split_off(first.len() / 2);
+                    next.push(ToWorker::Actions(second));
+                    next.push(ToWorker::Actions(first));
+                }
+                ToWorker::Actions(one) => {
+                    let kind = one.first().map_or("none", |a| a.kind.name());
+                    tracing::error!(
+                        len,
+                        max,
+                        kind,
+                        "an action over the worker link's frame limit was not sent"
+                    );
+                }
+                ToWorker::Heartbeat => return Err(NetError::Oversized { len, max }),
+            },
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 fn spawn_worker_writer(
     mut writer: FrameWriter<clockwork_net::LinkStream>,
     expected: Rc<RefCell<Expected>>,
@@ -494,7 +536,7 @@ fn spawn_worker_writer(
                     e.sent(a, grace);
                 }
             }
-            if let Err(e) = writer.send(&msg).await {
+            if let Err(e) = send_in_frames(&mut writer, msg).await {
                 tracing::debug!(error = %e, "worker link writer stopped");
                 break;
             }
