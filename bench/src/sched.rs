@@ -90,13 +90,11 @@ pub(crate) fn run(a: &SchedArgs) -> anyhow::Result<()> {
         ..Config::default()
     })?;
     let range = sched.register_models(Nanos::ZERO, profile.clone(), a.models)?;
-    let registered: Vec<RegisteredModel> = range
-        .iter()
-        .map(|id| RegisteredModel {
-            id,
-            profile: profile.clone(),
-        })
-        .collect();
+    let registered = vec![RegisteredModel {
+        id: range.first,
+        count: range.count,
+        profile: profile.clone(),
+    }];
     let workers = a.gpus.div_ceil(a.gpus_per_worker);
     let mut gpu_of_worker = Vec::new();
     for w in 0..workers {

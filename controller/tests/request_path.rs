@@ -154,6 +154,7 @@ async fn run(a: &Action, models: &mut HashMap<ModelId, ModelProfile>) -> (Worker
                     .iter()
                     .map(|(id, p)| RegisteredModel {
                         id: *id,
+                        count: 1,
                         profile: p.clone(),
                     })
                     .collect(),

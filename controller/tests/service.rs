@@ -239,3 +239,38 @@ fn registrations_past_one_link_frame_reach_the_worker_in_several() {
     assert_eq!(lost, 0.0, "{}", m.body);
     drop(w);
 }
+
+#[test]
+fn a_new_controller_takes_over_a_worker_that_holds_many_instances() {
+    // The worker keeps the registrations of a controller that went away: its state
+    // (GET STATE, the first thing a controller asks) must still fit one frame of the
+    // link. Listed one by one, 110,000 instances took 22 MB: no new controller could
+    // ever take the worker over.
+    let w = worker(1);
+    let waddr = w.local_addr();
+    let old = start(vec![waddr], None);
+    let addr = old.native;
+    client_run(async move {
+        let mut c = connect(addr).await;
+        let (first, n) = c.register(resnet50(), 110_000).await.unwrap();
+        infer_until_success(&mut c, ModelId(first.0 + n - 1)).await;
+    });
+    old.stop().unwrap();
+    let new = start(vec![waddr], None);
+    let addr = new.native;
+    let served = client_run(async move {
+        let mut c = connect(addr).await;
+        let (first, _) = c.register(resnet50(), 1).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let r = c.infer(first, Slo::Default, Vec::new()).await.unwrap();
+            if r.status == ClientStatus::Success {
+                return true;
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    assert!(served, "the new controller never got the worker");
+    drop(w);
+}

@@ -115,14 +115,51 @@ pub struct GpuState {
     pub loaded: Vec<ModelId>,
 }
 
-/// A registered model.
+/// Registered models with consecutive ids and one profile (the copies of a
+/// registration), so that a worker with 100,000 instances reports them in a few
+/// entries, not a 20 MB list.
 #[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 #[rkyv(derive(Debug))]
 pub struct RegisteredModel {
-    /// Its id.
+    /// The first id.
     pub id: ModelId,
-    /// Its profile.
+    /// How many ids from `id` on (at least 1).
+    pub count: u32,
+    /// Their profile.
     pub profile: ModelProfile,
+}
+
+impl RegisteredModel {
+    /// `models` (in any order) as entries of consecutive ids with equal profiles, by
+    /// id.
+    pub fn runs<'a>(
+        models: impl IntoIterator<Item = (ModelId, &'a ModelProfile)>,
+    ) -> Vec<Self> {
+        let mut sorted: Vec<(ModelId, &ModelProfile)> = models.into_iter().collect();
+        sorted.sort_unstable_by_key(|(id, _)| *id);
+        let mut runs: Vec<Self> = Vec::new();
+        for (id, profile) in sorted {
+            if let Some(last) = runs.last_mut() {
+                let next = last.id.0.checked_add(last.count);
+                if next == Some(id.0) && last.profile == *profile {
+                    last.count += 1;
+                    continue;
+                }
+            }
+            runs.push(Self {
+                id,
+                count: 1,
+                profile: profile.clone(),
+            });
+        }
+        runs
+    }
+
+    /// The ids this entry covers.
+    pub fn ids(&self) -> impl Iterator<Item = ModelId> {
+        let first = self.id.0;
+        (first..first.saturating_add(self.count)).map(ModelId)
+    }
 }
 
 /// Answer to GET STATE.
@@ -135,4 +172,26 @@ pub struct WorkerState {
     pub gpus: Vec<GpuState>,
     /// Registered models.
     pub models: Vec<RegisteredModel>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{resnet18, resnet50};
+
+    #[test]
+    fn registered_models_collapse_into_runs_of_one_profile() {
+        let (a, b) = (resnet50(), resnet18());
+        // Out of order; 0-2 and 5 are one profile, 3-4 another, with a gap at 6.
+        let models = [(4, &b), (0, &a), (2, &a), (1, &a), (3, &b), (5, &a), (7, &a)];
+        let runs = RegisteredModel::runs(models.iter().map(|&(i, p)| (ModelId(i), p)));
+        let shape: Vec<(u32, u32, &str)> = runs
+            .iter()
+            .map(|r| (r.id.0, r.count, r.profile.name.as_str()))
+            .collect();
+        let (na, nb) = (a.name.as_str(), b.name.as_str());
+        assert_eq!(shape, [(0, 3, na), (3, 2, nb), (5, 1, na), (7, 1, na)]);
+        let ids: Vec<u32> = runs.iter().flat_map(RegisteredModel::ids).map(|m| m.0).collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4, 5, 7]);
+    }
 }

@@ -16,7 +16,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// Version of the wire protocol: the frame header and every archived message type.
 /// Bump it on any change to a type in this crate that is sent over the wire; peers with
 /// different versions are refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Kind of a frame's payload.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]

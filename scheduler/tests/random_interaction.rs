@@ -311,6 +311,7 @@ impl Harness {
                     let p = self.s.model_profile(ModelId(i))?;
                     Some(RegisteredModel {
                         id: ModelId(i),
+                        count: 1,
                         profile: p.clone(),
                     })
                 })

@@ -131,6 +131,7 @@ impl H {
         let models: Vec<RegisteredModel> = (0..self.s.model_count())
             .map(|i| RegisteredModel {
                 id: ModelId(i),
+                count: 1,
                 profile: self.s.model_profile(ModelId(i)).unwrap().clone(),
             })
             .collect();

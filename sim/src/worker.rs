@@ -266,6 +266,7 @@ impl SimWorker {
                 .filter_map(|id| {
                     models.get(id).map(|p| RegisteredModel {
                         id,
+                        count: 1,
                         profile: p.clone(),
                     })
                 })

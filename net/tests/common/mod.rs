@@ -190,6 +190,7 @@ pub fn all_results() -> Vec<ActionResult> {
                 }],
                 models: vec![RegisteredModel {
                     id: ModelId(7),
+                    count: 1,
                     profile: resnet50(),
                 }],
             }),

@@ -30,9 +30,11 @@ impl Scheduler {
         let wk = self.workers.len() as u32;
         let mut registered = BitSet::default();
         for rm in &state.models {
-            if let Some(m) = self.models.get(rm.id.0 as usize) {
-                if *m.profile() == rm.profile {
-                    registered.insert(rm.id.0);
+            for id in rm.ids() {
+                if let Some(m) = self.models.get(id.0 as usize) {
+                    if *m.profile() == rm.profile {
+                        registered.insert(id.0);
+                    }
                 }
             }
         }

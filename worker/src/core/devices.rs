@@ -19,7 +19,7 @@ pub(crate) trait Devices {
     /// The profile of a registered model.
     fn profile(&self, model: ModelId) -> Option<&ModelProfile>;
 
-    /// Every registered model, by id.
+    /// Every registered model, by id, in runs of consecutive ids with one profile.
     fn registered(&self) -> Vec<RegisteredModel>;
 
     /// Every device's cache state, by GPU id.
@@ -49,15 +49,7 @@ impl Devices for DeviceSet {
     }
 
     fn registered(&self) -> Vec<RegisteredModel> {
-        let mut models: Vec<RegisteredModel> = self
-            .models()
-            .map(|(id, p)| RegisteredModel {
-                id,
-                profile: p.clone(),
-            })
-            .collect();
-        models.sort_by_key(|m| m.id);
-        models
+        RegisteredModel::runs(self.models())
     }
 
     fn state(&self) -> Vec<GpuState> {

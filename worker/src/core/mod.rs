@@ -49,8 +49,8 @@ use clockwork_core::action::ArchivedAction;
 use clockwork_core::model::MeasuredTimes;
 use clockwork_core::wire::ArchivedToWorker;
 use clockwork_core::{
-    ActionId, ActionResult, GpuId, ModelId, ModelProfile, Nanos, Outcome, Window, WorkerState,
-    WorkerStatus,
+    ActionId, ActionResult, GpuId, ModelId, ModelProfile, Nanos, Outcome, RegisteredModel, Window,
+    WorkerState, WorkerStatus,
 };
 use clockwork_gpu::{DeviceAction, DeviceOp, GpuError};
 use decode::{DeviceRequest, Refusal, Request};
@@ -122,6 +122,34 @@ struct LoadTarget {
 /// Room in a result frame for everything but the outputs (ids, status, timings, the
 /// archive's own layout): far more than they take.
 const RESULT_HEADROOM: usize = 4096;
+
+/// Room an entry of the registered models' list takes in a state result beyond its
+/// profile's own archive (id, count, the archive's layout): more than it needs.
+const ENTRY_HEADROOM: usize = 64;
+
+/// Keeps the first entries of `models` whose archives fit `budget` bytes together,
+/// so that the state result fits one frame of the link; how many models (ids) it
+/// left out. A model left out is registered again by the controller (identical
+/// re-registration is allowed), so the list may be short but never wrong. Runs of
+/// copies take one entry each, so only thousands of distinct profiles come near it.
+fn keep_within(models: &mut Vec<RegisteredModel>, budget: usize) -> u64 {
+    let mut used = 0usize;
+    let mut keep = models.len();
+    for (i, m) in models.iter().enumerate() {
+        let size = rkyv::to_bytes::<rkyv::rancor::Error>(&m.profile)
+            .map_or(usize::MAX, |b| b.len())
+            .saturating_add(ENTRY_HEADROOM);
+        used = used.saturating_add(size);
+        if used > budget {
+            keep = i;
+            break;
+        }
+    }
+    models
+        .drain(keep..)
+        .map(|m| u64::from(m.count))
+        .sum::<u64>()
+}
 
 /// The worker's state and logic. `D` is the devices (`DeviceSet`; a fake in tests).
 #[derive(Debug)]
@@ -340,10 +368,25 @@ impl<D: Devices> WorkerCore<D> {
         let Some(devices) = self.devices.as_ref() else {
             return;
         };
+        let gpus = devices.state();
+        // What the GPUs' entries take (names, resident models), from the same budget.
+        let gpu_bytes: usize = gpus
+            .iter()
+            .map(|g| 256 + g.name.len() + 4 * g.loaded.len())
+            .sum();
+        let mut models = devices.registered();
+        let left_out = keep_within(&mut models, self.max_outputs.saturating_sub(gpu_bytes));
+        if left_out > 0 {
+            tracing::warn!(
+                left_out,
+                "the registered models' list does not fit one frame of the link; the state \
+                 leaves the last ones out, and the controller registers them again"
+            );
+        }
         let state = WorkerState {
             page_size: devices.page_size(),
-            gpus: devices.state(),
-            models: devices.registered(),
+            gpus,
+            models,
         };
         self.answer(reply, WorkerStatus::Success, Outcome::State(state));
     }

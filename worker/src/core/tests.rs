@@ -61,13 +61,7 @@ impl Devices for FakeDevices {
     }
 
     fn registered(&self) -> Vec<RegisteredModel> {
-        self.models
-            .iter()
-            .map(|(&id, p)| RegisteredModel {
-                id,
-                profile: p.clone(),
-            })
-            .collect()
+        RegisteredModel::runs(self.models.iter().map(|(&id, p)| (id, p)))
     }
 
     fn state(&self) -> Vec<GpuState> {
@@ -704,6 +698,7 @@ fn get_state_reports_devices_models_and_page_size() {
         st.models,
         vec![RegisteredModel {
             id: ModelId(1),
+            count: 1,
             profile: small()
         }]
     );
@@ -833,4 +828,27 @@ fn real_models_on_computing_devices_are_answered_once_measured() {
         )],
     );
     assert_eq!(r.result(s).status, WorkerStatus::InvalidAction);
+}
+
+#[test]
+fn a_state_too_long_for_one_frame_leaves_the_last_models_out() {
+    let entry = |id: u32, count: u32, name: &str| RegisteredModel {
+        id: ModelId(id),
+        count,
+        profile: ModelProfile {
+            name: name.into(),
+            ..small()
+        },
+    };
+    let all = vec![entry(0, 1000, "a"), entry(1000, 5, "b"), entry(1005, 7, "c")];
+    let one = rkyv::to_bytes::<rkyv::rancor::Error>(&all[0].profile).unwrap().len();
+    // Room for two entries: the third's 7 ids are left out.
+    let mut models = all.clone();
+    let left_out = super::keep_within(&mut models, 2 * (one + super::ENTRY_HEADROOM) + 8);
+    assert_eq!(left_out, 7);
+    assert_eq!(models, all[..2]);
+    // Room for all: nothing left out.
+    let mut models = all.clone();
+    assert_eq!(super::keep_within(&mut models, 1 << 20), 0);
+    assert_eq!(models, all);
 }
