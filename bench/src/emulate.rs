@@ -257,6 +257,7 @@ async fn controller(addr: SocketAddr, args: EmulateArgs) -> anyhow::Result<Repor
                 Window::ANY,
                 ActionKind::RegisterModel {
                     model: *m,
+                    count: 1,
                     profile: p.clone(),
                 },
             )

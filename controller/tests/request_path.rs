@@ -161,8 +161,14 @@ async fn run(a: &Action, models: &mut HashMap<ModelId, ModelProfile>) -> (Worker
             };
             (ok, Outcome::State(state))
         }
-        ActionKind::RegisterModel { model, profile } => {
-            models.insert(*model, profile.clone());
+        ActionKind::RegisterModel {
+            model,
+            count,
+            profile,
+        } => {
+            for id in model.0..model.0 + count {
+                models.insert(ModelId(id), profile.clone());
+            }
             let pages = profile.pages(DEFAULT_PAGE_SIZE);
             (
                 ok,

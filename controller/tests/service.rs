@@ -206,10 +206,11 @@ fn losing_the_only_worker_answers_requests_and_it_can_rejoin() {
 }
 
 #[test]
-fn registrations_past_one_link_frame_reach_the_worker_in_several() {
-    // 110,000 RegisterModel actions to one worker at once: more than one 16 MiB frame
-    // of the link holds (about 200 bytes each). Sent as one frame, the worker refused
-    // it and closed the link, and every reconnection sent it again.
+fn a_registration_of_110000_copies_reaches_the_worker() {
+    // 110,000 copies: one RegisterModel action per instance (about 200 bytes each)
+    // made 22 MB, more than one 16 MiB frame of the link holds; the worker refused it
+    // and closed the link, and every reconnection sent it again. They now go as one
+    // action for the range.
     let w = worker(1);
     let ctl = start(vec![w.local_addr()], None);
     let addr = ctl.native;
@@ -273,4 +274,54 @@ fn a_new_controller_takes_over_a_worker_that_holds_many_instances() {
     });
     assert!(served, "the new controller never got the worker");
     drop(w);
+}
+
+#[test]
+fn a_join_that_sends_more_than_one_frame_holds_goes_in_several() {
+    // 1,500 registrations of one instance each: a worker that joins gets 1,500
+    // RegisterModel actions in one scheduling round, about 300 KB, over a link whose
+    // frames hold 256 KiB. Sent as one frame, it was refused and the link closed.
+    const FRAME: usize = 256 * 1024;
+    let small_frame_worker = |listen: SocketAddr| {
+        let mut cfg = WorkerConfig::emulated(1);
+        cfg.listen = listen;
+        cfg.link.token = TOKEN.into();
+        cfg.link.max_frame = FRAME;
+        Worker::serve(cfg).expect("worker starts")
+    };
+    let w = small_frame_worker("127.0.0.1:0".parse().unwrap());
+    let waddr = w.local_addr();
+    let ctl = Controller::start_with_workers(vec![waddr], |cfg| cfg.link_max_frame = FRAME);
+    let addr = ctl.native;
+    let (last, n) = client_run(async move {
+        let mut c = connect(addr).await;
+        // Small tensors, so that a batch fits the small frame.
+        let profile = clockwork_core::ModelProfile {
+            input_bytes: 1_000,
+            output_bytes: 1_000,
+            ..resnet50()
+        };
+        let mut last = ModelId(0);
+        for _ in 0..1_500 {
+            last = c.register(profile.clone(), 1).await.unwrap().0;
+        }
+        (last, last.0 + 1)
+    });
+    assert_eq!(n, 1_500);
+    w.stop().unwrap();
+    let w2 = small_frame_worker(waddr);
+    let served = client_run(async move {
+        let mut c = connect(addr).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let r = c.infer(last, Slo::Default, Vec::new()).await.unwrap();
+            if r.status == ClientStatus::Success {
+                return true;
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    assert!(served, "the new worker never joined");
+    drop(w2);
 }

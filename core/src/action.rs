@@ -66,13 +66,18 @@ pub struct Action {
 #[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Debug)]
 #[rkyv(derive(Debug))]
 pub enum ActionKind {
-    /// Register a model with the worker: from now on its weights live in host memory
-    /// (emulated workers keep only the sizes). Replaces the original's
-    /// `LoadModelFromDisk`; unlike it, allowed at any time, not only at start-up.
+    /// Register `count` instances of a model with the worker, ids `model` to
+    /// `model + count - 1`: from now on their weights live in host memory (emulated
+    /// workers keep only the sizes). Replaces the original's `LoadModelFromDisk`;
+    /// unlike it, allowed at any time, not only at start-up. The copies of one
+    /// registration take one action, so that a worker joining a controller with
+    /// 100,000 instances gets a few actions, not 100,000.
     RegisterModel {
-        /// Id the controller gives this model instance.
+        /// Id the controller gives the first instance.
         model: ModelId,
-        /// Its profile (sizes, batch sizes, timings).
+        /// How many instances (at least 1), with consecutive ids.
+        count: u32,
+        /// Their profile (sizes, batch sizes, timings).
         profile: ModelProfile,
     },
     /// Copy a registered model's weights into a GPU's page cache.

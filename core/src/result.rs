@@ -132,9 +132,7 @@ pub struct RegisteredModel {
 impl RegisteredModel {
     /// `models` (in any order) as entries of consecutive ids with equal profiles, by
     /// id.
-    pub fn runs<'a>(
-        models: impl IntoIterator<Item = (ModelId, &'a ModelProfile)>,
-    ) -> Vec<Self> {
+    pub fn runs<'a>(models: impl IntoIterator<Item = (ModelId, &'a ModelProfile)>) -> Vec<Self> {
         let mut sorted: Vec<(ModelId, &ModelProfile)> = models.into_iter().collect();
         sorted.sort_unstable_by_key(|(id, _)| *id);
         let mut runs: Vec<Self> = Vec::new();
@@ -183,7 +181,15 @@ mod tests {
     fn registered_models_collapse_into_runs_of_one_profile() {
         let (a, b) = (resnet50(), resnet18());
         // Out of order; 0-2 and 5 are one profile, 3-4 another, with a gap at 6.
-        let models = [(4, &b), (0, &a), (2, &a), (1, &a), (3, &b), (5, &a), (7, &a)];
+        let models = [
+            (4, &b),
+            (0, &a),
+            (2, &a),
+            (1, &a),
+            (3, &b),
+            (5, &a),
+            (7, &a),
+        ];
         let runs = RegisteredModel::runs(models.iter().map(|&(i, p)| (ModelId(i), p)));
         let shape: Vec<(u32, u32, &str)> = runs
             .iter()
@@ -191,7 +197,11 @@ mod tests {
             .collect();
         let (na, nb) = (a.name.as_str(), b.name.as_str());
         assert_eq!(shape, [(0, 3, na), (3, 2, nb), (5, 1, na), (7, 1, na)]);
-        let ids: Vec<u32> = runs.iter().flat_map(RegisteredModel::ids).map(|m| m.0).collect();
+        let ids: Vec<u32> = runs
+            .iter()
+            .flat_map(RegisteredModel::ids)
+            .map(|m| m.0)
+            .collect();
         assert_eq!(ids, [0, 1, 2, 3, 4, 5, 7]);
     }
 }

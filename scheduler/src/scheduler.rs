@@ -137,8 +137,10 @@ enum InFlightKind {
         model: ModelId,
         gpu: u32,
     },
+    /// `count` instances from `first`, in one action.
     Register {
-        model: ModelId,
+        first: ModelId,
+        count: u32,
     },
     GetState,
 }

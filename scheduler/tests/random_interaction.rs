@@ -410,7 +410,7 @@ impl Harness {
             duration: d.min(now),
         };
         let (status, outcome) = match a.kind {
-            ActionKind::RegisterModel { model, profile } => (
+            ActionKind::RegisterModel { model, profile, .. } => (
                 WorkerStatus::Success,
                 Outcome::Registered {
                     model,

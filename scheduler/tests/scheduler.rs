@@ -686,12 +686,16 @@ fn models_can_be_registered_while_serving() {
     let r = h.s.register_models(t + ms(1), resnet18(), 2).unwrap();
     h.pump();
     assert_eq!(r.first, ModelId(1));
-    let regs: Vec<_> = h
+    // The two copies go to the worker in one action.
+    let regs: Vec<(ModelId, u32)> = h
         .sent
         .iter()
-        .filter(|(_, a)| matches!(a.kind, ActionKind::RegisterModel { .. }))
+        .filter_map(|(_, a)| match &a.kind {
+            ActionKind::RegisterModel { model, count, .. } => Some((*model, *count)),
+            _ => None,
+        })
         .collect();
-    assert_eq!(regs.len(), 2);
+    assert_eq!(regs, [(ModelId(1), 2)]);
     // A request for the new model waits for the worker's acknowledgement...
     let new = ModelId(1);
     h.request(t + ms(2), new, Slo::Default);
@@ -1546,4 +1550,104 @@ fn an_exec_wake_dropped_with_the_queue_is_armed_again_by_the_next_request() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, W0);
     assert_eq!(h.s.stats().timeout_queued, 0);
+}
+
+/// The RegisterModel actions sent so far, taken: (action, first id, count).
+fn take_registrations(h: &mut H) -> Vec<(ActionId, u32, u32)> {
+    h.take_sent()
+        .into_iter()
+        .filter_map(|(_, a)| match &a.kind {
+            ActionKind::RegisterModel { model, count, .. } => Some((a.id, model.0, *count)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A worker with one empty GPU that has no model registered.
+fn bare_worker() -> WorkerState {
+    WorkerState {
+        page_size: DEFAULT_PAGE_SIZE,
+        gpus: vec![GpuState {
+            id: GpuId(0),
+            name: "test".into(),
+            emulated: false,
+            total_pages: 1376,
+            free_pages: 1376,
+            loaded: Vec::new(),
+        }],
+        models: Vec::new(),
+    }
+}
+
+#[test]
+fn a_joining_worker_gets_one_registration_per_run_of_copies() {
+    let mut h = H::new();
+    for (p, n) in [(resnet50(), 3), (resnet18(), 2), (resnet50(), 1)] {
+        h.s.register_models(Nanos::ZERO, p, n).unwrap();
+    }
+    h.pump();
+    assert!(take_registrations(&mut h).is_empty(), "no worker yet");
+    // It reports model 1 registered already (by an earlier controller, say).
+    let mut st = bare_worker();
+    st.models.push(RegisteredModel {
+        id: ModelId(1),
+        count: 1,
+        profile: resnet50(),
+    });
+    h.s.worker_joined(Nanos::ZERO, W0, &st);
+    h.pump();
+    let runs: Vec<(u32, u32)> = take_registrations(&mut h)
+        .into_iter()
+        .map(|(_, first, count)| (first, count))
+        .collect();
+    // 0 | 1 known | 2 | 3-4 another registration | 5 a third one.
+    assert_eq!(runs, [(0, 1), (2, 1), (3, 2), (5, 1)]);
+    assert_eq!(h.s.stats().registrations, 5);
+}
+
+#[test]
+fn a_failed_registration_is_narrowed_down_to_the_instances_that_failed() {
+    let mut h = H::new();
+    let first =
+        h.s.register_models(Nanos::ZERO, resnet50(), 4)
+            .unwrap()
+            .first;
+    assert_eq!(first, ModelId(0));
+    h.s.worker_joined(Nanos::ZERO, W0, &bare_worker());
+    h.pump();
+    // Instance 3 conflicts on the worker: every range that holds it fails, the others
+    // succeed; the scheduler halves each failed range until only 3 is left.
+    let mut sent = Vec::new();
+    let mut open = take_registrations(&mut h);
+    while let Some((id, first, count)) = open.pop() {
+        sent.push((first, count));
+        let ok = !(first..first + count).contains(&3);
+        let (status, outcome) = if ok {
+            let registered = Outcome::Registered {
+                model: ModelId(first),
+                pages: 7,
+                measured: None,
+            };
+            (WorkerStatus::Success, registered)
+        } else {
+            let message = "conflict".to_owned();
+            (WorkerStatus::InvalidModelId, Outcome::Error { message })
+        };
+        h.result(Nanos::ZERO, W0, id, status, outcome);
+        open.extend(take_registrations(&mut h));
+        assert!(sent.len() < 20, "{sent:?}");
+    }
+    sent.sort_unstable();
+    assert_eq!(sent, [(0, 2), (0, 4), (2, 1), (2, 2), (3, 1)]);
+    // 0-2 are served from the worker; 3 is never loaded there.
+    for (m, served) in [(0, true), (2, true), (3, false)] {
+        let t = ms(100 * (m + 1));
+        h.request(t, ModelId(m as u32), Slo::Default);
+        let loads = h
+            .take_sent()
+            .into_iter()
+            .filter(|(_, a)| matches!(a.kind, ActionKind::LoadWeights { model, .. } if model.0 == m as u32))
+            .count();
+        assert_eq!(loads > 0, served, "model {m}");
+    }
 }

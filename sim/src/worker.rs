@@ -293,8 +293,12 @@ impl SimWorker {
                 continue;
             }
             let (gpu, op, inputs_ok) = match a.kind {
-                ActionKind::RegisterModel { model, profile } => {
-                    let r = self.register(a.id, model, &profile, received, ctx);
+                ActionKind::RegisterModel {
+                    model,
+                    count,
+                    profile,
+                } => {
+                    let r = self.register(a.id, model, count, &profile, received, ctx);
                     ctx.send(wi, self.epoch, r);
                     continue;
                 }
@@ -365,26 +369,48 @@ impl SimWorker {
         &mut self,
         id: ActionId,
         model: ModelId,
+        count: u32,
         profile: &clockwork_core::ModelProfile,
         received: Nanos,
         ctx: &mut Ctx<'_>,
     ) -> ActionResult {
-        match ctx.models.register(model, profile) {
-            Ok(p) => {
-                let pages = p.pages(self.layout.page_size);
-                self.registered.insert(model);
-                ActionResult {
-                    action_id: id,
-                    status: WorkerStatus::Success,
-                    received,
-                    sent: received,
-                    outcome: Outcome::Registered {
-                        model,
-                        pages,
-                        measured: None,
-                    },
+        // Every instance of the range, also past one that fails, as the real worker.
+        let last = model
+            .0
+            .checked_add(count.saturating_sub(1))
+            .filter(|_| count > 0);
+        let Some(last) = last else {
+            return error(id, WorkerStatus::InvalidAction, received);
+        };
+        let mut registered = Ok(0);
+        for m in (model.0..=last).map(ModelId) {
+            match ctx.models.register(m, profile) {
+                Ok(p) => {
+                    let pages = p.pages(self.layout.page_size);
+                    self.registered.insert(m);
+                    if let Ok(n) = &mut registered {
+                        *n = pages;
+                    }
+                }
+                Err(e) => {
+                    if registered.is_ok() {
+                        registered = Err(e);
+                    }
                 }
             }
+        }
+        match registered {
+            Ok(pages) => ActionResult {
+                action_id: id,
+                status: WorkerStatus::Success,
+                received,
+                sent: received,
+                outcome: Outcome::Registered {
+                    model,
+                    pages,
+                    measured: None,
+                },
+            },
             Err(e) => {
                 let status = match e {
                     GpuError::ModelConflict(_) => WorkerStatus::InvalidModelId,
@@ -724,7 +750,11 @@ mod tests {
     }
 
     fn register(profile: ModelProfile) -> ActionKind {
-        ActionKind::RegisterModel { model: M, profile }
+        ActionKind::RegisterModel {
+            model: M,
+            count: 1,
+            profile,
+        }
     }
 
     fn load() -> ActionKind {
@@ -853,6 +883,7 @@ mod tests {
         let other = ModelId(1);
         let reg = ActionKind::RegisterModel {
             model: other,
+            count: 1,
             profile: clockwork_core::model::resnet152(),
         };
         let load_other = ActionKind::LoadWeights {

@@ -49,6 +49,7 @@ pub async fn serve(
 ) -> Result<(), ServiceError> {
     let mut link = LinkConfig::new(cfg.token.expose(), cfg.name.clone());
     link.max_connections = cfg.max_client_connections;
+    link.max_frame = cfg.link_max_frame;
     // An INFER goes to its worker in one frame of the link, and its result comes back
     // in one: the scheduler forms no batch that could not.
     let mut sched_cfg = cfg.scheduler.clone();
@@ -203,10 +204,12 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
         if at <= t {
             let first = wakes::note(Cause::SchedTimer);
             clockwork_net::runtime::awake();
-            let mut s = shared.borrow_mut();
-            s.timed(Call::Timeout, |sc| sc.handle_timeout(t));
-            if s.drain() == 0 {
-                wakes::reclassify(Cause::SchedTimer, Cause::SchedTimerIdle, first);
+            {
+                let mut s = shared.borrow_mut();
+                s.timed(Call::Timeout, |sc| sc.handle_timeout(t));
+                if s.drain() == 0 {
+                    wakes::reclassify(Cause::SchedTimer, Cause::SchedTimerIdle, first);
+                }
             }
             continue;
         }

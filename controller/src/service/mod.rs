@@ -89,6 +89,11 @@ pub struct ServiceConfig {
     pub reconnect_interval: Duration,
     /// Busy-poll budget on worker links (see `clockwork_net::FrameReader::set_busy_poll`).
     pub worker_busy_poll: Duration,
+    /// Largest frame payload on the links to workers and clients, bytes; both ends of
+    /// a link must use the same (workers and clients use
+    /// `clockwork_net::frame::DEFAULT_MAX_FRAME`, 16 MiB, unless configured otherwise).
+    /// It also bounds a batch's inputs and outputs (`Config::max_batch_bytes`).
+    pub link_max_frame: usize,
     /// Where the HTTP front end (Open Inference Protocol, `/metrics`) listens; `None`
     /// runs none.
     pub http: Option<SocketAddr>,
@@ -157,6 +162,7 @@ impl ServiceConfig {
             log_dir: None,
             reconnect_interval: Duration::from_millis(200),
             worker_busy_poll: Duration::ZERO,
+            link_max_frame: clockwork_net::frame::DEFAULT_MAX_FRAME,
             http: None,
             http_limits: HttpLimits::default(),
             http_engine: HttpEngine::default(),

@@ -70,6 +70,7 @@ pub fn all_actions() -> Vec<Action> {
             window: Window::ANY,
             kind: ActionKind::RegisterModel {
                 model: ModelId(7),
+                count: 3,
                 profile: real_model(),
             },
         },

@@ -136,18 +136,29 @@ impl Scheduler {
                     self.logs.push_back(LogRecord::Action(log));
                 }
             }
-            InFlightKind::Register { model } => {
+            InFlightKind::Register { first, count } => {
+                // Registered in range at `track` time, so the ids exist.
+                let ids = first.0..first.0 + count;
                 if ok {
-                    if let Outcome::Registered {
-                        measured: Some(m), ..
-                    } = &result.outcome
-                    {
-                        if let Some(state) = self.models.get_mut(model.0 as usize) {
+                    let measured = match &result.outcome {
+                        Outcome::Registered { measured, .. } => measured.as_ref(),
+                        _ => None,
+                    };
+                    for id in ids {
+                        if let (Some(m), Some(state)) = (measured, self.models.get_mut(id as usize))
+                        {
                             state.reseed(m, &self.cfg);
                         }
+                        self.workers[wk as usize].registered.insert(id);
                     }
-                    self.workers[wk as usize].registered.insert(model.0);
                     self.loads_dirty = true;
+                } else if count > 1 {
+                    // The worker registered what it could; the halves, down to single
+                    // instances, find the ones that failed (a conflicting profile
+                    // left by another controller, say) and register the rest.
+                    let half = count / 2;
+                    self.register_range_on(wk, first.0, half, now);
+                    self.register_range_on(wk, first.0 + half, count - half, now);
                 }
             }
             InFlightKind::GetState => {

@@ -86,11 +86,28 @@ impl Scheduler {
             self.update_load_ready(g, now);
         }
         self.recompute_max_pages();
+        // What the worker lacks, in runs of consecutive instances of one shape (the
+        // copies of a registration): one action each.
+        let mut run: Option<(u32, u32)> = None;
         for mi in 0..self.models.len() {
             // Model indices come from ModelId (u32).
-            if !self.workers[wk as usize].registered.contains(mi as u32) {
-                self.register_on(wk, mi, now);
+            let id = mi as u32;
+            let missing = !self.workers[wk as usize].registered.contains(id);
+            if let Some((first, count)) = run {
+                let same = Arc::ptr_eq(&self.models[first as usize].shape, &self.models[mi].shape);
+                if missing && same && first + count == id {
+                    run = Some((first, count + 1));
+                    continue;
+                }
+                self.register_range_on(wk, first, count, now);
+                run = None;
             }
+            if missing {
+                run = Some((id, 1));
+            }
+        }
+        if let Some((first, count)) = run {
+            self.register_range_on(wk, first, count, now);
         }
         for i in 0..self.workers[wk as usize].gpus.len() {
             let g = self.workers[wk as usize].gpus[i];
@@ -234,29 +251,39 @@ impl Scheduler {
             count: copies,
         };
         for wk in 0..self.workers.len() {
-            if !self.workers[wk].alive {
-                continue;
-            }
-            for m in range.iter() {
+            if self.workers[wk].alive {
                 // Worker indices are u32 (see worker_joined).
-                self.register_on(wk as u32, m.0 as usize, now);
+                self.register_range_on(wk as u32, range.first.0, range.count, now);
             }
         }
         self.flush(now);
         Ok(range)
     }
 
-    fn register_on(&mut self, wk: u32, mi: usize, now: Nanos) {
-        let model = ModelId(mi as u32);
-        let (_, id) = self.track(wk, now, InFlightKind::Register { model });
-        self.stats.registrations += 1;
-        let profile = self.models[mi].profile().clone();
+    /// Registers `count` instances from `first` (one profile) on worker `wk`, in one
+    /// action.
+    pub(super) fn register_range_on(&mut self, wk: u32, first: u32, count: u32, now: Nanos) {
+        let model = ModelId(first);
+        let (_, id) = self.track(
+            wk,
+            now,
+            InFlightKind::Register {
+                first: model,
+                count,
+            },
+        );
+        self.stats.registrations += u64::from(count);
+        let profile = self.models[first as usize].profile().clone();
         self.emit(
             wk,
             Action {
                 id,
                 window: Window::ANY,
-                kind: ActionKind::RegisterModel { model, profile },
+                kind: ActionKind::RegisterModel {
+                    model,
+                    count,
+                    profile,
+                },
             },
         );
     }

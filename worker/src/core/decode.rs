@@ -18,6 +18,7 @@ pub(crate) enum Request {
     /// Register a model.
     Register {
         model: ModelId,
+        count: u32,
         profile: ModelProfile,
     },
     /// Report devices and models.
@@ -87,8 +88,18 @@ pub(crate) fn decode(a: &ArchivedAction) -> Result<Request, Refusal> {
         })
     };
     match &a.kind {
-        ArchivedActionKind::RegisterModel { model, profile } => {
-            let model = model.to_native();
+        ArchivedActionKind::RegisterModel {
+            model,
+            count,
+            profile,
+        } => {
+            let (model, count) = (model.to_native(), count.to_native());
+            if count == 0 || model.0.checked_add(count - 1).is_none() {
+                return Err(Refusal::new(
+                    WorkerStatus::InvalidAction,
+                    format!("register {model}: {count} instances do not fit the id space"),
+                ));
+            }
             let profile =
                 rkyv::deserialize::<ModelProfile, rkyv::rancor::Error>(profile).map_err(|e| {
                     Refusal::new(
@@ -96,7 +107,11 @@ pub(crate) fn decode(a: &ArchivedAction) -> Result<Request, Refusal> {
                         format!("register {model}: unreadable profile: {e}"),
                     )
                 })?;
-            worker_side(Request::Register { model, profile })
+            worker_side(Request::Register {
+                model,
+                count,
+                profile,
+            })
         }
         ArchivedActionKind::GetState => worker_side(Request::GetState),
         ArchivedActionKind::ClearCache => worker_side(Request::ClearCache),

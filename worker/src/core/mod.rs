@@ -166,7 +166,7 @@ pub(crate) struct WorkerCore<D> {
     next_tag: u64,
     outputs: VecDeque<Output>,
     /// REGISTERs of real models waiting for their measurement, by tag.
-    measuring: HashMap<u64, (Reply, ModelId, ModelProfile)>,
+    measuring: HashMap<u64, (Reply, ModelId, u32, ModelProfile)>,
     /// What registration measured, per model (answered again on re-registration).
     measured: HashMap<ModelId, MeasuredTimes>,
 }
@@ -270,7 +270,11 @@ impl<D: Devices> WorkerCore<D> {
             );
         }
         match request {
-            Request::Register { model, profile } => self.register(reply, model, profile),
+            Request::Register {
+                model,
+                count,
+                profile,
+            } => self.register(reply, model, count, profile),
             Request::GetState => self.get_state(reply),
             Request::ClearCache => self.clear_cache(reply),
             Request::Device {
@@ -281,9 +285,10 @@ impl<D: Devices> WorkerCore<D> {
         }
     }
 
-    /// REGISTER. On devices that compute, a real model not yet registered is measured
-    /// first (off this thread, see `measure.rs`) and answered in [`Self::measured`].
-    fn register(&mut self, reply: Reply, model: ModelId, profile: ModelProfile) {
+    /// REGISTER of `count` instances from `model`. On devices that compute, a real
+    /// model not yet registered is measured first, once for all its instances (off
+    /// this thread, see `measure.rs`), and answered in [`Self::measured`].
+    fn register(&mut self, reply: Reply, model: ModelId, count: u32, profile: ModelProfile) {
         let Some(devices) = self.devices.as_mut() else {
             return;
         };
@@ -296,17 +301,18 @@ impl<D: Devices> WorkerCore<D> {
                 );
             }
             let tag = self.tag();
-            self.measuring.insert(tag, (reply, model, profile.clone()));
+            self.measuring
+                .insert(tag, (reply, model, count, profile.clone()));
             self.outputs.push_back(Output::Measure { tag, profile });
             return;
         }
         let measured = self.measured.get(&model).cloned();
-        self.register_on_devices(reply, model, profile, measured);
+        self.register_on_devices(reply, model, count, profile, measured);
     }
 
     /// The registration thread measured the model of REGISTER `tag`.
     pub(crate) fn measured(&mut self, tag: u64, result: Result<MeasuredTimes, MeasureError>) {
-        let Some((reply, model, profile)) = self.measuring.remove(&tag) else {
+        let Some((reply, model, count, profile)) = self.measuring.remove(&tag) else {
             tracing::debug!(tag, "measurement of an unknown registration ignored");
             return;
         };
@@ -318,50 +324,77 @@ impl<D: Devices> WorkerCore<D> {
             );
         }
         match result {
-            Ok(times) => self.register_on_devices(reply, model, profile, Some(times)),
+            Ok(times) => self.register_on_devices(reply, model, count, profile, Some(times)),
             Err(MeasureError { status, message }) => {
                 self.fail(reply, status, format!("register {model}: {message}"));
             }
         }
     }
 
+    /// Registers every instance of the range, also past one that fails (so that the
+    /// controller, which narrows a failed range down, finds the others registered),
+    /// and answers once: success, or the first failure with how many failed.
     fn register_on_devices(
         &mut self,
         reply: Reply,
         model: ModelId,
+        count: u32,
         profile: ModelProfile,
         measured: Option<MeasuredTimes>,
     ) {
         let Some(devices) = self.devices.as_mut() else {
             return;
         };
-        match devices.register_model(model, profile) {
-            Ok(pages) => {
-                if let Some(times) = &measured {
-                    self.measured.insert(model, times.clone());
-                }
-                self.answer(
-                    reply,
-                    WorkerStatus::Success,
-                    Outcome::Registered {
-                        model,
-                        pages,
-                        measured,
-                    },
-                );
-            }
-            Err(e) => {
-                let status = match &e {
-                    GpuError::ModelConflict(_) => WorkerStatus::InvalidModelId,
-                    GpuError::InvalidProfile { .. } | GpuError::EmulatedModelOnCpu(_) => {
-                        WorkerStatus::InvalidAction
+        let mut pages = 0;
+        let mut failed: Option<(GpuError, ModelId)> = None;
+        let mut failures = 0u32;
+        // The decoder checked that the range fits the id space.
+        for id in (model.0..=model.0 + (count - 1)).map(ModelId) {
+            match devices.register_model(id, profile.clone()) {
+                Ok(p) => {
+                    pages = p;
+                    if let Some(times) = &measured {
+                        self.measured.insert(id, times.clone());
                     }
-                    GpuError::Stopped => WorkerStatus::ShuttingDown,
-                    _ => WorkerStatus::RuntimeError,
-                };
-                self.fail(reply, status, format!("register {model}: {e}"));
+                }
+                Err(e) => {
+                    failures += 1;
+                    if matches!(e, GpuError::Stopped) {
+                        failed = Some((e, id));
+                        break;
+                    }
+                    failed.get_or_insert((e, id));
+                }
             }
         }
+        let Some((e, id)) = failed else {
+            return self.answer(
+                reply,
+                WorkerStatus::Success,
+                Outcome::Registered {
+                    model,
+                    pages,
+                    measured,
+                },
+            );
+        };
+        let status = match &e {
+            GpuError::ModelConflict(_) => WorkerStatus::InvalidModelId,
+            GpuError::InvalidProfile { .. } | GpuError::EmulatedModelOnCpu(_) => {
+                WorkerStatus::InvalidAction
+            }
+            GpuError::Stopped => WorkerStatus::ShuttingDown,
+            _ => WorkerStatus::RuntimeError,
+        };
+        let message = if count == 1 {
+            format!("register {id}: {e}")
+        } else {
+            format!(
+                "register {model} and {} more: {failures} failed; {id}: {e}",
+                count - 1
+            )
+        };
+        self.fail(reply, status, message);
     }
 
     fn get_state(&mut self, reply: Reply) {

@@ -226,6 +226,7 @@ impl Rig {
 fn register(model: u32) -> ActionKind {
     ActionKind::RegisterModel {
         model: ModelId(model),
+        count: 1,
         profile: small(),
     }
 }
@@ -340,6 +341,7 @@ fn malformed_actions_are_answered_once_with_their_status() {
             Window::ANY,
             ActionKind::RegisterModel {
                 model: ModelId(1),
+                count: 1,
                 profile: conflicting,
             },
             WorkerStatus::InvalidModelId,
@@ -349,6 +351,7 @@ fn malformed_actions_are_answered_once_with_their_status() {
             Window::ANY,
             ActionKind::RegisterModel {
                 model: ModelId(5),
+                count: 1,
                 profile: no_batches,
             },
             WorkerStatus::InvalidAction,
@@ -531,6 +534,7 @@ fn outputs_too_large_for_a_result_frame_are_refused_before_allocation() {
             Window::ANY,
             ActionKind::RegisterModel {
                 model: ModelId(2),
+                count: 1,
                 profile: huge,
             },
         )],
@@ -738,6 +742,7 @@ fn real_models_on_computing_devices_are_answered_once_measured() {
     let s = r.core.connect("ctl");
     let reg = |model| ActionKind::RegisterModel {
         model: ModelId(model),
+        count: 1,
         profile: real(),
     };
     r.send(
@@ -823,6 +828,7 @@ fn real_models_on_computing_devices_are_answered_once_measured() {
             Window::ANY,
             ActionKind::RegisterModel {
                 model: ModelId(4),
+                count: 1,
                 profile: bad,
             },
         )],
@@ -840,8 +846,14 @@ fn a_state_too_long_for_one_frame_leaves_the_last_models_out() {
             ..small()
         },
     };
-    let all = vec![entry(0, 1000, "a"), entry(1000, 5, "b"), entry(1005, 7, "c")];
-    let one = rkyv::to_bytes::<rkyv::rancor::Error>(&all[0].profile).unwrap().len();
+    let all = vec![
+        entry(0, 1000, "a"),
+        entry(1000, 5, "b"),
+        entry(1005, 7, "c"),
+    ];
+    let one = rkyv::to_bytes::<rkyv::rancor::Error>(&all[0].profile)
+        .unwrap()
+        .len();
     // Room for two entries: the third's 7 ids are left out.
     let mut models = all.clone();
     let left_out = super::keep_within(&mut models, 2 * (one + super::ENTRY_HEADROOM) + 8);
@@ -851,4 +863,48 @@ fn a_state_too_long_for_one_frame_leaves_the_last_models_out() {
     let mut models = all.clone();
     assert_eq!(super::keep_within(&mut models, 1 << 20), 0);
     assert_eq!(models, all);
+}
+
+#[test]
+fn a_registration_of_copies_registers_each_and_is_answered_once() {
+    // Model 1 is registered already (small profile).
+    let (mut r, s) = Rig::with_model(1);
+    let mut other = small();
+    other.output_bytes = 9;
+    let range = |model: u32, count: u32, profile: ModelProfile| ActionKind::RegisterModel {
+        model: ModelId(model),
+        count,
+        profile,
+    };
+    r.send(s, 10, None, vec![(2, Window::ANY, range(2, 3, small()))]);
+    let rs = r.results(s);
+    assert_eq!(rs.len(), 1, "one answer for the range");
+    assert_eq!(rs[0].0.status, WorkerStatus::Success);
+    let registered: Vec<u32> = r.devices().models.keys().map(|m| m.0).collect();
+    assert_eq!(registered, [1, 2, 3, 4]);
+    // A range over an instance with another profile: the others are registered, and
+    // the one answer is the failure, saying how many failed.
+    r.send(
+        s,
+        20,
+        None,
+        vec![(3, Window::ANY, range(0, 2, other.clone()))],
+    );
+    let res = r.result(s);
+    assert_eq!(res.status, WorkerStatus::InvalidModelId);
+    let Outcome::Error { message } = &res.outcome else {
+        panic!("{res:?}")
+    };
+    assert!(message.contains("1 failed"), "{message}");
+    assert_eq!(r.devices().models.get(&ModelId(0)), Some(&other));
+    // A range past the id space is refused whole.
+    r.send(
+        s,
+        30,
+        None,
+        vec![(4, Window::ANY, range(u32::MAX, 2, small()))],
+    );
+    assert_eq!(r.result(s).status, WorkerStatus::InvalidAction);
+    r.send(s, 40, None, vec![(5, Window::ANY, range(9, 0, small()))]);
+    assert_eq!(r.result(s).status, WorkerStatus::InvalidAction);
 }

@@ -153,6 +153,7 @@ pub fn infer(model: u32, gpu: u32, batch_size: u32) -> ActionKind {
 pub fn register(model: u32, profile: ModelProfile) -> ActionKind {
     ActionKind::RegisterModel {
         model: ModelId(model),
+        count: 1,
         profile,
     }
 }
