@@ -606,7 +606,7 @@ impl Scheduler {
             }
             let avail = gpu.exec.available(now, future, lag);
             if avail >= now + sa {
-                self.arm_exec_for_room(g, avail, sa);
+                self.arm_exec_for_room(g, avail, sa, now);
             }
         }
         self.exec_unarmed = pushed;

@@ -45,6 +45,15 @@ impl Timeline {
         Self::default()
     }
 
+    /// Whether the oldest action is overdue by more than `lag` at `now`: then
+    /// [`Timeline::available`] moves with `now` (the head is taken to have ended at
+    /// `now - lag`) until a result comes.
+    pub fn overdue(&self, now: Nanos, lag: Nanos) -> bool {
+        self.pending
+            .front()
+            .is_some_and(|head| now > self.begin.max(head.floor) + head.duration + lag)
+    }
+
     /// Predicted time the executor can start new work, as seen at `now`.
     pub fn available(&self, now: Nanos, future: Nanos, lag: Nanos) -> Nanos {
         let floor = now + future;

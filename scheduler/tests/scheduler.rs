@@ -1651,3 +1651,49 @@ fn a_failed_registration_is_narrowed_down_to_the_instances_that_failed() {
         assert_eq!(loads > 0, served, "model {m}");
     }
 }
+
+/// A worker whose results stop coming (stalled behind a slow link, say), under
+/// steady load: the dispatch keeps the GPU's timeline filled to `now +
+/// schedule-ahead`, and once its oldest INFER is overdue by more than the lag, the
+/// predicted free time moves with `now` and stays within one batch of the horizon. An
+/// EXEC wake-up armed relative to it stayed that (often tiny) distance ahead of `now`:
+/// the driver was woken again and again, and the controller's executor, busy with
+/// those wake-ups, never read the results that would have ended them.
+#[test]
+fn a_gpu_whose_results_are_overdue_is_not_woken_in_a_loop() {
+    // Batch size 1 only, 2 ms each: the timeline fills to exactly the lag (10 ms)
+    // plus the schedule-ahead (10 ms) past its overdue head, a distance of 1 ns.
+    let two_ms = ModelProfile {
+        batches: vec![clockwork_core::BatchProfile {
+            batch_size: 1,
+            exec_time: ms(2),
+        }],
+        ..resnet50()
+    };
+    for gap_us in [150, 200, 250, 300, 350, 400] {
+        let mut h = H::new();
+        let m = h.register(Nanos::ZERO, two_ms.clone(), 1)[0];
+        h.join(Nanos::ZERO, W0, 1376, &[m]);
+        let t = ms(1_000);
+        let end = t + ms(70);
+        let mut wakes = 0;
+        let mut next = t;
+        while next < end {
+            // Timers due before the next request, as a driver runs them.
+            while let Some(wake) = h.s.next_deadline().filter(|&w| w <= next) {
+                h.s.handle_timeout(wake);
+                h.pump();
+                wakes += 1;
+                // Other timers wake it about once per ms here; the loop did so
+                // without end, 1 ns apart.
+                assert!(
+                    wakes <= 300,
+                    "{gap_us} µs apart: woken {wakes} times by {wake:?}"
+                );
+            }
+            // 1 s SLOs: nothing expires; no INFER is ever answered.
+            h.request(next, m, Slo::Absolute(ms(1_000)));
+            next = next + us(gap_us);
+        }
+    }
+}

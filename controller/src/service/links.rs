@@ -211,6 +211,10 @@ async fn timer_task(shared: SharedRef, kick: LocalReceiver<()>) {
                     wakes::reclassify(Cause::SchedTimer, Cause::SchedTimerIdle, first);
                 }
             }
+            // Let the other tasks run before the next deadline, even one already due:
+            // a scheduler that kept naming a deadline in the past must cost a busy
+            // executor, not starve the links whose results would end it.
+            futures_lite::future::yield_now().await;
             continue;
         }
         let wait = Duration::from_nanos((at - t).get());

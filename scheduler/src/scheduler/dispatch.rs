@@ -66,7 +66,7 @@ impl Scheduler {
                 // Wanted only with work queued (a push onto an empty heap arms it:
                 // `arm_exec_where_pushed`).
                 if !gpu.heap.is_empty() {
-                    self.arm_exec_for_room(g, avail, sa);
+                    self.arm_exec_for_room(g, avail, sa, now);
                 }
                 return;
             }
@@ -103,9 +103,18 @@ impl Scheduler {
     }
 
     /// Arms GPU `g`'s EXEC wake-up for when it has room again: once `now + sa` passes
-    /// `avail`, its predicted free time.
-    pub(super) fn arm_exec_for_room(&mut self, g: u32, avail: Nanos, sa: Nanos) {
-        self.arm(g, Lane::Exec, avail - sa + Nanos(1));
+    /// `avail`, its predicted free time. While its oldest action is overdue, `avail`
+    /// moves with `now` (`Timeline::overdue`) and no room comes with time alone: a
+    /// result (which dispatches at once) or new SLOs bring it. Then it looks again
+    /// after the lag, not at `avail - sa + 1`, which stays the same distance ahead of
+    /// `now` and, when that distance is a few ns, made a loop of wake-ups that kept
+    /// the controller's executor from reading the very results that would end it.
+    pub(super) fn arm_exec_for_room(&mut self, g: u32, avail: Nanos, sa: Nanos, now: Nanos) {
+        let mut at = avail - sa + Nanos(1);
+        if self.gpus[g as usize].exec.overdue(now, self.cfg.lag) {
+            at = at.max(now + self.cfg.lag);
+        }
+        self.arm(g, Lane::Exec, at);
     }
 
     /// Pops the entries at the top of GPU `g`'s dispatch heap that the dispatch skips
