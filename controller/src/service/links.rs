@@ -503,7 +503,18 @@ async fn send_in_frames(
     writer: &mut FrameWriter<clockwork_net::LinkStream>,
     msg: ToWorker,
 ) -> Result<(), NetError> {
-    let mut next = vec![msg];
+    // Cut where the actions' estimated sizes say, so that a batch of large INFERs is
+    // not serialized whole only to be refused; the halving below is what makes it
+    // right whatever the estimate.
+    let budget = writer.max_frame().saturating_sub(LINK_FRAME_HEADROOM);
+    let mut next: Vec<ToWorker> = match msg {
+        ToWorker::Actions(actions) => chunks_within(actions, budget)
+            .into_iter()
+            .rev()
+            .map(ToWorker::Actions)
+            .collect(),
+        other => vec![other],
+    };
     while let Some(msg) = next.pop() {
         match writer.send(&msg).await {
             Err(NetError::Oversized { len, max }) => match msg {
@@ -527,6 +538,51 @@ async fn send_in_frames(
         }
     }
     Ok(())
+}
+
+/// About how many bytes `a` takes in a frame: an INFER's inputs, a registration's
+/// profile, a little for the rest. Only used to cut a batch before encoding it.
+fn wire_size_estimate(a: &Action) -> usize {
+    const FIXED: usize = 256;
+    FIXED
+        + match &a.kind {
+            ActionKind::Infer {
+                inputs,
+                input_sizes,
+                ..
+            } => inputs.len() + 4 * input_sizes.len(),
+            ActionKind::RegisterModel { profile, .. } => {
+                let tensors = profile.inputs.iter().chain(&profile.outputs);
+                profile.name.len()
+                    + 32 * profile.batches.len()
+                    + tensors
+                        .map(|t| 64 + t.name.len() + t.datatype.len() + 8 * t.shape.len())
+                        .sum::<usize>()
+                    + 256
+            }
+            _ => 0,
+        }
+}
+
+/// `actions` cut, in order, into runs whose estimated sizes stay within `budget`
+/// (an action alone over it is a run of its own).
+fn chunks_within(actions: Vec<Action>, budget: usize) -> Vec<Vec<Action>> {
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::new();
+    let mut used = 0usize;
+    for a in actions {
+        let size = wire_size_estimate(&a);
+        if !chunk.is_empty() && used.saturating_add(size) > budget {
+            chunks.push(std::mem::take(&mut chunk));
+            used = 0;
+        }
+        used = used.saturating_add(size);
+        chunk.push(a);
+    }
+    if !chunk.is_empty() || chunks.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
 }
 
 fn spawn_worker_writer(
@@ -670,4 +726,47 @@ async fn client_task(shared: SharedRef, listener: Rc<Listener>, stream: clockwor
         s.drain();
     }
     shared.borrow_mut().close_route(key);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clockwork_core::{ActionId, GpuId, ModelId};
+
+    fn infer(id: u64, bytes: usize) -> Action {
+        Action {
+            id: ActionId(id),
+            window: Window::ANY,
+            kind: ActionKind::Infer {
+                model: ModelId(0),
+                gpu: GpuId(0),
+                batch_size: 1,
+                expected_duration: Nanos::ZERO,
+                input_sizes: vec![bytes as u32],
+                inputs: vec![0; bytes],
+            },
+        }
+    }
+
+    #[test]
+    fn a_batch_of_actions_is_cut_in_order_within_the_budget() {
+        let mb = 1 << 20;
+        let actions: Vec<Action> = [4, 4, 4, 4, 9, 1, 20, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| infer(i as u64, n * mb))
+            .collect();
+        let chunks = chunks_within(actions, 12 * mb);
+        let ids: Vec<Vec<u64>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|a| a.id.0).collect())
+            .collect();
+        // 4+4 (+4 would pass 12 MB with the fixed part), 4+4, 9+1, 20 alone, 1.
+        assert_eq!(ids, [vec![0, 1], vec![2, 3], vec![4, 5], vec![6], vec![7]]);
+        assert_eq!(
+            chunks_within(Vec::new(), mb).len(),
+            1,
+            "an empty batch is sent"
+        );
+    }
 }
