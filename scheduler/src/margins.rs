@@ -67,6 +67,30 @@ pub const WINDOW: usize = 256;
 /// Added to the largest measured delay.
 pub const MARGIN: Nanos = Nanos::from_micros(100);
 
+/// An INFER carrying at least this many input bytes measures the link's transfer
+/// time ([`transfer_time`]) instead of the lead time: its trip out is mostly its
+/// bytes, and one such sample in the lead's window would set the lead of every small
+/// action to its cap.
+pub const BIG_ACTION_BYTES: u64 = 1 << 20;
+
+/// Transfer cost before any measurement, per MiB of input (a 1 GB/s link).
+pub const TRANSFER_SEED_PER_MIB: Nanos = Nanos::from_millis(1);
+
+/// Bounds of the measured transfer cost per MiB (100 GB/s .. 10 MB/s).
+pub const TRANSFER_MIN_PER_MIB: Nanos = Nanos::from_micros(10);
+/// See [`TRANSFER_MIN_PER_MIB`].
+pub const TRANSFER_MAX_PER_MIB: Nanos = Nanos::from_millis(100);
+
+/// How long `bytes` of inputs take from send to the worker beyond the lead time, at
+/// `per_mib` (the measured p99 per MiB): zero below [`BIG_ACTION_BYTES`], where the
+/// lead time covers the trip.
+pub fn transfer_time(bytes: u64, per_mib: Nanos) -> Nanos {
+    if bytes < BIG_ACTION_BYTES {
+        return Nanos::ZERO;
+    }
+    Nanos(((u128::from(bytes) * u128::from(per_mib.get())) >> 20).min(u128::from(u64::MAX)) as u64)
+}
+
 /// A sliding maximum of delays and the margin derived from it.
 #[derive(Debug, Clone)]
 pub struct MeasuredMargin {
@@ -214,6 +238,16 @@ impl MeasuredMargin {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn transfer_time_is_zero_below_a_mib_and_per_mib_above() {
+        let per_mib = Nanos::from_millis(2);
+        assert_eq!(transfer_time(BIG_ACTION_BYTES - 1, per_mib), Nanos::ZERO);
+        assert_eq!(transfer_time(BIG_ACTION_BYTES, per_mib), per_mib);
+        assert_eq!(transfer_time(3 << 19, per_mib), Nanos::from_millis(3));
+        assert_eq!(transfer_time(u64::MAX, Nanos::MAX), Nanos(u64::MAX));
+    }
+
     use super::*;
 
     fn us(v: u64) -> Nanos {

@@ -109,6 +109,8 @@ struct InferRecord {
     gpu: u32,
     /// Its requests, earliest deadline first (keys go stale as they are answered).
     members: Vec<Key>,
+    /// Input bytes it carries.
+    bytes: u64,
     expected: Nanos,
     expected_end: Nanos,
     /// Members answered `Timeout` at their deadline while the INFER was in flight.
@@ -192,6 +194,9 @@ pub struct Scheduler {
     overrun: MeasuredMargin,
     /// The lead time (`future`), measured from actions' send delays.
     lead: MeasuredMargin,
+    /// Transfer cost per MiB of an INFER's inputs beyond the lead time, measured from
+    /// the INFERs of at least [`crate::margins::BIG_ACTION_BYTES`].
+    transfer: MeasuredMargin,
     /// The EXEC slack: how late the EXEC wake-ups ran against the time they asked for
     /// ([`crate::ahead`]).
     reaction: MeasuredMargin,
@@ -228,6 +233,14 @@ impl Scheduler {
             buffer: MeasuredMargin::new(cfg.min_buffer, cfg.buffer),
             overrun: MeasuredMargin::unpadded(cfg.buffer),
             lead: MeasuredMargin::new(cfg.min_future, cfg.future),
+            transfer: {
+                let mut t = MeasuredMargin::unpadded_between(
+                    crate::margins::TRANSFER_MIN_PER_MIB,
+                    crate::margins::TRANSFER_MAX_PER_MIB,
+                );
+                t.seed(crate::margins::TRANSFER_SEED_PER_MIB);
+                t
+            },
             reaction: MeasuredMargin::unpadded_between(MIN_SLACK, MAX_SLACK),
             rejected_since_result: false,
             exec_unarmed: Vec::new(),
@@ -617,6 +630,7 @@ impl Scheduler {
         self.buffer.age(now);
         self.overrun.age(now);
         self.lead.age(now);
+        self.transfer.age(now);
         self.reaction.age(now);
         if self.rejected_since_result {
             self.buffer.thaw(now);

@@ -1697,3 +1697,56 @@ fn a_gpu_whose_results_are_overdue_is_not_woken_in_a_loop() {
         }
     }
 }
+
+/// Inputs of MBs take longer than the lead time to reach the worker (a 4 MB INFER took
+/// tens of ms on loopback under load, and nearly every one arrived after its window).
+/// Such an INFER's window closes later by their transfer time: at first at the seed's
+/// 1 ms per MiB, then at what the trips of such INFERs measured.
+#[test]
+fn an_infer_of_large_inputs_is_planned_with_their_transfer_time() {
+    let mb4 = 4_000_000u32;
+    let big = ModelProfile {
+        input_bytes: mb4,
+        ..resnet50()
+    };
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, big, 2)[0];
+    let small = ModelId(m.0 + 1);
+    h.join(Nanos::ZERO, W0, 1376, &[m, small]);
+    let input = InputRef {
+        location: 0,
+        len: mb4,
+    };
+    let slo = Slo::Absolute(ms(1_000));
+    let the_infer = |h: &mut H| {
+        let inf = h.infers();
+        assert_eq!(inf.len(), 1, "{inf:?}");
+        inf[0].1.clone()
+    };
+    // The constant margins here: 1 ms lead; a 1 s SLO: 10 ms schedule-ahead.
+    let t = ms(1_000);
+    h.request_with(t, m, slo, ClientKey(7), input);
+    let a = the_infer(&mut h);
+    let seed_transfer = us(3_814); // 4,000,000 bytes at 1 ms per MiB
+    assert!(
+        a.window.latest >= t + ms(11) + seed_transfer,
+        "{:?}",
+        a.window.latest - t
+    );
+    // Its trip out took 41 ms: 40 ms beyond the lead, about 10.5 ms per MiB.
+    h.infer_ok(t + ms(41), W0, &a, t + ms(41), us(1_630));
+    let t2 = t + ms(60);
+    h.request_with(t2, m, slo, ClientKey(7), input);
+    let a = the_infer(&mut h);
+    assert!(
+        a.window.latest >= t2 + ms(11) + ms(39),
+        "{:?}",
+        a.window.latest - t2
+    );
+    // A request without input (the worker makes it) travels as before.
+    h.infer_ok(t2 + ms(45), W0, &a, t2 + ms(43), us(1_630));
+    let t3 = t + ms(200);
+    h.request(t3, small, slo);
+    let a = the_infer(&mut h);
+    assert_eq!(a.window.latest, t3 + ms(11));
+}

@@ -24,6 +24,10 @@ use crate::rollout::{best_first, QueueView, MAX_CANDIDATES, MAX_QUEUED};
 use clockwork_core::{Action, ActionKind, ClientStatus, ModelId, Nanos, Window};
 use std::cmp::Reverse;
 
+/// Batch sizes of a model whose inputs' transfer time is weighed (more than any
+/// profile has; larger ones weigh none).
+const MAX_TRANSFER_SIZES: usize = 32;
+
 impl Scheduler {
     /// Offers a model's new head to the GPUs holding it that have room now, starting
     /// from a rotating one (spreads load over replicas), until its queue is empty.
@@ -100,6 +104,12 @@ impl Scheduler {
                 None => self.try_batch(mi, g, avail, now, None),
             }
         }
+    }
+
+    /// How long `bytes` of inputs take to reach a worker beyond the lead time, as
+    /// measured ([`crate::margins::transfer_time`]).
+    pub(super) fn transfer_time(&self, bytes: u64) -> Nanos {
+        crate::margins::transfer_time(bytes, self.transfer.get())
     }
 
     /// Arms GPU `g`'s EXEC wake-up for when it has room again: once `now + sa` passes
@@ -275,7 +285,11 @@ impl Scheduler {
     fn try_batch(&mut self, mi: usize, g: u32, start: Nanos, now: Nanos, size: Option<usize>) {
         let est1 = self.models[mi].b1();
         while let Some(front) = self.models[mi].queue.front().copied() {
-            if start + est1 <= front.target {
+            let bytes = self
+                .requests
+                .get(front.key)
+                .map_or(0, |r| u64::from(r.input.len));
+            if start + est1 + self.transfer_time(bytes) <= front.target {
                 break;
             }
             if self.other_replica_can(mi, g, front.target, est1, now) {
@@ -299,6 +313,26 @@ impl Scheduler {
             return;
         }
         self.compact_queue(mi);
+        // What the first n queued requests' inputs take to reach the worker beyond the
+        // lead time, for each batch size (zero for all but inputs of MBs).
+        let per_mib = self.transfer.get();
+        let mut transfer = [Nanos::ZERO; MAX_TRANSFER_SIZES];
+        {
+            let m = &self.models[mi];
+            let mut bytes = 0u64;
+            let mut n = 0usize;
+            for (k, &b) in m.sizes().iter().enumerate().take(MAX_TRANSFER_SIZES) {
+                while n < b as usize {
+                    let Some(e) = m.queue.get(n) else { break };
+                    bytes += self
+                        .requests
+                        .get(e.key)
+                        .map_or(0, |r| u64::from(r.input.len));
+                    n += 1;
+                }
+                transfer[k] = crate::margins::transfer_time(bytes, per_mib);
+            }
+        }
         let m = &self.models[mi];
         // The batching lookahead sees when the model's other replicas (up to 8) come
         // free. An overloaded GPU (more outstanding work than the load capacity) keeps
@@ -320,13 +354,12 @@ impl Scheduler {
             *slot = self.gpus[r.gpu as usize].exec.available(now, future, lag);
             n_others += 1;
         }
+        let est = |k: usize| m.est(k) + transfer.get(k).copied().unwrap_or(Nanos::ZERO);
         let forced = size.filter(|&k| {
             m.sizes()
                 .get(k)
                 .is_some_and(|&b| b as usize <= m.queue.len())
-                && m.queue
-                    .front()
-                    .is_some_and(|f| start + m.est(k) <= f.target)
+                && m.queue.front().is_some_and(|f| start + est(k) <= f.target)
         });
         let chosen = forced.map(|k| Choice {
             size_index: k,
@@ -335,7 +368,7 @@ impl Scheduler {
         let Some(choice) = chosen.or_else(|| {
             choose_batch(
                 m.sizes(),
-                |k| m.est(k),
+                est,
                 m.queue.len(),
                 |i| m.queue[i].target,
                 start,
@@ -426,7 +459,16 @@ impl Scheduler {
     ) {
         let (future, sa) = (self.lead.get(), self.exec_schedule_ahead());
         let est = self.models[mi].est(si);
-        let latest = (now + future + sa).max(start + sa).min(last_target - est);
+        // Inputs of MBs take longer than the lead time to reach the worker: the batch
+        // starts, and its window closes, that much later.
+        let bytes: u64 = members
+            .iter()
+            .filter_map(|&k| self.requests.get(k))
+            .map(|r| u64::from(r.input.len))
+            .sum();
+        let reach = now + future + self.transfer_time(bytes);
+        let start = start.max(reach);
+        let latest = (reach + sa).max(start + sa).min(last_target - est);
         let first_deadline = members
             .first()
             .and_then(|&k| self.requests.get(k))
@@ -447,6 +489,7 @@ impl Scheduler {
                 model,
                 gpu: g,
                 members,
+                bytes,
                 expected: est,
                 expected_end: Nanos::ZERO,
                 late_answered: 0,
@@ -456,7 +499,7 @@ impl Scheduler {
         let gpu = &mut self.gpus[g as usize];
         let sample = est.get() as f64 / (f64::from(batch_size.max(1)) * b1);
         gpu.cost_ratio += (sample.min(1.0) - gpu.cost_ratio) / 16.0;
-        let end = gpu.exec.push(id.0, now + future, start, est);
+        let end = gpu.exec.push(id.0, reach, start, est);
         gpu.infers.push(id.0);
         if let Some(super::InFlight {
             kind: InFlightKind::Infer(rec),

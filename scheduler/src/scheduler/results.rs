@@ -59,7 +59,17 @@ impl Scheduler {
         let rec = Origin { worker: wk, sent };
         if matches!(kind, InFlightKind::Infer(_) | InFlightKind::Load { .. }) {
             // The action's trip out: worker receipt - send (controller clock).
-            self.lead.record(result.received.saturating_sub(sent), now);
+            let trip = result.received.saturating_sub(sent);
+            match &kind {
+                InFlightKind::Infer(inf) if inf.bytes >= crate::margins::BIG_ACTION_BYTES => {
+                    // Mostly its bytes: what they cost per MiB beyond the lead time.
+                    let beyond = u128::from(trip.saturating_sub(self.lead.get()).get());
+                    let per_mib = (beyond << 20) / u128::from(inf.bytes);
+                    self.transfer
+                        .record(Nanos(per_mib.min(u128::from(u64::MAX)) as u64), now);
+                }
+                _ => self.lead.record(trip, now),
+            }
             self.rejected_since_result = false;
         }
         match kind {
