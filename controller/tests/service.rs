@@ -41,6 +41,20 @@ async fn connect(addr: SocketAddr) -> Client {
     panic!("controller did not come up");
 }
 
+/// Whether `model` answers an inference with success within `within` (asked every
+/// 50 ms): for workers that must join, or rejoin, first.
+async fn served_within(c: &mut Client, model: ModelId, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        let r = c.infer(model, Slo::Default, Vec::new()).await.unwrap();
+        if r.status == ClientStatus::Success {
+            return true;
+        }
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Infer until the first success (the model must be loaded and workers joined first).
 async fn infer_until_success(c: &mut Client, model: ModelId) -> u32 {
     for i in 0..500 {
@@ -218,15 +232,7 @@ fn a_registration_of_110000_copies_reaches_the_worker() {
         let mut c = connect(addr).await;
         let (first, n) = c.register(resnet50(), 110_000).await.unwrap();
         let last = ModelId(first.0 + n - 1);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            let r = c.infer(last, Slo::Default, Vec::new()).await.unwrap();
-            if r.status == ClientStatus::Success {
-                return true;
-            }
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        served_within(&mut c, last, Duration::from_secs(60)).await
     });
     assert!(served, "the last instance was never served");
     // The link was never lost on the way.
@@ -262,15 +268,7 @@ fn a_new_controller_takes_over_a_worker_that_holds_many_instances() {
     let served = client_run(async move {
         let mut c = connect(addr).await;
         let (first, _) = c.register(resnet50(), 1).await.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            let r = c.infer(first, Slo::Default, Vec::new()).await.unwrap();
-            if r.status == ClientStatus::Success {
-                return true;
-            }
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        served_within(&mut c, first, Duration::from_secs(60)).await
     });
     assert!(served, "the new controller never got the worker");
     drop(w);
@@ -312,15 +310,7 @@ fn a_join_that_sends_more_than_one_frame_holds_goes_in_several() {
     let w2 = small_frame_worker(waddr);
     let served = client_run(async move {
         let mut c = connect(addr).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            let r = c.infer(last, Slo::Default, Vec::new()).await.unwrap();
-            if r.status == ClientStatus::Success {
-                return true;
-            }
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        served_within(&mut c, last, Duration::from_secs(60)).await
     });
     assert!(served, "the new worker never joined");
     drop(w2);

@@ -1249,19 +1249,7 @@ fn measured_times_at_registration_replace_the_placeholder_profile() {
                 .first;
         h.pump();
         // A worker that has never seen the model: the scheduler registers it there.
-        let st = WorkerState {
-            page_size: DEFAULT_PAGE_SIZE,
-            gpus: vec![GpuState {
-                id: GpuId(0),
-                name: "test".into(),
-                emulated: false,
-                total_pages: 1376,
-                free_pages: 1376,
-                loaded: Vec::new(),
-            }],
-            models: Vec::new(),
-        };
-        h.s.worker_joined(Nanos::ZERO, W0, &st);
+        h.s.worker_joined(Nanos::ZERO, W0, &bare_worker());
         h.pump();
         let regs: Vec<(WorkerId, ActionId)> = h
             .take_sent()
