@@ -1738,3 +1738,35 @@ fn an_infer_of_large_inputs_is_planned_with_their_transfer_time() {
     let a = the_infer(&mut h);
     assert_eq!(a.window.latest, t3 + ms(11));
 }
+
+/// Admission counts the transfer time of a request's own inputs: one of MBs whose SLO
+/// leaves no room for them to reach the worker is refused at once, where the same
+/// request without input (the worker makes it) is admitted and served.
+#[test]
+fn a_request_whose_inputs_cannot_arrive_in_time_is_refused_at_admission() {
+    let mb4 = 4_000_000u32;
+    let big = ModelProfile {
+        input_bytes: mb4,
+        ..resnet50()
+    };
+    let mut h = H::new();
+    let m = h.register(Nanos::ZERO, big, 1)[0];
+    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    // 5 ms buffer and 1 ms lead (constant margins), so 4 ms for the batch and the
+    // inputs: room for batch 1, not also for 4 MB at the seed's 1 ms per MiB.
+    let slo = Slo::Absolute(ms(10));
+    let t = ms(1_000);
+    let input = InputRef {
+        location: 0,
+        len: mb4,
+    };
+    let refused = h.request_with(t, m, slo, ClientKey(7), input);
+    let a = h.answer_of(refused).expect("answered at once");
+    assert_eq!(a.status, ClientStatus::Rejected);
+    let served = h.request(t + ms(1), m, slo);
+    assert!(
+        h.answer_of(served).is_none(),
+        "without input it is admitted"
+    );
+    assert_eq!(h.infers().len(), 1);
+}

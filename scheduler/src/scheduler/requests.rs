@@ -111,11 +111,16 @@ impl Scheduler {
             return;
         };
         self.tightest.record(slo);
-        let Some(d) = deadlines(now, slo, self.completion_buffer(), self.lead.get(), b1) else {
+        // Inputs of MBs reach the worker their transfer time after the lead time
+        // (`crate::margins::transfer_time`; zero below 1 MiB): the request must be
+        // sent that much earlier, and a plan must end that much before its target.
+        let transfer = self.transfer_time(u64::from(input.len));
+        let lead = self.lead.get() + transfer;
+        let Some(d) = deadlines(now, slo, self.completion_buffer(), lead, b1) else {
             self.refuse(now, refused, ClientStatus::Rejected, None);
             return;
         };
-        match self.some_plan_meets(mi, now, d.target) {
+        match self.some_plan_meets(mi, now, d.target.saturating_sub(transfer)) {
             Plan::Meets => {}
             Plan::Doubtful(g)
                 if self.gpus[g as usize]
