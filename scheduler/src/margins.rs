@@ -91,6 +91,13 @@ pub fn transfer_time(bytes: u64, per_mib: Nanos) -> Nanos {
     Nanos(((u128::from(bytes) * u128::from(per_mib.get())) >> 20).min(u128::from(u64::MAX)) as u64)
 }
 
+/// What `beyond` (the part of a trip out past the lead time) costs per MiB of the
+/// `bytes` that made it: a sample of the rate [`transfer_time`] applies.
+pub fn cost_per_mib(beyond: Nanos, bytes: u64) -> Nanos {
+    let per_mib = (u128::from(beyond.get()) << 20) / u128::from(bytes.max(1));
+    Nanos(per_mib.min(u128::from(u64::MAX)) as u64)
+}
+
 /// A sliding maximum of delays and the margin derived from it.
 #[derive(Debug, Clone)]
 pub struct MeasuredMargin {
@@ -238,16 +245,6 @@ impl MeasuredMargin {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn transfer_time_is_zero_below_a_mib_and_per_mib_above() {
-        let per_mib = Nanos::from_millis(2);
-        assert_eq!(transfer_time(BIG_ACTION_BYTES - 1, per_mib), Nanos::ZERO);
-        assert_eq!(transfer_time(BIG_ACTION_BYTES, per_mib), per_mib);
-        assert_eq!(transfer_time(3 << 19, per_mib), Nanos::from_millis(3));
-        assert_eq!(transfer_time(u64::MAX, Nanos::MAX), Nanos(u64::MAX));
-    }
-
     use super::*;
 
     fn us(v: u64) -> Nanos {
@@ -381,5 +378,21 @@ mod tests {
         // Back to zero once those samples are older than AGE.
         l.age(AGE + Nanos(1));
         assert_eq!(l.get(), Nanos::ZERO);
+    }
+
+    #[test]
+    fn transfer_time_is_zero_below_a_mib_and_per_mib_above() {
+        let per_mib = Nanos::from_millis(2);
+        assert_eq!(transfer_time(BIG_ACTION_BYTES - 1, per_mib), Nanos::ZERO);
+        assert_eq!(transfer_time(BIG_ACTION_BYTES, per_mib), per_mib);
+        assert_eq!(transfer_time(3 << 19, per_mib), Nanos::from_millis(3));
+        assert_eq!(transfer_time(u64::MAX, Nanos::MAX), Nanos(u64::MAX));
+        // The rate measured from a trip is the one it applies.
+        let beyond = Nanos::from_millis(6);
+        assert_eq!(cost_per_mib(beyond, 3 << 20), per_mib);
+        assert_eq!(
+            transfer_time(3 << 20, cost_per_mib(beyond, 3 << 20)),
+            beyond
+        );
     }
 }

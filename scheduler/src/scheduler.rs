@@ -66,6 +66,28 @@ impl ModelRange {
     pub fn contains(&self, m: ModelId) -> bool {
         m.0 >= self.first.0 && m.0 - self.first.0 < self.count
     }
+
+    /// The range and the next id, extended by one if that is `m`.
+    fn extended_to(self, m: ModelId) -> Option<Self> {
+        (self.first.0.checked_add(self.count) == Some(m.0)).then_some(Self {
+            count: self.count + 1,
+            ..self
+        })
+    }
+
+    /// Its two halves (the first one the shorter; empty for a range of one).
+    fn halves(self) -> (Self, Self) {
+        let half = self.count / 2;
+        let first = Self {
+            first: self.first,
+            count: half,
+        };
+        let second = Self {
+            first: ModelId(self.first.0 + half),
+            count: self.count - half,
+        };
+        (first, second)
+    }
 }
 
 /// One admitted inference request.
@@ -139,11 +161,8 @@ enum InFlightKind {
         model: ModelId,
         gpu: u32,
     },
-    /// `count` instances from `first`, in one action.
-    Register {
-        first: ModelId,
-        count: u32,
-    },
+    /// Instances with consecutive ids, in one action.
+    Register(ModelRange),
     GetState,
 }
 

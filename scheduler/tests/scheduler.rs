@@ -1690,21 +1690,24 @@ fn a_gpu_whose_results_are_overdue_is_not_woken_in_a_loop() {
 /// tens of ms on loopback under load, and nearly every one arrived after its window).
 /// Such an INFER's window closes later by their transfer time: at first at the seed's
 /// 1 ms per MiB, then at what the trips of such INFERs measured.
-#[test]
-fn an_infer_of_large_inputs_is_planned_with_their_transfer_time() {
-    let mb4 = 4_000_000u32;
+/// `copies` instances of a model taking 4,000,000-byte inputs, registered and resident
+/// on W0's one GPU; the first, and an input of that size.
+fn four_mb_instances(h: &mut H, copies: u32) -> (ModelId, InputRef) {
+    let len = 4_000_000u32;
     let big = ModelProfile {
-        input_bytes: mb4,
+        input_bytes: len,
         ..resnet50()
     };
+    let ids = h.register(Nanos::ZERO, big, copies);
+    h.join(Nanos::ZERO, W0, 1376, &ids);
+    (ids[0], InputRef { location: 0, len })
+}
+
+#[test]
+fn an_infer_of_large_inputs_is_planned_with_their_transfer_time() {
     let mut h = H::new();
-    let m = h.register(Nanos::ZERO, big, 2)[0];
+    let (m, input) = four_mb_instances(&mut h, 2);
     let small = ModelId(m.0 + 1);
-    h.join(Nanos::ZERO, W0, 1376, &[m, small]);
-    let input = InputRef {
-        location: 0,
-        len: mb4,
-    };
     let slo = Slo::Absolute(ms(1_000));
     let the_infer = |h: &mut H| {
         let inf = h.infers();
@@ -1744,22 +1747,12 @@ fn an_infer_of_large_inputs_is_planned_with_their_transfer_time() {
 /// request without input (the worker makes it) is admitted and served.
 #[test]
 fn a_request_whose_inputs_cannot_arrive_in_time_is_refused_at_admission() {
-    let mb4 = 4_000_000u32;
-    let big = ModelProfile {
-        input_bytes: mb4,
-        ..resnet50()
-    };
     let mut h = H::new();
-    let m = h.register(Nanos::ZERO, big, 1)[0];
-    h.join(Nanos::ZERO, W0, 1376, &[m]);
+    let (m, input) = four_mb_instances(&mut h, 1);
     // 5 ms buffer and 1 ms lead (constant margins), so 4 ms for the batch and the
     // inputs: room for batch 1, not also for 4 MB at the seed's 1 ms per MiB.
     let slo = Slo::Absolute(ms(10));
     let t = ms(1_000);
-    let input = InputRef {
-        location: 0,
-        len: mb4,
-    };
     let refused = h.request_with(t, m, slo, ClientKey(7), input);
     let a = h.answer_of(refused).expect("answered at once");
     assert_eq!(a.status, ClientStatus::Rejected);

@@ -489,8 +489,6 @@ async fn heartbeat(tx: Rc<LocalSender<ToWorker>>, interval: Duration) {
     }
 }
 
-/// The worker link's writer task: sends what its queue gets and notes each LOAD and
-/// INFER as expected back. Returned with its handle, so that the link can cancel it.
 /// Room in a worker link's frame for an INFER's fields other than its inputs.
 const LINK_FRAME_HEADROOM: usize = 64 * 1024;
 
@@ -585,6 +583,8 @@ fn chunks_within(actions: Vec<Action>, budget: usize) -> Vec<Vec<Action>> {
     chunks
 }
 
+/// The worker link's writer task: sends what its queue gets and notes each LOAD and
+/// INFER as expected back. Returned with its handle, so that the link can cancel it.
 fn spawn_worker_writer(
     mut writer: FrameWriter<clockwork_net::LinkStream>,
     expected: Rc<RefCell<Expected>>,

@@ -106,6 +106,12 @@ impl Scheduler {
         }
     }
 
+    /// The input bytes request `key` carries (0 when answered already, or when the
+    /// worker makes its input).
+    fn input_bytes(&self, key: Key) -> u64 {
+        self.requests.get(key).map_or(0, |r| u64::from(r.input.len))
+    }
+
     /// How long `bytes` of inputs take to reach a worker beyond the lead time, as
     /// measured ([`crate::margins::transfer_time`]).
     pub(super) fn transfer_time(&self, bytes: u64) -> Nanos {
@@ -285,11 +291,7 @@ impl Scheduler {
     fn try_batch(&mut self, mi: usize, g: u32, start: Nanos, now: Nanos, size: Option<usize>) {
         let est1 = self.models[mi].b1();
         while let Some(front) = self.models[mi].queue.front().copied() {
-            let bytes = self
-                .requests
-                .get(front.key)
-                .map_or(0, |r| u64::from(r.input.len));
-            if start + est1 + self.transfer_time(bytes) <= front.target {
+            if start + est1 + self.transfer_time(self.input_bytes(front.key)) <= front.target {
                 break;
             }
             if self.other_replica_can(mi, g, front.target, est1, now) {
@@ -324,10 +326,7 @@ impl Scheduler {
             for (k, &b) in m.sizes().iter().enumerate().take(MAX_TRANSFER_SIZES) {
                 while n < b as usize {
                     let Some(e) = m.queue.get(n) else { break };
-                    bytes += self
-                        .requests
-                        .get(e.key)
-                        .map_or(0, |r| u64::from(r.input.len));
+                    bytes += self.input_bytes(e.key);
                     n += 1;
                 }
                 transfer[k] = crate::margins::transfer_time(bytes, per_mib);
@@ -461,11 +460,7 @@ impl Scheduler {
         let est = self.models[mi].est(si);
         // Inputs of MBs take longer than the lead time to reach the worker: the batch
         // starts, and its window closes, that much later.
-        let bytes: u64 = members
-            .iter()
-            .filter_map(|&k| self.requests.get(k))
-            .map(|r| u64::from(r.input.len))
-            .sum();
+        let bytes: u64 = members.iter().map(|&k| self.input_bytes(k)).sum();
         let reach = now + future + self.transfer_time(bytes);
         let start = start.max(reach);
         let latest = (reach + sa).max(start + sa).min(last_target - est);

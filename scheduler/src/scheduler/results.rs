@@ -63,10 +63,9 @@ impl Scheduler {
             match &kind {
                 InFlightKind::Infer(inf) if inf.bytes >= crate::margins::BIG_ACTION_BYTES => {
                     // Mostly its bytes: what they cost per MiB beyond the lead time.
-                    let beyond = u128::from(trip.saturating_sub(self.lead.get()).get());
-                    let per_mib = (beyond << 20) / u128::from(inf.bytes);
-                    self.transfer
-                        .record(Nanos(per_mib.min(u128::from(u64::MAX)) as u64), now);
+                    let beyond = trip.saturating_sub(self.lead.get());
+                    let sample = crate::margins::cost_per_mib(beyond, inf.bytes);
+                    self.transfer.record(sample, now);
                 }
                 _ => self.lead.record(trip, now),
             }
@@ -146,29 +145,27 @@ impl Scheduler {
                     self.logs.push_back(LogRecord::Action(log));
                 }
             }
-            InFlightKind::Register { first, count } => {
-                // Registered in range at `track` time, so the ids exist.
-                let ids = first.0..first.0 + count;
+            InFlightKind::Register(range) => {
                 if ok {
                     let measured = match &result.outcome {
                         Outcome::Registered { measured, .. } => measured.as_ref(),
                         _ => None,
                     };
-                    for id in ids {
-                        if let (Some(m), Some(state)) = (measured, self.models.get_mut(id as usize))
-                        {
+                    for id in range.iter() {
+                        let state = self.models.get_mut(id.0 as usize);
+                        if let (Some(m), Some(state)) = (measured, state) {
                             state.reseed(m, &self.cfg);
                         }
-                        self.workers[wk as usize].registered.insert(id);
+                        self.workers[wk as usize].registered.insert(id.0);
                     }
                     self.loads_dirty = true;
-                } else if count > 1 {
+                } else if range.count > 1 {
                     // The worker registered what it could; the halves, down to single
                     // instances, find the ones that failed (a conflicting profile
                     // left by another controller, say) and register the rest.
-                    let half = count / 2;
-                    self.register_range_on(wk, first.0, half, now);
-                    self.register_range_on(wk, first.0 + half, count - half, now);
+                    let (first, second) = range.halves();
+                    self.register_range_on(wk, first, now);
+                    self.register_range_on(wk, second, now);
                 }
             }
             InFlightKind::GetState => {

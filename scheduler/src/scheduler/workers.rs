@@ -88,26 +88,32 @@ impl Scheduler {
         self.recompute_max_pages();
         // What the worker lacks, in runs of consecutive instances of one shape (the
         // copies of a registration): one action each.
-        let mut run: Option<(u32, u32)> = None;
+        let mut run: Option<ModelRange> = None;
         for mi in 0..self.models.len() {
             // Model indices come from ModelId (u32).
-            let id = mi as u32;
-            let missing = !self.workers[wk as usize].registered.contains(id);
-            if let Some((first, count)) = run {
-                let same = Arc::ptr_eq(&self.models[first as usize].shape, &self.models[mi].shape);
-                if missing && same && first + count == id {
-                    run = Some((first, count + 1));
+            let id = ModelId(mi as u32);
+            let missing = !self.workers[wk as usize].registered.contains(id.0);
+            if let Some(r) = run {
+                let shape = &self.models[r.first.0 as usize].shape;
+                let longer = r
+                    .extended_to(id)
+                    .filter(|_| missing && Arc::ptr_eq(shape, &self.models[mi].shape));
+                if longer.is_some() {
+                    run = longer;
                     continue;
                 }
-                self.register_range_on(wk, first, count, now);
+                self.register_range_on(wk, r, now);
                 run = None;
             }
             if missing {
-                run = Some((id, 1));
+                run = Some(ModelRange {
+                    first: id,
+                    count: 1,
+                });
             }
         }
-        if let Some((first, count)) = run {
-            self.register_range_on(wk, first, count, now);
+        if let Some(r) = run {
+            self.register_range_on(wk, r, now);
         }
         for i in 0..self.workers[wk as usize].gpus.len() {
             let g = self.workers[wk as usize].gpus[i];
@@ -253,35 +259,26 @@ impl Scheduler {
         for wk in 0..self.workers.len() {
             if self.workers[wk].alive {
                 // Worker indices are u32 (see worker_joined).
-                self.register_range_on(wk as u32, range.first.0, range.count, now);
+                self.register_range_on(wk as u32, range, now);
             }
         }
         self.flush(now);
         Ok(range)
     }
 
-    /// Registers `count` instances from `first` (one profile) on worker `wk`, in one
-    /// action.
-    pub(super) fn register_range_on(&mut self, wk: u32, first: u32, count: u32, now: Nanos) {
-        let model = ModelId(first);
-        let (_, id) = self.track(
-            wk,
-            now,
-            InFlightKind::Register {
-                first: model,
-                count,
-            },
-        );
-        self.stats.registrations += u64::from(count);
-        let profile = self.models[first as usize].profile().clone();
+    /// Registers the instances of `range` (one profile) on worker `wk`, in one action.
+    pub(super) fn register_range_on(&mut self, wk: u32, range: ModelRange, now: Nanos) {
+        let (_, id) = self.track(wk, now, InFlightKind::Register(range));
+        self.stats.registrations += u64::from(range.count);
+        let profile = self.models[range.first.0 as usize].profile().clone();
         self.emit(
             wk,
             Action {
                 id,
                 window: Window::ANY,
                 kind: ActionKind::RegisterModel {
-                    model,
-                    count,
+                    model: range.first,
+                    count: range.count,
                     profile,
                 },
             },
