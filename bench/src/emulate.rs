@@ -350,7 +350,7 @@ async fn controller(addr: SocketAddr, args: EmulateArgs) -> anyhow::Result<Repor
                         batch_size: b,
                         expected_duration: exec,
                         input_sizes: Vec::new(),
-                        inputs: Vec::new(),
+                        inputs: Default::default(),
                     },
                 );
                 stats.borrow_mut().plans.insert(

@@ -60,7 +60,7 @@ fn infer_action(id: u64) -> ToWorker {
             batch_size: 4,
             expected_duration: Nanos(7_500_000),
             input_sizes: vec![0, 0, 0, 0],
-            inputs: Vec::new(),
+            inputs: Default::default(),
         },
     }])
 }

@@ -209,6 +209,7 @@ async fn run(a: &Action, models: &mut HashMap<ModelId, ModelProfile>) -> (Worker
                 duration: end - begin,
             };
             let mut outputs = Vec::new();
+            let inputs = inputs.to_vec();
             let mut at = 0;
             for i in 0..*batch_size as usize {
                 let len = input_sizes.get(i).copied().unwrap_or(0) as usize;

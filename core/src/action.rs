@@ -3,6 +3,7 @@
 //! drops it, unrun, if it cannot start by `latest`.
 
 use crate::ids::{ActionId, GpuId, ModelId};
+use crate::input_bytes::InputBytes;
 use crate::model::ModelProfile;
 use crate::time::Nanos;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -109,8 +110,9 @@ pub enum ActionKind {
         /// Byte length of each request's input inside `inputs`; empty when inputs are
         /// generated on the worker.
         input_sizes: Vec<u32>,
-        /// The concatenated inputs.
-        inputs: Vec<u8>,
+        /// The concatenated inputs: the requests' own buffers, shared (archived as
+        /// one byte vector).
+        inputs: InputBytes,
     },
     /// Report devices, pages, registered models and their profiles.
     GetState,

@@ -24,6 +24,7 @@ pub mod action;
 #[allow(missing_docs)]
 pub mod client;
 pub mod ids;
+pub mod input_bytes;
 #[allow(missing_docs)]
 pub mod model;
 #[allow(missing_docs)]
@@ -39,6 +40,7 @@ pub mod wire;
 pub use action::{Action, ActionKind, Window};
 pub use client::{ClientRequest, ClientResponse, InferRequest, InferResponse, ModelInfo, Slo};
 pub use ids::{ActionId, GpuId, ModelId, RequestId, WorkerId};
+pub use input_bytes::InputBytes;
 pub use model::{
     BatchProfile, MeasuredTimes, ModelProfile, ModelSource, ProfileError, TensorSpec,
     DEFAULT_PAGE_SIZE,

@@ -611,7 +611,7 @@ mod tests {
                 batch_size: 1,
                 expected_duration: clockwork_core::Nanos(1),
                 input_sizes: vec![300_000],
-                inputs: vec![7u8; 300_000],
+                inputs: vec![7u8; 300_000].into(),
             },
         }]);
         let mut enc = FrameEncoder::new();

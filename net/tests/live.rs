@@ -80,7 +80,10 @@ fn large_payload_round_trips() {
             ..
         } = &mut actions[3].kind
         {
-            *inputs = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+            *inputs = (0..2_000_000u32)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>()
+                .into();
             *input_sizes = vec![2_000_000];
         }
         round_trip(&mut conn, &ToWorker::Actions(actions)).await;
@@ -368,7 +371,7 @@ fn busy_polling_link_delivers_the_same_frames() {
             ..
         } = &mut actions[3].kind
         {
-            *inputs = vec![3u8; 1_000_000];
+            *inputs = vec![3u8; 1_000_000].into();
             *input_sizes = vec![1_000_000];
         }
         round_trip(&mut conn, &ToWorker::Actions(actions)).await;

@@ -106,7 +106,7 @@ mod tests {
                 batch_size,
                 expected_duration: Nanos(1),
                 input_sizes: Vec::new(),
-                inputs: Vec::new(),
+                inputs: Default::default(),
             },
         }
     }

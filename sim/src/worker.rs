@@ -772,7 +772,7 @@ mod tests {
             batch_size,
             expected_duration: Nanos::ZERO,
             input_sizes: Vec::new(),
-            inputs: Vec::new(),
+            inputs: Default::default(),
         }
     }
 

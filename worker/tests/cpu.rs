@@ -101,7 +101,7 @@ fn cpu_worker_measures_at_registration_and_computes_real_outputs() {
             batch_size: 2,
             expected_duration: Nanos::ZERO,
             input_sizes: vec![in_bytes as u32; 2],
-            inputs: input.clone(),
+            inputs: input.clone().into(),
         };
         let r = c.call(window(0, 30_000), kind).await;
         assert_status(&r, WorkerStatus::Success);

@@ -113,7 +113,7 @@ fn load_then_infer_runs_inside_the_window_in_controller_time() {
             batch_size: 3,
             expected_duration: Nanos::ZERO,
             input_sizes: vec![2, 3, 1],
-            inputs: vec![7; 6],
+            inputs: vec![7; 6].into(),
         };
         let r = c.call(iw, kind).await;
         assert_status(&r, WorkerStatus::Success);
@@ -282,7 +282,7 @@ fn malformed_actions_get_the_right_status_and_change_nothing() {
             batch_size: batch,
             expected_duration: Nanos::ZERO,
             input_sizes: sizes,
-            inputs: vec![0; bytes],
+            inputs: vec![0; bytes].into(),
         };
         let mut no_batches = tiny();
         no_batches.batches.clear();

@@ -88,7 +88,7 @@ mod tests {
                 batch_size: 1,
                 expected_duration: Nanos(took),
                 input_sizes: Vec::new(),
-                inputs: Vec::new(),
+                inputs: Default::default(),
             },
         }
     }

@@ -743,7 +743,7 @@ mod tests {
                 batch_size: 1,
                 expected_duration: Nanos::ZERO,
                 input_sizes: vec![bytes as u32],
-                inputs: vec![0; bytes],
+                inputs: vec![0; bytes].into(),
             },
         }
     }

@@ -2,11 +2,15 @@
 //! bytes (where the scheduler's [`InputRef`] points), and whether the device that last
 //! ran them was emulated.
 //!
+//! An INFER shares its members' input buffers ([`clockwork_core::InputBytes`]): the
+//! bytes are copied once more only by the frame encoder, straight into the frame.
+//!
 //! A request's slot lives from its submission to its one answer: a request that goes
 //! back to its queue after a missed window is sent again with the same input. Slots
 //! are reused through a free list, so the steady state allocates nothing but the
 //! inputs themselves.
 
+use bytes::Bytes;
 use clockwork_core::{ActionKind, RequestId};
 use clockwork_scheduler::{BatchMember, ClientKey, InputRef};
 
@@ -15,7 +19,8 @@ use clockwork_scheduler::{BatchMember, ClientKey, InputRef};
 struct Pending {
     client: ClientKey,
     id: RequestId,
-    input: Vec<u8>,
+    /// Shared with the INFERs that carry it.
+    input: Bytes,
     /// The GPU its last INFER was sent to is emulated.
     emulated: bool,
 }
@@ -43,7 +48,7 @@ impl PendingRequests {
         let p = Pending {
             client,
             id,
-            input,
+            input: Bytes::from(input),
             emulated: false,
         };
         let slot = match self.free.pop() {
@@ -72,8 +77,8 @@ impl PendingRequests {
     }
 
     /// Fills an INFER's inputs from its batch members, in batch order: one size per
-    /// member and the concatenated bytes, or nothing when no member has an input (the
-    /// worker then generates them). Records whether the batch goes to an emulated
+    /// member and their bytes (shared, not copied), or nothing when no member has an
+    /// input (the worker then generates them). Records whether the batch goes to an emulated
     /// GPU. Not an INFER: nothing to do.
     pub(super) fn fill_infer(
         &mut self,
@@ -93,8 +98,7 @@ impl PendingRequests {
         input_sizes.clear();
         inputs.clear();
         if any_input {
-            let total: usize = batch.iter().map(|m| m.input.len as usize).sum();
-            inputs.reserve_exact(total);
+            inputs.reserve(batch.len());
             input_sizes.reserve_exact(batch.len());
         }
         for m in batch {
@@ -108,7 +112,7 @@ impl PendingRequests {
             p.emulated = emulated;
             if any_input {
                 input_sizes.push(u32::try_from(p.input.len()).unwrap_or(u32::MAX));
-                inputs.extend_from_slice(&p.input);
+                inputs.push(p.input.clone());
             }
         }
     }
@@ -151,7 +155,7 @@ mod tests {
             batch_size,
             expected_duration: Nanos(1),
             input_sizes: Vec::new(),
-            inputs: Vec::new(),
+            inputs: Default::default(),
         }
     }
 
@@ -169,9 +173,28 @@ mod tests {
                 input_sizes,
                 inputs,
                 ..
-            } => (input_sizes.clone(), inputs.clone()),
+            } => (input_sizes.clone(), inputs.to_vec()),
             other => panic!("not an infer: {other:?}"),
         }
+    }
+
+    /// An INFER carries its members' own buffers: a 602,112-byte image is not copied
+    /// (nor allocated again) on its way into the action, only by the frame encoder.
+    #[test]
+    fn an_infer_shares_its_members_input_buffers() {
+        let mut p = PendingRequests::default();
+        let (a, b) = (vec![5u8; 602_112], vec![6u8; 602_112]);
+        let (at_a, at_b) = (a.as_ptr(), b.as_ptr());
+        let ra = p.store(ClientKey(1), RequestId(1), a);
+        let rb = p.store(ClientKey(1), RequestId(2), b);
+        let mut kind = infer(2);
+        p.fill_infer(&mut kind, &[member(1, 2, rb), member(1, 1, ra)], false);
+        let ActionKind::Infer { inputs, .. } = &kind else {
+            unreachable!("built as an infer")
+        };
+        let segments: Vec<*const u8> = inputs.segments().iter().map(|s| s.as_ptr()).collect();
+        assert_eq!(segments, [at_b, at_a]);
+        assert_eq!(inputs.len(), 2 * 602_112);
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn all_actions() -> Vec<Action> {
                 batch_size: 3,
                 expected_duration: Nanos(7_500_000),
                 input_sizes: vec![4, 0, 2],
-                inputs: vec![1, 2, 3, 4, 5, 6],
+                inputs: vec![1, 2, 3, 4, 5, 6].into(),
             },
         },
         Action {

@@ -102,7 +102,7 @@ fn small() -> ModelProfile {
             })
             .collect(),
         source: clockwork_core::ModelSource::Emulated,
-        inputs: Vec::new(),
+        inputs: Default::default(),
         outputs: Vec::new(),
     }
 }
@@ -246,7 +246,7 @@ fn infer(batch_size: u32, input_sizes: Vec<u32>, inputs: Vec<u8>) -> ActionKind 
         batch_size,
         expected_duration: Nanos::ZERO,
         input_sizes,
-        inputs,
+        inputs: inputs.into(),
     }
 }
 

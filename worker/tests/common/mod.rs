@@ -57,7 +57,7 @@ pub fn profile(name: &str, bytes: u64, load_us: u64, batches: &[(u32, u64)]) -> 
             })
             .collect(),
         source: clockwork_core::ModelSource::Emulated,
-        inputs: Vec::new(),
+        inputs: Default::default(),
         outputs: Vec::new(),
     }
 }
@@ -146,7 +146,7 @@ pub fn infer(model: u32, gpu: u32, batch_size: u32) -> ActionKind {
         batch_size,
         expected_duration: Nanos::ZERO,
         input_sizes: Vec::new(),
-        inputs: Vec::new(),
+        inputs: Default::default(),
     }
 }
 

@@ -182,13 +182,21 @@ pub(super) fn parse_typed(
             binary.len()
         ));
     }
-    let mut input = Vec::with_capacity(inputs.iter().map(|t| t.item_bytes as usize).sum());
-    for (slot, spec) in slots.into_iter().zip(inputs) {
-        match slot {
-            Some(b) => input.extend_from_slice(&b),
-            None => return Err(format!("missing input {}", describe(spec))),
-        }
+    if let Some((_, spec)) = slots.iter().zip(inputs).find(|(s, _)| s.is_none()) {
+        return Err(format!("missing input {}", describe(spec)));
     }
+    // One input (most models): its bytes are the request's, not copied again.
+    let input = match <[_; 1]>::try_from(slots) {
+        Ok([Some(only)]) => only,
+        Ok([None]) => Vec::new(), // unreachable: checked above
+        Err(slots) => {
+            let mut input = Vec::with_capacity(inputs.iter().map(|t| t.item_bytes as usize).sum());
+            for b in slots.into_iter().flatten() {
+                input.extend_from_slice(&b);
+            }
+            input
+        }
+    };
     let all_binary = oip::truthy(head.raw.parameters.get("binary_data_output"));
     let choices = if head.raw.outputs.is_empty() {
         (0..outputs.len())
