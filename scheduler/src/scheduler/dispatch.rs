@@ -118,6 +118,25 @@ impl Scheduler {
         crate::margins::transfer_time(bytes, self.transfer.get())
     }
 
+    /// What the first n live queued requests of model `mi` take to reach the worker
+    /// beyond the lead time, for each batch size n (zero for all but inputs of MBs).
+    fn transfer_by_size(&self, mi: usize) -> [Nanos; MAX_TRANSFER_SIZES] {
+        let per_mib = self.transfer.get();
+        let mut transfer = [Nanos::ZERO; MAX_TRANSFER_SIZES];
+        let m = &self.models[mi];
+        let mut queued = m.queue.iter().filter(|e| self.requests.contains(e.key));
+        let (mut bytes, mut n) = (0u64, 0usize);
+        for (k, &b) in m.sizes().iter().enumerate().take(MAX_TRANSFER_SIZES) {
+            while n < b as usize {
+                let Some(e) = queued.next() else { break };
+                bytes += self.input_bytes(e.key);
+                n += 1;
+            }
+            transfer[k] = crate::margins::transfer_time(bytes, per_mib);
+        }
+        transfer
+    }
+
     /// Arms GPU `g`'s EXEC wake-up for when it has room again: once `now + sa` passes
     /// `avail`, its predicted free time. While its oldest action is overdue, `avail`
     /// moves with `now` (`Timeline::overdue`) and no room comes with time alone: a
@@ -229,10 +248,16 @@ impl Scheduler {
             let o = &self.models[model as usize];
             let est1 = o.b1();
             let t0 = scratch.targets.len();
+            // Inputs of MBs arrive their transfer time late: a request whose own cannot
+            // arrive in time is not counted, and a batch takes that much longer.
+            let transfer = self.transfer_by_size(model as usize);
             let live = o
                 .queue
                 .iter()
-                .filter(|q| self.requests.contains(q.key) && start + est1 <= q.target)
+                .filter(|q| {
+                    self.requests.contains(q.key)
+                        && start + est1 + self.transfer_time(self.input_bytes(q.key)) <= q.target
+                })
                 .take(MAX_QUEUED)
                 .map(|q| q.target);
             scratch.targets.extend(live);
@@ -242,7 +267,8 @@ impl Scheduler {
                 extra_at = Some(at - t0);
             }
             let e0 = scratch.est.len();
-            scratch.est.extend((0..o.sizes().len()).map(|k| o.est(k)));
+            let est = |k: usize| o.est(k) + transfer.get(k).copied().unwrap_or(Nanos::ZERO);
+            scratch.est.extend((0..o.sizes().len()).map(est));
             scratch
                 .spans
                 .push((t0, scratch.targets.len(), e0, scratch.est.len()));
@@ -291,10 +317,11 @@ impl Scheduler {
     fn try_batch(&mut self, mi: usize, g: u32, start: Nanos, now: Nanos, size: Option<usize>) {
         let est1 = self.models[mi].b1();
         while let Some(front) = self.models[mi].queue.front().copied() {
-            if start + est1 + self.transfer_time(self.input_bytes(front.key)) <= front.target {
+            let arrival = self.transfer_time(self.input_bytes(front.key));
+            if start + est1 + arrival <= front.target {
                 break;
             }
-            if self.other_replica_can(mi, g, front.target, est1, now) {
+            if self.other_replica_can(mi, g, front.target, est1 + arrival, now) {
                 // Leave it to that GPU (make sure it has an entry); this one gets an
                 // entry again after the next batch of this model.
                 self.ensure_heap_entries_except(mi, Some(g));
@@ -315,23 +342,7 @@ impl Scheduler {
             return;
         }
         self.compact_queue(mi);
-        // What the first n queued requests' inputs take to reach the worker beyond the
-        // lead time, for each batch size (zero for all but inputs of MBs).
-        let per_mib = self.transfer.get();
-        let mut transfer = [Nanos::ZERO; MAX_TRANSFER_SIZES];
-        {
-            let m = &self.models[mi];
-            let mut bytes = 0u64;
-            let mut n = 0usize;
-            for (k, &b) in m.sizes().iter().enumerate().take(MAX_TRANSFER_SIZES) {
-                while n < b as usize {
-                    let Some(e) = m.queue.get(n) else { break };
-                    bytes += self.input_bytes(e.key);
-                    n += 1;
-                }
-                transfer[k] = crate::margins::transfer_time(bytes, per_mib);
-            }
-        }
+        let transfer = self.transfer_by_size(mi);
         let m = &self.models[mi];
         // The batching lookahead sees when the model's other replicas (up to 8) come
         // free. An overloaded GPU (more outstanding work than the load capacity) keeps
@@ -432,7 +443,8 @@ impl Scheduler {
         self.refresh_credit(mi);
     }
 
-    /// Whether another GPU holding the model could start batch 1 in time for `target`.
+    /// Whether another GPU holding the model could run batch 1 (`est1`, the inputs'
+    /// transfer time included) in time for `target`.
     fn other_replica_can(&self, mi: usize, g: u32, target: Nanos, est1: Nanos, now: Nanos) -> bool {
         self.models[mi].replicas.iter().any(|r| {
             r.ready
@@ -522,7 +534,7 @@ impl Scheduler {
                     expected_duration: est,
                     // Filled by the driver from the batch members.
                     input_sizes: Vec::new(),
-                    inputs: Vec::new(),
+                    inputs: Default::default(),
                 },
             },
         );
