@@ -983,7 +983,7 @@ async fn send_one(
             id,
             model: ModelId(target.model_base.saturating_add(model)),
             slo,
-            input: bytes,
+            input: bytes.into(),
         },
     ))
     .await?;

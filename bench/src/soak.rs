@@ -319,7 +319,7 @@ async fn drive(load: Load) -> anyhow::Result<(Vec<Interval>, u64)> {
                     id,
                     model,
                     slo: Slo::Absolute(load.slo),
-                    input: Vec::new(),
+                    input: Default::default(),
                 },
             ))
             .await?;

@@ -122,7 +122,7 @@ impl ClientSender {
             id,
             model,
             slo,
-            input,
+            input: input.into(),
         }))
         .await?;
         Ok(id)
@@ -224,7 +224,7 @@ impl Client {
             id,
             model,
             slo,
-            input,
+            input: input.into(),
         });
         match self.call(req, id).await? {
             ClientResponse::Inferred(r) => Ok(r),

@@ -3,6 +3,7 @@
 //! echoes.
 
 use crate::ids::{ModelId, RequestId};
+use crate::input_bytes::InputBytes;
 use crate::model::ModelProfile;
 use crate::status::ClientStatus;
 use crate::time::Nanos;
@@ -31,8 +32,9 @@ pub struct InferRequest {
     pub model: ModelId,
     /// The latency objective.
     pub slo: Slo,
-    /// Input bytes; empty to let the worker generate an input.
-    pub input: Vec<u8>,
+    /// Input bytes; empty to let the worker generate an input. Archived as one byte
+    /// vector; in memory the front end's buffers, shared ([`InputBytes`]).
+    pub input: InputBytes,
 }
 
 /// The one answer to an [`InferRequest`].

@@ -106,7 +106,7 @@ impl NativeClient {
             id: RequestId(id),
             model,
             slo: Slo::Absolute(clockwork_core::Nanos(slo.as_nanos() as u64)),
-            input: Vec::new(),
+            input: Default::default(),
         }))
     }
 }

@@ -10,8 +10,7 @@
 //! are reused through a free list, so the steady state allocates nothing but the
 //! inputs themselves.
 
-use bytes::Bytes;
-use clockwork_core::{ActionKind, RequestId};
+use clockwork_core::{ActionKind, InputBytes, RequestId};
 use clockwork_scheduler::{BatchMember, ClientKey, InputRef};
 
 /// One unanswered request.
@@ -20,7 +19,7 @@ struct Pending {
     client: ClientKey,
     id: RequestId,
     /// Shared with the INFERs that carry it.
-    input: Bytes,
+    input: InputBytes,
     /// The GPU its last INFER was sent to is emulated.
     emulated: bool,
 }
@@ -41,14 +40,19 @@ pub(super) struct PendingRequests {
 
 impl PendingRequests {
     /// Keeps a new request's input; returns where it is, for the scheduler.
-    pub(super) fn store(&mut self, client: ClientKey, id: RequestId, input: Vec<u8>) -> InputRef {
+    pub(super) fn store(
+        &mut self,
+        client: ClientKey,
+        id: RequestId,
+        input: InputBytes,
+    ) -> InputRef {
         // Frames are far below 4 GiB; an absurd length is refused by the scheduler
         // as not the model's input size.
         let len = u32::try_from(input.len()).unwrap_or(u32::MAX);
         let p = Pending {
             client,
             id,
-            input: Bytes::from(input),
+            input,
             emulated: false,
         };
         let slot = match self.free.pop() {
@@ -112,7 +116,7 @@ impl PendingRequests {
             p.emulated = emulated;
             if any_input {
                 input_sizes.push(u32::try_from(p.input.len()).unwrap_or(u32::MAX));
-                inputs.push(p.input.clone());
+                inputs.push_all(&p.input);
             }
         }
     }
@@ -185,8 +189,8 @@ mod tests {
         let mut p = PendingRequests::default();
         let (a, b) = (vec![5u8; 602_112], vec![6u8; 602_112]);
         let (at_a, at_b) = (a.as_ptr(), b.as_ptr());
-        let ra = p.store(ClientKey(1), RequestId(1), a);
-        let rb = p.store(ClientKey(1), RequestId(2), b);
+        let ra = p.store(ClientKey(1), RequestId(1), a.into());
+        let rb = p.store(ClientKey(1), RequestId(2), b.into());
         let mut kind = infer(2);
         p.fill_infer(&mut kind, &[member(1, 2, rb), member(1, 1, ra)], false);
         let ActionKind::Infer { inputs, .. } = &kind else {
@@ -200,9 +204,9 @@ mod tests {
     #[test]
     fn a_batch_gets_its_members_inputs_in_order_until_they_are_answered() {
         let mut p = PendingRequests::default();
-        let a = p.store(ClientKey(1), RequestId(10), vec![1, 2, 3]);
-        let none = p.store(ClientKey(2), RequestId(10), Vec::new());
-        let b = p.store(ClientKey(1), RequestId(11), vec![7, 8, 9]);
+        let a = p.store(ClientKey(1), RequestId(10), vec![1, 2, 3].into());
+        let none = p.store(ClientKey(2), RequestId(10), Vec::new().into());
+        let b = p.store(ClientKey(1), RequestId(11), vec![7, 8, 9].into());
         assert_eq!((a.len, none.len, b.len), (3, 0, 3));
         assert_eq!(p.len(), 3);
         let batch = [member(1, 11, b), member(2, 10, none), member(1, 10, a)];
@@ -227,7 +231,7 @@ mod tests {
         assert_eq!(p.finish(ClientKey(9), RequestId(10), none), None);
         assert_eq!(p.len(), 1);
         // A freed slot is reused.
-        let c = p.store(ClientKey(3), RequestId(1), vec![5]);
+        let c = p.store(ClientKey(3), RequestId(1), vec![5].into());
         assert!(c.location == a.location || c.location == b.location);
         assert_eq!(p.len(), 2);
     }
@@ -235,8 +239,8 @@ mod tests {
     #[test]
     fn a_batch_without_inputs_leaves_the_action_empty() {
         let mut p = PendingRequests::default();
-        let x = p.store(ClientKey(1), RequestId(1), Vec::new());
-        let y = p.store(ClientKey(1), RequestId(2), Vec::new());
+        let x = p.store(ClientKey(1), RequestId(1), Vec::new().into());
+        let y = p.store(ClientKey(1), RequestId(2), Vec::new().into());
         let mut kind = infer(2);
         p.fill_infer(&mut kind, &[member(1, 1, x), member(1, 2, y)], true);
         assert_eq!(inputs_of(&kind), (vec![], vec![]));

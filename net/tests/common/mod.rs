@@ -211,19 +211,19 @@ pub fn all_client_requests() -> Vec<ClientRequest> {
             id: RequestId(2),
             model: ModelId(7),
             slo: Slo::Default,
-            input: vec![],
+            input: vec![].into(),
         }),
         ClientRequest::Infer(InferRequest {
             id: RequestId(3),
             model: ModelId(7),
             slo: Slo::Absolute(Nanos::from_millis(25)),
-            input: vec![1, 2, 3],
+            input: vec![1, 2, 3].into(),
         }),
         ClientRequest::Infer(InferRequest {
             id: RequestId(4),
             model: ModelId(7),
             slo: Slo::Factor(3.5),
-            input: vec![],
+            input: vec![].into(),
         }),
         ClientRequest::ListModels { id: RequestId(5) },
     ]

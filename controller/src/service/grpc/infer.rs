@@ -125,7 +125,8 @@ pub(super) fn rest_body(
         ));
     }
     let mut inputs = Vec::with_capacity(req.inputs.len());
-    let mut tail = Vec::new();
+    // The raw bytes go into the body once, after its JSON part.
+    let mut tail: Vec<&[u8]> = Vec::new();
     for (i, inp) in req.inputs.iter().enumerate() {
         let mut params = params_json(&inp.parameters);
         let mut entry = json!({
@@ -142,7 +143,7 @@ pub(super) fn rest_body(
             }
             let bytes = &req.raw_input_contents[i];
             params.insert("binary_data_size".into(), json!(bytes.len()));
-            tail.extend_from_slice(bytes);
+            tail.push(bytes);
         } else {
             params.remove("binary_data_size");
             let c = inp.contents.clone().unwrap_or_default();
@@ -186,7 +187,10 @@ pub(super) fn rest_body(
     }
     let mut body = serde_json::to_vec(&head).map_err(|e| format!("internal: {e}"))?;
     let header_len = body.len();
-    body.extend_from_slice(&tail);
+    body.reserve_exact(tail.iter().map(|t| t.len()).sum());
+    for t in tail {
+        body.extend_from_slice(t);
+    }
     Ok((body, header_len))
 }
 

@@ -88,7 +88,7 @@ fn request(body: Vec<u8>, header_len: Option<usize>, authorization: Option<Strin
         authorization,
         keep_alive: true,
         inference_header_len: header_len,
-        body,
+        body: body.into(),
     }
 }
 

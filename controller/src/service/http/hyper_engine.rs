@@ -234,7 +234,7 @@ async fn read_request(
     .await;
     let body = match read {
         None => return Err(Response::error(408, "request not received in time")),
-        Some(Ok(collected)) => Vec::from(collected.to_bytes()),
+        Some(Ok(collected)) => collected.to_bytes(),
         Some(Err(e)) if e.is::<LengthLimitError>() => {
             return Err(Response::error(
                 413,

@@ -4,7 +4,8 @@
 
 use super::answer::{AnswerBody, AnswerParameters, OutputEntry};
 use super::bounds::MAX_COPIES;
-use clockwork_core::{BatchProfile, ModelId, ModelProfile, Nanos, Slo};
+use bytes::Bytes;
+use clockwork_core::{BatchProfile, InputBytes, ModelId, ModelProfile, Nanos, Slo};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -20,7 +21,8 @@ pub(super) struct InferBody {
     pub(super) id: Option<String>,
     pub(super) slo: Slo,
     /// Input bytes (all inputs concatenated); empty lets the worker make an input.
-    pub(super) input: Vec<u8>,
+    /// Binary tensors are slices of the request body, not copies.
+    pub(super) input: InputBytes,
     /// Return the output through the binary tensor extension.
     pub(super) binary_output: bool,
 }
@@ -230,14 +232,14 @@ pub(super) fn truthy(v: Option<&Value>) -> bool {
 /// `Inference-Header-Content-Length` (binary tensor extension). Whether the input's
 /// size suits the model is checked where native requests are checked too: by the
 /// scheduler, on the service's one request path.
-pub(super) fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<InferBody, String> {
+pub(super) fn parse_infer(body: &Bytes, header_len: Option<usize>) -> Result<InferBody, String> {
     let RequestHead {
         raw,
         id,
         slo,
         mut binary,
     } = parse_head(body, header_len)?;
-    let mut input = Vec::new();
+    let mut input = InputBytes::new();
     for inp in &raw.inputs {
         let elems = inp.shape.iter().try_fold(1usize, |acc, &d| {
             usize::try_from(d)
@@ -267,7 +269,7 @@ pub(super) fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<Infe
                 }
             }
             let (data, rest) = binary.split_at(n);
-            input.extend_from_slice(data);
+            input.push(body.slice_ref(data));
             binary = rest;
             if inp.data.is_some() {
                 return Err(format!(
@@ -290,11 +292,12 @@ pub(super) fn parse_infer(body: &[u8], header_len: Option<usize>) -> Result<Infe
                     inp.shape
                 ));
             }
-            input.reserve(elems * size.unwrap_or(8));
+            let mut encoded = Vec::with_capacity(elems * size.unwrap_or(8));
             for v in flat {
-                encode_elem(&inp.datatype, v, &mut input)
+                encode_elem(&inp.datatype, v, &mut encoded)
                     .map_err(|e| format!("input {}: {e}", inp.name))?;
             }
+            input.push(encoded.into());
         }
     }
     if !binary.is_empty() {
@@ -508,6 +511,10 @@ fn profile_from_json(v: Value) -> Result<ModelProfile, String> {
 mod tests {
     use super::*;
 
+    fn parse_infer_of(body: &[u8], header_len: Option<usize>) -> Result<InferBody, String> {
+        parse_infer(&Bytes::copy_from_slice(body), header_len)
+    }
+
     #[test]
     fn instance_names_round_trip() {
         assert_eq!(instance_name("resnet50_v2", ModelId(12)), "resnet50_v2-12");
@@ -569,30 +576,30 @@ mod tests {
     #[test]
     fn json_and_binary_inputs_encode_little_endian() {
         let b = br#"{"id":"a","inputs":[{"name":"x","shape":[2,2],"datatype":"INT16","data":[[1,-1],[256,0]]}]}"#;
-        let r = parse_infer(b, None).unwrap();
+        let r = parse_infer_of(b, None).unwrap();
         assert_eq!(r.id.as_deref(), Some("a"));
-        assert_eq!(r.input, [1, 0, 255, 255, 0, 1, 0, 0]);
+        assert_eq!(r.input.to_vec(), [1, 0, 255, 255, 0, 1, 0, 0]);
         // Values that do not match the shape.
         let b = br#"{"inputs":[{"name":"x","shape":[3],"datatype":"UINT8","data":[1,2]}]}"#;
-        assert!(parse_infer(b, None).is_err());
+        assert!(parse_infer_of(b, None).is_err());
         // Out of range.
         let b = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[256]}]}"#;
-        assert!(parse_infer(b, None).is_err());
+        assert!(parse_infer_of(b, None).is_err());
         // Binary tensor extension, binary output requested.
         let mut body = br#"{"inputs":[{"name":"x","shape":[3],"datatype":"UINT8","parameters":{"binary_data_size":3}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]}"#.to_vec();
         let n = body.len();
         body.extend_from_slice(&[9, 8, 7]);
-        let r = parse_infer(&body, Some(n)).unwrap();
-        assert_eq!(r.input, [9, 8, 7]);
+        let r = parse_infer_of(&body, Some(n)).unwrap();
+        assert_eq!(r.input.to_vec(), [9, 8, 7]);
         assert!(r.binary_output);
         // Leftover binary bytes, or a header length past the end.
         body.push(0);
-        assert!(parse_infer(&body, Some(n)).is_err());
-        assert!(parse_infer(&body, Some(body.len() + 1)).is_err());
+        assert!(parse_infer_of(&body, Some(n)).is_err());
+        assert!(parse_infer_of(&body, Some(body.len() + 1)).is_err());
         // No inputs: the worker generates one.
-        let r = parse_infer(br#"{"inputs":[]}"#, None).unwrap();
+        let r = parse_infer_of(br#"{"inputs":[]}"#, None).unwrap();
         assert!(r.input.is_empty());
-        assert!(parse_infer(br#"{"inputs":[}"#, None).is_err());
+        assert!(parse_infer_of(br#"{"inputs":[}"#, None).is_err());
     }
 
     #[test]

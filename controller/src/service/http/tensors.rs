@@ -8,7 +8,8 @@
 
 use super::answer::OutputEntry;
 use super::oip::{self, RawInput};
-use clockwork_core::{Slo, TensorSpec};
+use bytes::Bytes;
+use clockwork_core::{InputBytes, Slo, TensorSpec};
 use serde_json::{json, Value};
 
 /// An inference request for a real model, checked and packed.
@@ -18,7 +19,7 @@ pub(super) struct TypedInfer {
     pub(super) id: Option<String>,
     pub(super) slo: Slo,
     /// One item of every input, concatenated in the model's input order.
-    pub(super) input: Vec<u8>,
+    pub(super) input: InputBytes,
     /// The outputs to answer, in the order asked.
     pub(super) outputs: Vec<OutputChoice>,
 }
@@ -93,14 +94,14 @@ fn check_shape(inp: &RawInput, spec: &TensorSpec) -> Result<(), String> {
 /// `header_len` is the `Inference-Header-Content-Length` (binary tensor extension).
 /// Errors name what was expected.
 pub(super) fn parse_typed(
-    body: &[u8],
+    body: &Bytes,
     header_len: Option<usize>,
     inputs: &[TensorSpec],
     outputs: &[TensorSpec],
 ) -> Result<TypedInfer, String> {
     let head = oip::parse_head(body, header_len)?;
     let mut binary = head.binary;
-    let mut slots: Vec<Option<Vec<u8>>> = vec![None; inputs.len()];
+    let mut slots: Vec<Option<Bytes>> = vec![None; inputs.len()];
     for inp in &head.raw.inputs {
         let Some(i) = inputs.iter().position(|t| t.name == inp.name) else {
             return Err(format!(
@@ -148,7 +149,8 @@ pub(super) fn parse_typed(
             }
             let (data, rest) = binary.split_at(n);
             binary = rest;
-            data.to_vec()
+            // A slice of the body: its bytes are not copied.
+            body.slice_ref(data)
         } else {
             let data = inp.data.as_ref().ok_or_else(|| {
                 format!(
@@ -172,7 +174,7 @@ pub(super) fn parse_typed(
                 oip::encode_elem(&spec.datatype, v, &mut out)
                     .map_err(|e| format!("input `{}`: {e}", inp.name))?;
             }
-            out
+            Bytes::from(out)
         };
         slots[i] = Some(bytes);
     }
@@ -185,18 +187,11 @@ pub(super) fn parse_typed(
     if let Some((_, spec)) = slots.iter().zip(inputs).find(|(s, _)| s.is_none()) {
         return Err(format!("missing input {}", describe(spec)));
     }
-    // One input (most models): its bytes are the request's, not copied again.
-    let input = match <[_; 1]>::try_from(slots) {
-        Ok([Some(only)]) => only,
-        Ok([None]) => Vec::new(), // unreachable: checked above
-        Err(slots) => {
-            let mut input = Vec::with_capacity(inputs.iter().map(|t| t.item_bytes as usize).sum());
-            for b in slots.into_iter().flatten() {
-                input.extend_from_slice(&b);
-            }
-            input
-        }
-    };
+    // The inputs in the model's order, as segments: nothing is concatenated.
+    let mut input = InputBytes::new();
+    for b in slots.into_iter().flatten() {
+        input.push(b);
+    }
     let all_binary = oip::truthy(head.raw.parameters.get("binary_data_output"));
     let choices = if head.raw.outputs.is_empty() {
         (0..outputs.len())
@@ -282,6 +277,15 @@ pub(super) fn metadata(ts: &[TensorSpec]) -> Value {
 mod tests {
     use super::*;
 
+    fn parse_typed_of(
+        body: &[u8],
+        header_len: Option<usize>,
+        inputs: &[TensorSpec],
+        outputs: &[TensorSpec],
+    ) -> Result<TypedInfer, String> {
+        parse_typed(&Bytes::copy_from_slice(body), header_len, inputs, outputs)
+    }
+
     fn spec(name: &str, datatype: &str, shape: &[i64], item_bytes: u32) -> TensorSpec {
         TensorSpec {
             name: name.into(),
@@ -310,12 +314,12 @@ mod tests {
         let b = br#"{"inputs":[
             {"name":"ids","datatype":"INT64","shape":[1,1],"data":[-2]},
             {"name":"x","datatype":"FP32","shape":[1,2],"data":[[1.5, -1]]}]}"#;
-        let r = parse_typed(b, None, &i, &o).unwrap();
+        let r = parse_typed_of(b, None, &i, &o).unwrap();
         let mut want = Vec::new();
         want.extend_from_slice(&1.5f32.to_le_bytes());
         want.extend_from_slice(&(-1.0f32).to_le_bytes());
         want.extend_from_slice(&(-2i64).to_le_bytes());
-        assert_eq!(r.input, want);
+        assert_eq!(r.input.to_vec(), want);
         assert_eq!(
             r.outputs,
             [
@@ -341,8 +345,8 @@ mod tests {
             .to_vec();
         let n = body.len();
         body.extend(1u8..=16);
-        let r = parse_typed(&body, Some(n), &i, &o).unwrap();
-        assert_eq!(r.input, (1u8..=16).collect::<Vec<_>>());
+        let r = parse_typed_of(&body, Some(n), &i, &o).unwrap();
+        assert_eq!(r.input.to_vec(), (1u8..=16).collect::<Vec<_>>());
         assert_eq!(
             r.outputs,
             [OutputChoice {
@@ -350,6 +354,25 @@ mod tests {
                 binary: true
             }]
         );
+    }
+
+    /// Binary tensors are slices of the request body, in the model's input order
+    /// whatever the request's: an image's bytes are not copied out of the body.
+    #[test]
+    fn binary_inputs_are_slices_of_the_body() {
+        let (i, o) = model();
+        let mut body = br#"{"inputs":[
+            {"name":"ids","datatype":"INT64","shape":[1,1],"parameters":{"binary_data_size":8}},
+            {"name":"x","datatype":"FP32","shape":[1,2],"parameters":{"binary_data_size":8}}]}"#
+            .to_vec();
+        let n = body.len();
+        body.extend(1u8..=16);
+        let body = Bytes::from(body);
+        let r = parse_typed(&body, Some(n), &i, &o).unwrap();
+        let at: Vec<*const u8> = r.input.segments().iter().map(|s| s.as_ptr()).collect();
+        assert_eq!(at, [body[n + 8..].as_ptr(), body[n..].as_ptr()]);
+        let want: Vec<u8> = (9u8..=16).chain(1..=8).collect();
+        assert_eq!(r.input.to_vec(), want);
     }
 
     #[test]
@@ -386,7 +409,7 @@ mod tests {
             ),
         ];
         for (body, says) in cases {
-            let e = parse_typed(body.as_bytes(), None, &i, &o).unwrap_err();
+            let e = parse_typed_of(body.as_bytes(), None, &i, &o).unwrap_err();
             assert!(e.contains(says), "{body}: {e}");
         }
         let mut body = format!(
@@ -395,7 +418,7 @@ mod tests {
         .into_bytes();
         let n = body.len();
         body.extend([0; 4]);
-        let e = parse_typed(&body, Some(n), &i, &o).unwrap_err();
+        let e = parse_typed_of(&body, Some(n), &i, &o).unwrap_err();
         assert!(e.contains("binary_data_size 4, expected 8 bytes"), "{e}");
     }
 

@@ -3,6 +3,7 @@
 //! encoding responses.
 
 use super::HttpLimits;
+use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,7 +29,8 @@ pub(super) struct Request {
     pub(super) keep_alive: bool,
     /// `Inference-Header-Content-Length` (binary tensor extension).
     pub(super) inference_header_len: Option<usize>,
-    pub(super) body: Vec<u8>,
+    /// Shared: an inference's binary tensors are slices of it.
+    pub(super) body: Bytes,
 }
 
 /// Why no request could be read.
@@ -67,28 +69,65 @@ async fn read_some(
     deadline: Instant,
     chunk: usize,
 ) -> Result<Option<usize>, std::io::Error> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Ok(None);
-    }
     let start = buf.len();
     buf.resize(start + chunk, 0);
-    let r = futures_lite::future::or(
-        async { stream.read(&mut buf[start..]).await.map(Some) },
-        async {
-            clockwork_net::timer::sleep(left).await;
-            Ok(None)
-        },
-    )
-    .await;
-    clockwork_net::wakes::note(clockwork_net::wakes::Cause::HttpRead);
-    clockwork_net::runtime::awake();
+    let r = read_into(stream, &mut buf[start..], deadline).await;
     let n = match &r {
         Ok(Some(n)) => *n,
         _ => 0,
     };
     buf.truncate(start + n);
     r
+}
+
+/// Reads into `dst` once, until `deadline`; returns the byte count (0 = EOF), `None`
+/// at the deadline.
+async fn read_into(
+    stream: &mut impl Stream,
+    dst: &mut [u8],
+    deadline: Instant,
+) -> Result<Option<usize>, std::io::Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Ok(None);
+    }
+    let r = futures_lite::future::or(async { stream.read(dst).await.map(Some) }, async {
+        clockwork_net::timer::sleep(left).await;
+        Ok(None)
+    })
+    .await;
+    clockwork_net::wakes::note(clockwork_net::wakes::Cause::HttpRead);
+    clockwork_net::runtime::awake();
+    r
+}
+
+/// Reads the rest of a `Content-Length` body of `n` bytes, of which `have` arrived
+/// with the head, straight into its own buffer: one allocation, reads as large as the
+/// socket gives, and no copy of the body out of the connection's buffer afterwards.
+/// Reads nothing past the body (a pipelined next request stays in the socket).
+async fn read_body(
+    stream: &mut impl Stream,
+    have: &[u8],
+    n: usize,
+    deadline: Instant,
+    continue_sent: &mut bool,
+) -> Result<Bytes, ReadError> {
+    let mut body = vec![0u8; n];
+    body[..have.len()].copy_from_slice(have);
+    let mut filled = have.len();
+    while filled < n {
+        if !*continue_sent {
+            send_continue(stream).await?;
+            *continue_sent = true;
+        }
+        match read_into(stream, &mut body[filled..], deadline).await {
+            Ok(Some(0)) => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Some(k)) => filled += k,
+            Ok(None) => return Err(ReadError::Timeout),
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    Ok(Bytes::from(body))
 }
 
 /// What the head says about the body.
@@ -257,17 +296,15 @@ pub(super) async fn read_request(
     };
     let mut continue_sent = !head.expect_continue;
     let body = match head.body {
-        BodyKind::Length(n) => {
-            while buf.len() < head.len + n {
-                if !continue_sent {
-                    send_continue(stream).await?;
-                    continue_sent = true;
-                }
-                more(stream, buf, deadline).await?;
-            }
-            let body = buf[head.len..head.len + n].to_vec();
+        BodyKind::Length(n) if buf.len() >= head.len + n => {
+            let body = Bytes::copy_from_slice(&buf[head.len..head.len + n]);
             buf.drain(..head.len + n);
             body
+        }
+        BodyKind::Length(n) => {
+            let body = read_body(stream, &buf[head.len..], n, deadline, &mut continue_sent).await;
+            buf.clear();
+            body?
         }
         BodyKind::Chunked => {
             let mut body = Vec::new();
@@ -322,7 +359,7 @@ pub(super) async fn read_request(
                     Err(_) => return Err(bad(400, "malformed chunk size")),
                 }
             }
-            body
+            Bytes::from(body)
         }
     };
     Ok(Request {
@@ -453,5 +490,109 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A peer that sends `data` at most `step` bytes per read.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+        written: Vec<u8>,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A body far larger than the connection's read chunks, arriving a few hundred
+    /// bytes at a time, is read whole into its own buffer, and only it: the pipelined
+    /// request behind it is read next, and a body that stops short times out.
+    #[test]
+    fn a_large_body_is_read_whole_and_nothing_past_it() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut data = format!(
+            "POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        data.extend_from_slice(&body);
+        data.extend_from_slice(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n");
+        let ex = glommio::LocalExecutorBuilder::default().make().unwrap();
+        ex.run(async {
+            let mut peer = Trickle {
+                data,
+                at: 0,
+                step: 700,
+                written: Vec::new(),
+            };
+            let limits = HttpLimits::default();
+            let mut buf = Vec::new();
+            let first = read_request(&mut peer, &mut buf, &limits, true)
+                .await
+                .unwrap();
+            assert_eq!(first.method, "POST");
+            assert!(first.body == body[..], "body differs");
+            assert!(peer.written.starts_with(b"HTTP/1.1 100 Continue"));
+            let next = read_request(&mut peer, &mut buf, &limits, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                (next.method.as_str(), next.path.as_str()),
+                ("GET", "/v2/health/live")
+            );
+            assert!(next.body.is_empty());
+
+            // A body that stops short: an error, not a short body.
+            let mut short = Trickle {
+                data: b"POST /x HTTP/1.1\r\nContent-Length: 50000\r\n\r\nabc".to_vec(),
+                at: 0,
+                step: 700,
+                written: Vec::new(),
+            };
+            let limits = HttpLimits {
+                request_timeout: Duration::from_millis(50),
+                ..HttpLimits::default()
+            };
+            let mut buf = Vec::new();
+            let r = read_request(&mut short, &mut buf, &limits, true).await;
+            assert!(
+                matches!(r, Err(ReadError::Io(_) | ReadError::Timeout)),
+                "{r:?}"
+            );
+        });
     }
 }
