@@ -220,6 +220,17 @@ impl<S: AsyncRead + AsyncWrite + ReadNow + Unpin> Connection<S> {
         self.writer.max_payload = max_frame;
     }
 
+    /// Bytes of receive buffer this connection holds.
+    pub fn receive_capacity(&self) -> usize {
+        self.reader.buffer_capacity()
+    }
+
+    /// Keep up to `bytes` of receive buffer between frames
+    /// ([`RecvBuffer::set_keep`](crate::frame::RecvBuffer::set_keep)).
+    pub fn set_receive_keep(&mut self, bytes: usize) {
+        self.reader.rx.set_keep(bytes);
+    }
+
     /// How long a frame may take to arrive once its first bytes did.
     pub fn set_frame_timeout(&mut self, timeout: Duration) {
         self.reader.frame_timeout = timeout;

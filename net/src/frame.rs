@@ -262,6 +262,8 @@ pub struct RecvBuffer {
     /// How much to read at once between frames: starts small, doubles while reads fill
     /// it (a busy link), up to [`MAX_READ`].
     read_size: usize,
+    /// The most memory the buffer keeps once it is empty ([`RecvBuffer::set_keep`]).
+    keep: usize,
 }
 
 /// The first read between frames: enough for a handshake, small enough that an idle
@@ -283,7 +285,17 @@ impl RecvBuffer {
             ready: None,
             max_payload,
             read_size: MIN_READ,
+            keep: MAX_READ,
         }
+    }
+
+    /// Keep up to `bytes` of memory once the buffer is empty (default [`MAX_READ`]).
+    /// A link that routinely carries large frames (a worker link: INFER inputs one
+    /// way, outputs the other) keeps the buffer one of them grew instead of
+    /// allocating, zeroing and faulting in a new one for each; a client link, which
+    /// may sit idle for hours after one large request, gives it back.
+    pub fn set_keep(&mut self, bytes: usize) {
+        self.keep = bytes.max(MAX_READ);
     }
 
     /// Change the payload limit (e.g. raise it once the peer is authenticated). Applies
@@ -308,7 +320,7 @@ impl RecvBuffer {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > MAX_READ {
+            if self.buf.len() > self.keep {
                 // One big frame grew it: give the memory back rather than keep it for
                 // the life of the connection.
                 self.buf = FrameBuf::new();
@@ -583,6 +595,30 @@ mod tests {
         // The next call that looks at the buffer releases the frame and the memory.
         assert!(rb.next_frame().unwrap().is_none());
         assert!(rb.capacity() <= MAX_READ, "kept {} bytes", rb.capacity());
+        // A buffer told to keep up to the frame limit keeps it, and the next big frame
+        // goes into the same memory.
+        let mut rb = RecvBuffer::new(DEFAULT_MAX_FRAME);
+        rb.set_keep(DEFAULT_MAX_FRAME);
+        let mut at = None;
+        for _ in 0..2 {
+            let mut off = 0;
+            while off < bytes.len() {
+                let spare = rb.spare();
+                let n = spare.len().min(bytes.len() - off);
+                spare[..n].copy_from_slice(&bytes[off..off + n]);
+                rb.commit(n);
+                off += n;
+            }
+            let frame = rb.next_frame().unwrap().expect("a whole frame");
+            let here = frame.payload.as_ptr();
+            assert_eq!(
+                *at.get_or_insert(here),
+                here,
+                "a new buffer for the second frame"
+            );
+            assert!(rb.next_frame().unwrap().is_none());
+            assert!(rb.capacity() >= bytes.len(), "kept {} bytes", rb.capacity());
+        }
     }
 
     #[test]

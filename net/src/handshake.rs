@@ -145,6 +145,10 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
     .await?;
     conn.set_label(name.clone());
     conn.set_max_frame(cfg.max_frame);
+    if role == PeerRole::Controller {
+        // A worker link: large frames are its daily work.
+        conn.set_receive_keep(cfg.max_frame);
+    }
     Ok((conn, name))
 }
 
@@ -216,6 +220,10 @@ pub async fn server_handshake_admit<S: AsyncRead + AsyncWrite + ReadNow + Unpin>
         Ok(Ok(info)) => {
             conn.set_label(info.name.clone());
             conn.set_max_frame(cfg.max_frame);
+            if info.role == PeerRole::Controller {
+                // A worker link: large frames are its daily work.
+                conn.set_receive_keep(cfg.max_frame);
+            }
             conn.send(&HelloReply::Accepted {
                 name: cfg.name.clone(),
             })

@@ -90,6 +90,34 @@ fn large_payload_round_trips() {
     });
 }
 
+/// A worker link (the controller's role) keeps the receive buffer a large INFER grew,
+/// on both ends, instead of allocating and zeroing a new one for each; a client link
+/// gives it back, since a client may sit idle for hours after one large request.
+#[test]
+fn worker_links_keep_a_grown_receive_buffer_and_client_links_do_not() {
+    run(async {
+        for (role, keeps) in [(PeerRole::Controller, true), (PeerRole::Client, false)] {
+            let (addr, _log) = spawn_echo_server_for(role);
+            let (mut conn, _) = connect(addr, role, &link("client")).await.unwrap();
+            let mut actions = all_actions();
+            if let clockwork_core::ActionKind::Infer {
+                inputs,
+                input_sizes,
+                ..
+            } = &mut actions[3].kind
+            {
+                *inputs = vec![3u8; 1_000_000].into();
+                *input_sizes = vec![1_000_000];
+            }
+            round_trip(&mut conn, &ToWorker::Actions(actions)).await;
+            // A small frame after it: the big one's buffer is released, or kept.
+            round_trip(&mut conn, &ToWorker::Actions(Vec::new())).await;
+            let kept = conn.receive_capacity();
+            assert_eq!(kept >= 1_000_000, keeps, "{role:?}: {kept} bytes kept");
+        }
+    });
+}
+
 /// Open a raw TCP connection that has completed the handshake, for injecting bytes.
 async fn raw_after_handshake(addr: SocketAddr) -> TcpStream {
     use futures_lite::io::{AsyncReadExt, AsyncWriteExt};

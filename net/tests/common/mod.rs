@@ -338,14 +338,13 @@ pub struct ServerLog {
 
 /// Start an echo server for clients on this executor; returns its address and log.
 pub fn spawn_echo_server() -> (SocketAddr, Rc<RefCell<ServerLog>>) {
-    let listener = Rc::new(
-        Listener::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            PeerRole::Client,
-            link("server"),
-        )
-        .unwrap(),
-    );
+    spawn_echo_server_for(PeerRole::Client)
+}
+
+/// An echo server for peers of `role`.
+pub fn spawn_echo_server_for(role: PeerRole) -> (SocketAddr, Rc<RefCell<ServerLog>>) {
+    let listener =
+        Rc::new(Listener::bind("127.0.0.1:0".parse().unwrap(), role, link("server")).unwrap());
     let addr = listener.local_addr().unwrap();
     let log = Rc::new(RefCell::new(ServerLog::default()));
     let (l, lg) = (listener, log.clone());
