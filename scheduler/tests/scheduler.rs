@@ -1763,3 +1763,78 @@ fn a_request_whose_inputs_cannot_arrive_in_time_is_refused_at_admission() {
     );
     assert_eq!(h.infers().len(), 1);
 }
+
+/// Two GPUs hold a model of 4 MB inputs and are busy; while a request of it waits, the
+/// transfer estimate rises (one slow 4 MB trip), so that neither GPU can run it by its
+/// target any more, though both still could without the transfer. The request is
+/// answered `CouldNotStartInTime` when the first GPU finds that, not kept until its
+/// expiry (which was set with the old, shorter transfer time).
+#[test]
+fn a_request_no_replica_can_serve_with_its_transfer_is_answered_at_once() {
+    let mut h = H::new();
+    let len = 4_000_000u32;
+    let big = ModelProfile {
+        input_bytes: len,
+        ..resnet50()
+    };
+    let ids = h.register(Nanos::ZERO, big, 3);
+    h.join(Nanos::ZERO, W0, 1376, &ids);
+    h.join(Nanos::ZERO, W1, 1376, &ids);
+    let input = InputRef { location: 0, len };
+    let t = ms(1_000);
+    // Fourteen requests of each of two other instances: each GPU runs two at batch 1,
+    // then a batch of four (the most a link frame holds of 4 MB inputs): both are
+    // planned busy until about t + 24 ms.
+    for &fill in &ids[1..] {
+        for _ in 0..14 {
+            h.request_with(t, fill, Slo::Absolute(ms(1_000)), ClientKey(7), input);
+        }
+    }
+    let mut sent = h.infers();
+    sent.extend(h.infers_at_wakes_before(t + ms(5)));
+    while let Some(wake) = h.s.next_deadline().filter(|&d| d <= t + ms(2)) {
+        h.s.handle_timeout(wake);
+        h.pump();
+        sent.extend(h.infers());
+    }
+    // X: admitted (its plan meets its target, t + 37 ms, with the seed's 3.8 ms
+    // transfer), and queued.
+    let x = h.request_with(
+        t + ms(2),
+        ids[0],
+        Slo::Absolute(ms(40)),
+        ClientKey(7),
+        input,
+    );
+    assert!(h.answer_of(x).is_none(), "admitted");
+    assert!(h.infers().is_empty(), "queued: no GPU has room");
+    // At t + 20 ms the first INFER's result: its trip out took 20 ms, so 4 MB now take
+    // about 19 ms beyond the lead. No GPU (free from about t + 24 ms) can run X by its
+    // target with that; without it, both could (t + 27 ms).
+    let now = t + ms(20);
+    while let Some(wake) = h.s.next_deadline().filter(|&d| d < now) {
+        h.s.handle_timeout(wake);
+        h.pump();
+    }
+    assert!(
+        h.answer_of(x).is_none() && h.infers().is_empty(),
+        "X still waits"
+    );
+    let (w, a) = sent[0].clone();
+    h.infer_ok(now, w, &a, now, us(3_320));
+    let mut answered = h.answer_of(x).map(|_| now);
+    while let Some(wake) = h.s.next_deadline().filter(|&d| d <= t + ms(57)) {
+        h.s.handle_timeout(wake);
+        h.pump();
+        if answered.is_none() && h.answer_of(x).is_some() {
+            answered = Some(wake);
+        }
+    }
+    let at = answered.expect("answered");
+    assert_eq!(
+        h.answer_of(x).unwrap().status,
+        ClientStatus::CouldNotStartInTime
+    );
+    // Its expiry, set at admission with the seed's transfer, is about t + 29 ms.
+    assert!(at < t + ms(25), "answered {:?} after t", at - t);
+}
