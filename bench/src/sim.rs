@@ -122,12 +122,16 @@ pub(crate) struct SimArgs {
     net_us: Option<u64>,
     /// Run a preset instead: `tight-slo` (issue 13's rows against the simple EDF
     /// baseline) or `overload` (issue 14: 1.5x overload, the latency of refusals). Only
-    /// --duration, --net-us and --seed apply.
+    /// --duration, --net-us, --seed and --estimator-percentile apply.
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Scheduler schedule-ahead, ms.
     #[arg(long, default_value_t = 10.0)]
     schedule_ahead_ms: f64,
+    /// The percentile of recent runs the scheduler estimates execution times at (the
+    /// controller's `--estimator-percentile`; default its 0.9). Applies to presets too.
+    #[arg(long)]
+    estimator_percentile: Option<f64>,
     /// Weights-cache pages per GPU (1376 = 21.5 GiB).
     #[arg(long, default_value_t = 1376)]
     pages: u32,
@@ -170,6 +174,9 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         load_capacity: slo,
         schedule_ahead: ms(a.schedule_ahead_ms),
         seed: a.seed,
+        estimator_percentile: a
+            .estimator_percentile
+            .unwrap_or_else(|| Config::default().estimator_percentile),
         ..Config::default()
     };
     let sim_cfg = SimConfig {
@@ -324,9 +331,11 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut violations = 0;
     for c in &cases {
-        let r = c
-            .run(c.scheduler_config())
-            .map_err(|e| anyhow!("{}: {e}", c.name))?;
+        let mut cfg = c.scheduler_config();
+        if let Some(p) = a.estimator_percentile {
+            cfg.estimator_percentile = p;
+        }
+        let r = c.run(cfg).map_err(|e| anyhow!("{}: {e}", c.name))?;
         let base = Some(c.run_baseline());
         let slo_ms = c.slo.as_millis_f64();
         let fail_p50 = r.failure_latency_p50.as_millis_f64() / slo_ms;
