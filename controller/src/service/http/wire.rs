@@ -102,9 +102,11 @@ async fn read_into(
 }
 
 /// Reads the rest of a `Content-Length` body of `n` bytes, of which `have` arrived
-/// with the head, straight into its own buffer: one allocation, reads as large as the
-/// socket gives, and no copy of the body out of the connection's buffer afterwards.
-/// Reads nothing past the body (a pipelined next request stays in the socket).
+/// with the head, straight into its own buffer: reads as large as the socket gives, and
+/// no copy of the body out of the connection's buffer afterwards. The buffer grows (by
+/// doubling) with the bytes that arrived, not with the length announced: a peer that
+/// announces 16 MiB and sends nothing holds 64 KiB, not 16 MiB. Reads nothing past the
+/// body (a pipelined next request stays in the socket).
 async fn read_body(
     stream: &mut impl Stream,
     have: &[u8],
@@ -112,13 +114,17 @@ async fn read_body(
     deadline: Instant,
     continue_sent: &mut bool,
 ) -> Result<Bytes, ReadError> {
-    let mut body = vec![0u8; n];
-    body[..have.len()].copy_from_slice(have);
+    let mut body = have.to_vec();
     let mut filled = have.len();
     while filled < n {
         if !*continue_sent {
             send_continue(stream).await?;
             *continue_sent = true;
+        }
+        if filled == body.len() {
+            // Room for as much again (at least 64 KiB), within the body.
+            let room = filled.max(4 * READ_CHUNK);
+            body.resize(n.min(filled + room), 0);
         }
         match read_into(stream, &mut body[filled..], deadline).await {
             Ok(Some(0)) => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
