@@ -568,6 +568,18 @@ mod tests {
         ));
     }
 
+    /// Receives `bytes` into `rb` as a socket would, a spare area at a time.
+    fn receive_all(rb: &mut RecvBuffer, bytes: &[u8]) {
+        let mut off = 0;
+        while off < bytes.len() {
+            let spare = rb.spare();
+            let n = spare.len().min(bytes.len() - off);
+            spare[..n].copy_from_slice(&bytes[off..off + n]);
+            rb.commit(n);
+            off += n;
+        }
+    }
+
     #[test]
     fn an_idle_buffer_is_small_and_a_big_frame_is_freed_after_use() {
         let mut rb = RecvBuffer::new(DEFAULT_MAX_FRAME);
@@ -582,14 +594,7 @@ mod tests {
             name: "big".into(),
         };
         let bytes = enc.encode(&msg, 1, 0).unwrap().to_vec();
-        let mut off = 0;
-        while off < bytes.len() {
-            let spare = rb.spare();
-            let n = spare.len().min(bytes.len() - off);
-            spare[..n].copy_from_slice(&bytes[off..off + n]);
-            rb.commit(n);
-            off += n;
-        }
+        receive_all(&mut rb, &bytes);
         assert!(rb.capacity() >= bytes.len());
         assert!(rb.next_frame().unwrap().is_some());
         // The next call that looks at the buffer releases the frame and the memory.
@@ -601,14 +606,7 @@ mod tests {
         rb.set_keep(DEFAULT_MAX_FRAME);
         let mut at = None;
         for _ in 0..2 {
-            let mut off = 0;
-            while off < bytes.len() {
-                let spare = rb.spare();
-                let n = spare.len().min(bytes.len() - off);
-                spare[..n].copy_from_slice(&bytes[off..off + n]);
-                rb.commit(n);
-                off += n;
-            }
+            receive_all(&mut rb, &bytes);
             let frame = rb.next_frame().unwrap().expect("a whole frame");
             let here = frame.payload.as_ptr();
             assert_eq!(

@@ -38,6 +38,21 @@ where
     assert_eq!(&back, msg);
 }
 
+/// Every action kind, the INFER carrying 1,000,000 input bytes.
+fn actions_with_1mb_infer() -> Vec<clockwork_core::Action> {
+    let mut actions = all_actions();
+    if let clockwork_core::ActionKind::Infer {
+        inputs,
+        input_sizes,
+        ..
+    } = &mut actions[3].kind
+    {
+        *inputs = vec![3u8; 1_000_000].into();
+        *input_sizes = vec![1_000_000];
+    }
+    actions
+}
+
 #[test]
 fn every_message_kind_round_trips() {
     run(async {
@@ -99,17 +114,7 @@ fn worker_links_keep_a_grown_receive_buffer_and_client_links_do_not() {
         for (role, keeps) in [(PeerRole::Controller, true), (PeerRole::Client, false)] {
             let (addr, _log) = spawn_echo_server_for(role);
             let (mut conn, _) = connect(addr, role, &link("client")).await.unwrap();
-            let mut actions = all_actions();
-            if let clockwork_core::ActionKind::Infer {
-                inputs,
-                input_sizes,
-                ..
-            } = &mut actions[3].kind
-            {
-                *inputs = vec![3u8; 1_000_000].into();
-                *input_sizes = vec![1_000_000];
-            }
-            round_trip(&mut conn, &ToWorker::Actions(actions)).await;
+            round_trip(&mut conn, &ToWorker::Actions(actions_with_1mb_infer())).await;
             // A small frame after it: the big one's buffer is released, or kept.
             round_trip(&mut conn, &ToWorker::Actions(Vec::new())).await;
             let kept = conn.receive_capacity();
@@ -392,16 +397,6 @@ fn busy_polling_link_delivers_the_same_frames() {
             }
         }
         // A large frame arrives in many reads, partly by polling, partly by waiting.
-        let mut actions = all_actions();
-        if let clockwork_core::ActionKind::Infer {
-            inputs,
-            input_sizes,
-            ..
-        } = &mut actions[3].kind
-        {
-            *inputs = vec![3u8; 1_000_000].into();
-            *input_sizes = vec![1_000_000];
-        }
-        round_trip(&mut conn, &ToWorker::Actions(actions)).await;
+        round_trip(&mut conn, &ToWorker::Actions(actions_with_1mb_infer())).await;
     });
 }
