@@ -186,6 +186,11 @@ pub struct ControllerArgs {
     /// closed; so is a gRPC connection with no call in progress (after a GOAWAY).
     #[arg(long, default_value_t = 60_000.0)]
     pub http_idle_timeout_ms: f64,
+    /// Send a gRPC peer an HTTP/2 PING after this many milliseconds without a frame from
+    /// it, and close the connection if the PING is not answered within as long again
+    /// (a dead peer with a call in progress); 0: no pings.
+    #[arg(long, default_value_t = 30_000.0)]
+    pub grpc_keepalive_ms: f64,
     // Link liveness and connection limits (docs/operations.md).
     /// Send each worker a heartbeat this often (milliseconds).
     #[arg(long, value_name = "MS", default_value_t = 100.0)]
@@ -365,6 +370,14 @@ impl ControllerArgs {
             Duration::from(ms(self.http_request_timeout_ms, "http-request-timeout-ms")?);
         cfg.http_limits.idle_timeout =
             Duration::from(ms(self.http_idle_timeout_ms, "http-idle-timeout-ms")?);
+        cfg.http_limits.grpc_keepalive = if self.grpc_keepalive_ms == 0.0 {
+            None
+        } else {
+            Some(Duration::from(ms(
+                self.grpc_keepalive_ms,
+                "grpc-keepalive-ms",
+            )?))
+        };
         Ok(())
     }
 
@@ -492,8 +505,16 @@ mod tests {
             "/tmp/x",
             "--model-repository",
             "/srv/models",
+            "--grpc-keepalive-ms",
+            "0",
         ])
         .unwrap();
+        assert_eq!(c.http_limits.grpc_keepalive, None);
+        let k = config(&["--grpc-keepalive-ms", "1500"]).unwrap();
+        assert_eq!(
+            k.http_limits.grpc_keepalive,
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(
             c.model_repository.as_deref(),
             Some(std::path::Path::new("/srv/models"))
@@ -520,6 +541,7 @@ mod tests {
         assert_eq!(d.tick_max, Duration::from_millis(5));
         assert!(d.model_repository.is_none());
         assert_eq!(d.reconnect_interval, Duration::from_millis(200));
+        assert_eq!(d.http_limits.grpc_keepalive, Some(Duration::from_secs(30)));
     }
 
     #[test]
@@ -550,6 +572,10 @@ mod tests {
             (
                 &["--schedule-ahead-ms", "3600000"][..],
                 "--schedule-ahead-ms must be a positive",
+            ),
+            (
+                &["--grpc-keepalive-ms", "nan"][..],
+                "--grpc-keepalive-ms must be a positive",
             ),
         ] {
             let e = config(flags).unwrap_err();

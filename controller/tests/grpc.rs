@@ -5,8 +5,9 @@
 //! goes quiet after its calls, is closed after the idle rule
 //! (`HttpLimits::request_timeout` before the first call, `idle_timeout` after the
 //! last) and gives its slot back to `max_connections`; one whose calls keep coming,
-//! or whose one call is still arriving, stays open. `RepositoryIndex` answers the
-//! whole index, also past the HTTP front end's page of 1,000 entries.
+//! or whose one call is still arriving, stays open. A peer that does not answer the
+//! server's HTTP/2 PINGs is closed. `RepositoryIndex` answers the whole index, also
+//! past the HTTP front end's page of 1,000 entries.
 
 mod support;
 
@@ -217,6 +218,41 @@ fn a_grpc_connection_in_use_stays_open_and_closes_once_idle() {
         assert!(client.ended.get(), "still open after {:?}", t0.elapsed());
         assert!(t0.elapsed() >= idle / 2, "closed after {:?}", t0.elapsed());
         assert!(client.live(Duration::ZERO).await.is_err());
+    })
+    .unwrap();
+}
+
+/// HTTP/2 keep-alive: a peer that stops answering PINGs (a dead host, a cut network)
+/// is closed after one interval without frames and one without the answer, where the
+/// idle rule would hold it for 10 s; a peer that answers them (hyper's client does so
+/// by itself) keeps its connection through a call that lasts five intervals.
+#[test]
+fn a_peer_that_does_not_answer_pings_is_closed_and_one_that_does_stays() {
+    let every = Duration::from_millis(300);
+    let (_c, grpc, _w) = controller(HttpLimits {
+        request_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(10),
+        grpc_keepalive: Some(every),
+        ..HttpLimits::default()
+    });
+    let (mut s, connected) = accepted(grpc);
+    s.write_all(H2_PREFACE).unwrap();
+    // The server's SETTINGS acknowledged; then nothing more, PINGs included.
+    s.write_all(&[0, 0, 0, 0x04, 0x01, 0, 0, 0, 0]).unwrap();
+    let (back, _) = read_until_closed(s).expect("a peer that does not answer is closed");
+    let types = frame_types(&back);
+    assert!(types.contains(&0x06), "no PING: {types:?}");
+    let took = connected.elapsed();
+    assert!(
+        took >= every && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+
+    run_here(ExecutorConfig::named("grpc-ping-test"), async move {
+        let mut client = Client::connect(grpc).await;
+        assert_eq!(client.live(every * 5).await, Ok(true));
+        assert!(!client.ended.get(), "closed though it answers PINGs");
+        assert_eq!(client.live(Duration::ZERO).await, Ok(true));
     })
     .unwrap();
 }

@@ -134,10 +134,17 @@ where
             }
         })
     };
-    let conn = hyper::server::conn::http2::Builder::new(rt::LocalExec)
+    let mut builder = hyper::server::conn::http2::Builder::new(rt::LocalExec);
+    builder
         .max_concurrent_streams(MAX_STREAMS)
-        .max_frame_size(u32::try_from(max_frame).unwrap_or(16 * 1024))
-        .serve_connection(rt::Io::new(stream), service);
+        .max_frame_size(u32::try_from(max_frame).unwrap_or(16 * 1024));
+    if let Some(every) = ctx.bridge.limits().grpc_keepalive {
+        builder
+            .timer(rt::LocalTimer)
+            .keep_alive_interval(every)
+            .keep_alive_timeout(every);
+    }
+    let conn = builder.serve_connection(rt::Io::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     let served = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
         activity.expired().await;

@@ -3,16 +3,21 @@
 //! a futures-io stream (a glommio `TcpStream`, or TLS over one) as hyper's I/O
 //! (`hyper::rt::{Read, Write}`).
 //! The HTTP front end's hyper engine (HTTP/1.1) uses the same `Io`.
-//! No tokio runtime runs; hyper is given no timer (the front end sets no HTTP/2
-//! keep-alive pings, so it needs none). Public so that a Rust gRPC client on a glommio
-//! executor (`clockwork-bench http`) drives hyper's HTTP/2 client the same way.
+//! No tokio runtime runs. hyper's timer (for HTTP/2 keep-alive pings) is
+//! [`LocalTimer`]: the executor's own timers, behind the `Send + Sync` face hyper asks
+//! for. Public so that a Rust gRPC client on a glommio executor (`clockwork-bench
+//! http`) drives hyper's HTTP/2 client the same way.
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use hyper::rt::{Executor, Read, ReadBufCursor, Write};
+use hyper::rt::{Executor, Read, ReadBufCursor, Sleep, Timer, Write};
+use slab::Slab;
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 /// Spawns hyper's tasks on the current glommio executor.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +32,94 @@ where
         glommio::spawn_local(fut).detach();
     }
 }
+
+/// hyper's timer on the current glommio executor's timers.
+///
+/// hyper wants sleeps that are `Send + Sync`; a glommio timer is neither. So each
+/// [`LocalSleep`] keeps its timer in a table of its thread's and holds only the key.
+/// hyper's connection task runs on this thread's executor ([`LocalExec`]) and polls
+/// and drops its sleeps here; a sleep polled on another thread would arm a timer of
+/// that thread's, and one dropped there would leave its entry here until the thread
+/// ends. Nothing is shared between threads either way.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTimer;
+
+impl Timer for LocalTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(LocalSleep {
+            deadline,
+            slot: None,
+        })
+    }
+}
+
+thread_local! {
+    /// The timers of this thread's [`LocalSleep`]s.
+    static SLEEPS: RefCell<Slab<clockwork_net::timer::Sleep>> = const { RefCell::new(Slab::new()) };
+}
+
+/// A sleep of [`LocalTimer`]: its deadline, and where its timer is once polled.
+#[derive(Debug)]
+pub struct LocalSleep {
+    deadline: Instant,
+    slot: Option<(ThreadId, usize)>,
+}
+
+impl LocalSleep {
+    fn release(&mut self) {
+        if let Some((thread, key)) = self.slot.take() {
+            if thread == std::thread::current().id() {
+                // `try_with`: a sleep dropped while its thread ends finds no table.
+                let _ = SLEEPS.try_with(|s| s.borrow_mut().try_remove(key));
+            }
+        }
+    }
+}
+
+impl Future for LocalSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            self.release();
+            return Poll::Ready(());
+        }
+        let here = std::thread::current().id();
+        let key = match self.slot {
+            Some((thread, key)) if thread == here => key,
+            _ => {
+                let timer = clockwork_net::timer::sleep_until(self.deadline);
+                let key = SLEEPS.with(|s| s.borrow_mut().insert(timer));
+                self.slot = Some((here, key));
+                key
+            }
+        };
+        // Polling a timer never reaches back into the table.
+        let ready = SLEEPS.with(|s| {
+            s.borrow_mut()
+                .get_mut(key)
+                .is_none_or(|t| Pin::new(t).poll(cx).is_ready())
+        });
+        if ready {
+            self.release();
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for LocalSleep {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl Sleep for LocalSleep {}
 
 /// Most bytes read from the socket per `poll_read`.
 const READ_CHUNK: usize = 64 * 1024;

@@ -66,6 +66,10 @@ pub struct HttpLimits {
     pub write_timeout: Duration,
     /// The longest SLO an inference request may ask for (else 400).
     pub max_slo: Duration,
+    /// gRPC: after this long without a frame from the peer, send an HTTP/2 PING, and
+    /// close the connection when it is not answered within as long again (a dead peer
+    /// with a call in progress). `None`: no pings.
+    pub grpc_keepalive: Option<Duration>,
 }
 
 impl Default for HttpLimits {
@@ -78,6 +82,7 @@ impl Default for HttpLimits {
             request_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             max_slo: DEFAULT_MAX_SLO,
+            grpc_keepalive: Some(Duration::from_secs(30)),
         }
     }
 }
