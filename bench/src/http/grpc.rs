@@ -40,7 +40,7 @@ fn request(model: &str, input: &[u8]) -> ModelInferRequest {
                 shape: vec![input.len() as i64],
                 ..Default::default()
             }],
-            vec![input.to_vec()],
+            vec![input.to_vec().into()],
         )
     };
     ModelInferRequest {
@@ -183,6 +183,6 @@ mod tests {
         assert!(r.inputs.is_empty() && r.raw_input_contents.is_empty());
         let r = request("m-1", &[7; 4]);
         assert_eq!(r.inputs[0].shape, [4]);
-        assert_eq!(r.raw_input_contents, [vec![7; 4]]);
+        assert_eq!(r.raw_input_contents, [vec![7u8; 4]]);
     }
 }

@@ -271,7 +271,7 @@ mod tests {
         let req = ModelInferRequest {
             id: "a".into(),
             inputs: vec![input("x", "FP32", &[1, 1]), input("y", "UINT8", &[1, 2])],
-            raw_input_contents: vec![1.5f32.to_le_bytes().to_vec(), vec![7, 8]],
+            raw_input_contents: vec![1.5f32.to_le_bytes().to_vec().into(), vec![7, 8].into()],
             ..Default::default()
         };
         let (body, n) = rest_body(&req, None, MAX).unwrap();

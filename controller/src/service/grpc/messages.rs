@@ -12,6 +12,7 @@
 // (docs/grpc.md lists what the front end does with each).
 #![allow(missing_docs)]
 
+use prost::bytes::Bytes;
 use std::collections::HashMap;
 
 /// A message with no fields: every request or response the schema leaves empty.
@@ -163,8 +164,9 @@ pub struct ModelInferRequest {
     pub inputs: Vec<InferInputTensor>,
     #[prost(message, repeated, tag = "6")]
     pub outputs: Vec<InferRequestedOutputTensor>,
-    #[prost(bytes = "vec", repeated, tag = "7")]
-    pub raw_input_contents: Vec<Vec<u8>>,
+    /// Decoded from a `Bytes` message, slices of it: an input's bytes are not copied.
+    #[prost(bytes = "bytes", repeated, tag = "7")]
+    pub raw_input_contents: Vec<Bytes>,
 }
 
 /// `ModelInferResponse.InferOutputTensor`.
@@ -363,7 +365,7 @@ mod tests {
                 }),
                 ..Default::default()
             }],
-            raw_input_contents: vec![vec![1, 2, 3]],
+            raw_input_contents: vec![vec![1, 2, 3].into()],
             ..Default::default()
         };
         let back = ModelInferRequest::decode(&m.encode_to_vec()[..]).unwrap();

@@ -240,6 +240,6 @@ async fn answer(
             "request message not received in time",
         )
     })?;
-    let message = framing::unframe(&body, max)?;
-    service::call(shared, &ctx.bridge, &path, meta, message).await
+    let message = body.slice_ref(framing::unframe(&body, max)?);
+    service::call(shared, &ctx.bridge, &path, meta, &message).await
 }

@@ -17,6 +17,7 @@ use super::messages::{
     StatisticDuration,
 };
 use super::messages::{ModelInferRequest, ModelInferResponse};
+use hyper::body::Bytes;
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Response};
 use prost::Message;
@@ -85,8 +86,9 @@ pub(super) fn response(body: GrpcBody) -> Response<GrpcBody> {
     r
 }
 
-fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Status> {
-    M::decode(bytes)
+/// Decodes `M` from the message (its `bytes` fields become slices of it).
+fn decode<M: Message + Default>(bytes: &Bytes) -> Result<M, Status> {
+    M::decode(bytes.clone())
         .map_err(|e| Status::new(Code::InvalidArgument, format!("malformed message: {e}")))
 }
 
@@ -216,7 +218,7 @@ pub(super) async fn call(
     bridge: &Bridge,
     path: &str,
     meta: CallMeta,
-    message: &[u8],
+    message: &Bytes,
 ) -> Result<Vec<u8>, Status> {
     let method = path.strip_prefix(SERVICE).unwrap_or("");
     // Health probes stay open, as over HTTP; everything else needs the API token.
@@ -356,4 +358,26 @@ pub(super) fn count(
         .borrow_mut()
         .metrics
         .http(endpoint, code.http_equivalent(), now() - t0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request's raw input bytes are slices of the message it was decoded from, not
+    /// copies (a 600 KB image is then copied once, into the REST body).
+    #[test]
+    fn raw_input_contents_are_slices_of_the_message() {
+        let req = ModelInferRequest {
+            model_name: "m".into(),
+            raw_input_contents: vec![vec![9u8; 100_000].into(), vec![7u8; 10].into()],
+            ..Default::default()
+        };
+        let message = Bytes::from(req.encode_to_vec());
+        let back: ModelInferRequest = decode(&message).unwrap();
+        assert_eq!(back, req);
+        for raw in &back.raw_input_contents {
+            assert!(message.as_ptr_range().contains(&raw.as_ptr()), "copied");
+        }
+    }
 }
