@@ -118,12 +118,32 @@ impl Scheduler {
         crate::margins::transfer_time(bytes, self.transfer.get())
     }
 
+    /// Whether `n` requests of model `mi` can carry the 1 MiB of inputs from which
+    /// they have a transfer time. A request carries its model's input size or none
+    /// (checked at admission), so most models never do, and their queued requests
+    /// need not be looked at on the dispatch's path.
+    fn may_transfer(&self, mi: usize, n: u32) -> bool {
+        u64::from(self.models[mi].profile().input_bytes) * u64::from(n)
+            >= crate::margins::BIG_ACTION_BYTES
+    }
+
+    /// What request `key` of model `mi` takes to reach the worker beyond the lead time.
+    fn request_transfer(&self, mi: usize, key: Key) -> Nanos {
+        if !self.may_transfer(mi, 1) {
+            return Nanos::ZERO;
+        }
+        self.transfer_time(self.input_bytes(key))
+    }
+
     /// What the first n live queued requests of model `mi` take to reach the worker
     /// beyond the lead time, for each batch size n (zero for all but inputs of MBs).
     fn transfer_by_size(&self, mi: usize) -> [Nanos; MAX_TRANSFER_SIZES] {
         let per_mib = self.transfer.get();
         let mut transfer = [Nanos::ZERO; MAX_TRANSFER_SIZES];
         let m = &self.models[mi];
+        if !self.may_transfer(mi, m.sizes().last().copied().unwrap_or(0)) {
+            return transfer;
+        }
         let mut queued = m.queue.iter().filter(|e| self.requests.contains(e.key));
         let (mut bytes, mut n) = (0u64, 0usize);
         for (k, &b) in m.sizes().iter().enumerate().take(MAX_TRANSFER_SIZES) {
@@ -256,7 +276,7 @@ impl Scheduler {
                 .iter()
                 .filter(|q| {
                     self.requests.contains(q.key)
-                        && start + est1 + self.transfer_time(self.input_bytes(q.key)) <= q.target
+                        && start + est1 + self.request_transfer(model as usize, q.key) <= q.target
                 })
                 .take(MAX_QUEUED)
                 .map(|q| q.target);
@@ -317,7 +337,7 @@ impl Scheduler {
     fn try_batch(&mut self, mi: usize, g: u32, start: Nanos, now: Nanos, size: Option<usize>) {
         let est1 = self.models[mi].b1();
         while let Some(front) = self.models[mi].queue.front().copied() {
-            let arrival = self.transfer_time(self.input_bytes(front.key));
+            let arrival = self.request_transfer(mi, front.key);
             if start + est1 + arrival <= front.target {
                 break;
             }
