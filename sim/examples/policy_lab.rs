@@ -5,7 +5,11 @@
 //! first batch of every queued model by EDF over the rest of the known queues;
 //! `RolloutModel` only each model's largest feasible batch (what the scheduler's
 //! dispatch does, `clockwork_scheduler::rollout`); `RolloutK3` only the three most
-//! urgent models. Prints attainment and requests per batch.
+//! urgent models. Two more ask what knowing the future would be worth: `Clairvoyant`
+//! is `Rollout` whose continuation also sees the real arrivals of the next SLO (not a
+//! bound on every policy, but on what a one-batch lookahead can gain from forecasts),
+//! and `Sampled(4)` the same with four sampled Poisson futures at the known rates
+//! instead. Prints attainment and requests per batch.
 //!
 //! `cargo run --example policy_lab` (`SEED=n`, `SECS=n` change the seed and the
 //! simulated seconds, default 1 and 20). Two knobs model what a networked controller
@@ -24,6 +28,10 @@ enum Policy {
     Rollout,
     RolloutModel,
     RolloutK3,
+    /// The rollout whose continuation knows the real arrivals of the next SLO.
+    Clairvoyant,
+    /// The rollout whose continuation averages `n` sampled Poisson futures.
+    Sampled(u32),
 }
 
 struct Req {
@@ -82,6 +90,10 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
     let mut free = Nanos::ZERO;
     let mut next = 0;
     let mut off = vec![0usize; n];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ c.seed;
+    let reqs_buffer = c
+        .slo
+        .saturating_sub(reqs.first().map_or(c.slo, |r| r.d - r.at));
     loop {
         let cut = free.saturating_sub(stale);
         while next < reqs.len() && reqs[next].at <= cut {
@@ -107,6 +119,42 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
             Policy::Edf => {
                 off.iter_mut().for_each(|o| *o = 0);
                 edf_choice(now, &q, &sizes)
+            }
+            Policy::Clairvoyant | Policy::Sampled(_) => {
+                let horizon = now + c.slo;
+                let futures: Vec<Vec<(Nanos, usize, Nanos)>> = match policy {
+                    Policy::Clairvoyant => vec![reqs[next..]
+                        .iter()
+                        .take_while(|r| r.at <= horizon)
+                        .map(|r| (r.at, r.model, r.d))
+                        .collect()],
+                    Policy::Sampled(k) => (0..k)
+                        .map(|_| sample_future(&mut rng, cut, horizon, n, c, reqs_buffer))
+                        .collect(),
+                    _ => unreachable!(),
+                };
+                let base = edf_choice(now, &q, &sizes);
+                let mut best = (0u64, base);
+                for m in 0..n {
+                    let qq = &q[m];
+                    if qq.is_empty() {
+                        continue;
+                    }
+                    for &(b, e) in &sizes {
+                        if b as usize > qq.len() || now + e > qq[0] {
+                            continue;
+                        }
+                        let mut s = 0u64;
+                        for f in &futures {
+                            s += u64::from(b)
+                                + continue_edf(now + e, &q, (m, b as usize), f, &sizes, stale);
+                        }
+                        if s > best.0 || (s == best.0 && (m, b) == base) {
+                            best = (s, (m, b));
+                        }
+                    }
+                }
+                best.1
             }
             Policy::RolloutModel | Policy::RolloutK3 | Policy::Rollout => {
                 let base = edf_choice(now, &q, &sizes);
@@ -174,6 +222,78 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
     )
 }
 
+/// Requests served by EDF from `start`, with `taken` already drained from the known
+/// queues `q`, and `future` arriving (each `stale` before it can join a batch).
+fn continue_edf(
+    start: Nanos,
+    q: &[Vec<Nanos>],
+    taken: (usize, usize),
+    future: &[(Nanos, usize, Nanos)],
+    sizes: &[(u32, Nanos)],
+    stale: Nanos,
+) -> u64 {
+    let mut q: Vec<Vec<Nanos>> = q.to_vec();
+    q[taken.0].drain(..taken.1);
+    let e1 = sizes[0].1;
+    let mut t = start;
+    let mut next = 0;
+    let mut served = 0;
+    loop {
+        while next < future.len() && future[next].0 + stale <= t {
+            let (_, m, d) = future[next];
+            let pos = q[m].partition_point(|&x| x <= d);
+            q[m].insert(pos, d);
+            next += 1;
+        }
+        for qq in q.iter_mut() {
+            let k = qq.iter().take_while(|&&d| t + e1 > d).count();
+            qq.drain(..k);
+        }
+        if q.iter().all(|qq| qq.is_empty()) {
+            if next < future.len() {
+                t = t.max(future[next].0 + stale);
+                continue;
+            }
+            return served;
+        }
+        let (m, b) = edf_choice(t, &q, sizes);
+        let e = sizes.iter().find(|s| s.0 == b).unwrap().1;
+        q[m].drain(..b as usize);
+        served += u64::from(b);
+        t = t + e;
+    }
+}
+
+/// Poisson arrivals of every model after `from` up to `to`, at the case's rate.
+fn sample_future(
+    rng: &mut u64,
+    from: Nanos,
+    to: Nanos,
+    n: usize,
+    c: &Case,
+    buffer: Nanos,
+) -> Vec<(Nanos, usize, Nanos)> {
+    let mut uniform = || {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        ((*rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut v = Vec::new();
+    let mean_gap_ns = 1e9 / c.rate;
+    let mut t = from.get() as f64;
+    loop {
+        t += -uniform().ln() * mean_gap_ns;
+        if t > to.get() as f64 {
+            break;
+        }
+        let m = ((uniform() * n as f64) as usize).min(n - 1);
+        let at = Nanos(t as u64);
+        v.push((at, m, at + c.slo - buffer));
+    }
+    v
+}
+
 fn edf_choice(now: Nanos, q: &[Vec<Nanos>], sizes: &[(u32, Nanos)]) -> (usize, u32) {
     let (_, m) = q
         .iter()
@@ -210,6 +330,8 @@ fn main() {
             Policy::Rollout,
             Policy::RolloutModel,
             Policy::RolloutK3,
+            Policy::Clairvoyant,
+            Policy::Sampled(4),
         ] {
             let (a, mb) = run(c, &reqs, p);
             line += &format!("  {p:?} {:.3}% mb {:.3}", 100.0 * a, mb);
