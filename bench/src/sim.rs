@@ -122,7 +122,7 @@ pub(crate) struct SimArgs {
     net_us: Option<u64>,
     /// Run a preset instead: `tight-slo` (issue 13's rows against the simple EDF
     /// baseline) or `overload` (issue 14: 1.5x overload, the latency of refusals). Only
-    /// --duration, --net-us, --seed and --estimator-percentile apply.
+    /// --duration, --net-us, --seed, --estimator-percentile and --late-failure-share apply.
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Scheduler schedule-ahead, ms.
@@ -132,6 +132,11 @@ pub(crate) struct SimArgs {
     /// controller's `--estimator-percentile`; default its 0.9). Applies to presets too.
     #[arg(long)]
     estimator_percentile: Option<f64>,
+    /// The share of admitted requests failing late below which a request only the
+    /// rollout doubts is queued anyway (the controller's `--late-failure-share`; default
+    /// its 0.1). Applies to presets too.
+    #[arg(long)]
+    late_failure_share: Option<f64>,
     /// Weights-cache pages per GPU (1376 = 21.5 GiB).
     #[arg(long, default_value_t = 1376)]
     pages: u32,
@@ -141,7 +146,22 @@ fn ms(v: f64) -> Nanos {
     Nanos((v * 1e6) as u64)
 }
 
+/// The scheduler settings the flags override, checked before anything runs.
+fn check_overrides(a: &SimArgs) -> anyhow::Result<()> {
+    let mut c = Config::default();
+    if let Some(p) = a.estimator_percentile {
+        c.estimator_percentile = p;
+    }
+    if let Some(s) = a.late_failure_share {
+        c.late_failure_share = s;
+    }
+    c.validate().map_err(|e| {
+        anyhow!("--estimator-percentile must be in (0, 1] and --late-failure-share in [0, 1]: {e}")
+    })
+}
+
 pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
+    check_overrides(a)?;
     if let Some(p) = a.preset {
         return run_preset(a, p);
     }
@@ -177,6 +197,9 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         estimator_percentile: a
             .estimator_percentile
             .unwrap_or_else(|| Config::default().estimator_percentile),
+        late_failure_share: a
+            .late_failure_share
+            .unwrap_or_else(|| Config::default().late_failure_share),
         ..Config::default()
     };
     let sim_cfg = SimConfig {
@@ -334,6 +357,9 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
         let mut cfg = c.scheduler_config();
         if let Some(p) = a.estimator_percentile {
             cfg.estimator_percentile = p;
+        }
+        if let Some(s) = a.late_failure_share {
+            cfg.late_failure_share = s;
         }
         let r = c.run(cfg).map_err(|e| anyhow!("{}: {e}", c.name))?;
         let base = Some(c.run_baseline());

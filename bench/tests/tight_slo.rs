@@ -53,3 +53,17 @@ fn unknown_rows_are_refused_by_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_simulator_refuses_scheduler_overrides_out_of_range_before_running() {
+    for flag in ["--late-failure-share=1.5", "--estimator-percentile=0"] {
+        let (ok, stdout, stderr) =
+            common::bench(&["sim", "--preset", "tight-slo", "--duration", "1s", flag]);
+        assert!(!ok, "{flag}");
+        assert!(
+            stderr.contains(flag.split('=').next().unwrap()),
+            "{flag}: {stderr}"
+        );
+        assert!(!stdout.contains("h200-10ms"), "{flag}: a row ran: {stdout}");
+    }
+}
