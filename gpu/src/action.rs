@@ -5,8 +5,9 @@
 //!
 //! An INFER carries its host buffers: the batch's input bytes and the buffer its outputs
 //! go into, both allocated by the submitter, so the device thread allocates nothing on
-//! the INFER path. The output buffer comes back in the [`Completion`]. Their `Debug`
-//! output shows only their lengths.
+//! the INFER path. Both come back in the [`Completion`], whatever happened to the
+//! INFER (the output filled when it succeeded), so the submitter can reuse them and the
+//! device thread frees nothing either. Their `Debug` output shows only their lengths.
 
 use clockwork_core::{
     ActionId, GpuId, Inferred, ModelId, Nanos, Outcome, Timing, Window, WorkerStatus,
@@ -86,11 +87,11 @@ impl DeviceOp {
         }
     }
 
-    /// Take an INFER's output buffer out (empty for other operations).
-    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+    /// Take an INFER's input and output buffers out (empty for other operations).
+    pub(crate) fn take_buffers(&mut self) -> (Vec<u8>, Vec<u8>) {
         match self {
-            Self::Infer { output, .. } => std::mem::take(output),
-            Self::Load { .. } | Self::Unload { .. } => Vec::new(),
+            Self::Infer { input, output, .. } => (std::mem::take(input), std::mem::take(output)),
+            Self::Load { .. } | Self::Unload { .. } => (Vec::new(), Vec::new()),
         }
     }
 }
@@ -179,9 +180,12 @@ pub struct Completion {
     pub emulated: bool,
     /// A successful INFER's output buffer, filled: the one its [`DeviceOp::Infer`]
     /// brought, with the same length (an emulated device fills it with zeros). For an
-    /// INFER that ran but failed, that buffer unfilled; empty for everything else
-    /// (what was refused or dropped before it ran frees its buffers on the device).
+    /// INFER that failed, was refused or was dropped, that buffer unfilled; empty for
+    /// LOADs and UNLOADs.
     pub output: Vec<u8>,
+    /// An INFER's input buffer, handed back for reuse whatever happened (its contents
+    /// are what was sent); empty for LOADs and UNLOADs.
+    pub input: Vec<u8>,
 }
 
 impl fmt::Debug for Completion {
@@ -196,6 +200,7 @@ impl fmt::Debug for Completion {
             .field("padded_batch", &self.padded_batch)
             .field("emulated", &self.emulated)
             .field("output_len", &self.output.len())
+            .field("input_len", &self.input.len())
             .finish()
     }
 }
@@ -237,13 +242,15 @@ impl Completion {
         (self.status, outcome)
     }
 
-    /// A completion for an action that did not run: refused, dropped or cancelled at `now`.
+    /// A completion for an action that did not run: refused, dropped or cancelled at
+    /// `now`. An INFER's buffers go back in it, the output unfilled.
     pub(crate) fn refused(
-        action: &DeviceAction,
+        mut action: DeviceAction,
         status: WorkerStatus,
         now: Nanos,
         emulated: bool,
     ) -> Self {
+        let (input, output) = action.op.take_buffers();
         Self {
             action: action.action,
             gpu: action.gpu,
@@ -257,7 +264,8 @@ impl Completion {
             },
             padded_batch: 0,
             emulated,
-            output: Vec::new(),
+            output,
+            input,
         }
     }
 }

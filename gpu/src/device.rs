@@ -107,26 +107,29 @@ impl<B: DeviceBackend> Device<B> {
         registry: &Registry,
         out: &mut Vec<Completion>,
     ) {
+        match Self::check(&action, registry) {
+            Err(status) => out.push(Completion::refused(action, status, now, self.emulated)),
+            Ok(OpKind::Infer) => self.exec_q.push(action),
+            Ok(OpKind::Load | OpKind::Unload) => self.pcie_q.push(action),
+        }
+    }
+
+    /// What [`Device::accept`] refuses at once: an invalid window, an unregistered
+    /// model, a batch size the model does not take.
+    fn check(action: &DeviceAction, registry: &Registry) -> Result<OpKind, WorkerStatus> {
         let kind = action.op.kind();
-        let refuse = |status| Completion::refused(&action, status, now, self.emulated);
         if !action.window.is_valid() {
-            out.push(refuse(WorkerStatus::InvalidAction));
-            return;
+            return Err(WorkerStatus::InvalidAction);
         }
         let Some(profile) = registry.get(&action.op.model()) else {
-            out.push(refuse(kind.unknown_model()));
-            return;
+            return Err(kind.unknown_model());
         };
-        match action.op {
-            DeviceOp::Infer { batch_size, .. } => {
-                if batch_size == 0 || profile.padded_batch(batch_size).is_none() {
-                    out.push(refuse(WorkerStatus::InvalidBatchSize));
-                    return;
-                }
-                self.exec_q.push(action);
+        if let DeviceOp::Infer { batch_size, .. } = action.op {
+            if batch_size == 0 || profile.padded_batch(batch_size).is_none() {
+                return Err(WorkerStatus::InvalidBatchSize);
             }
-            DeviceOp::Load { .. } | DeviceOp::Unload { .. } => self.pcie_q.push(action),
         }
+        Ok(kind)
     }
 
     /// Advance to `now`: finish what the backend has finished, drop what missed its
@@ -137,12 +140,8 @@ impl<B: DeviceBackend> Device<B> {
 
         for q in [&mut self.exec_q, &mut self.pcie_q] {
             while let Some(late) = q.pop_expired(now) {
-                out.push(Completion::refused(
-                    &late,
-                    late.op.kind().too_late(),
-                    now,
-                    self.emulated,
-                ));
+                let status = late.op.kind().too_late();
+                out.push(Completion::refused(late, status, now, self.emulated));
             }
         }
 
@@ -226,7 +225,7 @@ impl<B: DeviceBackend> Device<B> {
                     self.cache.free(pages);
                 }
                 out.push(Completion::refused(
-                    &run.action,
+                    run.action,
                     WorkerStatus::Cancelled,
                     now,
                     self.emulated,
@@ -236,7 +235,7 @@ impl<B: DeviceBackend> Device<B> {
         for q in [&mut self.exec_q, &mut self.pcie_q] {
             while let Some(a) = q.pop_head() {
                 out.push(Completion::refused(
-                    &a,
+                    a,
                     WorkerStatus::Cancelled,
                     now,
                     self.emulated,
@@ -281,8 +280,9 @@ impl<B: DeviceBackend> Device<B> {
             }
             (_, s) => s,
         };
-        // A successful INFER's outputs go into the buffer it brought, which goes back.
-        let mut output = run.action.op.take_output();
+        // A successful INFER's outputs go into the buffer it brought; both its buffers
+        // go back.
+        let (input, mut output) = run.action.op.take_buffers();
         let status = match status {
             WorkerStatus::Success if run.action.op.kind() == OpKind::Infer => {
                 match self.backend.copy_output(&mut output) {
@@ -319,6 +319,7 @@ impl<B: DeviceBackend> Device<B> {
             padded_batch: run.padded_batch,
             emulated: self.emulated,
             output,
+            input,
         });
         cache_changed
     }
@@ -340,7 +341,7 @@ impl<B: DeviceBackend> Device<B> {
             }
             None => WorkerStatus::UnloadNotInCache,
         };
-        out.push(Completion::refused(&action, status, now, self.emulated));
+        out.push(Completion::refused(action, status, now, self.emulated));
     }
 
     /// Returns whether the cache changed.
@@ -352,39 +353,50 @@ impl<B: DeviceBackend> Device<B> {
         registry: &Registry,
         out: &mut Vec<Completion>,
     ) -> bool {
-        let refuse = |status| Completion::refused(&action, status, now, self.emulated);
-        let Some(profile) = registry.get(&model) else {
-            out.push(refuse(WorkerStatus::LoadUnknownModel));
-            return false;
-        };
+        match self.begin_load(model, now, registry) {
+            Ok((pages, version)) => {
+                self.pcie = Some(Running {
+                    action,
+                    begin: now,
+                    version,
+                    pages: Some(pages),
+                    padded_batch: 0,
+                });
+                true
+            }
+            Err(status) => {
+                out.push(Completion::refused(action, status, now, self.emulated));
+                false
+            }
+        }
+    }
+
+    /// Start copying `model`'s weights in: its pages and its new version, or why not.
+    fn begin_load(
+        &mut self,
+        model: ModelId,
+        now: Nanos,
+        registry: &Registry,
+    ) -> Result<(PageAllocation, u64), WorkerStatus> {
+        let profile = registry.get(&model).ok_or(WorkerStatus::LoadUnknownModel)?;
         let slot = self.models.entry(model).or_default();
         if slot.broken {
-            out.push(refuse(WorkerStatus::RuntimeError));
-            return false;
+            return Err(WorkerStatus::RuntimeError);
         }
         if slot.resident.is_some() {
-            out.push(refuse(WorkerStatus::WeightsAlreadyLoaded));
-            return false;
+            return Err(WorkerStatus::WeightsAlreadyLoaded);
         }
-        let Some(pages) = self.cache.alloc(profile.pages(self.cache.page_size())) else {
-            out.push(refuse(WorkerStatus::LoadInsufficientCache));
-            return false;
-        };
+        let pages = self
+            .cache
+            .alloc(profile.pages(self.cache.page_size()))
+            .ok_or(WorkerStatus::LoadInsufficientCache)?;
         if let Err(e) = self.backend.start_load(model, profile, pages.pages(), now) {
             tracing::warn!(gpu = %self.id, %model, error = %e, "LOAD failed to start");
             self.cache.free(pages);
-            out.push(refuse(WorkerStatus::RuntimeError));
-            return false;
+            return Err(WorkerStatus::RuntimeError);
         }
         slot.version += 1;
-        self.pcie = Some(Running {
-            action,
-            begin: now,
-            version: slot.version,
-            pages: Some(pages),
-            padded_batch: 0,
-        });
-        true
+        Ok((pages, slot.version))
     }
 
     fn start_infer(
@@ -394,7 +406,28 @@ impl<B: DeviceBackend> Device<B> {
         registry: &Registry,
         out: &mut Vec<Completion>,
     ) {
-        let refuse = |status| Completion::refused(&action, status, now, self.emulated);
+        match self.begin_infer(&action, now, registry) {
+            Ok((version, padded_batch)) => {
+                self.exec = Some(Running {
+                    action,
+                    begin: now,
+                    version,
+                    pages: None,
+                    padded_batch,
+                });
+            }
+            Err(status) => out.push(Completion::refused(action, status, now, self.emulated)),
+        }
+    }
+
+    /// Start an INFER: the version of the weights it runs on and its padded batch size,
+    /// or why not.
+    fn begin_infer(
+        &mut self,
+        action: &DeviceAction,
+        now: Nanos,
+        registry: &Registry,
+    ) -> Result<(u64, u32), WorkerStatus> {
         let DeviceOp::Infer {
             model,
             batch_size,
@@ -403,39 +436,28 @@ impl<B: DeviceBackend> Device<B> {
         } = action.op
         else {
             debug_assert!(false, "non-INFER on the EXEC queue");
-            return;
+            return Err(WorkerStatus::InvalidAction);
         };
-        let Some(profile) = registry.get(&model) else {
-            out.push(refuse(WorkerStatus::UnknownModel));
-            return;
-        };
+        let profile = registry.get(&model).ok_or(WorkerStatus::UnknownModel)?;
         let (Some(index), Some(padded)) = (
             profile.batch_index(batch_size),
             profile.padded_batch(batch_size),
         ) else {
-            out.push(refuse(WorkerStatus::InvalidBatchSize));
-            return;
+            return Err(WorkerStatus::InvalidBatchSize);
         };
         let slot = self.models.entry(model).or_default();
-        let Some(resident) = &slot.resident else {
-            out.push(refuse(WorkerStatus::ExecWeightsMissing));
-            return;
-        };
+        let resident = slot
+            .resident
+            .as_ref()
+            .ok_or(WorkerStatus::ExecWeightsMissing)?;
         if let Err(e) =
             self.backend
                 .start_infer(model, profile, index, resident.pages(), input, now)
         {
             tracing::warn!(gpu = %self.id, %model, error = %e, "INFER failed to start");
-            out.push(refuse(WorkerStatus::RuntimeError));
-            return;
+            return Err(WorkerStatus::RuntimeError);
         }
-        self.exec = Some(Running {
-            action,
-            begin: now,
-            version: slot.version,
-            pages: None,
-            padded_batch: padded,
-        });
+        Ok((slot.version, padded))
     }
 
     fn publish(&self) {
@@ -614,7 +636,7 @@ mod tests {
     }
 
     #[test]
-    fn infer_output_is_filled_on_success_and_handed_back_unfilled_on_failure() {
+    fn infer_output_is_filled_on_success_and_both_buffers_come_back_whatever_happened() {
         let mut r = Rig::new(100);
         r.submit(0, (0, 0), load(M50));
         r.run_until(ms(10));
@@ -634,10 +656,11 @@ mod tests {
         let c = r.get(broken);
         assert_eq!(c.status, WorkerStatus::ExecConcurrentWeightsModification);
         assert_eq!(c.output, vec![7; 10]);
-        // Never ran (82): nothing comes back.
+        // Never ran (82): both buffers come back as they went in.
         let missing = r.submit(ms(40), (0, u64::MAX), buffers(7));
-        assert_eq!(r.get(missing).status, WorkerStatus::ExecWeightsMissing);
-        assert!(r.get(missing).output.is_empty());
+        let c = r.get(missing);
+        assert_eq!(c.status, WorkerStatus::ExecWeightsMissing);
+        assert_eq!((c.input, c.output), (vec![1; 32], vec![7; 10]));
     }
 
     #[test]

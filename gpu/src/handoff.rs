@@ -246,6 +246,7 @@ mod tests {
             padded_batch: 1,
             emulated: true,
             output: Vec::new(),
+            input: Vec::new(),
         }
     }
 

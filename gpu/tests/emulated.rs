@@ -121,11 +121,13 @@ fn infer_buffers_go_in_and_the_filled_output_comes_back() {
     // A dirty buffer of 3 requests' outputs: the emulated device zeroes all of it and
     // hands back the same length (batch 3 runs padded to 4; the buffer is not padded).
     let out_len = 3 * resnet50().output_bytes as usize;
+    let (input, output) = (vec![9; 3 * 16], vec![0xAB; out_len]);
+    let sent = (input.as_ptr(), output.as_ptr());
     let op = DeviceOp::Infer {
         model: R50,
         batch_size: 3,
-        input: vec![9; 3 * 16],
-        output: vec![0xAB; out_len],
+        input,
+        output,
     };
     let c = one(&mut done, submit(&mut set, 2, 0, any(), op));
     assert_eq!((c.status, c.padded_batch), (WorkerStatus::Success, 4));
@@ -134,19 +136,34 @@ fn infer_buffers_go_in_and_the_filled_output_comes_back() {
         c.output.iter().all(|&b| b == 0),
         "emulated outputs are zeros"
     );
+    // Both buffers come back, the same memory, for the submitter to reuse.
+    assert_eq!((c.input.as_ptr(), c.output.as_ptr()), sent);
+    assert_eq!(c.input, vec![9; 3 * 16]);
 
-    // Without a buffer nothing comes back; a refused INFER brings no buffer back.
+    // Without a buffer nothing comes back.
     let c = one(&mut done, submit(&mut set, 3, 0, any(), infer(R50, 1)));
     assert_eq!((c.status, c.output.len()), (WorkerStatus::Success, 0));
-    let op = DeviceOp::Infer {
-        model: ModelId(999),
-        batch_size: 1,
-        input: Vec::new(),
-        output: vec![1; 8],
-    };
-    let c = one(&mut done, submit(&mut set, 4, 0, any(), op));
-    assert_eq!(c.status, WorkerStatus::UnknownModel);
-    assert!(c.output.is_empty());
+    // An INFER refused on arrival, or dropped because it is late, hands its buffers
+    // back too, the output unfilled: the device thread frees nothing.
+    let t = now();
+    let refused_and_late = [
+        (ModelId(999), any(), WorkerStatus::UnknownModel),
+        (R50, Window::new(t, t), WorkerStatus::ExecTooLate),
+    ];
+    for (i, (model, window, status)) in refused_and_late.into_iter().enumerate() {
+        let (input, output) = (vec![3; 16], vec![1; 8]);
+        let sent = (input.as_ptr(), output.as_ptr());
+        let op = DeviceOp::Infer {
+            model,
+            batch_size: 1,
+            input,
+            output,
+        };
+        let c = one(&mut done, submit(&mut set, 4 + i as u64, 0, window, op));
+        assert_eq!(c.status, status);
+        assert_eq!((c.input.as_ptr(), c.output.as_ptr()), sent, "{status}");
+        assert_eq!(c.output, vec![1; 8], "unfilled");
+    }
 }
 
 #[test]

@@ -55,10 +55,13 @@
 //!   both ways, logged at debug level), and all of one action's timestamps are converted
 //!   back with that same offset.
 //! * **Inputs and outputs.** An INFER's input bytes (when `input_sizes` is non-empty)
-//!   are copied once out of the frame and handed to the device with an output buffer of
-//!   `output_bytes × batch_size` bytes that the worker allocates, so the device thread
-//!   allocates nothing. The device fills it; the result's `outputs` is that buffer, one
-//!   `output_bytes` slice per request in batch order. Emulated outputs are zeros of the
+//!   are copied once out of the frame and handed to the device with a zeroed output
+//!   buffer of `output_bytes × batch_size` bytes, so the device thread allocates
+//!   nothing. The device fills it; the result's `outputs` is that buffer, one
+//!   `output_bytes` slice per request in batch order. Both buffers come from the
+//!   worker thread's pool (`core::buffers`) and go back to it (the input with the
+//!   completion, the output once its result is written), so in steady state an INFER
+//!   allocates nothing on the worker either. Emulated outputs are zeros of the
 //!   declared size (the CUDA stand-in kernel's too, for now). `copy_input` and
 //!   `copy_output` are zero-length timings at the start and end of `exec`, and the SM
 //!   clocks are 0.

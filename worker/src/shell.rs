@@ -17,12 +17,13 @@
 //! (docs/adr/0004-one-controller.md).
 
 use crate::clock::ClockMap;
+use crate::core::buffers::BufferPool;
 use crate::core::{Output, SessionId, WorkerCore};
 use crate::error::WorkerError;
 use crate::measure::{MeasureError, Registrations};
 use crate::StopSignal;
 use clockwork_core::wire::{FromWorker, PeerRole, ToWorker};
-use clockwork_core::{ActionResult, MonotonicClock, WorkerStatus};
+use clockwork_core::{ActionResult, MonotonicClock, Outcome, WorkerStatus};
 use clockwork_gpu::{Completions, DeviceSet};
 use clockwork_net::liveness::watch;
 use clockwork_net::LinkStream;
@@ -213,7 +214,8 @@ impl Shell {
             peer.name.clone(),
             reader,
         ));
-        let writer = spawn_local(writer_loop(rx, writer, peer.name.clone()));
+        let buffers = self.core.borrow().buffers();
+        let writer = spawn_local(writer_loop(rx, writer, peer.name.clone(), buffers));
         let heartbeat = spawn_local(heartbeat_loop(Rc::clone(&tx), self.liveness.heartbeat));
         self.links.borrow_mut().insert(
             session,
@@ -375,10 +377,12 @@ async fn heartbeat_loop(tx: Rc<LocalSender<Outgoing>>, interval: Duration) {
 }
 
 /// Send results in the order they are queued; `sent` is stamped just before each send.
+/// An INFER's output buffer goes back to `buffers` once its result is written.
 async fn writer_loop(
     rx: LocalReceiver<Outgoing>,
     mut writer: FrameWriter<LinkStream>,
     peer: String,
+    buffers: Rc<BufferPool>,
 ) {
     while let Some(out) = rx.recv().await {
         let msg = match out {
@@ -391,6 +395,13 @@ async fn writer_loop(
         if let Err(e) = writer.send(&msg).await {
             tracing::debug!(controller = %peer, error = %e, "result not sent; connection lost");
             return;
+        }
+        if let FromWorker::Result(ActionResult {
+            outcome: Outcome::Inferred(inferred),
+            ..
+        }) = msg
+        {
+            buffers.give(inferred.outputs);
         }
     }
 }

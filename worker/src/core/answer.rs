@@ -12,7 +12,13 @@ use clockwork_gpu::Completion;
 impl<D: Devices> WorkerCore<D> {
     /// A device completion arrived: answer its action, or count it towards its CLEAR
     /// CACHE. Results of a session that is no longer current are dropped.
-    pub(crate) fn completion(&mut self, c: Completion) {
+    pub(crate) fn completion(&mut self, mut c: Completion) {
+        // The INFER's buffers go back to the pool: the input always, the output unless
+        // it carries the result's outputs (then the writer gives it back once sent).
+        self.buffers.give(std::mem::take(&mut c.input));
+        if c.status != WorkerStatus::Success {
+            self.buffers.give(std::mem::take(&mut c.output));
+        }
         let Some(p) = self.pending.remove(&c.action.get()) else {
             tracing::warn!(tag = %c.action, "completion for no pending action");
             return;

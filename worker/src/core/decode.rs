@@ -6,15 +6,16 @@
 //! `inputs.len()`). GPU id, model, batch size and the window of device actions are
 //! checked by the devices (see the table in [`crate::core`]).
 //!
-//! Only what the devices need leaves the frame: an INFER's input bytes are copied once,
-//! into the buffer that travels to the device; everything else is small.
+//! Only what the devices need leaves the frame: an INFER's input bytes stay in it (a
+//! borrowed slice) until the core copies them once, into a buffer of its pool that
+//! travels to the device; everything else is small.
 
 use clockwork_core::action::{ArchivedAction, ArchivedActionKind};
 use clockwork_core::{GpuId, ModelId, ModelProfile, Window, WorkerStatus};
 
 /// A well-formed action, out of its frame.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Request {
+pub(crate) enum Request<'a> {
     /// Register a model.
     Register {
         model: ModelId,
@@ -29,13 +30,13 @@ pub(crate) enum Request {
     Device {
         gpu: GpuId,
         window: Window,
-        request: DeviceRequest,
+        request: DeviceRequest<'a>,
     },
 }
 
 /// The device operations, as the wire asks for them.
 #[derive(Debug, PartialEq)]
-pub(crate) enum DeviceRequest {
+pub(crate) enum DeviceRequest<'a> {
     Load {
         model: ModelId,
     },
@@ -45,8 +46,8 @@ pub(crate) enum DeviceRequest {
     Infer {
         model: ModelId,
         batch_size: u32,
-        /// The concatenated inputs (empty when the worker generates them).
-        input: Vec<u8>,
+        /// The concatenated inputs, in the frame (empty when the worker generates them).
+        input: &'a [u8],
     },
 }
 
@@ -64,9 +65,9 @@ impl Refusal {
 }
 
 /// Read and check one action.
-pub(crate) fn decode(a: &ArchivedAction) -> Result<Request, Refusal> {
+pub(crate) fn decode<'a>(a: &'a ArchivedAction) -> Result<Request<'a>, Refusal> {
     let window = a.window.to_native();
-    let worker_side = |request: Request| {
+    let worker_side = |request: Request<'static>| {
         if window.is_valid() {
             Ok(request)
         } else {
@@ -80,7 +81,7 @@ pub(crate) fn decode(a: &ArchivedAction) -> Result<Request, Refusal> {
             ))
         }
     };
-    let device = |gpu: GpuId, request: DeviceRequest| {
+    let device = |gpu: GpuId, request: DeviceRequest<'a>| {
         Ok(Request::Device {
             gpu,
             window,
@@ -145,7 +146,7 @@ pub(crate) fn decode(a: &ArchivedAction) -> Result<Request, Refusal> {
                 DeviceRequest::Infer {
                     model,
                     batch_size,
-                    input: inputs.as_slice().to_vec(),
+                    input: inputs.as_slice(),
                 },
             )
         }

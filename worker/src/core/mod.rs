@@ -35,6 +35,7 @@
 //! sent).
 
 pub(crate) mod answer;
+pub(crate) mod buffers;
 pub(crate) mod clear;
 pub(crate) mod decode;
 pub(crate) mod devices;
@@ -44,6 +45,7 @@ mod tests;
 
 use crate::clock::ClockMap;
 use crate::measure::MeasureError;
+use buffers::BufferPool;
 use clear::ClearGroups;
 use clockwork_core::action::ArchivedAction;
 use clockwork_core::model::MeasuredTimes;
@@ -58,6 +60,7 @@ pub(crate) use devices::Devices;
 pub(crate) use session::SessionId;
 use session::Sessions;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 /// What the shell must do.
 #[derive(Debug, PartialEq)]
@@ -169,6 +172,8 @@ pub(crate) struct WorkerCore<D> {
     measuring: HashMap<u64, (Reply, ModelId, u32, ModelProfile)>,
     /// What registration measured, per model (answered again on re-registration).
     measured: HashMap<ModelId, MeasuredTimes>,
+    /// INFER input and output buffers for reuse, shared with the result writers.
+    buffers: Rc<BufferPool>,
 }
 
 impl<D: Devices> WorkerCore<D> {
@@ -185,7 +190,13 @@ impl<D: Devices> WorkerCore<D> {
             outputs: VecDeque::new(),
             measuring: HashMap::new(),
             measured: HashMap::new(),
+            buffers: Rc::default(),
         }
+    }
+
+    /// The pool INFER buffers come from: a result's outputs go back to it once sent.
+    pub(crate) fn buffers(&self) -> Rc<BufferPool> {
+        Rc::clone(&self.buffers)
     }
 
     /// The next thing for the shell to do, in order.
@@ -425,7 +436,7 @@ impl<D: Devices> WorkerCore<D> {
     }
 
     /// Hand a LOAD, UNLOAD or INFER to its device, its window in the local clock.
-    fn submit(&mut self, reply: Reply, gpu: GpuId, window: Window, request: DeviceRequest) {
+    fn submit(&mut self, reply: Reply, gpu: GpuId, window: Window, request: DeviceRequest<'_>) {
         let tag = self.tag();
         let Some(devices) = self.devices.as_mut() else {
             return;
@@ -454,8 +465,8 @@ impl<D: Devices> WorkerCore<D> {
                 DeviceOp::Infer {
                     model,
                     batch_size,
-                    input,
-                    output: vec![0; len],
+                    input: self.buffers.copy_of(input),
+                    output: self.buffers.zeroed(len),
                 }
             }
         };

@@ -186,30 +186,33 @@ impl Rig {
         (r, s)
     }
 
-    /// Complete the submitted action with tag `tag`.
+    /// Complete the submitted action with tag `tag`: its buffers go back, as a device
+    /// hands them back (taken out of the recorded action, so they keep their memory).
     fn complete(&mut self, tag: u64, status: WorkerStatus, timing: Timing) {
         let a = self
             .devices()
             .submitted
-            .iter()
+            .iter_mut()
             .find(|a| a.action == ActionId(tag))
-            .cloned()
             .expect("submitted");
-        let mut op = a.op;
-        let output = match &mut op {
-            DeviceOp::Infer { output, .. } => std::mem::take(output),
-            _ => Vec::new(),
+        let (input, output) = match &mut a.op {
+            DeviceOp::Infer { input, output, .. } => {
+                (std::mem::take(input), std::mem::take(output))
+            }
+            _ => (Vec::new(), Vec::new()),
         };
+        let (action, gpu, model, kind) = (a.action, a.gpu, a.op.model(), a.op.kind());
         self.core.completion(Completion {
-            action: a.action,
-            gpu: a.gpu,
-            model: op.model(),
-            kind: op.kind(),
+            action,
+            gpu,
+            model,
+            kind,
             status,
             timing,
             padded_batch: 4,
             emulated: true,
             output,
+            input,
         });
     }
 
@@ -647,6 +650,54 @@ fn clear_cache_answers_at_once_when_empty_and_reports_failed_unloads() {
 }
 
 #[test]
+fn an_infer_reuses_the_buffers_of_those_that_ended_before_it() {
+    let (mut r, s) = Rig::with_model(1);
+    let pool = r.core.buffers();
+    let buffers = |op: &DeviceOp| match op {
+        DeviceOp::Infer { input, output, .. } => (input.as_ptr(), output.as_ptr()),
+        _ => panic!("an INFER"),
+    };
+    r.send(
+        s,
+        10,
+        None,
+        vec![(2, Window::ANY, infer(3, vec![2, 3, 1], vec![5; 6]))],
+    );
+    let first = buffers(&r.devices().submitted[0].op);
+    let tag = r.last_tag();
+    r.complete(tag, WorkerStatus::Success, timing(20, 30));
+    let Outcome::Inferred(i) = r.result(s).outcome else {
+        panic!("a success")
+    };
+    // The outputs leave in the result; the writer gives the buffer back once sent.
+    assert_eq!(i.outputs.as_ptr(), first.1);
+    pool.give(i.outputs);
+    let allocated = pool.allocated();
+
+    // The next INFER of the same sizes runs in the same memory, allocating nothing,
+    // with its own input and zeroed outputs.
+    r.send(
+        s,
+        40,
+        None,
+        vec![(3, Window::ANY, infer(3, vec![1, 1, 4], vec![9; 6]))],
+    );
+    assert_eq!(buffers(&r.devices().submitted[1].op), first);
+    assert_eq!(pool.allocated(), allocated);
+    let DeviceOp::Infer { input, output, .. } = &r.devices().submitted[1].op else {
+        panic!("an INFER")
+    };
+    assert_eq!(input, &vec![9; 6]);
+    assert!(output.iter().all(|&b| b == 0) && output.len() == 24);
+
+    // A failed INFER hands both back at once (its result carries no outputs).
+    let tag = r.last_tag();
+    r.complete(tag, WorkerStatus::ExecTooLate, timing(50, 50));
+    assert_eq!(r.result(s).status, WorkerStatus::ExecTooLate);
+    assert_eq!(pool.kept().0, 2);
+}
+
+#[test]
 fn shutdown_closes_the_session_and_later_actions_are_shutting_down() {
     let (mut r, s) = Rig::with_model(1);
     r.send(s, 10, None, vec![(2, Window::ANY, load(1, 0))]);
@@ -665,6 +716,7 @@ fn shutdown_closes_the_session_and_later_actions_are_shutting_down() {
         padded_batch: 0,
         emulated: true,
         output: Vec::new(),
+        input: Vec::new(),
     });
     assert!(r.outputs().is_empty());
     // A controller that still gets in is told the worker is stopping, once per action.
@@ -721,6 +773,7 @@ fn completion_of_no_pending_action_is_ignored() {
         padded_batch: 1,
         emulated: true,
         output: Vec::new(),
+        input: Vec::new(),
     });
     assert!(r.outputs().is_empty());
 }
