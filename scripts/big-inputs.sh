@@ -2,7 +2,8 @@
 # Large inputs on real processes: a controller and a worker with two **emulated** GPUs
 # on loopback, 4 instances of a model taking SIZE-byte inputs (1 ms at batch 1), then N
 # concurrent tritonclient.http clients x ROUNDS requests (scripts/big_inputs.py, needs
-# tests/python/requirements.txt). Prints each round and the controller's CPU time.
+# tests/python/requirements.txt). Prints each round and the controller's and the
+# worker's CPU time.
 #   scripts/big-inputs.sh BIN_DIR SIZE N ROUNDS SLO_MS
 set -euo pipefail
 bin=${1:?directory with clockwork-controller and clockwork-worker}
@@ -28,8 +29,11 @@ curl -s -X POST "$http/v2/repository/models/big/load" -d "{\"parameters\":{\"cop
   {\"weights_bytes\":100000000,\"input_bytes\":$size,\"output_bytes\":4000,\"load_time_us\":2000,
    \"batches\":[{\"batch_size\":1,\"exec_time_us\":1000},{\"batch_size\":2,\"exec_time_us\":1100},
    {\"batch_size\":4,\"exec_time_us\":1300},{\"batch_size\":8,\"exec_time_us\":1700}]}}}" >/dev/null
-ticks() { awk '{print $14 + $15}' "/proc/$controller/stat"; }
-before=$(ticks)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+before=$(ticks $controller)
+worker_before=$(ticks $worker)
 python3 "$here/big_inputs.py" "$http" big-0 "$size" "$n" "$rounds" "$slo"
-after=$(ticks)
+after=$(ticks $controller)
+worker_after=$(ticks $worker)
 echo "controller CPU: $(((after - before) * 1000 / $(getconf CLK_TCK))) ms"
+echo "worker CPU: $(((worker_after - worker_before) * 1000 / $(getconf CLK_TCK))) ms"

@@ -17,6 +17,16 @@ pub(crate) const MAX_KEPT: usize = 64;
 /// Most bytes (capacity) kept over all buffers.
 pub(crate) const MAX_KEPT_BYTES: usize = 256 << 20;
 
+/// What [`BufferPool::zeroed`] copies from.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// Whether a kept buffer of `capacity` bytes is handed out for `len`: it must hold
+/// them, and not be more than twice as large (plus a page), so that a large buffer is
+/// not tied up holding a few bytes while a large INFER allocates its own.
+fn fits(capacity: usize, len: usize) -> bool {
+    capacity >= len && capacity <= len.saturating_mul(2).saturating_add(4096)
+}
+
 /// Free buffers, reused by capacity.
 #[derive(Debug, Default)]
 pub(crate) struct BufferPool {
@@ -40,14 +50,21 @@ impl BufferPool {
         v
     }
 
-    /// `len` zero bytes in a kept buffer (a new one if none is large enough).
+    /// `len` zero bytes in a kept buffer (a new one if none fits).
     pub(crate) fn zeroed(&self, len: usize) -> Vec<u8> {
         let mut v = self.take(len);
-        v.resize(len, 0);
+        // In copies of a zero block: `memcpy` whatever the build's optimisation, where
+        // `resize` is a byte-by-byte loop in a debug build (80 ms for 8 MiB, which made
+        // INFERs miss their windows in tests).
+        while v.len() < len {
+            let n = (len - v.len()).min(ZEROS.len());
+            v.extend_from_slice(&ZEROS[..n]);
+        }
         v
     }
 
-    /// An empty buffer with room for `len` bytes: the smallest kept one that has it.
+    /// An empty buffer with room for `len` bytes: the smallest kept one that has it,
+    /// unless even that one is more than twice as large ([`fits`]).
     fn take(&self, len: usize) -> Vec<u8> {
         if len == 0 {
             return Vec::new();
@@ -57,7 +74,7 @@ impl BufferPool {
             .buffers
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
+            .filter(|(_, b)| fits(b.capacity(), len))
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
         match best {
@@ -143,6 +160,20 @@ mod tests {
         // Nothing: no buffer taken or allocated.
         assert_eq!(pool.copy_of(&[]).capacity(), 0);
         assert_eq!((pool.allocated(), pool.kept().0), (2, 1));
+    }
+
+    #[test]
+    fn a_buffer_much_larger_than_needed_is_left_for_a_larger_request() {
+        let pool = BufferPool::default();
+        let big = pool.zeroed(1 << 20);
+        let at = big.as_ptr();
+        pool.give(big);
+        let small = pool.copy_of(&[1; 16]);
+        assert_ne!(small.as_ptr(), at);
+        assert_eq!(pool.kept().0, 1);
+        let again = pool.zeroed(600 << 10);
+        assert_eq!(again.as_ptr(), at);
+        assert!(again.len() == 600 << 10 && again.iter().all(|&b| b == 0));
     }
 
     #[test]
