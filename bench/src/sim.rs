@@ -120,9 +120,15 @@ pub(crate) struct SimArgs {
     /// One-way network latency, µs. Default 50 (150 for a preset).
     #[arg(long)]
     net_us: Option<u64>,
+    /// Mean of a random extra one-way delay per message, µs (exponential, seeded; each
+    /// link still delivers in order). Default 0: every message takes exactly
+    /// `--net-us`. Applies to presets too.
+    #[arg(long, default_value_t = 0)]
+    net_jitter_us: u64,
     /// Run a preset instead: `tight-slo` (issue 13's rows against the simple EDF
     /// baseline) or `overload` (issue 14: 1.5x overload, the latency of refusals). Only
-    /// --duration, --net-us, --seed, --estimator-percentile and --late-failure-share apply.
+    /// --duration, --net-us, --net-jitter-us, --seed, --estimator-percentile and
+    /// --late-failure-share apply.
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Scheduler schedule-ahead, ms.
@@ -207,6 +213,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         gpus_per_worker: a.gpus_per_worker,
         total_pages: a.pages,
         net_latency: Nanos::from_micros(net_us),
+        net_jitter: Nanos::from_micros(a.net_jitter_us),
         noise: match a.noise_shape {
             NoiseKind::Uniform => NoiseModel::Uniform { rel: a.noise },
             NoiseKind::Normal => NoiseModel::Normal { rel_sigma: a.noise },
@@ -219,7 +226,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     println!(
         "sim: {gpus} simulated GPUs ({workers} workers x {}), {} models ({:?}), {:?} workload, \
          {rate:.0} r/s ({:.2} x batch-1 capacity {capacity_b1:.0} r/s), SLO {} ms, {} simulated, \
-         noise {} ({:?}) on emulated GPUs, net {} us, seed {}",
+         noise {} ({:?}) on emulated GPUs, net {} us (+ jitter of mean {} us), seed {}",
         a.gpus_per_worker,
         a.models,
         a.mix,
@@ -230,6 +237,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         a.noise,
         a.noise_shape,
         net_us,
+        a.net_jitter_us,
         a.seed
     );
 
@@ -296,6 +304,8 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         "workload": format!("{:?}", a.workload),
         "rate_rps": rate,
         "slo_ms": a.slo_ms,
+        "net_us": net_us,
+        "net_jitter_us": a.net_jitter_us,
         "simulated_s": simulated_s,
         "wall_s": wall_s,
         "setup_s": setup_s,
@@ -329,14 +339,18 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
 fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
     let duration = a.duration.unwrap_or(Nanos::from_secs(20));
     let net = Nanos::from_micros(a.net_us.unwrap_or(150));
-    let cases = match p {
+    let mut cases = match p {
         Preset::TightSlo => Case::tight_slo_rows(duration, net, a.seed),
         Preset::Overload => vec![Case::overload_row(duration, net, a.seed)],
     };
+    for c in &mut cases {
+        c.net_jitter = Nanos::from_micros(a.net_jitter_us);
+    }
     println!(
         "sim preset {p:?}: one simulated (emulated) GPU per case, Poisson arrivals, 2% normal \
-         noise, one-way network {} us, {duration} simulated, seed {}",
+         noise, one-way network {} us (+ jitter of mean {} us), {duration} simulated, seed {}",
         net.get() / 1000,
+        a.net_jitter_us,
         a.seed
     );
     println!(
@@ -407,6 +421,7 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({"bench": "sim", "preset": format!("{p:?}"), "net_us": net.get() / 1000,
+            "net_jitter_us": a.net_jitter_us,
             "duration_s": duration.get() as f64 / 1e9, "seed": a.seed, "rows": rows})
     );
     if violations != 0 {

@@ -67,3 +67,22 @@ fn the_simulator_refuses_scheduler_overrides_out_of_range_before_running() {
         assert!(!stdout.contains("h200-10ms"), "{flag}: a row ran: {stdout}");
     }
 }
+
+#[test]
+fn the_simulator_takes_a_scattering_network_for_presets() {
+    let (v, _) = common::bench_json(&[
+        "sim",
+        "--preset",
+        "tight-slo",
+        "--duration",
+        "1s",
+        "--net-jitter-us",
+        "50",
+    ]);
+    assert_eq!(v["net_jitter_us"], 50, "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["violations"] == 0), "{v}");
+    let (ok, _, stderr) = common::bench(&["sim", "--net-jitter-us=-5"]);
+    assert!(!ok && stderr.contains("--net-jitter-us"), "{stderr}");
+}

@@ -2,7 +2,8 @@
 //!
 //! Deterministic for a seed. One event queue orders request arrivals (pulled from a
 //! `clockwork_workload` [`ArrivalSource`]), action deliveries to workers and results
-//! back to the controller (each after a configurable one-way network latency), the
+//! back to the controller (each after a configurable one-way network latency, plus a
+//! seeded random extra when asked, in order on each link), the
 //! wake-ups of simulated GPUs (one live per GPU: its next completion or window), and the
 //! scheduler's own timers ([`Scheduler::next_deadline`]). The simulated GPUs are
 //! `clockwork_gpu`'s own device logic on its emulated backend
@@ -31,6 +32,7 @@ mod arrivals;
 mod check;
 pub mod edf_baseline;
 mod events;
+mod network;
 pub mod presets;
 mod worker;
 
@@ -50,6 +52,7 @@ use clockwork_scheduler::{ConfigError, RegisterError};
 use clockwork_scheduler::{ModelRange, Scheduler};
 use clockwork_workload::ArrivalSource;
 use events::{Event, EventQueue};
+use network::{Direction, Network};
 use worker::{Ctx, DeviceLayout, SimWorker};
 
 /// Simulated cluster and network.
@@ -65,6 +68,10 @@ pub struct SimConfig {
     pub page_size: u64,
     /// One-way controller↔worker latency.
     pub net_latency: Nanos,
+    /// Mean of a random extra one-way delay per message (exponential, seeded from
+    /// `seed`; each link still delivers in order). Zero: every message takes exactly
+    /// `net_latency`.
+    pub net_jitter: Nanos,
     /// Timing noise of the simulated (emulated) GPUs, as on a worker's emulated GPUs.
     pub noise: NoiseModel,
     /// Requests arriving before this virtual time are served but left out of the
@@ -86,6 +93,7 @@ impl Default for SimConfig {
             total_pages: 1376,
             page_size: clockwork_core::DEFAULT_PAGE_SIZE,
             net_latency: Nanos::from_micros(50),
+            net_jitter: Nanos::ZERO,
             noise: NoiseModel::None,
             measure_from: Nanos::ZERO,
             seed: 0,
@@ -144,6 +152,7 @@ pub struct Simulation {
     now: Nanos,
     sched: Scheduler,
     events: EventQueue,
+    network: Network,
     workers: Vec<SimWorker>,
     /// Profiles of the registered models, shared by every simulated GPU.
     models: ModelRegistry,
@@ -174,6 +183,7 @@ impl Simulation {
             .map(|i| SimWorker::new(WorkerId(i), layout))
             .collect();
         Ok(Self {
+            network: Network::new(cfg.net_latency, cfg.net_jitter, cfg.seed),
             cfg,
             now: Nanos::ZERO,
             sched,
@@ -420,7 +430,7 @@ impl Simulation {
         }
         let mut ctx = Ctx {
             now: self.now,
-            net: self.cfg.net_latency,
+            net: &mut self.network,
             events: &mut self.events,
             models: &mut self.models,
             violations: &mut self.checker.violations,
@@ -445,7 +455,7 @@ impl Simulation {
                     let epoch = self.workers.get(wi as usize).map_or(0, |w| w.epoch);
                     if self.started {
                         self.events.push(
-                            self.now + self.cfg.net_latency,
+                            self.network.arrival(self.now, wi, Direction::ToWorker),
                             Event::ToWorker {
                                 worker: wi,
                                 epoch,

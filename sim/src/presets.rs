@@ -59,6 +59,9 @@ pub struct Case {
     pub duration: Nanos,
     /// One-way controller↔worker delay.
     pub net_latency: Nanos,
+    /// Mean of a random extra one-way delay per message ([`crate::SimConfig::net_jitter`];
+    /// zero in the presets).
+    pub net_jitter: Nanos,
     /// Normal timing noise of the device (sigma, fraction).
     pub noise: f64,
     /// Seed of arrivals, noise and scheduler.
@@ -77,6 +80,7 @@ impl Case {
             slo: Nanos((ms * 1e6) as u64),
             duration,
             net_latency,
+            net_jitter: Nanos::ZERO,
             noise: 0.02,
             seed,
         };
@@ -88,6 +92,7 @@ impl Case {
             slo: Nanos((ms * 1e6) as u64),
             duration,
             net_latency,
+            net_jitter: Nanos::ZERO,
             noise: 0.02,
             seed,
         };
@@ -111,6 +116,7 @@ impl Case {
             slo: Nanos::from_millis(100),
             duration,
             net_latency,
+            net_jitter: Nanos::ZERO,
             noise: 0.02,
             seed,
         }
@@ -146,6 +152,7 @@ impl Case {
             workers,
             gpus_per_worker: 1,
             net_latency: self.net_latency,
+            net_jitter: self.net_jitter,
             noise: NoiseModel::Normal {
                 rel_sigma: self.noise,
             },

@@ -21,6 +21,7 @@
 
 use super::check::Violations;
 use super::events::{Event, EventQueue};
+use crate::network::{Direction, Network};
 use clockwork_core::rng::Rng;
 use clockwork_core::{
     Action, ActionId, ActionKind, ActionResult, GpuId, ModelId, Nanos, Outcome, RegisteredModel,
@@ -34,7 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 /// What a worker needs from the simulation while handling an event.
 pub(crate) struct Ctx<'a> {
     pub(crate) now: Nanos,
-    pub(crate) net: Nanos,
+    pub(crate) net: &'a mut Network,
     pub(crate) events: &'a mut EventQueue,
     /// Profiles of every registered model, shared by all simulated devices.
     pub(crate) models: &'a mut ModelRegistry,
@@ -51,7 +52,7 @@ impl Ctx<'_> {
         match self.immediate.as_deref_mut() {
             Some(v) => v.push(result),
             None => self.events.push(
-                self.now + self.net,
+                self.net.arrival(self.now, worker, Direction::ToController),
                 Event::ToController {
                     worker,
                     epoch,
@@ -664,6 +665,7 @@ mod tests {
     struct Rig {
         worker: SimWorker,
         events: EventQueue,
+        network: Network,
         models: ModelRegistry,
         violations: Violations,
         done: Vec<Completion>,
@@ -684,6 +686,7 @@ mod tests {
             Self {
                 worker: SimWorker::new(WorkerId(0), layout),
                 events: EventQueue::default(),
+                network: Network::new(Nanos::ZERO, Nanos::ZERO, 0),
                 models: ModelRegistry::new(),
                 violations: Violations::default(),
                 done: Vec::new(),
@@ -696,7 +699,7 @@ mod tests {
         fn with_ctx(&mut self, f: impl FnOnce(&mut SimWorker, &mut Ctx<'_>)) {
             let mut ctx = Ctx {
                 now: self.now,
-                net: Nanos::ZERO,
+                net: &mut self.network,
                 events: &mut self.events,
                 models: &mut self.models,
                 violations: &mut self.violations,

@@ -215,3 +215,57 @@ fn overload_on_two_gpus_is_refused_at_admission_too() {
         r.offered
     );
 }
+
+/// A 5 ms SLO on one H200 with 150 µs each way, run for 2 s, and the scheduler's
+/// margins at the end.
+fn five_ms_with_jitter(jitter: Nanos) -> (SimReport, Nanos, Nanos) {
+    let case = &Case::tight_slo_rows(Nanos::from_secs(2), Nanos::from_micros(150), 5)[1];
+    let mut s = Simulation::new(
+        SimConfig {
+            net_latency: case.net_latency,
+            net_jitter: jitter,
+            noise: NoiseModel::Normal { rel_sigma: 0.02 },
+            seed: case.seed,
+            ..SimConfig::default()
+        },
+        case.scheduler_config(),
+    )
+    .unwrap();
+    let range = s.register(case.profile.clone(), case.instances).unwrap();
+    s.start();
+    s.set_workload(Box::new(case.arrivals()), range).unwrap();
+    s.run_until(case.duration);
+    let margins = (s.scheduler().lead_time(), s.scheduler().completion_buffer());
+    s.drain(case.slo + Nanos::from_secs(1));
+    (s.report(), margins.0, margins.1)
+}
+
+/// Delays that scatter (an exponential extra of mean 60 µs per message, in order on
+/// each link) widen the lead time and the completion buffer by their p99 and their
+/// spread, every request is still answered once and no success is answered after its
+/// deadline; and the run is as deterministic as a fixed network.
+#[test]
+fn a_scattering_network_widens_the_margins_and_breaks_no_invariant() {
+    let (fixed, fixed_lead, fixed_buffer) = five_ms_with_jitter(Nanos::ZERO);
+    let (jittered, lead, buffer) = five_ms_with_jitter(Nanos::from_micros(60));
+    assert_clean(&fixed);
+    assert_eq!(jittered.violations.total(), 0, "{:#?}", jittered.violations);
+    assert_eq!(jittered.offered, jittered.answered);
+    // Fixed: 150 µs + the least pad. Scattered: the p99 of 150 µs + Exp(60 µs) is
+    // about 430 µs, plus a pad of about 200 µs capped at 100 µs.
+    assert_eq!(fixed_lead, Nanos::from_micros(170), "150 us + MIN_PAD");
+    assert!(
+        lead >= Nanos::from_micros(350) && lead <= Nanos::from_micros(700),
+        "lead {lead:?}"
+    );
+    assert!(
+        buffer >= fixed_buffer + Nanos::from_micros(150),
+        "{buffer:?} vs {fixed_buffer:?}"
+    );
+    assert!(jittered.slo_attainment < fixed.slo_attainment);
+    let again = five_ms_with_jitter(Nanos::from_micros(60));
+    assert_eq!(
+        (again.0.by_status, again.1, again.2),
+        (jittered.by_status, lead, buffer)
+    );
+}
