@@ -16,6 +16,7 @@
 //! cannot avoid: `STALE_US=n` decides each batch n µs before the GPU is free (arrivals
 //! after that wait for the next batch; an idle GPU starts a new arrival n µs late),
 //! `BUFFER_US=n` plans completion n µs before each deadline.
+use clockwork_core::rng::Rng;
 use clockwork_core::{Nanos, Slo};
 use clockwork_gpu::{Jitter, NoiseModel};
 use clockwork_scheduler::rollout::{served_after, QueueView};
@@ -90,7 +91,7 @@ fn run(c: &Case, reqs: &[Req], policy: Policy) -> (f64, f64) {
     let mut free = Nanos::ZERO;
     let mut next = 0;
     let mut off = vec![0usize; n];
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ c.seed;
+    let mut rng = Rng::derive(c.seed, 0x1ab);
     let reqs_buffer = c
         .slo
         .saturating_sub(reqs.first().map_or(c.slo, |r| r.d - r.at));
@@ -266,28 +267,22 @@ fn continue_edf(
 
 /// Poisson arrivals of every model after `from` up to `to`, at the case's rate.
 fn sample_future(
-    rng: &mut u64,
+    rng: &mut Rng,
     from: Nanos,
     to: Nanos,
     n: usize,
     c: &Case,
     buffer: Nanos,
 ) -> Vec<(Nanos, usize, Nanos)> {
-    let mut uniform = || {
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        ((*rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
     let mut v = Vec::new();
     let mean_gap_ns = 1e9 / c.rate;
     let mut t = from.get() as f64;
     loop {
-        t += -uniform().ln() * mean_gap_ns;
+        t += rng.exp(mean_gap_ns);
         if t > to.get() as f64 {
             break;
         }
-        let m = ((uniform() * n as f64) as usize).min(n - 1);
+        let m = rng.below(n as u64) as usize;
         let at = Nanos(t as u64);
         v.push((at, m, at + c.slo - buffer));
     }

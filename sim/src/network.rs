@@ -5,8 +5,12 @@
 //! 190–376 µs (docs/benchmarks.md, session 13). Each link delivers in order in each
 //! direction, as TCP does: a message never overtakes the one sent before it.
 
+use clockwork_core::rng::Rng;
 use clockwork_core::Nanos;
 use std::collections::HashMap;
+
+/// The network's stream of the run's seed ([`Rng::derive`]), apart from the devices'.
+const STREAM: u64 = 0x4e45_5457_4f52_4b00;
 
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,7 +24,7 @@ pub(crate) enum Direction {
 pub(crate) struct Network {
     base: Nanos,
     jitter_mean: Nanos,
-    rng: u64,
+    rng: Rng,
     /// The latest arrival scheduled on each (worker, direction).
     last: HashMap<(u32, Direction), Nanos>,
 }
@@ -32,8 +36,7 @@ impl Network {
         Self {
             base,
             jitter_mean,
-            // Never zero (xorshift's fixed point).
-            rng: (seed ^ 0x9e37_79b9_7f4a_7c15) | 1,
+            rng: Rng::derive(seed, STREAM),
             last: HashMap::new(),
         }
     }
@@ -43,21 +46,12 @@ impl Network {
         let extra = if self.jitter_mean == Nanos::ZERO {
             Nanos::ZERO
         } else {
-            let u = self.uniform();
-            Nanos((-u.ln() * self.jitter_mean.get() as f64) as u64)
+            Nanos(self.rng.exp(self.jitter_mean.get() as f64) as u64)
         };
         let last = self.last.entry((worker, direction)).or_insert(Nanos::ZERO);
         let at = (now + self.base + extra).max(*last);
         *last = at;
         at
-    }
-
-    /// Uniform in (0, 1).
-    fn uniform(&mut self) -> f64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        ((self.rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 }
 
