@@ -152,18 +152,26 @@ fn ms(v: f64) -> Nanos {
     Nanos((v * 1e6) as u64)
 }
 
-/// The scheduler settings the flags override, checked before anything runs.
-fn check_overrides(a: &SimArgs) -> anyhow::Result<()> {
-    let mut c = Config::default();
+/// `cfg` with the scheduler settings the flags override.
+fn with_overrides(a: &SimArgs, mut cfg: Config) -> Config {
     if let Some(p) = a.estimator_percentile {
-        c.estimator_percentile = p;
+        cfg.estimator_percentile = p;
     }
     if let Some(s) = a.late_failure_share {
-        c.late_failure_share = s;
+        cfg.late_failure_share = s;
     }
-    c.validate().map_err(|e| {
-        anyhow!("--estimator-percentile must be in (0, 1] and --late-failure-share in [0, 1]: {e}")
-    })
+    cfg
+}
+
+/// The scheduler settings the flags override, checked before anything runs.
+fn check_overrides(a: &SimArgs) -> anyhow::Result<()> {
+    with_overrides(a, Config::default())
+        .validate()
+        .map_err(|e| {
+            anyhow!(
+                "--estimator-percentile must be in (0, 1] and --late-failure-share in [0, 1]: {e}"
+            )
+        })
 }
 
 pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
@@ -195,19 +203,16 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     let slo = ms(a.slo_ms);
     let warmup = a.warmup.unwrap_or(Nanos::ZERO);
 
-    let sched_cfg = Config {
-        default_slo: slo,
-        load_capacity: slo,
-        schedule_ahead: ms(a.schedule_ahead_ms),
-        seed: a.seed,
-        estimator_percentile: a
-            .estimator_percentile
-            .unwrap_or_else(|| Config::default().estimator_percentile),
-        late_failure_share: a
-            .late_failure_share
-            .unwrap_or_else(|| Config::default().late_failure_share),
-        ..Config::default()
-    };
+    let sched_cfg = with_overrides(
+        a,
+        Config {
+            default_slo: slo,
+            load_capacity: slo,
+            schedule_ahead: ms(a.schedule_ahead_ms),
+            seed: a.seed,
+            ..Config::default()
+        },
+    );
     let sim_cfg = SimConfig {
         workers,
         gpus_per_worker: a.gpus_per_worker,
@@ -368,14 +373,9 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut violations = 0;
     for c in &cases {
-        let mut cfg = c.scheduler_config();
-        if let Some(p) = a.estimator_percentile {
-            cfg.estimator_percentile = p;
-        }
-        if let Some(s) = a.late_failure_share {
-            cfg.late_failure_share = s;
-        }
-        let r = c.run(cfg).map_err(|e| anyhow!("{}: {e}", c.name))?;
+        let r = c
+            .run(with_overrides(a, c.scheduler_config()))
+            .map_err(|e| anyhow!("{}: {e}", c.name))?;
         let base = Some(c.run_baseline());
         let slo_ms = c.slo.as_millis_f64();
         let fail_p50 = r.failure_latency_p50.as_millis_f64() / slo_ms;

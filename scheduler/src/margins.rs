@@ -7,11 +7,12 @@
 //!   `Config::buffer`: the p99 ([`IGNORED_PER`]; the maximum below 100 samples) of the
 //!   *return delays* (result received at the controller − completion on the worker, in
 //!   the controller's clock) of the last [`WINDOW`] INFER and LOAD results, plus a
-//!   *pad* for what that p99 does not show (below); and the *plan overrun*, the p99 of how much later than planned the
-//!   last [`WINDOW`] INFERs ended ([`MeasuredMargin::unpadded`]: nothing added), each
-//!   measured from the later of its planned end and its arrival at the worker plus its
-//!   estimate. A batch is planned to end by its head's target, so a run longer than its
-//!   estimate (a V100 batch of 16 varies by ±0.4 ms at 2 % noise), a run before it that
+//!   *pad* for what that p99 does not show (below); and the *plan overrun*, the p99 of
+//!   how much later than planned the last [`WINDOW`] INFERs ended
+//!   ([`MeasuredMargin::unpadded`]: nothing added), each measured from the later of its
+//!   planned end and its arrival at the worker plus its estimate. A batch is planned to
+//!   end by its head's target, so a run longer than its estimate (a V100 batch of 16
+//!   varies by ±0.4 ms at 2 % noise), a run before it that
 //!   ended late or a LOAD that did could end it after the deadline: a late success,
 //!   answered `Timeout`. An action that reached its worker late is the lead time's
 //!   business, not the buffer's: counted here, the host's stalled wake-ups on real
@@ -328,15 +329,12 @@ mod tests {
         // A full window of delays spread evenly over [base, base + width): the p99
         // ignores the two largest, the median is the middle one.
         let fill = |b: &mut MeasuredMargin, base: u64, width: u64| {
-            for i in 0..WINDOW as u64 {
-                b.record(
-                    Nanos(base * 1_000 + i * width * 1_000 / WINDOW as u64),
-                    Nanos::ZERO,
-                );
-            }
             let mut v: Vec<u64> = (0..WINDOW as u64)
                 .map(|i| base * 1_000 + i * width * 1_000 / WINDOW as u64)
                 .collect();
+            for &d in &v {
+                b.record(Nanos(d), Nanos::ZERO);
+            }
             v.sort_unstable_by(|a, b| b.cmp(a));
             (Nanos(v[WINDOW / IGNORED_PER]), Nanos(v[WINDOW / 2]))
         };
