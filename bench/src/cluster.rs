@@ -7,6 +7,11 @@
 //! and start the same library code. Two things differ, both about being a child: each
 //! prints `READY <addr>` on stdout once it serves, and stops gracefully when its stdin
 //! closes (the parent went away) instead of on a signal.
+//!
+//! [`WorkerCommand`] and [`ControllerCommand`] hold the flags every benchmark's
+//! cluster shares (a loopback port chosen by the kernel, the token, quiet logs, a
+//! controller that retries its workers every 50 ms while they start); each benchmark
+//! adds its own flags and starts them.
 
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_controller::cli::{self as controller_cli, ControllerArgs};
@@ -72,6 +77,119 @@ pub(crate) fn exit_on_error(result: anyhow::Result<()>) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// A free loopback address (bound, read and released: the child binds it again).
+pub(crate) fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The value of `--noise` for a relative noise `noise` (0: none).
+pub(crate) fn noise_flag(noise: f64) -> String {
+    if noise > 0.0 {
+        format!("normal:{noise}")
+    } else {
+        "none".to_owned()
+    }
+}
+
+/// A `_worker` child's command line: a kernel-chosen loopback port, `token`, warnings
+/// only; [`WorkerCommand::flag`] adds the devices and the rest.
+pub(crate) struct WorkerCommand {
+    args: Vec<String>,
+}
+
+impl WorkerCommand {
+    pub(crate) fn new(token: &str) -> Self {
+        let args = [
+            "_worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            token,
+            "--log",
+            "warn",
+        ];
+        Self {
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// `gpus` emulated GPUs with relative timing noise `noise`, seeded with `seed`.
+    pub(crate) fn emulated(token: &str, gpus: u32, noise: f64, seed: u64) -> Self {
+        Self::new(token)
+            .flag("--emulate", gpus)
+            .flag("--noise", noise_flag(noise))
+            .flag("--seed", seed)
+    }
+
+    /// Adds `--name value`.
+    pub(crate) fn flag(mut self, name: &str, value: impl ToString) -> Self {
+        self.args.extend([name.to_owned(), value.to_string()]);
+        self
+    }
+
+    /// Starts it as `label`, its stderr to `log` ([`ChildProc::start`]).
+    pub(crate) fn start(&self, label: &str, log: &Path) -> anyhow::Result<ChildProc> {
+        ChildProc::start(label, &self.args, log)
+    }
+}
+
+/// A `_controller` child's command line: clients on `listen`, `workers` (retried every
+/// 50 ms while they start), `token`, warnings only; [`ControllerCommand::flag`] and
+/// [`ControllerCommand::switch`] add the rest.
+pub(crate) struct ControllerCommand {
+    args: Vec<String>,
+    reconnect_ms: u64,
+}
+
+impl ControllerCommand {
+    pub(crate) fn new(listen: SocketAddr, workers: &[ChildProc], token: &str) -> Self {
+        let workers = workers
+            .iter()
+            .map(|w| w.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        Self {
+            args: vec!["_controller".to_owned()],
+            reconnect_ms: 50,
+        }
+        .flag("--listen", listen)
+        .flag("--workers", workers)
+        .flag("--token", token)
+        .flag("--log", "warn")
+    }
+
+    /// Retries lost workers every `ms` instead of 50.
+    pub(crate) fn reconnect_ms(mut self, ms: u64) -> Self {
+        self.reconnect_ms = ms;
+        self
+    }
+
+    /// Adds `--name value`.
+    pub(crate) fn flag(mut self, name: &str, value: impl ToString) -> Self {
+        self.args.extend([name.to_owned(), value.to_string()]);
+        self
+    }
+
+    /// Adds `--name`.
+    pub(crate) fn switch(mut self, name: &str) -> Self {
+        self.args.push(name.to_owned());
+        self
+    }
+
+    /// Adds flags as they are (a benchmark's pass-through `--controller-flag`s).
+    pub(crate) fn extend(mut self, args: impl IntoIterator<Item = String>) -> Self {
+        self.args.extend(args);
+        self
+    }
+
+    /// Starts it, its stderr to `log` ([`ChildProc::start`]).
+    pub(crate) fn start(&self, log: &Path) -> anyhow::Result<ChildProc> {
+        let mut args = self.args.clone();
+        args.extend(["--reconnect-ms".to_owned(), self.reconnect_ms.to_string()]);
+        ChildProc::start("controller", &args, log)
+    }
 }
 
 /// A child process that prints `READY <addr>` once serving. Closing its stdin stops

@@ -11,7 +11,7 @@
 //! the other rows of its batch (what `local --backend cpu` relies on to check answers).
 //! Goals are printed with pass/fail; the process does not fail on them.
 
-use crate::cluster::ChildProc;
+use crate::cluster::{free_addr, ControllerCommand, WorkerCommand};
 use crate::local::cpu::{cores, direct_row, pin, random_values};
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::report::read_action_log;
@@ -23,7 +23,7 @@ use clockwork_models::{
     core_profile, write_entry, ImportLimits, ImportedModel, ModelKind, ModelRunner, Repository,
     RepositoryEntry,
 };
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -486,10 +486,6 @@ struct Serving {
     equal: usize,
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 /// A controller and a `--cpu 1` worker as processes; batch-1 requests over HTTP.
 fn serving(
     args: &CpuInferArgs,
@@ -514,47 +510,23 @@ fn serving(
     std::fs::create_dir_all(&out)?;
     let n_cores = cores();
     let other = (n_cores > 1).then_some(usize::from(core == 0));
-    let mut w = vec![
-        "_worker".to_owned(),
-        "--cpu".into(),
-        "1".into(),
-        "--engine-cpus".into(),
-        core.to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--token".into(),
-        TOKEN.into(),
-        "--log".into(),
-        "warn".into(),
-    ];
+    let mut worker_command = WorkerCommand::new(TOKEN)
+        .flag("--cpu", 1)
+        .flag("--engine-cpus", core);
     if let Some(c) = other {
-        w.extend(["--net-cpu".into(), c.to_string()]);
+        worker_command = worker_command.flag("--net-cpu", c);
     }
-    let mut worker = ChildProc::start("worker", &w, &out.join("worker.log"))?;
+    let mut worker = worker_command.start("worker", &out.join("worker.log"))?;
     let http = free_addr()?;
-    let mut c = vec![
-        "_controller".to_owned(),
-        "--workers".into(),
-        worker.addr.to_string(),
-        "--listen".into(),
-        free_addr()?.to_string(),
-        "--http".into(),
-        http.to_string(),
-        "--model-repository".into(),
-        repo.display().to_string(),
-        "--token".into(),
-        TOKEN.into(),
-        "--log-dir".into(),
-        out.display().to_string(),
-        "--reconnect-ms".into(),
-        "50".into(),
-        "--log".into(),
-        "warn".into(),
-    ];
-    if let Some(c1) = other {
-        c.extend(["--cpu".into(), c1.to_string()]);
+    let mut controller_command =
+        ControllerCommand::new(free_addr()?, std::slice::from_ref(&worker), TOKEN)
+            .flag("--http", http)
+            .flag("--model-repository", repo.display())
+            .flag("--log-dir", out.display());
+    if let Some(c) = other {
+        controller_command = controller_command.flag("--cpu", c);
     }
-    let mut controller = ChildProc::start("controller", &c, &out.join("controller.log"))?;
+    let mut controller = controller_command.start(&out.join("controller.log"))?;
     let result = http_round_trips(args, entry, imported, http);
     controller.stop(Duration::from_secs(10))?;
     worker.stop(Duration::from_secs(10))?;

@@ -12,7 +12,7 @@ pub(crate) mod cpu;
 
 pub(crate) use cpu::{BackendKind, CpuArgs};
 
-use crate::cluster::ChildProc;
+use crate::cluster::{free_addr, ControllerCommand, WorkerCommand};
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::report::{
     print_report, write_outputs, ClientSample, OutputCheck, Progress, RunData, RunLogs, RunMeta,
@@ -505,113 +505,65 @@ pub(crate) fn run_cluster(args: &LocalArgs, quiet: bool) -> anyhow::Result<RunOu
     let mut workers = Vec::new();
     for i in 0..args.workers {
         // `clockwork-worker`'s flags (see `cluster`).
-        let mut a = vec!["_worker".to_owned()];
-        match &cpu_run {
-            None => {
-                let noise = if args.noise > 0.0 {
-                    format!("normal:{}", args.noise)
-                } else {
-                    "none".to_owned()
-                };
-                a.extend([
-                    "--emulate".into(),
-                    args.gpus_per_worker.to_string(),
-                    "--noise".into(),
-                    noise,
-                    "--seed".into(),
-                    (args.seed + u64::from(i)).to_string(),
-                ]);
-            }
+        let mut worker = match &cpu_run {
+            None => WorkerCommand::emulated(
+                &token,
+                args.gpus_per_worker,
+                args.noise,
+                args.seed + u64::from(i),
+            ),
             Some((_, cores)) => {
                 let engine = &cores.devices[i as usize];
-                a.extend([
-                    "--cpu".into(),
-                    args.gpus_per_worker.to_string(),
-                    "--engine-cpus".into(),
-                    engine
-                        .iter()
-                        .map(usize::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ]);
-                if let Some(c) = cores.shared {
-                    a.extend(["--net-cpu".into(), c.to_string()]);
+                let w = WorkerCommand::new(&token)
+                    .flag("--cpu", args.gpus_per_worker)
+                    .flag(
+                        "--engine-cpus",
+                        engine
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                match cores.shared {
+                    Some(c) => w.flag("--net-cpu", c),
+                    None => w,
                 }
             }
-        }
-        a.extend([
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--token".into(),
-            token.clone(),
-            "--name".into(),
-            format!("local-worker-{i}"),
-            "--log".into(),
-            "warn".into(),
-            "--tick-us".into(),
-            args.tick_us.to_string(),
-        ]);
-        workers.push(ChildProc::start(
-            &format!("worker {i}"),
-            &a,
-            &out.join(format!("worker-{i}.log")),
-        )?);
+        };
+        worker = worker
+            .flag("--name", format!("local-worker-{i}"))
+            .flag("--tick-us", args.tick_us);
+        workers.push(worker.start(&format!("worker {i}"), &out.join(format!("worker-{i}.log")))?);
     }
-    let client_addr: SocketAddr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?
-    };
-    let worker_list = workers
-        .iter()
-        .map(|w| w.addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    // `clockwork-controller`'s flags (see `cluster`); workers are retried every 50 ms
-    // while they start.
-    let mut ctl_args = vec![
-        "_controller".to_owned(),
-        "--listen".into(),
-        client_addr.to_string(),
-        "--workers".into(),
-        worker_list,
-        "--token".into(),
-        token.clone(),
-        "--slo-ms".into(),
-        args.slo_ms.to_string(),
-        "--log-dir".into(),
-        out.display().to_string(),
-        "--schedule-ahead-ms".into(),
-        args.schedule_ahead_ms.to_string(),
-        "--reconnect-ms".into(),
-        "50".into(),
-        "--log".into(),
-        "warn".into(),
-        "--tick-us".into(),
-        args.tick_us.to_string(),
-    ];
+    let client_addr = free_addr()?;
+    // `clockwork-controller`'s flags (see `cluster`).
+    let mut controller_command = ControllerCommand::new(client_addr, &workers, &token)
+        .flag("--slo-ms", args.slo_ms)
+        .flag("--log-dir", out.display())
+        .flag("--schedule-ahead-ms", args.schedule_ahead_ms)
+        .flag("--tick-us", args.tick_us);
     let mut client_cpu = None;
     if let Some((model, cores)) = &cpu_run {
-        ctl_args.push("--model-repository".into());
-        ctl_args.push(model.repository.display().to_string());
+        controller_command =
+            controller_command.flag("--model-repository", model.repository.display());
         if let Some(c) = cores.shared {
-            ctl_args.extend(["--cpu".into(), c.to_string()]);
+            controller_command = controller_command.flag("--cpu", c);
             client_cpu = Some(c);
         }
     }
     // The HTTP port is a convenience of the main job: if it is taken, say so and go on.
     let http = !args.no_http && std::net::TcpListener::bind(args.http).is_ok();
     if http {
-        ctl_args.push("--http".into());
-        ctl_args.push(args.http.to_string());
+        controller_command = controller_command.flag("--http", args.http);
         // The README's curl examples register and unload models while it runs: on
         // loopback the admin endpoints are open (docs/http.md, "Admin surface").
         if args.http.ip().is_loopback() {
-            ctl_args.push("--admin-open".into());
+            controller_command = controller_command.switch("--admin-open");
         }
     } else if !args.no_http {
         eprintln!("warning: {} is in use; running without the HTTP front end (choose another with --http ADDR)", args.http);
     }
-    let mut controller = ChildProc::start("controller", &ctl_args, &out.join("controller.log"))?;
+    let mut controller = controller_command.start(&out.join("controller.log"))?;
     if http && !quiet {
         eprintln!("  HTTP (Open Inference Protocol, /metrics) on http://{} while it runs; see docs/http.md", args.http);
     }

@@ -17,7 +17,7 @@
 //! and the SLO by K, so that a small or debug build can keep up with the request rate
 //! (capacity / K).
 
-use crate::cluster::ChildProc;
+use crate::cluster::{free_addr, ControllerCommand, WorkerCommand};
 use crate::loadgen::{self, Arrivals, LoadResult, LoadSpec, OpenSource, RetryPolicy};
 use crate::stats::histogram;
 use crate::tight_slo::{register, wait_ready};
@@ -126,10 +126,6 @@ struct RunResult {
     killed_at: Option<Nanos>,
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 /// Wait until the controller's `/metrics` shows `n` connected workers.
 fn wait_workers(http: SocketAddr, n: u32) -> anyhow::Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -162,68 +158,24 @@ fn wait_workers(http: SocketAddr, n: u32) -> anyhow::Result<()> {
 fn run_once(args: &OverloadArgs, plan: &RunPlan, dir: &Path) -> anyhow::Result<RunResult> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let token = format!("overload-{}", std::process::id());
-    let noise = if args.noise > 0.0 {
-        format!("normal:{}", args.noise)
-    } else {
-        "none".to_owned()
-    };
     let mut workers = Vec::new();
     for i in 0..args.workers {
         let name = format!("overload-worker-{i}");
-        let seed = (i + 1).to_string();
-        let wargs: Vec<String> = [
-            "_worker",
-            "--emulate",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            token.as_str(),
-            "--noise",
-            noise.as_str(),
-            "--seed",
-            seed.as_str(),
-            "--name",
-            name.as_str(),
-            "--log",
-            "warn",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        workers.push(ChildProc::start(
-            &name,
-            &wargs,
-            &dir.join(format!("worker-{i}.log")),
-        )?);
+        workers.push(
+            WorkerCommand::emulated(&token, 1, args.noise, u64::from(i) + 1)
+                .flag("--name", &name)
+                .start(&name, &dir.join(format!("worker-{i}.log")))?,
+        );
     }
     let client_addr = free_addr()?;
     let http_addr = free_addr()?;
-    let worker_list = workers
-        .iter()
-        .map(|w| w.addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let ctl_args: Vec<String> = vec![
-        "_controller".into(),
-        "--listen".into(),
-        client_addr.to_string(),
-        "--workers".into(),
-        worker_list,
-        "--token".into(),
-        token.clone(),
-        "--http".into(),
-        http_addr.to_string(),
-        "--http-max-connections".into(),
-        (plan.connections + 64).to_string(),
-        "--log-dir".into(),
-        dir.display().to_string(),
-        "--reconnect-ms".into(),
-        "200".into(),
-        "--log".into(),
-        "warn".into(),
-    ];
-    let mut controller = ChildProc::start("controller", &ctl_args, &dir.join("controller.log"))?;
+    // A lost worker is retried every 200 ms: the kill run's dead worker stays dead.
+    let mut controller = ControllerCommand::new(client_addr, &workers, &token)
+        .reconnect_ms(200)
+        .flag("--http", http_addr)
+        .flag("--http-max-connections", plan.connections + 64)
+        .flag("--log-dir", dir.display())
+        .start(&dir.join("controller.log"))?;
     let models = register(client_addr, &token, plan.profile.clone(), args.instances)?;
     wait_ready(http_addr)?;
     wait_workers(http_addr, args.workers)?;

@@ -12,7 +12,7 @@
 //! the intervals after the first, and the last interval's RSS as a ratio of the
 //! first's, the baseline of the same run), and ends with one JSON line.
 
-use crate::cluster::ChildProc;
+use crate::cluster::{free_addr, ControllerCommand, WorkerCommand};
 use crate::duration::parse_duration;
 use anyhow::{anyhow, bail};
 use clockwork_client::{Client, ClientReceiver};
@@ -174,49 +174,18 @@ pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<()> {
     );
     let mut workers = Vec::new();
     for i in 0..args.workers {
-        let a = vec![
-            "_worker".to_owned(),
-            "--emulate".into(),
-            args.gpus_per_worker.to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--token".into(),
-            token.clone(),
-            "--seed".into(),
-            (args.seed + u64::from(i)).to_string(),
-            "--name".into(),
-            format!("soak-worker-{i}"),
-            "--log".into(),
-            "warn".into(),
-        ];
-        workers.push(ChildProc::start(
-            &format!("worker {i}"),
-            &a,
-            &out.join(format!("worker-{i}.log")),
-        )?);
+        workers.push(
+            WorkerCommand::new(&token)
+                .flag("--emulate", args.gpus_per_worker)
+                .flag("--seed", args.seed + u64::from(i))
+                .flag("--name", format!("soak-worker-{i}"))
+                .start(&format!("worker {i}"), &out.join(format!("worker-{i}.log")))?,
+        );
     }
-    let client_addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let worker_list = workers
-        .iter()
-        .map(|w| w.addr.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let ctl_args = vec![
-        "_controller".to_owned(),
-        "--listen".into(),
-        client_addr.to_string(),
-        "--workers".into(),
-        worker_list,
-        "--token".into(),
-        token.clone(),
-        "--slo-ms".into(),
-        args.slo_ms.to_string(),
-        "--reconnect-ms".into(),
-        "50".into(),
-        "--log".into(),
-        "warn".into(),
-    ];
-    let mut controller = ChildProc::start("controller", &ctl_args, &out.join("controller.log"))?;
+    let client_addr = free_addr()?;
+    let mut controller = ControllerCommand::new(client_addr, &workers, &token)
+        .flag("--slo-ms", args.slo_ms)
+        .start(&out.join("controller.log"))?;
     let mut procs: Vec<(String, u32)> = Vec::new();
     if let Some(pid) = controller.pid() {
         procs.push(("controller".into(), pid));

@@ -11,7 +11,7 @@
 //! the machine with it, so on a small machine the processes compete for CPU (the
 //! output says so).
 
-use crate::cluster::ChildProc;
+use crate::cluster::{free_addr, ControllerCommand, WorkerCommand};
 use crate::loadgen::{self, Arrivals, LoadResult, LoadSpec, OpenSource, RetryPolicy};
 use anyhow::{anyhow, bail, Context as _};
 use clockwork_bench::report::read_request_log;
@@ -140,10 +140,6 @@ fn select_rows(names: &[String]) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 /// What one row measured.
 struct RowResult {
     load: LoadResult,
@@ -219,53 +215,16 @@ fn controller_attainment(dir: &Path, models: &[u32], since: Nanos) -> anyhow::Re
 fn run_row(args: &TightSloArgs, row: &Row, dir: &Path) -> anyhow::Result<RowResult> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let token = format!("tight-slo-{}", std::process::id());
-    let noise = if args.noise > 0.0 {
-        format!("normal:{}", args.noise)
-    } else {
-        "none".to_owned()
-    };
-    let worker_args: Vec<String> = [
-        "_worker",
-        "--emulate",
-        "1",
-        "--listen",
-        "127.0.0.1:0",
-        "--token",
-        token.as_str(),
-        "--noise",
-        noise.as_str(),
-        "--seed",
-        "1",
-        "--name",
-        "tight-slo-worker",
-        "--log",
-        "warn",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let mut worker = ChildProc::start("worker", &worker_args, &dir.join("worker.log"))?;
+    let mut worker = WorkerCommand::emulated(&token, 1, args.noise, 1)
+        .flag("--name", "tight-slo-worker")
+        .start("worker", &dir.join("worker.log"))?;
     let client_addr = free_addr()?;
     let http_addr = free_addr()?;
-    let mut ctl_args: Vec<String> = vec![
-        "_controller".into(),
-        "--listen".into(),
-        client_addr.to_string(),
-        "--workers".into(),
-        worker.addr.to_string(),
-        "--token".into(),
-        token.clone(),
-        "--http".into(),
-        http_addr.to_string(),
-        "--log-dir".into(),
-        dir.display().to_string(),
-        "--reconnect-ms".into(),
-        "50".into(),
-        "--log".into(),
-        "warn".into(),
-    ];
-    ctl_args.extend(args.controller_flags.iter().cloned());
-    let mut controller = ChildProc::start("controller", &ctl_args, &dir.join("controller.log"))?;
+    let mut controller = ControllerCommand::new(client_addr, std::slice::from_ref(&worker), &token)
+        .flag("--http", http_addr)
+        .flag("--log-dir", dir.display())
+        .extend(args.controller_flags.iter().cloned())
+        .start(&dir.join("controller.log"))?;
     let models = register(client_addr, &token, (row.profile)(), row.instances)?;
     wait_ready(http_addr)?;
     let spec = LoadSpec {
