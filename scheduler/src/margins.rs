@@ -72,6 +72,18 @@ pub const QUIET: Nanos = Nanos::from_millis(100);
 /// stall delays are answered `Timeout` at their deadline, never late.
 pub const IGNORED_PER: usize = 100;
 
+/// Delays that ended within this of each other count as one when the p99 ignores the
+/// largest ([`IGNORED_PER`]): a stall of the host holds every message sent during it
+/// and lets them all through together, so one stall of 3 ms gave four or five samples
+/// of 0.4–4 ms that arrived within 25 µs of each other. Counted one by one they filled
+/// the two that a full window ignores, and the third set the lead time to 1.5–2 ms
+/// for the next 256 results: a quarter of a second in which every batch left a
+/// millisecond early and a 10 ms row lost 30–40 requests on real processes
+/// (`docs/benchmarks.md`, session 14). Counted as one, such a stall is ignored like
+/// one slow result. Delays that end apart (a slow link, a host slow for a while) still
+/// count one by one.
+pub const ONE_STALL: Nanos = Nanos::from_micros(100);
+
 /// Results a margin looks back over.
 pub const WINDOW: usize = 256;
 /// The most a padded margin adds to its p99 (the whole pad before any result, and
@@ -112,11 +124,23 @@ pub fn cost_per_mib(beyond: Nanos, bytes: u64) -> Nanos {
     Nanos(per_mib.min(u128::from(u64::MAX)) as u64)
 }
 
+/// One measured delay, ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sample {
+    delay: u64,
+    /// When it was recorded (its age counts from here).
+    at: u64,
+    /// When the delayed message arrived (samples from one source that end within
+    /// [`ONE_STALL`] of each other are one stall).
+    ended: u64,
+    /// Where it came from (a worker): one host's stall holds only its own messages.
+    source: u32,
+}
+
 /// A sliding maximum of delays and the margin derived from it.
 #[derive(Debug, Clone)]
 pub struct MeasuredMargin {
-    /// (delay, when it was recorded), ns.
-    delays: Vec<(u64, u64)>,
+    delays: Vec<Sample>,
     next: usize,
     min: Nanos,
     max: Nanos,
@@ -126,7 +150,7 @@ pub struct MeasuredMargin {
     /// When a sample at or above `current` gets older than [`AGE`].
     expires: Nanos,
     /// Reused by [`MeasuredMargin::recompute`].
-    scratch: Vec<(u64, u64)>,
+    scratch: Vec<Sample>,
     /// The most added to the sample that sets the margin ([`MAX_PAD`], or zero for an
     /// unpadded margin).
     max_pad: Nanos,
@@ -187,14 +211,28 @@ impl MeasuredMargin {
         self.current = self.current.max(v);
     }
 
-    /// One result's delay, measured at `now`.
+    /// One delay, measured at `now`, of a message that arrived at `now`, from a source
+    /// that is never stalled with another's (each sample a stall of its own when it
+    /// ends apart from the others).
     pub fn record(&mut self, delay: Nanos, now: Nanos) {
+        self.record_from(u32::MAX, delay, now, now);
+    }
+
+    /// One delay, measured at `now`, of a message on `source`'s link (a worker) that
+    /// arrived at `ended`: a result's trip back arrives at `now`, an action's trip out
+    /// at its receipt on the worker.
+    pub fn record_from(&mut self, source: u32, delay: Nanos, ended: Nanos, now: Nanos) {
         if self.min == self.max {
             return;
         }
         self.last_sample = now;
         let d = delay.get();
-        let sample = (d, now.get());
+        let sample = Sample {
+            delay: d,
+            at: now.get(),
+            ended: ended.get(),
+            source,
+        };
         if self.delays.len() < WINDOW {
             self.delays.push(sample);
         } else {
@@ -235,15 +273,16 @@ impl MeasuredMargin {
     }
 
     /// The margin from the samples younger than [`AGE`] (the seed without any): the
-    /// largest after ignoring one in [`IGNORED_PER`] of them, plus the pad (their
-    /// spread from the median to that one, between [`MIN_PAD`] and the most).
+    /// largest after ignoring one in [`IGNORED_PER`] of them, a stall's samples together
+    /// counting as one ([`ONE_STALL`]), plus the pad (their spread from the median to
+    /// that one, between [`MIN_PAD`] and the most).
     fn recompute(&mut self, now: Nanos) {
         self.scratch.clear();
         self.scratch.extend(
             self.delays
                 .iter()
                 .copied()
-                .filter(|&(_, at)| Nanos(at) + AGE > now),
+                .filter(|s| Nanos(s.at) + AGE > now),
         );
         if self.scratch.is_empty() {
             self.current = self.seeded;
@@ -251,17 +290,40 @@ impl MeasuredMargin {
             self.expires = Nanos::MAX;
             return;
         }
-        let ignored = self.scratch.len() / IGNORED_PER;
-        self.scratch.sort_unstable_by(|a, b| b.cmp(a));
-        let (median, _) = self.scratch[self.scratch.len() / 2];
-        let top = &self.scratch[..=ignored];
-        let (d, _) = top[ignored];
+        let budget = self.scratch.len() / IGNORED_PER;
+        self.scratch
+            .sort_unstable_by(|a, b| (b.delay, b.at).cmp(&(a.delay, a.at)));
+        let median = self.scratch[self.scratch.len() / 2].delay;
+        // Walk down from the largest: each sample that ended apart from the stalls
+        // already ignored is a stall of its own, ignored while the budget lasts; the
+        // first one past it sets the margin, never one below the median.
+        let mut stalls = [(0u32, 0u64); WINDOW / IGNORED_PER];
+        let mut ignored = 0;
+        let mid = self.scratch.len() / 2;
+        let mut at = mid;
+        for (i, s) in self.scratch[..mid].iter().enumerate() {
+            if stalls[..ignored]
+                .iter()
+                .any(|&(from, end)| from == s.source && end.abs_diff(s.ended) <= ONE_STALL.get())
+            {
+                continue;
+            }
+            if ignored < budget {
+                stalls[ignored] = (s.source, s.ended);
+                ignored += 1;
+                continue;
+            }
+            at = i;
+            break;
+        }
+        let top = &self.scratch[..=at];
+        let d = top[at].delay;
         self.pad = Nanos(d - median).clamp(MIN_PAD.min(self.max_pad), self.max_pad);
         self.current = (Nanos(d) + self.pad).clamp(self.min, self.max);
         // The margin changes when any of the samples at or above it gets too old.
         self.expires = top
             .iter()
-            .map(|&(_, at)| Nanos(at) + AGE)
+            .map(|s| Nanos(s.at) + AGE)
             .min()
             .unwrap_or(Nanos::MAX);
     }
@@ -275,8 +337,21 @@ mod tests {
         Nanos::from_micros(v)
     }
 
+    /// The times of results that come one at a time, each after the last has ended
+    /// by more than [`ONE_STALL`] (so none is part of another's stall).
+    #[derive(Default)]
+    struct Apart(Nanos);
+
+    impl Apart {
+        fn next(&mut self) -> Nanos {
+            self.0 = self.0 + ONE_STALL + us(50);
+            self.0
+        }
+    }
+
     #[test]
     fn starts_low_follows_the_measured_delay_and_grows_at_once() {
+        let mut r = Apart::default();
         let mut b = MeasuredMargin::new(us(200), us(5_000));
         // Cold: the minimum, not the maximum.
         assert_eq!(b.get(), us(200));
@@ -284,39 +359,39 @@ mod tests {
         b.seed(us(300));
         assert_eq!(b.get(), us(400));
         // The first result sets it (one sample has no spread: the least pad).
-        b.record(us(2_000), Nanos::ZERO);
+        b.record(us(2_000), r.next());
         assert_eq!(b.get(), us(2_000) + MIN_PAD);
         // Once that result has left the window (and a shrink check came round).
         for _ in 0..(WINDOW + 32) {
-            b.record(us(50), Nanos::ZERO);
+            b.record(us(50), r.next());
         }
         // 50 µs + the pad, floored at the 200 µs minimum.
         assert_eq!(b.get(), us(200));
         for _ in 0..(WINDOW + 32) {
-            b.record(us(900), Nanos::ZERO);
+            b.record(us(900), r.next());
         }
         assert_eq!(b.get(), us(900) + MIN_PAD);
         // In a full window one slow result (a stall of the host) is ignored...
-        b.record(us(3_000), Nanos::ZERO);
-        b.record(us(3_000), Nanos::ZERO);
+        b.record(us(3_000), r.next());
+        b.record(us(3_000), r.next());
         assert_eq!(b.get(), us(900) + MIN_PAD);
         // ...three (more than one in a hundred) widen it at once, with the full pad
         // (they are 2.1 ms above the median).
-        b.record(us(3_000), Nanos::ZERO);
+        b.record(us(3_000), r.next());
         assert_eq!(b.get(), us(3_100));
         // And it stays while they are in the window...
         for _ in 0..(WINDOW - 3) {
-            b.record(us(100), Nanos::ZERO);
+            b.record(us(100), r.next());
         }
         assert_eq!(b.get(), us(3_100));
         // ...and shrinks once they have left.
         for _ in 0..64 {
-            b.record(us(100), Nanos::ZERO);
+            b.record(us(100), r.next());
         }
         assert_eq!(b.get(), us(200));
         // Never above the maximum.
         for _ in 0..3 {
-            b.record(us(60_000), Nanos::ZERO);
+            b.record(us(60_000), r.next());
         }
         assert_eq!(b.get(), us(5_000));
         // A seed never lowers it.
@@ -325,15 +400,67 @@ mod tests {
     }
 
     #[test]
+    fn the_delays_of_one_stall_count_as_one() {
+        let mut r = Apart::default();
+        let steady = |b: &mut MeasuredMargin, r: &mut Apart| {
+            for _ in 0..WINDOW {
+                b.record_from(0, us(300), r.next(), r.next());
+            }
+        };
+        // A stall of the host: the actions sent during it (every ms for 3 ms) all
+        // reach the worker when it ends, within 25 µs; their results come back later,
+        // one by one.
+        let stall = |b: &mut MeasuredMargin, r: &mut Apart| {
+            let end = r.next();
+            for (k, d) in [3_400, 2_500, 1_500, 700].into_iter().enumerate() {
+                b.record_from(0, us(d), end + us(8 * k as u64), r.next() + ms(1));
+            }
+        };
+        let mut b = MeasuredMargin::new(Nanos::ZERO, ms(5));
+        steady(&mut b, &mut r);
+        let quiet = b.get();
+        assert_eq!(quiet, us(300) + MIN_PAD);
+        // Two stalls in a full window are ignored like two slow results...
+        stall(&mut b, &mut r);
+        assert_eq!(b.get(), quiet, "one stall, four late actions");
+        stall(&mut b, &mut r);
+        assert_eq!(b.get(), quiet, "two stalls");
+        // ...a third widens it, to its largest delay and the full pad.
+        stall(&mut b, &mut r);
+        assert_eq!(b.get(), us(3_500));
+
+        // Late arrivals from different workers at the same time are not one stall:
+        // each worker's host stalled on its own.
+        let mut b = MeasuredMargin::new(Nanos::ZERO, ms(5));
+        steady(&mut b, &mut r);
+        let end = r.next();
+        for (worker, d) in [3_400, 2_500, 1_500, 700].into_iter().enumerate() {
+            b.record_from(worker as u32, us(d), end, r.next());
+        }
+        assert_eq!(b.get(), us(1_600));
+
+        // The same delays ending apart are four slow results: the third largest of
+        // them sets the margin at once, as before.
+        let mut b = MeasuredMargin::new(Nanos::ZERO, ms(5));
+        steady(&mut b, &mut r);
+        for d in [3_400, 2_500, 1_500, 700] {
+            let t = r.next();
+            b.record_from(0, us(d), t, t);
+        }
+        assert_eq!(b.get(), us(1_600));
+    }
+
+    #[test]
     fn the_pad_is_the_spread_of_the_delays_within_its_bounds() {
         // A full window of delays spread evenly over [base, base + width): the p99
         // ignores the two largest, the median is the middle one.
-        let fill = |b: &mut MeasuredMargin, base: u64, width: u64| {
+        let mut r = Apart::default();
+        let mut fill = |b: &mut MeasuredMargin, base: u64, width: u64| {
             let mut v: Vec<u64> = (0..WINDOW as u64)
                 .map(|i| base * 1_000 + i * width * 1_000 / WINDOW as u64)
                 .collect();
             for &d in &v {
-                b.record(Nanos(d), Nanos::ZERO);
+                b.record(Nanos(d), r.next());
             }
             v.sort_unstable_by(|a, b| b.cmp(a));
             (Nanos(v[WINDOW / IGNORED_PER]), Nanos(v[WINDOW / 2]))
@@ -416,23 +543,24 @@ mod tests {
 
     #[test]
     fn an_unpadded_margin_is_the_p99_with_nothing_added() {
+        let mut r = Apart::default();
         let mut l = MeasuredMargin::unpadded(ms(5));
         assert_eq!(l.get(), Nanos::ZERO);
-        l.record(us(400), Nanos::ZERO);
+        l.record(us(400), r.next());
         assert_eq!(l.get(), us(400), "the maximum below 100 samples");
         for _ in 0..WINDOW {
-            l.record(us(30), Nanos::ZERO);
+            l.record(us(30), r.next());
         }
         assert_eq!(l.get(), us(30));
         // One late run in a full window is ignored; three are not.
-        l.record(us(700), Nanos::ZERO);
+        l.record(us(700), r.next());
         assert_eq!(l.get(), us(30));
         for _ in 0..3 {
-            l.record(ms(9), Nanos::ZERO);
+            l.record(ms(9), r.next());
         }
         assert_eq!(l.get(), ms(5), "capped at its maximum");
         // Back to zero once those samples are older than AGE.
-        l.age(AGE + Nanos(1));
+        l.age(r.next() + AGE);
         assert_eq!(l.get(), Nanos::ZERO);
     }
 

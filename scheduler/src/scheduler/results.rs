@@ -67,7 +67,8 @@ impl Scheduler {
                     let sample = crate::margins::cost_per_mib(beyond, inf.bytes);
                     self.transfer.record(sample, now);
                 }
-                _ => self.lead.record(trip, now),
+                // One stall's late arrivals come through together: they end at once.
+                _ => self.lead.record_from(wk, trip, result.received, now),
             }
             self.rejected_since_result = false;
         }
@@ -91,7 +92,8 @@ impl Scheduler {
                 };
                 if let Some(t) = timing {
                     // Same path back as an INFER's result.
-                    self.buffer.record(now.saturating_sub(t.end), now);
+                    self.buffer
+                        .record_from(wk, now.saturating_sub(t.end), now, now);
                 }
                 self.load_result(
                     now,
@@ -214,7 +216,8 @@ impl Scheduler {
                 // within the buffer of that planned end. An action that reached its
                 // worker late is measured from its arrival (the lead time covers
                 // that delay, not the buffer).
-                self.buffer.record(now.saturating_sub(i.exec.end), now);
+                self.buffer
+                    .record_from(rec.worker, now.saturating_sub(i.exec.end), now, now);
                 let planned_end = inf.expected_end.max(result.received + inf.expected);
                 self.overrun
                     .record(i.exec.end.saturating_sub(planned_end), now);
