@@ -11,7 +11,7 @@ use clockwork_core::model::{builtin_profiles, resnet50};
 use clockwork_core::{ModelProfile, Nanos, Slo};
 use clockwork_scheduler::Config;
 use clockwork_sim::presets::Case;
-use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation, Stalls};
 use clockwork_workload::azure::{AzureReplay, TraceSource};
 use clockwork_workload::{
     ArrivalSource, AzureLike, AzureLikeConfig, OpenLoop, OpenLoopSpec, RateSplit,
@@ -125,6 +125,14 @@ pub(crate) struct SimArgs {
     /// `--net-us`. Applies to presets too.
     #[arg(long, default_value_t = 0)]
     net_jitter_us: u64,
+    /// Pauses of the host per second, on average (Poisson): while one lasts no message
+    /// arrives, and every message due during it arrives when it ends. Default 0: the
+    /// host never stalls. Applies to presets too.
+    #[arg(long, default_value_t = 0.0)]
+    stalls_per_s: f64,
+    /// Mean length of a pause of the host, µs (exponential; with --stalls-per-s).
+    #[arg(long, default_value_t = 1000)]
+    stall_us: u64,
     /// Run a preset instead: `tight-slo` (issue 13's rows against the simple EDF
     /// baseline) or `overload` (issue 14: 1.5x overload, the latency of refusals). Only
     /// --duration, --net-us, --net-jitter-us, --seed, --estimator-percentile and
@@ -219,6 +227,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         total_pages: a.pages,
         net_latency: Nanos::from_micros(net_us),
         net_jitter: Nanos::from_micros(a.net_jitter_us),
+        host_stalls: host_stalls(a)?,
         noise: match a.noise_shape {
             NoiseKind::Uniform => NoiseModel::Uniform { rel: a.noise },
             NoiseKind::Normal => NoiseModel::Normal { rel_sigma: a.noise },
@@ -231,7 +240,8 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     println!(
         "sim: {gpus} simulated GPUs ({workers} workers x {}), {} models ({:?}), {:?} workload, \
          {rate:.0} r/s ({:.2} x batch-1 capacity {capacity_b1:.0} r/s), SLO {} ms, {} simulated, \
-         noise {} ({:?}) on emulated GPUs, net {} us (+ jitter of mean {} us), seed {}",
+         noise {} ({:?}) on emulated GPUs, net {} us (+ jitter of mean {} us), host stalls {}/s \
+         of mean {} us, seed {}",
         a.gpus_per_worker,
         a.models,
         a.mix,
@@ -243,6 +253,8 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         a.noise_shape,
         net_us,
         a.net_jitter_us,
+        a.stalls_per_s,
+        a.stall_us,
         a.seed
     );
 
@@ -311,6 +323,8 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         "slo_ms": a.slo_ms,
         "net_us": net_us,
         "net_jitter_us": a.net_jitter_us,
+        "stalls_per_s": a.stalls_per_s,
+        "stall_us": a.stall_us,
         "simulated_s": simulated_s,
         "wall_s": wall_s,
         "setup_s": setup_s,
@@ -339,6 +353,23 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The host's stalls from `--stalls-per-s` and `--stall-us` (none at 0 per second).
+fn host_stalls(a: &SimArgs) -> anyhow::Result<Option<Stalls>> {
+    if !a.stalls_per_s.is_finite() || a.stalls_per_s < 0.0 || a.stalls_per_s > 1e6 {
+        bail!(
+            "--stalls-per-s must be between 0 and 1,000,000, not {}",
+            a.stalls_per_s
+        );
+    }
+    if a.stalls_per_s > 0.0 && a.stall_us == 0 {
+        bail!("--stall-us must be above 0 when the host stalls");
+    }
+    Ok((a.stalls_per_s > 0.0).then(|| Stalls {
+        per_second: a.stalls_per_s,
+        mean: Nanos::from_micros(a.stall_us),
+    }))
+}
+
 /// Runs a preset: each case against the real scheduler (and, for `tight-slo`, the
 /// simple EDF baseline on the same arrivals); a table, then one JSON line.
 fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
@@ -348,14 +379,19 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
         Preset::TightSlo => Case::tight_slo_rows(duration, net, a.seed),
         Preset::Overload => vec![Case::overload_row(duration, net, a.seed)],
     };
+    let stalls = host_stalls(a)?;
     for c in &mut cases {
         c.net_jitter = Nanos::from_micros(a.net_jitter_us);
+        c.host_stalls = stalls;
     }
     println!(
         "sim preset {p:?}: one simulated (emulated) GPU per case, Poisson arrivals, 2% normal \
-         noise, one-way network {} us (+ jitter of mean {} us), {duration} simulated, seed {}",
+         noise, one-way network {} us (+ jitter of mean {} us), host stalls {}/s of mean {} us, \
+         {duration} simulated, seed {}",
         net.get() / 1000,
         a.net_jitter_us,
+        a.stalls_per_s,
+        a.stall_us,
         a.seed
     );
     println!(
@@ -421,7 +457,7 @@ fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({"bench": "sim", "preset": format!("{p:?}"), "net_us": net.get() / 1000,
-            "net_jitter_us": a.net_jitter_us,
+            "net_jitter_us": a.net_jitter_us, "stalls_per_s": a.stalls_per_s, "stall_us": a.stall_us,
             "duration_s": duration.get() as f64 / 1e9, "seed": a.seed, "rows": rows})
     );
     if violations != 0 {

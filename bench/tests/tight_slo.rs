@@ -56,9 +56,16 @@ fn unknown_rows_are_refused_by_name() {
 
 #[test]
 fn the_simulator_refuses_scheduler_overrides_out_of_range_before_running() {
-    for flag in ["--late-failure-share=1.5", "--estimator-percentile=0"] {
-        let (ok, stdout, stderr) =
-            common::bench(&["sim", "--preset", "tight-slo", "--duration", "1s", flag]);
+    for flags in [
+        &["--late-failure-share=1.5"][..],
+        &["--estimator-percentile=0"],
+        &["--stalls-per-s=-1"],
+        &["--stalls-per-s=2", "--stall-us=0"],
+    ] {
+        let mut args = vec!["sim", "--preset", "tight-slo", "--duration", "1s"];
+        args.extend(flags);
+        let (ok, stdout, stderr) = common::bench(&args);
+        let flag = flags.last().unwrap();
         assert!(!ok, "{flag}");
         assert!(
             stderr.contains(flag.split('=').next().unwrap()),
@@ -85,4 +92,29 @@ fn the_simulator_takes_a_scattering_network_for_presets() {
     assert!(rows.iter().all(|r| r["violations"] == 0), "{v}");
     let (ok, _, stderr) = common::bench(&["sim", "--net-jitter-us=-5"]);
     assert!(!ok && stderr.contains("--net-jitter-us"), "{stderr}");
+}
+
+#[test]
+fn the_simulator_takes_a_stalling_host_for_presets() {
+    let args = [
+        "sim",
+        "--preset",
+        "tight-slo",
+        "--duration",
+        "2s",
+        "--stalls-per-s",
+        "20",
+        "--stall-us",
+        "2000",
+    ];
+    let (v, _) = common::bench_json(&args);
+    assert_eq!(v["stalls_per_s"], 20.0, "{v}");
+    assert_eq!(v["stall_us"], 2000, "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["violations"] == 0), "{v}");
+    // The stalls hold actions past their windows: some fail on the worker.
+    let quiet = common::bench_json(&args[..5]).0;
+    let attained = |v: &serde_json::Value| v["rows"][0]["slo_attainment"].as_f64().unwrap();
+    assert!(attained(&v) < attained(&quiet), "{v}\n{quiet}");
 }

@@ -52,6 +52,7 @@ use clockwork_scheduler::{ConfigError, RegisterError};
 use clockwork_scheduler::{ModelRange, Scheduler};
 use clockwork_workload::ArrivalSource;
 use events::{Event, EventQueue};
+pub use network::Stalls;
 use network::{Direction, Network};
 use worker::{Ctx, DeviceLayout, SimWorker};
 
@@ -72,6 +73,10 @@ pub struct SimConfig {
     /// `seed`; each link still delivers in order). Zero: every message takes exactly
     /// `net_latency`.
     pub net_jitter: Nanos,
+    /// Pauses of the host: while one lasts no message arrives, and every message due
+    /// during it arrives when it ends (seeded from `seed`). `None`: the host never
+    /// stalls.
+    pub host_stalls: Option<Stalls>,
     /// Timing noise of the simulated (emulated) GPUs, as on a worker's emulated GPUs.
     pub noise: NoiseModel,
     /// Requests arriving before this virtual time are served but left out of the
@@ -94,6 +99,7 @@ impl Default for SimConfig {
             page_size: clockwork_core::DEFAULT_PAGE_SIZE,
             net_latency: Nanos::from_micros(50),
             net_jitter: Nanos::ZERO,
+            host_stalls: None,
             noise: NoiseModel::None,
             measure_from: Nanos::ZERO,
             seed: 0,
@@ -183,7 +189,8 @@ impl Simulation {
             .map(|i| SimWorker::new(WorkerId(i), layout))
             .collect();
         Ok(Self {
-            network: Network::new(cfg.net_latency, cfg.net_jitter, cfg.seed),
+            network: Network::new(cfg.net_latency, cfg.net_jitter, cfg.seed)
+                .with_stalls(cfg.host_stalls, cfg.seed),
             cfg,
             now: Nanos::ZERO,
             sched,

@@ -4,6 +4,10 @@
 //! shared 2-core host the return delays had a median of 76–112 µs and a p99 of
 //! 190–376 µs (docs/benchmarks.md, session 13). Each link delivers in order in each
 //! direction, as TCP does: a message never overtakes the one sent before it.
+//!
+//! Hosts also stall ([`Stalls`]): on the same host the actions sent during a 3 ms pause
+//! all reached the worker within 25 µs of its end. A stalled network holds every
+//! message due while the pause lasts and lets them through when it ends.
 
 use clockwork_core::rng::Rng;
 use clockwork_core::Nanos;
@@ -11,6 +15,60 @@ use std::collections::HashMap;
 
 /// The network's stream of the run's seed ([`Rng::derive`]), apart from the devices'.
 const STREAM: u64 = 0x4e45_5457_4f52_4b00;
+
+/// The stalls' stream of the run's seed, apart from the jitter's (a run with stalls
+/// draws the same jitter as one without).
+const STALL_STREAM: u64 = 0x5354_414c_4c53_0000;
+
+/// Pauses of the whole host: none of its messages arrives while it is paused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stalls {
+    /// How many begin per second, on average (Poisson).
+    pub per_second: f64,
+    /// Their mean length (exponential).
+    pub mean: Nanos,
+}
+
+/// The host's stalls, drawn lazily in time order.
+#[derive(Debug)]
+struct StallSchedule {
+    stalls: Stalls,
+    rng: Rng,
+    /// Drawn stalls that end after the latest time asked about, as (begin, end).
+    ahead: std::collections::VecDeque<(Nanos, Nanos)>,
+    /// Where the next stall to draw may begin at the earliest.
+    drawn_to: Nanos,
+}
+
+impl StallSchedule {
+    fn new(stalls: Stalls, seed: u64) -> Self {
+        Self {
+            stalls,
+            rng: Rng::derive(seed, STALL_STREAM),
+            ahead: std::collections::VecDeque::new(),
+            drawn_to: Nanos::ZERO,
+        }
+    }
+
+    /// When a message due at `at` is delivered: at the end of the stall `at` falls in,
+    /// else at `at`. `sent` (<= `at`) says which stalls can be forgotten.
+    fn deliver(&mut self, sent: Nanos, at: Nanos) -> Nanos {
+        while self.drawn_to <= at {
+            let gap = self.rng.exp(1e9 / self.stalls.per_second) as u64;
+            let begin = self.drawn_to + Nanos(gap);
+            let end = begin + Nanos(self.rng.exp(self.stalls.mean.get() as f64) as u64);
+            self.ahead.push_back((begin, end));
+            self.drawn_to = end;
+        }
+        while self.ahead.front().is_some_and(|&(_, end)| end <= sent) {
+            self.ahead.pop_front();
+        }
+        self.ahead
+            .iter()
+            .find(|&&(begin, end)| begin <= at && at < end)
+            .map_or(at, |&(_, end)| end)
+    }
+}
 
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +85,7 @@ pub(crate) struct Network {
     rng: Rng,
     /// The latest arrival scheduled on each (worker, direction).
     last: HashMap<(u32, Direction), Nanos>,
+    stalls: Option<StallSchedule>,
 }
 
 impl Network {
@@ -38,7 +97,16 @@ impl Network {
             jitter_mean,
             rng: Rng::derive(seed, STREAM),
             last: HashMap::new(),
+            stalls: None,
         }
+    }
+
+    /// The host also stalls: a message due while it is paused arrives when it resumes.
+    pub(crate) fn with_stalls(mut self, stalls: Option<Stalls>, seed: u64) -> Self {
+        self.stalls = stalls
+            .filter(|s| s.per_second > 0.0 && s.mean > Nanos::ZERO)
+            .map(|s| StallSchedule::new(s, seed));
+        self
     }
 
     /// When a message sent at `now` on `worker`'s link in `direction` arrives.
@@ -48,8 +116,12 @@ impl Network {
         } else {
             Nanos(self.rng.exp(self.jitter_mean.get() as f64) as u64)
         };
+        let mut at = now + self.base + extra;
+        if let Some(stalls) = &mut self.stalls {
+            at = stalls.deliver(now, at);
+        }
         let last = self.last.entry((worker, direction)).or_insert(Nanos::ZERO);
-        let at = (now + self.base + extra).max(*last);
+        let at = at.max(*last);
         *last = at;
         at
     }
@@ -105,5 +177,47 @@ mod tests {
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn a_stalled_host_holds_every_message_due_in_a_pause_until_it_ends() {
+        let stalls = Stalls {
+            per_second: 50.0,
+            mean: Nanos::from_millis(2),
+        };
+        let mut n = Network::new(Nanos(100_000), Nanos::ZERO, 3).with_stalls(Some(stalls), 3);
+        // A message every 10 µs for 10 s.
+        let mut held = 0u64;
+        let mut releases = std::collections::BTreeMap::<Nanos, u32>::new();
+        for i in 0..1_000_000u64 {
+            let now = Nanos(i * 10_000);
+            let at = n.arrival(now, 0, Direction::ToWorker);
+            assert!(at >= now + Nanos(100_000));
+            if at > now + Nanos(100_000) {
+                held += 1;
+                *releases.entry(at).or_default() += 1;
+            }
+        }
+        // About 50 x 2 ms = 10 % of the time is paused, so about 10 % of the messages
+        // are held, and each pause lets its messages through at one instant.
+        let share = held as f64 / 1e6;
+        assert!((share - 0.1).abs() < 0.03, "held {share}");
+        assert!(
+            (400..600).contains(&releases.len()),
+            "{} pauses",
+            releases.len()
+        );
+        // A pause of 2 ms on average holds the 200 messages sent during it.
+        let per_pause = held as f64 / releases.len() as f64;
+        assert!((100.0..300.0).contains(&per_pause), "{per_pause} per pause");
+        // No stalls configured, or none per second: messages are never held.
+        let mut n = Network::new(Nanos(100_000), Nanos::ZERO, 3).with_stalls(
+            Some(Stalls {
+                per_second: 0.0,
+                mean: Nanos::from_millis(2),
+            }),
+            3,
+        );
+        assert_eq!(n.arrival(Nanos(5), 0, Direction::ToWorker), Nanos(100_005));
     }
 }

@@ -62,6 +62,8 @@ pub struct Case {
     /// Mean of a random extra one-way delay per message ([`crate::SimConfig::net_jitter`];
     /// zero in the presets).
     pub net_jitter: Nanos,
+    /// Pauses of the host ([`crate::SimConfig::host_stalls`]; none in the presets).
+    pub host_stalls: Option<crate::Stalls>,
     /// Normal timing noise of the device (sigma, fraction).
     pub noise: f64,
     /// Seed of arrivals, noise and scheduler.
@@ -81,6 +83,7 @@ impl Case {
             duration,
             net_latency,
             net_jitter: Nanos::ZERO,
+            host_stalls: None,
             noise: 0.02,
             seed,
         };
@@ -93,6 +96,7 @@ impl Case {
             duration,
             net_latency,
             net_jitter: Nanos::ZERO,
+            host_stalls: None,
             noise: 0.02,
             seed,
         };
@@ -117,6 +121,7 @@ impl Case {
             duration,
             net_latency,
             net_jitter: Nanos::ZERO,
+            host_stalls: None,
             noise: 0.02,
             seed,
         }
@@ -153,6 +158,7 @@ impl Case {
             gpus_per_worker: 1,
             net_latency: self.net_latency,
             net_jitter: self.net_jitter,
+            host_stalls: self.host_stalls,
             noise: NoiseModel::Normal {
                 rel_sigma: self.noise,
             },

@@ -6,7 +6,7 @@
 use clockwork_core::{ClientStatus, ModelId, Nanos, Slo};
 use clockwork_scheduler::Config;
 use clockwork_sim::presets::{resnet50_fp16_h200, Case};
-use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation};
+use clockwork_sim::{NoiseModel, SimConfig, SimReport, Simulation, Stalls};
 
 fn assert_clean(r: &SimReport) {
     assert_eq!(r.violations.total(), 0, "{:#?}", r.violations);
@@ -267,5 +267,65 @@ fn a_scattering_network_widens_the_margins_and_breaks_no_invariant() {
     assert_eq!(
         (again.0.by_status, again.1, again.2),
         (jittered.by_status, lead, buffer)
+    );
+}
+
+/// A host that stalls now and then (4 pauses a second of 2 ms on average; each holds
+/// the messages due during it and lets them through together at its end): every
+/// request is still answered once, none after its deadline (a result that a stall
+/// holds past it is answered `Timeout`), the stalls cost requests, the lead time is
+/// the quiet link's most of the time (it widens only while a window holds more stalls
+/// than its p99 ignores), and the run is deterministic.
+#[test]
+fn a_host_that_stalls_now_and_then_breaks_no_invariant() {
+    let case = &Case::tight_slo_rows(Nanos::from_secs(4), Nanos::from_micros(150), 5)[0];
+    let run = |stalls: Option<Stalls>| {
+        let mut s = Simulation::new(
+            SimConfig {
+                net_latency: case.net_latency,
+                host_stalls: stalls,
+                noise: NoiseModel::Normal { rel_sigma: 0.02 },
+                seed: case.seed,
+                ..SimConfig::default()
+            },
+            case.scheduler_config(),
+        )
+        .unwrap();
+        let range = s.register(case.profile.clone(), case.instances).unwrap();
+        s.start();
+        s.set_workload(Box::new(case.arrivals()), range).unwrap();
+        // The lead time every 5 ms, after the first second (the cold start's).
+        let mut leads = Vec::new();
+        let mut t = Nanos::from_secs(1);
+        while t < case.duration {
+            s.run_until(t);
+            leads.push(s.scheduler().lead_time());
+            t = t + Nanos::from_millis(5);
+        }
+        s.drain(case.slo + Nanos::from_secs(1));
+        leads.sort_unstable();
+        (s.report(), leads[leads.len() / 2])
+    };
+    let (quiet, quiet_lead) = run(None);
+    let stalls = Stalls {
+        per_second: 4.0,
+        mean: Nanos::from_millis(2),
+    };
+    let (stalled, lead) = run(Some(stalls));
+    assert_clean(&quiet);
+    assert_eq!(stalled.violations.total(), 0, "{:#?}", stalled.violations);
+    assert_eq!(stalled.offered, stalled.answered, "every request answered");
+    assert!(
+        stalled.success < quiet.success,
+        "the stalls cost requests: {} against {}",
+        stalled.success,
+        quiet.success
+    );
+    assert_eq!(quiet_lead, Nanos::from_micros(170), "150 us + MIN_PAD");
+    assert_eq!(lead, quiet_lead, "the median lead time");
+    assert_eq!(
+        run(Some(stalls)).0.by_status,
+        stalled.by_status,
+        "deterministic"
     );
 }
