@@ -292,7 +292,7 @@ impl MeasuredMargin {
         }
         let budget = self.scratch.len() / IGNORED_PER;
         self.scratch
-            .sort_unstable_by(|a, b| (b.delay, b.at).cmp(&(a.delay, a.at)));
+            .sort_unstable_by_key(|s| std::cmp::Reverse((s.delay, s.at)));
         let median = self.scratch[self.scratch.len() / 2].delay;
         // Walk down from the largest: each sample that ended apart from the stalls
         // already ignored is a stall of its own, ignored while the budget lasts; the
