@@ -216,14 +216,14 @@ fn overload_on_two_gpus_is_refused_at_admission_too() {
     );
 }
 
-/// A 5 ms SLO on one H200 with 150 µs each way, run for 2 s, and the scheduler's
-/// margins at the end.
-fn five_ms_with_jitter(jitter: Nanos) -> (SimReport, Nanos, Nanos) {
-    let case = &Case::tight_slo_rows(Nanos::from_secs(2), Nanos::from_micros(150), 5)[1];
+/// `case` on one GPU, 2 % noise, its network plus `jitter` and `stalls`, started with
+/// its arrivals set.
+fn started(case: &Case, jitter: Nanos, stalls: Option<Stalls>) -> Simulation {
     let mut s = Simulation::new(
         SimConfig {
             net_latency: case.net_latency,
             net_jitter: jitter,
+            host_stalls: stalls,
             noise: NoiseModel::Normal { rel_sigma: 0.02 },
             seed: case.seed,
             ..SimConfig::default()
@@ -234,6 +234,14 @@ fn five_ms_with_jitter(jitter: Nanos) -> (SimReport, Nanos, Nanos) {
     let range = s.register(case.profile.clone(), case.instances).unwrap();
     s.start();
     s.set_workload(Box::new(case.arrivals()), range).unwrap();
+    s
+}
+
+/// A 5 ms SLO on one H200 with 150 µs each way, run for 2 s, and the scheduler's
+/// margins at the end.
+fn five_ms_with_jitter(jitter: Nanos) -> (SimReport, Nanos, Nanos) {
+    let case = &Case::tight_slo_rows(Nanos::from_secs(2), Nanos::from_micros(150), 5)[1];
+    let mut s = started(case, jitter, None);
     s.run_until(case.duration);
     let margins = (s.scheduler().lead_time(), s.scheduler().completion_buffer());
     s.drain(case.slo + Nanos::from_secs(1));
@@ -280,20 +288,7 @@ fn a_scattering_network_widens_the_margins_and_breaks_no_invariant() {
 fn a_host_that_stalls_now_and_then_breaks_no_invariant() {
     let case = &Case::tight_slo_rows(Nanos::from_secs(4), Nanos::from_micros(150), 5)[0];
     let run = |stalls: Option<Stalls>| {
-        let mut s = Simulation::new(
-            SimConfig {
-                net_latency: case.net_latency,
-                host_stalls: stalls,
-                noise: NoiseModel::Normal { rel_sigma: 0.02 },
-                seed: case.seed,
-                ..SimConfig::default()
-            },
-            case.scheduler_config(),
-        )
-        .unwrap();
-        let range = s.register(case.profile.clone(), case.instances).unwrap();
-        s.start();
-        s.set_workload(Box::new(case.arrivals()), range).unwrap();
+        let mut s = started(case, Nanos::ZERO, stalls);
         // The lead time every 5 ms, after the first second (the cold start's).
         let mut leads = Vec::new();
         let mut t = Nanos::from_secs(1);
