@@ -133,8 +133,9 @@ struct Sample {
     /// When the delayed message arrived (samples from one source that end within
     /// [`ONE_STALL`] of each other are one stall).
     ended: u64,
-    /// Where it came from (a worker): one host's stall holds only its own messages.
-    source: u32,
+    /// The link it came from (a worker): one host's stall holds only its own
+    /// messages. `None` (overrun, transfer, reaction: no link's trip) never groups.
+    source: Option<u32>,
 }
 
 /// A sliding maximum of delays and the margin derived from it.
@@ -211,17 +212,20 @@ impl MeasuredMargin {
         self.current = self.current.max(v);
     }
 
-    /// One delay, measured at `now`, of a message that arrived at `now`, from a source
-    /// that is never stalled with another's (each sample a stall of its own when it
-    /// ends apart from the others).
+    /// One delay, measured at `now`, that is not a link's trip: it is never grouped
+    /// with another into one stall ([`ONE_STALL`]).
     pub fn record(&mut self, delay: Nanos, now: Nanos) {
-        self.record_from(u32::MAX, delay, now, now);
+        self.push(None, delay, now, now);
     }
 
     /// One delay, measured at `now`, of a message on `source`'s link (a worker) that
     /// arrived at `ended`: a result's trip back arrives at `now`, an action's trip out
     /// at its receipt on the worker.
     pub fn record_from(&mut self, source: u32, delay: Nanos, ended: Nanos, now: Nanos) {
+        self.push(Some(source), delay, ended, now);
+    }
+
+    fn push(&mut self, source: Option<u32>, delay: Nanos, ended: Nanos, now: Nanos) {
         if self.min == self.max {
             return;
         }
@@ -293,19 +297,18 @@ impl MeasuredMargin {
         let budget = self.scratch.len() / IGNORED_PER;
         self.scratch
             .sort_unstable_by_key(|s| std::cmp::Reverse((s.delay, s.at)));
-        let median = self.scratch[self.scratch.len() / 2].delay;
+        let mid = self.scratch.len() / 2;
+        let median = self.scratch[mid].delay;
         // Walk down from the largest: each sample that ended apart from the stalls
         // already ignored is a stall of its own, ignored while the budget lasts; the
         // first one past it sets the margin, never one below the median.
-        let mut stalls = [(0u32, 0u64); WINDOW / IGNORED_PER];
+        let mut stalls: [(Option<u32>, u64); WINDOW / IGNORED_PER] = Default::default();
         let mut ignored = 0;
-        let mid = self.scratch.len() / 2;
         let mut at = mid;
         for (i, s) in self.scratch[..mid].iter().enumerate() {
-            if stalls[..ignored]
-                .iter()
-                .any(|&(from, end)| from == s.source && end.abs_diff(s.ended) <= ONE_STALL.get())
-            {
+            if stalls[..ignored].iter().any(|&(from, end)| {
+                from.is_some() && from == s.source && end.abs_diff(s.ended) <= ONE_STALL.get()
+            }) {
                 continue;
             }
             if ignored < budget {
@@ -562,6 +565,17 @@ mod tests {
         // Back to zero once those samples are older than AGE.
         l.age(r.next() + AGE);
         assert_eq!(l.get(), Nanos::ZERO);
+        // Samples that are no link's trip never count as one stall, even when they
+        // are recorded at the same instant (results handled in one wake-up).
+        let mut l = MeasuredMargin::unpadded(ms(5));
+        for _ in 0..WINDOW {
+            l.record(us(30), r.next());
+        }
+        let now = r.next();
+        for _ in 0..3 {
+            l.record(us(700), now);
+        }
+        assert_eq!(l.get(), us(700));
     }
 
     #[test]
