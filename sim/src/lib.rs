@@ -189,8 +189,7 @@ impl Simulation {
             .map(|i| SimWorker::new(WorkerId(i), layout))
             .collect();
         Ok(Self {
-            network: Network::new(cfg.net_latency, cfg.net_jitter, cfg.seed)
-                .with_stalls(cfg.host_stalls, cfg.seed),
+            network: Network::new(cfg.net_latency, cfg.net_jitter, cfg.host_stalls, cfg.seed),
             cfg,
             now: Nanos::ZERO,
             sched,

@@ -90,23 +90,18 @@ pub(crate) struct Network {
 
 impl Network {
     /// Links of one-way delay `base`, plus an exponential extra of mean `jitter_mean`
-    /// (none when zero), seeded by `seed`.
-    pub(crate) fn new(base: Nanos, jitter_mean: Nanos, seed: u64) -> Self {
+    /// (none when zero), on a host that pauses as `stalls` says (never with `None` or
+    /// no pause per second), seeded by `seed`.
+    pub(crate) fn new(base: Nanos, jitter_mean: Nanos, stalls: Option<Stalls>, seed: u64) -> Self {
         Self {
             base,
             jitter_mean,
             rng: Rng::derive(seed, STREAM),
             last: HashMap::new(),
-            stalls: None,
+            stalls: stalls
+                .filter(|s| s.per_second > 0.0 && s.mean > Nanos::ZERO)
+                .map(|s| StallSchedule::new(s, seed)),
         }
-    }
-
-    /// The host also stalls: a message due while it is paused arrives when it resumes.
-    pub(crate) fn with_stalls(mut self, stalls: Option<Stalls>, seed: u64) -> Self {
-        self.stalls = stalls
-            .filter(|s| s.per_second > 0.0 && s.mean > Nanos::ZERO)
-            .map(|s| StallSchedule::new(s, seed));
-        self
     }
 
     /// When a message sent at `now` on `worker`'s link in `direction` arrives.
@@ -133,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_fixed_link_adds_its_delay_and_nothing_else() {
-        let mut n = Network::new(Nanos(150), Nanos::ZERO, 1);
+        let mut n = Network::new(Nanos(150), Nanos::ZERO, None, 1);
         for t in [0, 10, 10, 500] {
             assert_eq!(n.arrival(Nanos(t), 0, Direction::ToWorker), Nanos(t + 150));
         }
@@ -142,7 +137,7 @@ mod tests {
     #[test]
     fn jitter_scatters_delays_around_its_mean_and_keeps_each_link_in_order() {
         let mean = 40_000.0;
-        let mut n = Network::new(Nanos(50_000), Nanos(mean as u64), 7);
+        let mut n = Network::new(Nanos(50_000), Nanos(mean as u64), None, 7);
         let mut delays = Vec::new();
         let mut prev = Nanos::ZERO;
         for i in 0..20_000u64 {
@@ -156,7 +151,7 @@ mod tests {
         assert!(delays.iter().all(|&d| d >= 50_000.0));
         // Widely spread messages see the exponential itself: mean about `mean` above
         // the base, and a p99 about 4.6 times the mean above it.
-        let mut n = Network::new(Nanos(50_000), Nanos(mean as u64), 7);
+        let mut n = Network::new(Nanos(50_000), Nanos(mean as u64), None, 7);
         let mut extra: Vec<f64> = (0..20_000u64)
             .map(|i| {
                 let now = Nanos(i * 10_000_000);
@@ -170,7 +165,7 @@ mod tests {
         assert!((p99 / mean - 4.6).abs() < 0.4, "p99 extra {p99}");
         // Another seed, other delays; the same seed, the same ones.
         let draw = |seed| {
-            let mut n = Network::new(Nanos(0), Nanos(1_000), seed);
+            let mut n = Network::new(Nanos(0), Nanos(1_000), None, seed);
             (0..8)
                 .map(|i| n.arrival(Nanos(i * 1_000_000), 0, Direction::ToWorker))
                 .collect::<Vec<_>>()
@@ -185,7 +180,7 @@ mod tests {
             per_second: 50.0,
             mean: Nanos::from_millis(2),
         };
-        let mut n = Network::new(Nanos(100_000), Nanos::ZERO, 3).with_stalls(Some(stalls), 3);
+        let mut n = Network::new(Nanos(100_000), Nanos::ZERO, Some(stalls), 3);
         // A message every 10 µs for 10 s.
         let mut held = 0u64;
         let mut releases = std::collections::BTreeMap::<Nanos, u32>::new();
@@ -211,13 +206,11 @@ mod tests {
         let per_pause = held as f64 / releases.len() as f64;
         assert!((100.0..300.0).contains(&per_pause), "{per_pause} per pause");
         // No stalls configured, or none per second: messages are never held.
-        let mut n = Network::new(Nanos(100_000), Nanos::ZERO, 3).with_stalls(
-            Some(Stalls {
-                per_second: 0.0,
-                mean: Nanos::from_millis(2),
-            }),
-            3,
-        );
+        let none = Stalls {
+            per_second: 0.0,
+            ..stalls
+        };
+        let mut n = Network::new(Nanos(100_000), Nanos::ZERO, Some(none), 3);
         assert_eq!(n.arrival(Nanos(5), 0, Direction::ToWorker), Nanos(100_005));
     }
 }

@@ -686,7 +686,7 @@ mod tests {
             Self {
                 worker: SimWorker::new(WorkerId(0), layout),
                 events: EventQueue::default(),
-                network: Network::new(Nanos::ZERO, Nanos::ZERO, 0),
+                network: Network::new(Nanos::ZERO, Nanos::ZERO, None, 0),
                 models: ModelRegistry::new(),
                 violations: Violations::default(),
                 done: Vec::new(),
