@@ -184,8 +184,9 @@ fn check_overrides(a: &SimArgs) -> anyhow::Result<()> {
 
 pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
     check_overrides(a)?;
+    let stalls = host_stalls(a)?;
     if let Some(p) = a.preset {
-        return run_preset(a, p);
+        return run_preset(a, p, stalls);
     }
     let duration = a.duration.unwrap_or(Nanos::from_secs(60));
     let net_us = a.net_us.unwrap_or(50);
@@ -227,7 +228,7 @@ pub(crate) fn run(a: &SimArgs) -> anyhow::Result<()> {
         total_pages: a.pages,
         net_latency: Nanos::from_micros(net_us),
         net_jitter: Nanos::from_micros(a.net_jitter_us),
-        host_stalls: host_stalls(a)?,
+        host_stalls: stalls,
         noise: match a.noise_shape {
             NoiseKind::Uniform => NoiseModel::Uniform { rel: a.noise },
             NoiseKind::Normal => NoiseModel::Normal { rel_sigma: a.noise },
@@ -372,14 +373,13 @@ fn host_stalls(a: &SimArgs) -> anyhow::Result<Option<Stalls>> {
 
 /// Runs a preset: each case against the real scheduler (and, for `tight-slo`, the
 /// simple EDF baseline on the same arrivals); a table, then one JSON line.
-fn run_preset(a: &SimArgs, p: Preset) -> anyhow::Result<()> {
+fn run_preset(a: &SimArgs, p: Preset, stalls: Option<Stalls>) -> anyhow::Result<()> {
     let duration = a.duration.unwrap_or(Nanos::from_secs(20));
     let net = Nanos::from_micros(a.net_us.unwrap_or(150));
     let mut cases = match p {
         Preset::TightSlo => Case::tight_slo_rows(duration, net, a.seed),
         Preset::Overload => vec![Case::overload_row(duration, net, a.seed)],
     };
-    let stalls = host_stalls(a)?;
     for c in &mut cases {
         c.net_jitter = Nanos::from_micros(a.net_jitter_us);
         c.host_stalls = stalls;
