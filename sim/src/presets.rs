@@ -153,6 +153,15 @@ impl Case {
     /// Runs the real scheduler on the case with `workers` workers of one GPU each
     /// (the instances spread over them; the rate is the case's total), drained.
     pub fn run_on(&self, workers: u32, cfg: Config) -> Result<SimReport, String> {
+        let mut sim = self.start_on(workers, cfg)?;
+        sim.run_until(self.duration);
+        sim.drain(self.slo + Nanos::from_secs(1));
+        Ok(sim.report())
+    }
+
+    /// The simulation [`Case::run_on`] runs: started, the case's instances registered
+    /// and its arrivals set, at time zero (for callers that look inside while it runs).
+    pub fn start_on(&self, workers: u32, cfg: Config) -> Result<Simulation, String> {
         let sim_cfg = SimConfig {
             workers,
             gpus_per_worker: 1,
@@ -172,9 +181,7 @@ impl Case {
         sim.start();
         sim.set_workload(Box::new(self.arrivals()), range)
             .map_err(|e| e.to_string())?;
-        sim.run_until(self.duration);
-        sim.drain(self.slo + Nanos::from_secs(1));
-        Ok(sim.report())
+        Ok(sim)
     }
 
     /// Runs the simple EDF baseline ([`crate::edf_baseline`]) on the same arrivals.

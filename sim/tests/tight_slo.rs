@@ -216,25 +216,14 @@ fn overload_on_two_gpus_is_refused_at_admission_too() {
     );
 }
 
-/// `case` on one GPU, 2 % noise, its network plus `jitter` and `stalls`, started with
-/// its arrivals set.
+/// `case` with its network's `jitter` and `stalls`, started ([`Case::start_on`]).
 fn started(case: &Case, jitter: Nanos, stalls: Option<Stalls>) -> Simulation {
-    let mut s = Simulation::new(
-        SimConfig {
-            net_latency: case.net_latency,
-            net_jitter: jitter,
-            host_stalls: stalls,
-            noise: NoiseModel::Normal { rel_sigma: 0.02 },
-            seed: case.seed,
-            ..SimConfig::default()
-        },
-        case.scheduler_config(),
-    )
-    .unwrap();
-    let range = s.register(case.profile.clone(), case.instances).unwrap();
-    s.start();
-    s.set_workload(Box::new(case.arrivals()), range).unwrap();
-    s
+    let case = Case {
+        net_jitter: jitter,
+        host_stalls: stalls,
+        ..case.clone()
+    };
+    case.start_on(1, case.scheduler_config()).unwrap()
 }
 
 /// A 5 ms SLO on one H200 with 150 µs each way, run for 2 s, and the scheduler's
